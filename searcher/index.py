@@ -1,0 +1,539 @@
+"""An index folder: manifest, SQLite content store and FAISS vectors, kept in step.
+
+Layout of a folder:
+    manifest.json          model, dimension, pooling, chunk settings, format version
+    content.db             documents, chunks, state (SQLite, WAL)
+    vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen>
+    write.lock             held by the one process that writes
+
+A commit writes the next vectors file (temp file, fsync, rename), then commits the SQLite
+transaction that names it, then removes the old file. A kill at any point leaves the last
+committed pair readable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .chunker import Chunker
+from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
+from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
+from .store import ContentStore
+from .vectors import DEFAULT_FACTORY, FaissVectorIndex, write_atomic
+
+FORMAT_VERSION = 1
+DEFAULT_INDEX_DIR = Path("indexes") / "default"
+MANIFEST = "manifest.json"
+DATABASE = "content.db"
+LOCK = "write.lock"
+COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encoding
+ENCODE_CHUNKS = 256  # chunks encoded together (sorted by length inside)
+
+
+class SearcherError(Exception):
+    """Base of the errors a user can act on; the CLI prints them without a traceback."""
+
+
+class IndexNotFoundError(SearcherError):
+    pass
+
+
+class IndexExistsError(SearcherError):
+    pass
+
+
+class ModelMismatchError(SearcherError):
+    pass
+
+
+class IndexLockedError(SearcherError):
+    pass
+
+
+class IndexCorruptError(SearcherError):
+    pass
+
+
+@dataclass
+class Hit:
+    """A document found by a search, with the passage (best chunk) that matched."""
+
+    doc_id: str
+    score: float
+    title: str
+    source: str
+    passage: str
+    start: int  # character offsets of the passage in the document text
+    end: int
+    chunk_id: int
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
+            "passage": self.passage, "start": self.start, "end": self.end, "metadata": self.metadata,
+        }
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def indexed(self) -> int:
+        return self.added + self.updated
+
+    def summary(self) -> str:
+        rate = self.indexed / self.seconds if self.seconds else 0.0
+        lines = [
+            f"{self.indexed} documents indexed ({self.added} added, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.removed} removed), {self.chunks} chunks, "
+            f"{self.tokens} tokens in {self.seconds:.1f}s ({rate:.1f} documents/s)",
+        ]
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} skipped:")
+            lines.extend(f"  {s}" for s in self.skipped)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+            "removed": self.removed, "chunks": self.chunks, "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def content_hash(doc: Document) -> str:
+    payload = json.dumps([doc.title, doc.text, doc.metadata], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def as_document(item: Document | dict) -> Document:
+    """Accept Document objects or plain dicts ({"id", "text", "title"?, "source"?, ...})."""
+    if isinstance(item, Document):
+        return item
+    if not isinstance(item, dict):
+        raise TypeError(f"a document must be a dict or Document, not {type(item).__name__}")
+    d = dict(item)
+    doc_id = d.pop("id", None)
+    if doc_id is None:
+        doc_id = d.pop("_id", None)
+    if doc_id is None or not str(doc_id).strip():
+        raise ValueError(f"document has no id: {str(item)[:80]}")
+    text = d.pop("text", None)
+    if not isinstance(text, str):
+        raise ValueError(f"document {doc_id!r} has no text")
+    title = d.pop("title", "") or ""
+    source = d.pop("source", "") or ""
+    metadata = d.pop("metadata", None) or {}
+    metadata.update(d)
+    return Document(id=str(doc_id), text=text, title=str(title), source=str(source), metadata=metadata)
+
+
+_ENCODERS: dict[tuple, Encoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def get_encoder(model=None, device="auto", pooling=None, batch_size=32) -> Encoder:
+    """Load a model once per process (indexes opened on the same model share it)."""
+    key = (str(resolve_model_path(model)), device, pooling)
+    with _ENCODERS_LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size)
+        encoder = _ENCODERS[key]
+    encoder.batch_size = batch_size
+    return encoder
+
+
+def vectors_path(folder: Path, generation: int) -> Path:
+    return folder / f"vectors.{generation}.faiss"
+
+
+class Index:
+    """A searchable collection of documents. Create with `Index.create`, reopen with `Index.open`."""
+
+    def __init__(self, path: Path, manifest: dict, encoder: Encoder, store: ContentStore):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.encoder = encoder
+        self.store = store
+        self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
+        self._lock = threading.RLock()
+        self._generation = -1
+        self.vectors: FaissVectorIndex | None = None
+        self._reload_if_changed()
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike = DEFAULT_INDEX_DIR,
+        model: str | os.PathLike | None = None,
+        *,
+        chunk_tokens: int | None = None,
+        overlap: int | None = None,
+        pooling: str | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        exist_ok: bool = False,
+    ) -> "Index":
+        """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists)."""
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            if exist_ok:
+                return cls.open(path, model=model, device=device, batch_size=batch_size)
+            raise IndexExistsError(f"an index already exists in {path}; open it instead")
+        encoder = get_encoder(model, device, pooling, batch_size)
+        chunk_tokens = chunk_tokens or encoder.max_tokens
+        if not 8 <= chunk_tokens <= encoder.position_limit:
+            raise ValueError(
+                f"chunk_tokens must be between 8 and the model's limit of {encoder.position_limit}"
+            )
+        if overlap is None:
+            overlap = chunk_tokens // 10
+        Chunker(encoder.tokenizer, chunk_tokens, overlap)  # validates the pair
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": encoder.name,
+            "model_fingerprint": encoder.fingerprint,
+            "dimension": encoder.dimension,
+            "pooling": encoder.pooling,
+            "chunk_tokens": chunk_tokens,
+            "overlap": overlap,
+            "index_factory": DEFAULT_FACTORY,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        path.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(path):
+            store = ContentStore(path / DATABASE)
+            FaissVectorIndex.create(encoder.dimension, DEFAULT_FACTORY).save(vectors_path(path, store.generation))
+            # The manifest goes last: a folder without one is not an index yet.
+            write_atomic(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+        return cls(path, manifest, encoder, store)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike = DEFAULT_INDEX_DIR,
+        model: str | os.PathLike | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+    ) -> "Index":
+        """Open an existing index. `model`, when given, must be the one the index was built with."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        if model is not None:
+            asked = resolve_model_path(model)
+            built = manifest["model"]
+            encoder = get_encoder(asked, device, manifest["pooling"], batch_size)
+            if encoder.fingerprint != manifest["model_fingerprint"] or encoder.dimension != manifest["dimension"]:
+                raise ModelMismatchError(
+                    f"{path} was built with model {built} (fingerprint {manifest['model_fingerprint']}, "
+                    f"dimension {manifest['dimension']}), not {encoder.name} (fingerprint "
+                    f"{encoder.fingerprint}, dimension {encoder.dimension}); its vectors would be "
+                    f"meaningless for this model. Open it without a model, or build a new index."
+                )
+        else:
+            try:
+                encoder = get_encoder(manifest["model"], device, manifest["pooling"], batch_size)
+            except Exception as e:
+                raise ModelMismatchError(
+                    f"{path} was built with model {manifest['model']}, which cannot be loaded here: {e}"
+                ) from e
+            if encoder.fingerprint != manifest["model_fingerprint"]:
+                raise ModelMismatchError(
+                    f"the model at {manifest['model']} has changed since {path} was built "
+                    f"(fingerprint {encoder.fingerprint}, expected {manifest['model_fingerprint']})"
+                )
+        return cls(path, manifest, encoder, ContentStore(path / DATABASE))
+
+    @classmethod
+    def open_or_create(cls, path=DEFAULT_INDEX_DIR, model=None, **options) -> "Index":
+        if (Path(path) / MANIFEST).exists():
+            return cls.open(path, model, device=options.get("device", "auto"),
+                            batch_size=options.get("batch_size", 32))
+        return cls.create(path, model, **options)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _reload_if_changed(self) -> None:
+        """Load the vectors of the store's current generation if it moved (another process committed)."""
+        with self._lock:
+            for _ in range(5):
+                generation = self.store.generation
+                if generation == self._generation:
+                    return
+                try:
+                    self.vectors = FaissVectorIndex.load(
+                        vectors_path(self.path, generation), self.manifest["index_factory"],
+                        use_gpu=self.encoder.device == "cuda",
+                    )
+                    self._generation = generation
+                    return
+                except RuntimeError:
+                    time.sleep(0.05)  # a writer replaced the file under us: read the generation again
+            raise IndexCorruptError(
+                f"{vectors_path(self.path, self.store.generation)} is missing or unreadable; "
+                f"run `searcher check --index {self.path}`"
+            )
+
+    # -- reading -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.store.count_documents()
+
+    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
+        """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk."""
+        if not isinstance(query, str) or is_blank(query):
+            raise ValueError("the query is empty")
+        if k < 1 or offset < 0:
+            raise ValueError("k must be at least 1 and offset at least 0")
+        qv = self.encoder.encode([query])
+        with self._lock:
+            self._reload_if_changed()
+            vectors = self.vectors
+            want, n = offset + k, len(vectors)
+            fetch = min(n, max(want * 5, 50))
+            best: dict[str, tuple[float, int]] = {}
+            while n:
+                scores, ids = vectors.search(qv, fetch)
+                found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
+                owners = self.store.chunk_doc_ids([c for _, c in found])
+                best = {}
+                for score, cid in found:  # FAISS returns best first: the first chunk seen is the best
+                    doc_id = owners.get(cid)
+                    if doc_id is not None and doc_id not in best:
+                        best[doc_id] = (score, cid)
+                if len(best) >= want or fetch >= n:
+                    break
+                fetch = min(n, fetch * 4)
+            page = list(best.items())[offset:want]
+            chunks = self.store.chunks([cid for _, (_, cid) in page])
+            docs = self.store.documents([doc_id for doc_id, _ in page])
+        hits = []
+        for doc_id, (score, cid) in page:
+            doc, chunk = docs.get(doc_id), chunks.get(cid)
+            if doc is None or chunk is None:
+                continue
+            hits.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text,
+                            chunk.start, chunk.end, cid, doc["metadata"]))
+        return hits
+
+    def get_document(self, doc_id: str) -> dict | None:
+        """The stored document (id, source, title, metadata, text, added_at), or None."""
+        return self.store.documents([doc_id], with_text=True).get(doc_id)
+
+    def info(self) -> dict:
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {
+            "path": str(self.path),
+            "documents": self.store.count_documents(),
+            "chunks": self.store.count_chunks(),
+            "vectors": len(self.vectors),
+            "model": self.manifest["model"],
+            "dimension": self.manifest["dimension"],
+            "pooling": self.manifest["pooling"],
+            "chunk_tokens": self.manifest["chunk_tokens"],
+            "overlap": self.manifest["overlap"],
+            "index_factory": self.manifest["index_factory"],
+            "device": self.encoder.device,
+            "generation": self._generation,
+            "size_bytes": size,
+        }
+
+    # -- writing -------------------------------------------------------------------------
+    def add_paths(
+        self, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None, progress=None
+    ) -> IndexReport:
+        """Index every supported file under `paths` (files and folders, recursively)."""
+        return self.add_documents(load_paths(paths, options), progress=progress)
+
+    def add_documents(
+        self, documents: Iterable[Document | dict | Skipped], progress: Callable[[int], None] | None = None
+    ) -> IndexReport:
+        """Add or replace documents (same id: replaced; same content: left alone, no encoding).
+
+        `progress(n)` is called as chunks are encoded. Skipped items from a loader pass through
+        into the report.
+        """
+        report = IndexReport()
+        started = time.perf_counter()
+        with self._write_session() as writer:
+            seen: set[str] = set()
+            batch: list[Document] = []
+            for item in documents:
+                if isinstance(item, Skipped):
+                    report.skipped.append(item)
+                    continue
+                try:
+                    doc = as_document(item)
+                except (TypeError, ValueError) as e:
+                    report.skipped.append(Skipped(str(item)[:60] if not isinstance(item, dict) else str(item.get("id", "?")), str(e)))
+                    continue
+                if doc.id in seen:
+                    report.skipped.append(Skipped(doc.source or doc.id, f"duplicate id {doc.id!r} in this run; the first was kept"))
+                    continue
+                if is_blank(doc.text):
+                    report.skipped.append(Skipped(doc.source or doc.id, "no text (only whitespace or control characters)"))
+                    continue
+                seen.add(doc.id)
+                batch.append(doc)
+                if sum(len(d.text) for d in batch) > 400_000 or len(batch) >= 512:
+                    writer.stage(batch, report, progress)
+                    batch = []
+            writer.stage(batch, report, progress)
+            writer.commit()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        """Remove documents (their chunks leave the vectors and the database). Returns how many."""
+        doc_ids = list(dict.fromkeys(doc_ids))
+        with self._write_session() as writer:
+            present = list(self.store.content_hashes(doc_ids))
+            writer.delete_ids.extend(present)
+            writer.commit()
+        return len(present)
+
+    @contextmanager
+    def _write_session(self) -> Iterator["_Writer"]:
+        with _exclusive_lock(self.path), self._lock:
+            self._reload_if_changed()
+            writer = _Writer(self)
+            try:
+                yield writer
+            except BaseException:
+                # Drop uncommitted changes from memory: reload the last committed vectors.
+                self._generation = -1
+                self._reload_if_changed()
+                raise
+
+
+class _Writer:
+    """Stages added/deleted documents and commits them in batches (vectors first, then SQLite)."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.store = index.store
+        self.next_chunk_id = self.store.state("next_chunk_id")
+        self._reset()
+
+    def _reset(self):
+        self.docs: list[dict] = []
+        self.chunks: list[dict] = []
+        self.ids: list[np.ndarray] = []
+        self.vecs: list[np.ndarray] = []
+        self.delete_ids: list[str] = []
+
+    def stage(self, batch: list[Document], report: IndexReport, progress=None) -> None:
+        if not batch:
+            return
+        index, encoder = self.index, self.index.encoder
+        existing = self.store.content_hashes([d.id for d in batch])
+        inputs, rows = [], []
+        for doc in batch:
+            digest = content_hash(doc)
+            if existing.get(doc.id) == digest:
+                report.unchanged += 1
+                continue
+            if doc.id in existing:
+                report.updated += 1
+                self.delete_ids.append(doc.id)
+            else:
+                report.added += 1
+            title_ids = encoder.tokenizer(doc.title, add_special_tokens=False, verbose=False)["input_ids"] if doc.title else []
+            title_ids = title_ids[: index.chunker.budget // 4]  # the title is a prefix of every chunk
+            pieces = index.chunker.split(doc.text, reserved=len(title_ids))
+            for chunk in pieces:
+                rows.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
+                             "start": chunk.start, "end": chunk.end, "text": chunk.text})
+                inputs.append(encoder.with_special_tokens(title_ids + chunk.ids))
+                self.next_chunk_id += 1
+            self.docs.append({"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
+                              "content_hash": digest, "metadata": doc.metadata})
+        if inputs:
+            self.vecs.append(encoder.encode_ids(inputs, progress=progress))
+            self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
+            self.chunks.extend(rows)
+            report.chunks += len(rows)
+            report.tokens += sum(len(x) for x in inputs)
+        if len(self.chunks) >= COMMIT_CHUNKS:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the next vectors file, then the SQLite transaction that makes it live."""
+        if not (self.docs or self.delete_ids):
+            return
+        index, store = self.index, self.store
+        vectors = index.vectors
+        vectors.remove(store.chunk_ids_of(self.delete_ids))
+        if self.ids:
+            vectors.add(np.concatenate(self.ids), np.concatenate(self.vecs))
+        old, new = index._generation, index._generation + 1
+        vectors.save(vectors_path(index.path, new))
+        store.commit(new, self.docs, self.chunks, self.delete_ids, self.next_chunk_id)
+        index._generation = new
+        for stale in index.path.glob("vectors.*.faiss"):
+            if stale.name != vectors_path(index.path, new).name:
+                stale.unlink(missing_ok=True)
+        self._reset()
+
+
+@contextmanager
+def _exclusive_lock(folder: Path):
+    """One writer per index folder, across processes; a second fails at once."""
+    fh = open(folder / LOCK, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexLockedError(
+                f"another process is writing to the index in {folder}; wait for it to finish"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+def read_manifest(path: Path) -> dict:
+    mf = Path(path) / MANIFEST
+    if not mf.is_file():
+        raise IndexNotFoundError(f"no index in {path} (no {MANIFEST}); build one with `searcher index`")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise IndexCorruptError(f"{mf} is unreadable: {e}") from e
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"{path} has index format {manifest.get('format_version')}, this searcher reads {FORMAT_VERSION}"
+        )
+    return manifest

@@ -1,0 +1,336 @@
+"""Turn files into documents.
+
+One reader per format. A reader never raises on bad input: it yields the documents it can
+and reports what it had to skip (with a reason a person can act on), so that one broken
+file never stops a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")
+ID_COLUMNS = ("id", "_id", "doc_id", "docid")
+
+
+@dataclass
+class Document:
+    """One unit of search results: what a hit points to."""
+
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    """Something that could not be indexed, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class LoadOptions:
+    """Knobs for the readers (CSV columns, size limit)."""
+
+    def __init__(
+        self,
+        csv_text_column: str | None = None,
+        csv_id_column: str | None = None,
+        csv_title_column: str | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ):
+        self.csv_text_column = csv_text_column
+        self.csv_id_column = csv_id_column
+        self.csv_title_column = csv_title_column
+        self.max_file_bytes = max_file_bytes
+
+
+def is_blank(text: str) -> bool:
+    """True for text with nothing a person could search for (whitespace, control chars)."""
+    return not any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
+def decode_bytes(data: bytes) -> str:
+    """Decode file contents: UTF-8 (with or without BOM), UTF-16 with BOM, else Latin-1-ish.
+
+    Raises ValueError for data that looks binary, so the caller can skip it with a reason.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if b"\x00" in data[:8192]:
+        raise ValueError("binary file (contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    # Not UTF-8: cp1252 covers most legacy Western text; fall back to latin-1 which never fails.
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    control = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if control > max(8, len(text[:8192]) // 100):
+        raise ValueError("binary file (not valid text in UTF-8 or a legacy encoding)")
+    return text
+
+
+class _VisibleText(HTMLParser):
+    """Collect the visible text and <title> of an HTML page."""
+
+    HIDDEN = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
+    BLOCK = {
+        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
+        "th", "table", "section", "article", "header", "footer", "pre", "blockquote", "dd",
+        "dt", "nav", "aside", "main", "hr", "figcaption",
+    }
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title_parts: list[str] = []
+        self._hidden = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "title":
+            self._in_title = True
+        elif tag in self.HIDDEN:
+            self._hidden += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag in self.HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title_parts.append(data)
+        elif not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, str]:
+    """Return (title, visible text) of an HTML page."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = re.sub(r" ?\n[\n ]*", "\n\n", text).strip()
+    title = " ".join("".join(parser.title_parts).split())
+    return title, text
+
+
+def markdown_title(text: str) -> str:
+    """The first ATX heading of a Markdown text, or ''."""
+    for line in text.splitlines():
+        m = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m and m.group(1):
+            return m.group(1)
+    return ""
+
+
+def first_line(text: str, limit: int = 120) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:limit]
+    return ""
+
+
+def _read_plain(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    text = decode_bytes(data)
+    title = markdown_title(text) if path.suffix.lower() in (".md", ".markdown") else ""
+    yield Document(id=str(path), text=text, title=title or path.name, source=str(path))
+
+
+def _read_html(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    title, text = html_to_text(decode_bytes(data))
+    if is_blank(text):
+        yield Skipped(str(path), "HTML page has no visible text")
+        return
+    yield Document(id=str(path), text=text, title=title or path.name, source=str(path))
+
+
+def _split_record(record: dict, id_fallback: str, source: str, id_keys, text_keys, title_key="title"):
+    """Build a Document from a row/record: pick id, title and text; keep the rest as metadata."""
+    rid = next((record[k] for k in id_keys if k in record and str(record[k]).strip()), None)
+    text_key = next((k for k in text_keys if k in record), None)
+    if text_key is None:
+        return None
+    doc_id = str(rid).strip() if rid is not None else id_fallback
+    text = record.get(text_key)
+    text = "" if text is None else str(text)
+    title = record.get(title_key) or ""
+    used = {text_key, title_key, *id_keys}
+    metadata = {k: v for k, v in record.items() if k not in used}
+    return Document(id=doc_id, text=text, title=str(title), source=source, metadata=metadata)
+
+
+def _read_jsonl(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    text = decode_bytes(data)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield Skipped(where, f"malformed JSON ({e.msg})")
+            continue
+        if not isinstance(record, dict):
+            yield Skipped(where, "line is not a JSON object")
+            continue
+        doc = _split_record(record, where, str(path), ("id", "_id"), ("text",))
+        if doc is None:
+            yield Skipped(where, "no 'text' field")
+            continue
+        doc.metadata.setdefault("line", lineno)
+        yield doc
+
+
+def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    text = decode_bytes(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = reader.fieldnames or []
+    text_col = opts.csv_text_column or next((c for c in TEXT_COLUMNS if c in header), None)
+    if text_col is None or text_col not in header:
+        wanted = opts.csv_text_column or " or ".join(TEXT_COLUMNS)
+        yield Skipped(str(path), f"CSV has no text column ({wanted}); header is {header}")
+        return
+    id_cols = (opts.csv_id_column,) if opts.csv_id_column else ID_COLUMNS
+    title_col = opts.csv_title_column or "title"
+    try:
+        for rowno, row in enumerate(reader, start=2):
+            row = {k: v for k, v in row.items() if k is not None}
+            doc = _split_record(row, f"{path}:{rowno}", str(path), id_cols, (text_col,), title_col)
+            doc.metadata.setdefault("row", rowno)
+            yield doc
+    except csv.Error as e:
+        yield Skipped(f"{path}:{reader.line_num}", f"malformed CSV ({e}); rows before it were kept")
+
+
+READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skipped]]] = {
+    ".txt": _read_plain,
+    ".text": _read_plain,
+    ".md": _read_plain,
+    ".markdown": _read_plain,
+    ".html": _read_html,
+    ".htm": _read_html,
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".csv": _read_csv,
+    ".tsv": _read_csv,
+}
+
+
+def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
+    """Yield files under the given files/folders, recursively, in a stable order.
+
+    Symlinked folders are followed once; a loop (a folder seen before) is reported, not followed.
+    """
+    for raw in paths:
+        root = Path(raw)
+        if not root.exists():
+            yield Skipped(str(root), "no such file or folder")
+            continue
+        if root.is_file():
+            yield root
+            continue
+        seen: set[tuple[int, int]] = set()
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                st = folder.stat()
+            except OSError as e:
+                yield Skipped(str(folder), f"cannot read folder ({e.strerror or e})")
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                yield Skipped(str(folder), "symlink loop (folder already visited)")
+                continue
+            seen.add(key)
+            try:
+                entries = sorted(folder.iterdir(), key=lambda p: p.name)
+            except OSError as e:
+                yield Skipped(str(folder), f"cannot read folder ({e.strerror or e})")
+                continue
+            subfolders = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        subfolders.append(entry)
+                    elif entry.is_file():
+                        yield entry
+                    else:
+                        yield Skipped(str(entry), "not a regular file (broken link or special file)")
+                except OSError as e:
+                    yield Skipped(str(entry), f"cannot read ({e.strerror or e})")
+            stack.extend(reversed(subfolders))
+
+
+def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
+    """Read one file into documents; every failure becomes a Skipped with its reason."""
+    opts = opts or LoadOptions()
+    path = Path(os.path.abspath(path))  # a file's document id is its absolute path
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        yield Skipped(str(path), f"unsupported file type '{path.suffix or '(none)'}'")
+        return
+    try:
+        size = path.stat().st_size
+        if size > opts.max_file_bytes:
+            yield Skipped(str(path), f"file is {size:,} bytes, over the {opts.max_file_bytes:,}-byte limit")
+            return
+        data = path.read_bytes()
+    except OSError as e:
+        yield Skipped(str(path), f"cannot read ({e.strerror or e})")
+        return
+    if not data.strip():
+        yield Skipped(str(path), "empty file")
+        return
+    try:
+        for item in reader(path, data, opts):
+            if isinstance(item, Document) and is_blank(item.text):
+                yield Skipped(item.source if item.id == item.source else f"{item.source} [{item.id}]",
+                              "no text (only whitespace or control characters)")
+            else:
+                yield item
+    except (ValueError, UnicodeError, RecursionError) as e:
+        yield Skipped(str(path), str(e))
+
+
+def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
+    """Documents from every supported file under `paths`, with Skipped entries for the rest."""
+    for item in walk_paths(paths):
+        if isinstance(item, Skipped):
+            yield item
+        else:
+            yield from load_file(item, opts)
