@@ -1,0 +1,141 @@
+"""The `searcher` command line: a thin layer over `searcher.Index`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import chain
+from pathlib import Path
+
+import click
+
+from .encoder import ModelError
+from .index import DEFAULT_INDEX_DIR, Index, SearcherError
+from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions, load_paths
+
+index_option = click.option(
+    "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_INDEX_DIR, show_default=True, help="Index folder.",
+)
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where the model runs (auto: CUDA when present).",
+)
+
+
+class Group(click.Group):
+    """Turns the errors a user can act on into a one-line message and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (SearcherError, ModelError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="searcher")
+def main():
+    """Semantic search over your own documents."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", help="Local BERT-family checkpoint folder (default: all-MiniLM-L6-v2).")
+@click.option("--python-docs", is_flag=True, help="Also index the Python standard library's docstrings.")
+@click.option("--chunk-tokens", type=int, help="Tokens per chunk, special tokens included (default: the model's limit, at most 512).")
+@click.option("--overlap", type=int, help="Tokens shared by consecutive chunks (default: 10% of --chunk-tokens).")
+@click.option("--pooling", type=click.Choice(["mean", "cls", "max"]), help="Pooling when the checkpoint declares none.")
+@device_option
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
+@click.option("--csv-text-column", help="CSV column holding the text (default: text, body, content...).")
+@click.option("--csv-id-column", help="CSV column holding the document id (default: id if present, else the row).")
+@click.option("--csv-title-column", help="CSV column holding the title (default: title).")
+@click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
+              help="Skip files larger than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, batch_size,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, as_json):
+    """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
+
+    \b
+    searcher index docs/ notes.md --index indexes/notes
+    searcher index --python-docs
+    """
+    if not paths and not python_docs:
+        raise click.UsageError("give files or folders to index, or --python-docs")
+    idx = Index.open_or_create(
+        index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
+        device=device, batch_size=batch_size,
+    )
+    options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20))
+    documents = load_paths(paths, options)
+    if python_docs:
+        from .pydocs import python_docs as stdlib_documents
+
+        documents = chain(documents, stdlib_documents())
+    from tqdm import tqdm
+
+    with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
+        report = idx.add_documents(documents, progress=bar.update)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir)}, indent=2))
+    else:
+        click.echo(report.summary())
+        click.echo(f"index: {index_dir} ({len(idx)} documents)")
+
+
+@main.command()
+@click.argument("query")
+@index_option
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Documents to return.")
+@click.option("--model", help="Model the index was built with (checked against the index).")
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
+def search(query, index_dir, k, model, device, as_json):
+    """Find the documents that best match QUERY.
+
+    \b
+    searcher search "how do I read a file line by line" -k 5
+    """
+    idx = Index.open(index_dir, model, device=device)
+    hits = idx.search(query, k=k)
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("No results.")
+    for rank, hit in enumerate(hits, 1):
+        click.echo(click.style(f"{rank}. {hit.title or hit.doc_id}", bold=True) + f"  ({hit.score:.3f})")
+        click.echo(f"   {hit.source or hit.doc_id}")
+        passage = " ".join(hit.passage.split())
+        click.echo(f"   {passage[:300]}{'...' if len(passage) > 300 else ''}\n")
+
+
+@main.command()
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info(index_dir, as_json):
+    """Show what an index holds: documents, chunks, model, dimension, size on disk."""
+    data = Index.open(index_dir).info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if key == "size_bytes":
+            value = f"{value / 2**20:.1f} MiB"
+        click.echo(f"{key:>14}: {value}")
+
+
+@main.command()
+@click.argument("doc_ids", nargs=-1, required=True)
+@index_option
+def delete(doc_ids, index_dir):
+    """Remove documents by id (a file's id is its absolute path)."""
+    removed = Index.open(index_dir).delete(doc_ids)
+    click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
