@@ -1,0 +1,57 @@
+"""Shared fixtures: the real default model (loaded once per session) and small corpora."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from searcher import Index
+from searcher.encoder import default_model_path
+from searcher.index import get_encoder
+
+ANIMALS = [
+    {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
+    {"id": "car", "title": "Engines", "text": "An automobile engine burns petrol so that the wheels turn."},
+    {"id": "bread", "title": "Baking", "text": "Dough of flour, water and yeast rises before it is baked in an oven."},
+    {"id": "sea", "title": "Oceans", "text": "Salt water covers most of the planet, with deep trenches and coral reefs."},
+    {"id": "code", "title": "Compilers", "text": "A compiler translates source code into machine instructions."},
+]
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    return get_encoder(None, "cpu")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(encoder):
+    return encoder.tokenizer
+
+
+@pytest.fixture
+def index(tmp_path, encoder) -> Index:
+    idx = Index.create(tmp_path / "idx", device="cpu")
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def animals_index(index) -> Index:
+    index.add_documents(ANIMALS)
+    return index
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory) -> Path:
+    """A different (tiny, randomly initialised) BERT checkpoint with the default tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(default_model_path() / name, folder / name)
+    return folder

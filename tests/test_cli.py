@@ -1,0 +1,63 @@
+import json
+
+from click.testing import CliRunner
+
+from searcher.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def test_index_search_info_delete(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "felines.txt").write_text("Kittens and cats purr when they are content.")
+    (docs / "finance.md").write_text("# Money\n\nInterest rates and bond yields moved today.")
+    (docs / "rows.jsonl").write_text('{"id": "r1", "title": "Ships", "text": "Sailing boats cross the harbour."}\n{broken\n')
+    index_dir = tmp_path / "idx"
+
+    result = run("index", docs, "--index", index_dir, "--chunk-tokens", "128")
+    assert result.exit_code == 0, result.output
+    assert "3 documents indexed" in result.output and "1 skipped" in result.output
+    assert "rows.jsonl:2: malformed JSON" in result.output
+
+    result = run("search", "pet animal", "--index", index_dir, "-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 2
+    assert {"doc_id", "score", "title", "source", "passage"} <= set(hits[0])
+    assert hits[0]["doc_id"] == str(docs / "felines.txt")
+
+    result = run("search", "boats on water", "--index", index_dir, "-k", "1")
+    assert result.exit_code == 0 and "1. Ships" in result.output
+
+    result = run("info", "--index", index_dir, "--json")
+    info = json.loads(result.output)
+    assert (info["documents"], info["model"], info["dimension"], info["chunk_tokens"]) == (3, "all-MiniLM-L6-v2", 384, 128)
+
+    result = run("delete", "r1", "--index", index_dir)
+    assert result.exit_code == 0 and "1 of 1 documents removed" in result.output
+    assert json.loads(run("info", "--index", index_dir, "--json").output)["documents"] == 2
+
+
+def test_reindexing_unchanged_files_encodes_nothing(tmp_path):
+    (tmp_path / "a.txt").write_text("Some text about rivers.")
+    run("index", tmp_path / "a.txt", "--index", tmp_path / "idx")
+    result = run("index", tmp_path / "a.txt", "--index", tmp_path / "idx", "--json")
+    report = json.loads(result.output)
+    assert (report["unchanged"], report["added"], report["chunks"]) == (1, 0, 0)
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path, other_model):
+    result = run("search", "anything", "--index", tmp_path / "missing")
+    assert result.exit_code == 1 and "no index in" in result.output and "Traceback" not in result.output
+
+    (tmp_path / "a.txt").write_text("text")
+    run("index", tmp_path / "a.txt", "--index", tmp_path / "idx")
+    result = run("search", "x", "--index", tmp_path / "idx", "--model", other_model)
+    assert result.exit_code == 1 and "was built with model" in result.output
+
+    result = run("index", "--index", tmp_path / "idx")
+    assert result.exit_code == 2 and "give files or folders" in result.output
