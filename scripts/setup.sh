@@ -14,7 +14,7 @@ extras="${1:-}"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     python -m pip install -q "torch>=2.1,<=2.14.1"
@@ -24,5 +24,5 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 target="."
 [ -n "$extras" ] && target=".[$extras]"
-python -m pip install -q -e "$target" 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q -e "$target"
 python -c "import searcher, torch, faiss; print('searcher ready: torch', torch.__version__, '| faiss', faiss.__version__)"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from itertools import chain
 from pathlib import Path
 
 import click
 
 from .encoder import ModelError
 from .index import DEFAULT_INDEX_DIR, Index, SearcherError
-from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions, load_paths
+from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -54,14 +53,18 @@ def main():
 @click.option("--csv-title-column", help="CSV column holding the title (default: title).")
 @click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
               help="Skip files larger than this.")
+@click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
+@click.option("--commit-every", type=click.IntRange(1), default=None,
+              help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, as_json):
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
     \b
     searcher index docs/ notes.md --index indexes/notes
     searcher index --python-docs
+    searcher index docs/ --prune        # also drop documents whose files were removed
     """
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
@@ -69,16 +72,17 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
         device=device, batch_size=batch_size,
     )
+    if commit_every:
+        idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20))
-    documents = load_paths(paths, options)
-    if python_docs:
-        from .pydocs import python_docs as stdlib_documents
-
-        documents = chain(documents, stdlib_documents())
     from tqdm import tqdm
 
     with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
-        report = idx.add_documents(documents, progress=bar.update)
+        report = idx.add_paths(paths, options, progress=bar.update, prune=prune)
+        if python_docs:
+            from .pydocs import python_docs as stdlib_documents
+
+            report = report.merge(idx.add_documents(stdlib_documents(), progress=bar.update))
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": str(index_dir)}, indent=2))
     else:
@@ -126,6 +130,28 @@ def info(index_dir, as_json):
         if key == "size_bytes":
             value = f"{value / 2**20:.1f} MiB"
         click.echo(f"{key:>14}: {value}")
+
+
+@main.command()
+@index_option
+@click.option("--repair", is_flag=True, help="Fix what is broken, keeping every committed document.")
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(index_dir, repair, device, as_json):
+    """Verify an index (ids both ways, counts, manifest, files); exit 1 when broken.
+
+    \b
+    searcher check --index indexes/notes
+    searcher check --repair
+    """
+    from .check import check_index
+
+    report = check_index(index_dir, repair=repair, device=device)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
+    if not report.ok:
+        if not repair:
+            click.echo("run `searcher check --repair` to fix it", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -100,6 +100,13 @@ class IndexReport:
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
 
+    def merge(self, other: "IndexReport") -> "IndexReport":
+        """This report plus another run's (for one summary of several runs)."""
+        for name in ("added", "updated", "unchanged", "removed", "chunks", "tokens", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped += other.skipped
+        return self
+
     @property
     def indexed(self) -> int:
         return self.added + self.updated
@@ -180,6 +187,7 @@ class Index:
         self.encoder = encoder
         self.store = store
         self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
+        self.commit_chunks = COMMIT_CHUNKS
         self._lock = threading.RLock()
         self._generation = -1
         self.vectors: FaissVectorIndex | None = None
@@ -371,11 +379,49 @@ class Index:
         }
 
     # -- writing -------------------------------------------------------------------------
+    def title_ids(self, title: str) -> list[int]:
+        """Tokens of a title, prefixed to each of its document's chunks (at most a quarter of a chunk)."""
+        if not title:
+            return []
+        ids = self.encoder.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"]
+        return ids[: self.chunker.budget // 4]
+
     def add_paths(
-        self, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None, progress=None
+        self,
+        paths: Iterable[str | os.PathLike],
+        options: LoadOptions | None = None,
+        progress=None,
+        prune: bool = False,
     ) -> IndexReport:
-        """Index every supported file under `paths` (files and folders, recursively)."""
-        return self.add_documents(load_paths(paths, options), progress=progress)
+        """Index every supported file under `paths` (files and folders, recursively).
+
+        With `prune`, documents that came from under `paths` but are gone (their file was
+        removed, or a row left a file that was read in full) are deleted from the index.
+        A file that could not be read this time keeps its documents.
+        """
+        paths = [Path(os.path.abspath(p)) for p in paths]
+        seen_ids: set[str] = set()
+        read_sources: set[str] = set()
+
+        def documents():
+            for item in load_paths(paths, options):
+                if isinstance(item, Document):
+                    seen_ids.add(item.id)
+                    read_sources.add(item.source)
+                yield item
+
+        report = self.add_documents(documents(), progress=progress)
+        if prune:
+            gone = [
+                doc_id
+                for doc_id, source in self.store.document_sources()
+                if doc_id not in seen_ids
+                and source
+                and any(Path(source) == p or p in Path(source).parents for p in paths)
+                and (source in read_sources or not Path(source).exists())
+            ]
+            report.removed = self.delete(gone)
+        return report
 
     def add_documents(
         self, documents: Iterable[Document | dict | Skipped], progress: Callable[[int], None] | None = None
@@ -470,10 +516,8 @@ class _Writer:
                 self.delete_ids.append(doc.id)
             else:
                 report.added += 1
-            title_ids = encoder.tokenizer(doc.title, add_special_tokens=False, verbose=False)["input_ids"] if doc.title else []
-            title_ids = title_ids[: index.chunker.budget // 4]  # the title is a prefix of every chunk
-            pieces = index.chunker.split(doc.text, reserved=len(title_ids))
-            for chunk in pieces:
+            title_ids = index.title_ids(doc.title)
+            for chunk in index.chunker.split(doc.text, reserved=len(title_ids)):
                 rows.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
                              "start": chunk.start, "end": chunk.end, "text": chunk.text})
                 inputs.append(encoder.with_special_tokens(title_ids + chunk.ids))
@@ -486,7 +530,9 @@ class _Writer:
             self.chunks.extend(rows)
             report.chunks += len(rows)
             report.tokens += sum(len(x) for x in inputs)
-        if len(self.chunks) >= COMMIT_CHUNKS:
+        # Commit every `commit_chunks`, or every 10% of the index once it is large, so that
+        # rewriting the vectors file stays a small share of the work.
+        if len(self.chunks) >= max(index.commit_chunks, len(index.vectors) // 10):
             self.commit()
 
     def commit(self) -> None:

@@ -136,6 +136,9 @@ class ContentStore:
                 out[doc["id"]] = doc
         return out
 
+    def document_sources(self) -> list[tuple[str, str]]:
+        return self.db.execute("select id, source from documents").fetchall()
+
     def document_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("select id from documents order by id").fetchall()]
 

@@ -1,0 +1,1 @@
+"""The web search page and JSON API (Flask app factory, views, templates)."""
