@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import (DATABASE, _exclusive_lock, get_encoder, read_manifest, vectors_path,
-                    SearcherError)
+from .index import (DATABASE, SearcherError, _exclusive_lock, get_encoder, read_manifest,
+                    title_token_ids, vectors_path)
 from .store import ContentStore
 from .vectors import FaissVectorIndex
 
@@ -147,8 +147,7 @@ def _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orp
         inputs = []
         for cid in to_encode:
             chunk = chunks[cid]
-            title = titles.get(chunk.doc_id) or ""
-            title_ids = tok(title, add_special_tokens=False)["input_ids"][: budget // 4] if title else []
+            title_ids = title_token_ids(tok, titles.get(chunk.doc_id) or "", budget)
             ids = tok(chunk.text, add_special_tokens=False)["input_ids"]
             inputs.append(encoder.with_special_tokens((title_ids + ids)[: budget]))
         vectors.add(np.array(to_encode, dtype=np.int64), encoder.encode_ids(inputs))

@@ -174,6 +174,13 @@ def get_encoder(model=None, device="auto", pooling=None, batch_size=32) -> Encod
     return encoder
 
 
+def title_token_ids(tokenizer, title: str, budget: int) -> list[int]:
+    """Tokens of a title, prefixed to each of its document's chunks (at most a quarter of a chunk)."""
+    if not title:
+        return []
+    return tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][: budget // 4]
+
+
 def vectors_path(folder: Path, generation: int) -> Path:
     return folder / f"vectors.{generation}.faiss"
 
@@ -380,11 +387,7 @@ class Index:
 
     # -- writing -------------------------------------------------------------------------
     def title_ids(self, title: str) -> list[int]:
-        """Tokens of a title, prefixed to each of its document's chunks (at most a quarter of a chunk)."""
-        if not title:
-            return []
-        ids = self.encoder.tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"]
-        return ids[: self.chunker.budget // 4]
+        return title_token_ids(self.encoder.tokenizer, title, self.chunker.budget)
 
     def add_paths(
         self,
