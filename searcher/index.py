@@ -302,24 +302,34 @@ class Index:
         self.close()
 
     def _reload_if_changed(self) -> None:
-        """Load the vectors of the store's current generation if it moved (another process committed)."""
+        """Load the vectors of the store's current generation if it moved (another process committed).
+
+        The vectors file must hold one vector per chunk row of that generation; anything else
+        means the two stores disagree, and the index is refused rather than served wrong.
+        """
         with self._lock:
+            if self.store.generation == self._generation:
+                return
             for _ in range(5):
-                generation = self.store.generation
-                if generation == self._generation:
-                    return
+                generation, chunks = self.store.snapshot()
                 try:
-                    self.vectors = FaissVectorIndex.load(
+                    vectors = FaissVectorIndex.load(
                         vectors_path(self.path, generation), self.manifest["index_factory"],
                         use_gpu=self.encoder.device == "cuda",
                     )
-                    self._generation = generation
-                    return
                 except RuntimeError:
                     time.sleep(0.05)  # a writer replaced the file under us: read the generation again
+                    continue
+                if len(vectors) != chunks or vectors.dimension != self.manifest["dimension"]:
+                    raise IndexCorruptError(
+                        f"{self.path}: generation {generation} has {chunks} chunks but {len(vectors)} "
+                        f"vectors of dimension {vectors.dimension}; run `searcher check --repair --index {self.path}`"
+                    )
+                self.vectors, self._generation = vectors, generation
+                return
             raise IndexCorruptError(
                 f"{vectors_path(self.path, self.store.generation)} is missing or unreadable; "
-                f"run `searcher check --index {self.path}`"
+                f"run `searcher check --repair --index {self.path}`"
             )
 
     # -- reading -------------------------------------------------------------------------

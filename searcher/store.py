@@ -79,6 +79,11 @@ class ContentStore:
     def generation(self) -> int:
         return self.state("generation")
 
+    def snapshot(self) -> tuple[int, int]:
+        """(live generation, chunk count), read in one transaction so they belong together."""
+        with self.db.atomic():
+            return self.generation, self.count_chunks()
+
     # -- reads ---------------------------------------------------------------------------
     def count_documents(self) -> int:
         return self.db.execute("select count(*) from documents").fetchone()[0]

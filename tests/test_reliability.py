@@ -184,3 +184,16 @@ def test_reader_picks_up_a_finished_commit_without_reopening(animals_index):
     assert reader.search("green tea leaves", k=1)[0].doc_id == "tea"
     animals_index.delete(["tea"])
     assert "tea" not in [h.doc_id for h in reader.search("green tea leaves", k=10)]
+
+
+def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
+    from searcher import IndexCorruptError
+
+    path, generation = animals_index.path, animals_index.store.generation
+    vectors = FaissVectorIndex.load(vectors_path(path, generation))
+    vectors.remove([int(vectors.ids()[0])])
+    vectors.save(vectors_path(path, generation))  # as if an older vectors file were put back
+    with pytest.raises(IndexCorruptError, match="check --repair"):
+        Index.open(path)
+    assert check_index(path, repair=True, device="cpu").ok
+    assert len(Index.open(path).vectors) == len(ANIMALS)
