@@ -278,3 +278,24 @@ def test_snippet_of_a_long_passage_is_cut_to_a_window():
 def test_document_html_ignores_bad_spans():
     assert "<mark" not in str(document_html("abc", 2, 99))
     assert str(document_html("a<b", 1, 2)) == 'a<mark id="hit" class="hit" tabindex="-1">&lt;</mark>b'
+
+
+# -- a real server ------------------------------------------------------------------------
+
+def test_waitress_answers_concurrent_searches_correctly(web_app):
+    """Requests on several threads at once: each gets its own, correct answer."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.request import urlopen
+
+    from web.server import serving
+
+    queries = {"kittens": "cat", "petrol engine": "car", "yeast dough": "bread", "coral reefs": "sea"}
+    with serving(web_app) as url:
+        def top(query):
+            with urlopen(f"{url}/api/search?k=1&q={quote(query)}", timeout=60) as r:
+                return query, json.load(r)["results"][0]["doc_id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(top, list(queries) * 4))
+    assert len(answers) == 16 and all(queries[q] == doc for q, doc in answers)

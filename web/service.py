@@ -1,8 +1,9 @@
 """The web layer's view of an index: request parameters checked, calls serialised, timed.
 
-One `Index` is shared by every request thread. Its SQLite connection and its fast tokenizer
-are not safe to use from several threads at once (the tokenizer raises "Already borrowed"),
-so calls go through one lock. A search is CPU-bound model work, so little is lost.
+One `Index` is shared by every request thread. Its SQLite connection is shared too, and Hugging
+Face fast tokenizers are not promised to be thread-safe (some versions raise "Already
+borrowed" under concurrent calls), so calls go through one lock. A search is CPU-bound model
+work that already uses every core, so little throughput is lost.
 """
 
 from __future__ import annotations
