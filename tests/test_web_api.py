@@ -203,6 +203,8 @@ def test_results_page_keeps_the_query_and_marks_the_match(web_client):
     page = html(r)
     assert r.status_code == 200
     assert 'value="kittens chase mice"' in page
+    assert "autofocus" not in page  # on phones a focused box would cover the results
+    assert '<input type="hidden" name="k" value="2">' in page  # a new search keeps the page size
     assert "Results 1–2" in page and " ms" in page
     assert '<mark class="sentence">' in page and '<mark class="term">kittens</mark>' in page
     assert 'href="/?q=kittens+chase+mice&amp;k=2&amp;offset=2"' in page  # the next page

@@ -36,6 +36,8 @@ def search():
         page = service().search(req) if req else None
     except BadRequest as e:
         return render_template("search.html", error=str(e), **context), 400
+    if req and req.k != DEFAULT_K:
+        context["k"] = req.k  # a new search from the box keeps the page size
     if page is None:
         return render_template("search.html", **context)
     results = [
