@@ -301,3 +301,19 @@ def test_waitress_answers_concurrent_searches_correctly(web_app):
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(top, list(queries) * 4))
     assert len(answers) == 16 and all(queries[q] == doc for q, doc in answers)
+
+
+def test_waitress_refuses_large_bodies_with_json(web_app):
+    import http.client
+    import json
+    from urllib.parse import urlparse
+
+    from web.server import serving
+
+    with serving(web_app) as url:
+        conn = http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port, timeout=30)
+        conn.request("GET", "/api/search?q=cats", body=b"x" * 200_000)
+        response = conn.getresponse()
+        assert response.status == 413
+        assert json.loads(response.read())["error"] == "request_entity_too_large"
+        conn.close()

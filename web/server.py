@@ -8,14 +8,15 @@ from typing import Iterator
 
 import waitress
 
-MAX_BODY_BYTES = 64 * 1024  # the API takes no bodies; anything large is refused early
+MAX_BODY_BYTES = 64 * 1024  # the API takes no bodies: Flask answers larger ones with a JSON 413
+SERVER_MAX_BODY_BYTES = 1024 * 1024  # waitress's own backstop (plain-text 413), for huge bodies
 
 
 def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4):
     """A waitress server for `app` (port 0 picks a free port: see `.effective_port`)."""
     return waitress.create_server(
         app, host=host, port=port, threads=threads, ident="searcher",
-        max_request_body_size=MAX_BODY_BYTES, clear_untrusted_proxy_headers=True,
+        max_request_body_size=SERVER_MAX_BODY_BYTES, clear_untrusted_proxy_headers=True,
     )
 
 
