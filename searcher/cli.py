@@ -157,7 +157,10 @@ def serve(index_dir, host, port, threads, device):
 
     idx = Index.open(index_dir, device=device)  # the model and the index load once, here
     idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
-    server = make_server(create_app(idx), host, port, threads)
+    try:
+        server = make_server(create_app(idx), host, port, threads)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach it can search this index", err=True)
     url_host = f"[{host}]" if ":" in host else host
