@@ -10,7 +10,7 @@ import pytest
 from web import create_app
 from web.highlight import document_html, query_terms, snippet
 from web.service import MAX_QUERY_CHARS, accepts_mode
-from web_support import LONG_ID, XSS_TEXT, web_app, web_client, web_index  # noqa: F401 (fixtures)
+from tests.web_support import LONG_ID, XSS_TEXT, web_app, web_client, web_index  # noqa: F401 (fixtures)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 

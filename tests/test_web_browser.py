@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from web.server import serving
-from web_support import XSS_TEXT, web_app, web_index  # noqa: F401 (fixtures)
+from tests.web_support import XSS_TEXT, web_app, web_index  # noqa: F401 (fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
 expect = sync_api.expect
