@@ -229,6 +229,12 @@ def test_bad_parameters_show_an_error_state(web_client):
     assert long.status_code == 400 and "too long" in html(long)
 
 
+def test_document_page_ignores_odd_offsets(web_client):
+    for query in ("start=%C2%B2&end=9", "start=5&end=2", "start=-1&end=3", "start=0&end=99999999999999"):
+        r = web_client.get(f"/document?id=cat&{query}")
+        assert r.status_code == 200 and '<mark id="hit"' not in html(r), query
+
+
 def test_unknown_document_page_is_404(web_client):
     r = web_client.get("/document?id=nope")
     assert r.status_code == 404 and "no document" in html(r).lower()

@@ -43,11 +43,10 @@ def search():
     results = [
         {
             "hit": hit,
-            "rank": req.offset + i + 1,
             "snippet": snippet(hit.passage, req.query),
             "url": url_for("views.document", id=hit.doc_id, start=hit.start, end=hit.end, q=req.query, _anchor="hit"),
         }
-        for i, hit in enumerate(page.hits)
+        for hit in page.hits
     ]
     return render_template(
         "search.html", page=page, results=results,
@@ -59,7 +58,7 @@ def search():
 
 def _opt_int(name: str) -> int | None:
     raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
 
 
 @bp.get("/document")
