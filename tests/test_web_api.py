@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from web import create_app
 from web.highlight import document_html, query_terms, snippet
@@ -116,6 +119,22 @@ def test_mode_is_passed_through_when_the_index_takes_it():
     assert index.calls == [("cats", 11, 0, "hybrid"), ("cats", 11, 0, "semantic")]
     body = api_error(client.get("/api/search?q=cats&mode=nonsense"), 400)
     assert "unknown search mode" in body["message"]
+
+
+@functools.cache
+def fake_client():
+    return create_app(ModalIndex()).test_client()
+
+
+@settings(max_examples=150, deadline=None)
+@given(q=st.one_of(st.none(), st.text(max_size=1100)), k=st.one_of(st.none(), st.text(max_size=8)),
+       offset=st.one_of(st.none(), st.text(max_size=8)))
+def test_any_query_string_gets_200_or_400_never_500(q, k, offset):
+    client = fake_client()
+    params = {name: v for name, v in (("q", q), ("k", k), ("offset", offset)) if v is not None}
+    for path in ("/api/search", "/"):
+        r = client.get(path, query_string=params)
+        assert r.status_code in (200, 400), (path, params, r.status_code)
 
 
 # -- documents, health, stats -----------------------------------------------------------
