@@ -163,5 +163,44 @@ def delete(doc_ids, index_dir):
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
 
 
+@main.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback only unless you change it).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Request threads (searches themselves run one at a time).")
+@device_option
+def serve(index_dir, host, port, threads, device):
+    """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
+
+    \b
+    searcher serve --index indexes/notes --port 8080
+    """
+    from web import create_app
+    from web.server import make_server
+
+    idx = Index.open(index_dir, device=device)  # the model and the index load once, here
+    idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
+    try:
+        server = make_server(create_app(idx), host, port, threads)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach it can search this index", err=True)
+    url_host = f"[{host}]" if ":" in host else host
+    port = getattr(server, "effective_port", port)  # a name like localhost gets several sockets
+    click.echo(f"Serving {len(idx)} documents from {index_dir} on http://{url_host}:{port}/ "
+               f"(Ctrl+C to stop)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        idx.close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

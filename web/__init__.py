@@ -1,1 +1,5 @@
-"""The web search page and JSON API (Flask app factory, views, templates)."""
+"""The search page and JSON API over a searcher index: `create_app()` builds the Flask app."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,52 @@
+"""A small index for the web tests (real default model), shared by the API and browser tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from searcher import Index
+from web import create_app
+
+XSS_TEXT = "<script>alert(1)</script>"
+LONG_ID = "/home/user/notes/python files.md"  # a file id: an absolute path, with a space
+FILLER = "\n\n".join(
+    f"Section {i}. The garden needs watering in dry weeks; tomatoes and beans grow along the fence."
+    for i in range(15)
+)
+LONG_TEXT = (
+    FILLER
+    + "\n\nTo read a text file line by line, open it with open(path) and loop over the file object: "
+    "each iteration yields one line, newline included. This keeps memory use low for large files.\n\n"
+    + FILLER
+)
+
+DOCS = [
+    {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
+    {"id": "car", "title": "Engines", "text": "An automobile engine burns petrol so that the wheels turn."},
+    {"id": "bread", "title": "Baking", "text": "Dough of flour, water and yeast rises before it is baked in an oven."},
+    {"id": "sea", "title": "Oceans", "text": "Salt water covers most of the planet, with deep trenches and coral reefs."},
+    {"id": "code", "title": "Compilers", "text": "A compiler translates source code into machine instructions."},
+    {"id": "xss", "title": "<b>Injected</b> & \"markup\" <img src=x onerror=alert(2)>",
+     "source": "<i>evil</i>.html",
+     "text": f"Beware of injected web page markup. {XSS_TEXT} must show as text and never run as a script."},
+    {"id": LONG_ID, "title": "Python notes", "source": LONG_ID, "text": LONG_TEXT},
+]
+
+
+@pytest.fixture(scope="session")
+def web_index(tmp_path_factory):
+    idx = Index.create(tmp_path_factory.mktemp("web") / "idx", device="cpu")
+    report = idx.add_documents(DOCS)
+    assert report.added == len(DOCS), report.summary()
+    yield idx
+    idx.close()
+
+
+@pytest.fixture(scope="session")
+def web_app(web_index):
+    return create_app(web_index)
+
+
+@pytest.fixture
+def web_client(web_app):
+    return web_app.test_client()

@@ -1,0 +1,48 @@
+"""The JSON API: /api/search, /api/documents/<id>, /api/health, /api/stats."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .app import json_error
+from .service import BadRequest, SearchService, parse_search_args
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def service() -> SearchService:
+    return current_app.extensions["searcher"]
+
+
+@bp.get("/search")
+def search():
+    """?q=...&k=10&offset=0[&mode=...] -> query, took_ms, results, has_more, next_offset."""
+    try:
+        page = service().search(parse_search_args(request.args))
+    except BadRequest as e:
+        return json_error(400, str(e), "Bad Request")
+    return jsonify(page.to_dict())
+
+
+@bp.get("/documents", defaults={"doc_id": None})
+@bp.get("/documents/<docid:doc_id>", merge_slashes=False)
+def document(doc_id: str | None):
+    """A stored document by id (in the path, or as ?id= for ids a URL path would mangle)."""
+    doc_id = doc_id if doc_id is not None else request.args.get("id", "")
+    if not doc_id:
+        return json_error(400, "give a document id: /api/documents/<id> or /api/documents?id=<id>", "Bad Request")
+    doc = service().document(doc_id)
+    if doc is None:
+        return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
+    keys = ("id", "title", "source", "metadata", "text", "added_at")
+    return jsonify({k: doc.get(k) for k in keys})
+
+
+@bp.get("/health")
+def health():
+    return jsonify({"status": "ok", "documents": service().count()})
+
+
+@bp.get("/stats")
+def stats():
+    return jsonify(service().stats())

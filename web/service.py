@@ -1,0 +1,139 @@
+"""The web layer's view of an index: request parameters checked, calls serialised, timed.
+
+One `Index` is shared by every request thread. Its SQLite connection is shared too, and Hugging
+Face fast tokenizers are not promised to be thread-safe (some versions raise "Already
+borrowed" under concurrent calls), so calls go through one lock. A search is CPU-bound model
+work that already uses every core, so little throughput is lost.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from searcher.loaders import is_blank
+
+MAX_QUERY_CHARS = 1000
+MAX_K = 100
+MAX_OFFSET = 1000
+DEFAULT_K = 10
+_DIGITS = re.compile(r"[0-9]{1,7}")
+
+
+class BadRequest(ValueError):
+    """A request parameter that cannot be used; the message says which and why."""
+
+
+@dataclass
+class SearchRequest:
+    query: str
+    k: int = DEFAULT_K
+    offset: int = 0
+    mode: str | None = None
+
+
+@dataclass
+class SearchPage:
+    """One page of results, with what a client needs to ask for the next."""
+
+    request: SearchRequest
+    hits: list = field(default_factory=list)
+    has_more: bool = False
+    took_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        r = self.request
+        out: dict[str, Any] = {
+            "query": r.query, "k": r.k, "offset": r.offset, "took_ms": self.took_ms,
+            "results": [
+                {"doc_id": h.doc_id, "score": round(float(h.score), 6), "title": h.title, "source": h.source,
+                 "passage": h.passage, "start": h.start, "end": h.end}
+                for h in self.hits
+            ],
+            "has_more": self.has_more,
+            "next_offset": r.offset + len(self.hits) if self.has_more else None,
+        }
+        if r.mode is not None:
+            out["mode"] = r.mode
+        return out
+
+
+def _int_arg(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
+    return int(raw)
+
+
+def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> SearchRequest | None:
+    """Check q, k, offset and mode from a query string; None when q is absent and not required."""
+    query = args.get("q")
+    if query is None or is_blank(query):
+        if require_query:
+            raise BadRequest("q (the query) is missing or empty")
+        return None
+    if len(query) > MAX_QUERY_CHARS:
+        raise BadRequest(f"q is too long ({len(query)} characters; the limit is {MAX_QUERY_CHARS})")
+    k = _int_arg(args, "k", DEFAULT_K, 1, MAX_K)
+    offset = _int_arg(args, "offset", 0, 0, MAX_OFFSET)
+    mode = args.get("mode")
+    if mode is not None:
+        mode = mode.strip() or None
+    return SearchRequest(query.strip(), k, offset, mode)
+
+
+def accepts_mode(search) -> bool:
+    """Whether `search` takes a `mode` keyword (hybrid/keyword modes arrive in a later version)."""
+    try:
+        params = inspect.signature(search).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "mode" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+class SearchService:
+    """Wraps an open `Index` for concurrent request threads."""
+
+    def __init__(self, index):
+        self.index = index
+        self.supports_mode = accepts_mode(index.search)
+        self._lock = threading.Lock()
+
+    def search(self, req: SearchRequest) -> SearchPage:
+        kwargs = {}
+        if req.mode is not None:
+            if not self.supports_mode:
+                raise BadRequest("mode is not supported by this searcher version")
+            kwargs["mode"] = req.mode
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                # One extra hit tells whether a next page exists.
+                hits = self.index.search(req.query, req.k + 1, req.offset, **kwargs)
+            except ValueError as e:
+                if req.mode is None:
+                    raise
+                raise BadRequest(str(e)) from e  # the index rejects an unknown mode
+        took_ms = round((time.perf_counter() - started) * 1000, 1)
+        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
+
+    def document(self, doc_id: str) -> dict | None:
+        with self._lock:
+            return self.index.get_document(doc_id)
+
+    def stats(self) -> dict:
+        with self._lock:
+            info = self.index.info()
+        keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")
+        return {k: info[k] for k in keys if k in info}
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.index)
