@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up, build the default index (the Python standard library's docstrings, which every
-# Python carries) and run a few example searches. Re-running skips what is already indexed.
+# Python carries), run a few example searches, then serve the search page on
+# http://127.0.0.1:8000. Re-running skips what is already indexed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,3 +13,5 @@ for q in "read a file line by line" "compress data to a zip archive" "run a func
   echo; echo "== searcher search \"$q\" -k 3"
   searcher search "$q" --index "$INDEX" -k 3
 done
+echo
+searcher serve --index "$INDEX" --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

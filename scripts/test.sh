@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+# The browser tests drive Debian's Chromium (browsers cannot be downloaded by test tools here).
+if [ ! -x /usr/bin/chromium ] && [ -z "${SEARCHER_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
 # shellcheck disable=SC1091
 . "${VENV:-.venv}/bin/activate"
 python -m pytest -q "$@"
