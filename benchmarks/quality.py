@@ -114,8 +114,9 @@ def render(results, fusions, info, dataset, args, command, build_seconds) -> str
     for name, ndcg, recall, where in REFERENCES:
         lines.append(f"| {name} ({where}) | {ndcg:.3f} | {'' if recall is None else f'{recall:.3f}'} | | |")
     lines.append("")
-    lines.append("Reference rows come from `../shared/datasets/README.md`. ms/query is the whole "
-                 "`Index.search` call (query encoding included) for 100 documents.")
+    lines.append("Reference rows come from `../shared/datasets/README.md`. ms/query is the wall time of "
+                 "the whole `Index.search` call for 100 documents (query encoding included, on the CPU it "
+                 "dominates); it depends on how busy the machine was.")
     if build_seconds is not None:
         lines.append(f"Building the index took {build_seconds:.0f} s.")
     if fusions:
