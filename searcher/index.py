@@ -2,7 +2,7 @@
 
 Layout of a folder:
     manifest.json          model, dimension, pooling, chunk settings, format version
-    content.db             documents, chunks, state (SQLite, WAL)
+    content.db             documents, chunks, chunks_fts (keyword index), state (SQLite, WAL)
     vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen>
     write.lock             held by the one process that writes
 
@@ -360,9 +360,9 @@ class Index:
             self._reload_if_changed()
             if mode != "dense" and not self.store.has_keyword_table:
                 raise SearcherError(
-                    f"{self.path} has no keyword table yet (it was built by an older searcher); "
-                    f"open it for writing once, e.g. `searcher index --index {self.path}` with any "
-                    f"file, to add it, or search with mode='dense'"
+                    f"{self.path} has no keyword table yet (it was built by an older searcher, and "
+                    f"could not be changed when opened); open it once where content.db is writable "
+                    f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
                 )
             if mode == "dense":
                 ranked = self._dense_docs(qv, want)

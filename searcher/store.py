@@ -12,6 +12,7 @@ FTS5's bm25().
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -107,7 +108,10 @@ class ContentStore:
                     [{"key": "generation", "value": 0}, {"key": "next_chunk_id", "value": 1}]
                 )
         if FTS_TABLE not in db.table_names():
-            self._add_keyword_table()
+            try:
+                self._add_keyword_table()
+            except sqlite3.OperationalError as e:  # a read-only file: dense search still works
+                logging.getLogger(__name__).warning("cannot add the keyword table to %s: %s", self.path, e)
 
     def _add_keyword_table(self) -> None:
         """Create the FTS5 table and fill it from the chunks (also the migration for older indexes).
@@ -130,7 +134,8 @@ class ContentStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     def close(self) -> None:
         self.db.conn.close()
