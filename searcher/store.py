@@ -243,6 +243,15 @@ class ContentStore:
             out.update((int(r), float(s)) for r, s in self.db.execute(q, [expr, *part]).fetchall())
         return out
 
+    def rebuild_keyword_table(self) -> None:
+        """Refill the keyword table from the chunks and titles, in one transaction (a repair)."""
+        with self.db.atomic():
+            self.db.execute(f"delete from [{FTS_TABLE}]")
+            self.db.execute(
+                f"insert into [{FTS_TABLE}](rowid, title, text) "
+                "select c.id, coalesce(d.title, ''), c.text from chunks c join documents d on d.id = c.doc_id"
+            )
+
     def keyword_chunk_ids(self) -> list[int]:
         """Every rowid of the keyword table (for consistency checks: they must be the chunk ids)."""
         return [r[0] for r in self.db.execute(f"select rowid from [{FTS_TABLE}] order by rowid").fetchall()]

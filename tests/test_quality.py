@@ -211,6 +211,14 @@ def test_keyword_rows_follow_chunks_on_replace_and_delete(idx):
     assert ids(idx.search("oceans", mode="keyword")) == ["sea"]
 
 
+def test_rebuilding_the_keyword_table_repairs_it(idx):
+    idx.store.db.execute("delete from chunks_fts where rowid = (select min(id) from chunks)")
+    assert fts_ids(idx) != idx.store.all_chunk_ids()
+    idx.store.rebuild_keyword_table()
+    assert fts_ids(idx) == idx.store.all_chunk_ids()
+    assert ids(idx.search("kittens", k=1, mode="keyword")) == ["cat"]
+
+
 def test_an_index_without_keyword_table_gets_one_when_opened(tmp_path, encoder):
     path = tmp_path / "old"
     index = Index.create(path, device="cpu")
