@@ -2,7 +2,7 @@
 
 Invariants: the manifest reads; SQLite passes its integrity check; the vectors file of the
 live generation exists and loads with the manifest's dimension; every vector id has its
-chunk row and every chunk row its vector; every chunk belongs to a document; chunk ids are
+chunk row and every chunk row its vector; every chunk belongs to a document and has its keyword row; chunk ids are
 below the next id to hand out. Repair never drops a committed document: missing vectors
 are re-encoded from the stored chunk text, and only orphans (vectors without chunks,
 chunks without documents) are removed.
@@ -106,6 +106,17 @@ def _check(path: Path, manifest: dict, report: CheckReport, device: str, repair:
             "select id from chunks where doc_id not in (select id from documents)").fetchall()]
         if orphan_chunks:
             report.problems.append(f"{len(orphan_chunks)} chunks belong to no document")
+        keyword_broken = False
+        if store.has_keyword_table:
+            keyword_ids = np.array(store.keyword_chunk_ids(), dtype=np.int64)
+            if len(keyword_ids) != len(chunk_ids) or not np.array_equal(keyword_ids, chunk_ids):
+                keyword_broken = True
+                report.problems.append(
+                    f"the keyword table disagrees with the chunks ({len(np.setdiff1d(chunk_ids, keyword_ids))} "
+                    f"chunks missing, {len(np.setdiff1d(keyword_ids, chunk_ids))} rows without a chunk)")
+        else:
+            report.notes.append("no keyword table (an older index): keyword and hybrid search need it; "
+                                "opening the index for writing adds it")
         empty_docs = store.db.execute(
             "select count(*) from documents where id not in (select doc_id from chunks)").fetchone()[0]
         if empty_docs:
@@ -124,6 +135,9 @@ def _check(path: Path, manifest: dict, report: CheckReport, device: str, repair:
             missing_vectors = chunk_ids
         _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orphan_chunks,
                 max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1), device, report)
+        if keyword_broken or orphan_chunks:
+            store.rebuild_keyword_table()
+            report.repaired.append("rebuilt the keyword table from the chunks")
         for name in stray:
             (path / name).unlink(missing_ok=True)
         if stray:

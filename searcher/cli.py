@@ -9,12 +9,16 @@ from pathlib import Path
 import click
 
 from .encoder import ModelError
-from .index import DEFAULT_INDEX_DIR, Index, SearcherError
+from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, SEARCH_MODES, Index, SearcherError
 from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_INDEX_DIR, show_default=True, help="Index folder.",
+)
+mode_option = click.option(
+    "--mode", type=click.Choice(SEARCH_MODES), default=DEFAULT_MODE, show_default=True,
+    help="dense: BERT vectors; keyword: BM25 over the words; hybrid: the two fused.",
 )
 device_option = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -94,17 +98,19 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
 @click.argument("query")
 @index_option
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Documents to return.")
+@mode_option
 @click.option("--model", help="Model the index was built with (checked against the index).")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
-def search(query, index_dir, k, model, device, as_json):
+def search(query, index_dir, k, mode, model, device, as_json):
     """Find the documents that best match QUERY.
 
     \b
     searcher search "how do I read a file line by line" -k 5
+    searcher search "XQ-7781" --mode keyword
     """
     idx = Index.open(index_dir, model, device=device)
-    hits = idx.search(query, k=k)
+    hits = idx.search(query, k=k, mode=mode)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -200,6 +206,47 @@ def serve(index_dir, host, port, threads, device):
     finally:
         server.close()
         idx.close()
+
+
+@main.command("eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@mode_option
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Index folder to reuse (it must hold exactly this corpus) or to build and keep; "
+                   "default: a temporary folder, removed afterwards.")
+@click.option("--split", default="test", show_default=True, help="Judgements to use: qrels/SPLIT.tsv.")
+@click.option("--model", help="Model to build the index with (default: all-MiniLM-L6-v2).")
+@device_option
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (metric names as keys).")
+def evaluate(dataset_dir, mode, index_dir, split, model, device, batch_size, as_json):
+    """Measure search quality on a BEIR-layout collection: nDCG@10, Recall@100, MRR@10.
+
+    DATASET_DIR holds corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv. Every query with
+    judgements is run (100 results each).
+
+    \b
+    searcher eval ../shared/datasets/scifact --index indexes/scifact --mode hybrid
+    """
+    from tqdm import tqdm
+
+    from .evaluate import METRICS, evaluate as run_evaluation
+
+    with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
+        result = run_evaluation(dataset_dir, mode=mode, index_dir=index_dir, split=split, model=model,
+                                device=device, batch_size=batch_size, progress=bar.update)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['dataset']} ({result['split']}): {result['queries']} queries, "
+               f"{result['documents']} documents, mode {result['mode']}")
+    for name in METRICS:
+        click.echo(f"{name:>11}: {result[name]:.4f}")
+    click.echo(f"{'search':>11}: {result['search_seconds']:.1f}s ({result['ms_per_query']:.1f} ms/query)")
+    if result["indexed"]:
+        click.echo(f"{'indexing':>11}: {result['index_seconds']:.1f}s ({result['indexed']} documents)")
+    if index_dir is None and result["indexed"]:
+        click.echo("(the index was temporary; give --index DIR to keep it and reuse it next time)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 Layout of a folder:
     manifest.json          model, dimension, pooling, chunk settings, format version
-    content.db             documents, chunks, state (SQLite, WAL)
+    content.db             documents, chunks, chunks_fts (keyword index), state (SQLite, WAL)
     vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen>
     write.lock             held by the one process that writes
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
+from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
 from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
 from .store import ContentStore
 from .vectors import DEFAULT_FACTORY, FaissVectorIndex, write_atomic
@@ -40,6 +41,36 @@ DATABASE = "content.db"
 LOCK = "write.lock"
 COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encoding
 ENCODE_CHUNKS = 256  # chunks encoded together (sorted by length inside)
+
+SEARCH_MODES = ("dense", "keyword", "hybrid")
+DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
+HYBRID_DEPTH = 100  # documents each side contributes to a hybrid search (at least k + offset)
+
+
+def check_mode(mode: str | None) -> str:
+    """The search mode to use: `mode`, or DEFAULT_MODE for None; ValueError for anything else."""
+    if mode is None:
+        return DEFAULT_MODE
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+    return mode
+
+
+HYBRID_FUSION = "minmax"  # how hybrid mode fuses: "minmax" or "zscore" (score fusion), or "rrf"
+HYBRID_WEIGHTS = (0.5, 0.5)  # dense, keyword: an even mix, not tuned to any collection
+
+
+def fuse(dense: dict[str, float], keyword: dict[str, float], method: str | None = None) -> dict[str, float]:
+    """The hybrid ranking: dense and keyword candidates (best first, with scores) fused.
+
+    Default: each list's scores min-max normalised to [0, 1] over its own candidates, then
+    averaged (a doc one list did not return gets that list's 0). On SciFact this beat
+    reciprocal rank fusion by about 0.02 nDCG@10 (benchmarks/README.md).
+    """
+    method = method or HYBRID_FUSION
+    if method == "rrf":
+        return reciprocal_rank_fusion([dense, keyword], k=RRF_K)
+    return score_fusion([dense, keyword], weights=HYBRID_WEIGHTS, method=method)
 
 
 class SearcherError(Exception):
@@ -336,32 +367,35 @@ class Index:
     def __len__(self) -> int:
         return self.store.count_documents()
 
-    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
-        """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk."""
+    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
+        """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
+
+        `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
+        or "hybrid" (the two fused); None means DEFAULT_MODE. In hybrid mode Hit.score is the
+        fused score.
+        """
+        mode = check_mode(mode)
         if not isinstance(query, str) or is_blank(query):
             raise ValueError("the query is empty")
         if k < 1 or offset < 0:
             raise ValueError("k must be at least 1 and offset at least 0")
-        qv = self.encoder.encode([query])
+        want = offset + k
+        qv = self.encoder.encode([query]) if mode != "keyword" else None
         with self._lock:
             self._reload_if_changed()
-            vectors = self.vectors
-            want, n = offset + k, len(vectors)
-            fetch = min(n, max(want * 5, 50))
-            best: dict[str, tuple[float, int]] = {}
-            while n:
-                scores, ids = vectors.search(qv, fetch)
-                found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
-                owners = self.store.chunk_doc_ids([c for _, c in found])
-                best = {}
-                for score, cid in found:  # FAISS returns best first: the first chunk seen is the best
-                    doc_id = owners.get(cid)
-                    if doc_id is not None and doc_id not in best:
-                        best[doc_id] = (score, cid)
-                if len(best) >= want or fetch >= n:
-                    break
-                fetch = min(n, fetch * 4)
-            page = list(best.items())[offset:want]
+            if mode != "dense" and not self.store.has_keyword_table:
+                raise SearcherError(
+                    f"{self.path} has no keyword table yet (it was built by an older searcher, and "
+                    f"could not be changed when opened); open it once where content.db is writable "
+                    f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
+                )
+            if mode == "dense":
+                ranked = self._dense_docs(qv, want)
+            elif mode == "keyword":
+                ranked = self._keyword_docs(query, want)
+            else:
+                ranked = self._hybrid_docs(query, qv, want)
+            page = list(ranked.items())[offset:want]
             chunks = self.store.chunks([cid for _, (_, cid) in page])
             docs = self.store.documents([doc_id for doc_id, _ in page])
         hits = []
@@ -372,6 +406,56 @@ class Index:
             hits.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text,
                             chunk.start, chunk.end, cid, doc["metadata"]))
         return hits
+
+    def _dense_docs(self, qv: np.ndarray, want: int) -> dict[str, tuple[float, int]]:
+        """{doc_id: (cosine of its best chunk, that chunk's id)} for the `want` best documents, best first."""
+        vectors = self.vectors
+        n = len(vectors)
+        fetch = min(n, max(want * 5, 50))
+        best: dict[str, tuple[float, int]] = {}
+        while n:
+            scores, ids = vectors.search(qv, fetch)
+            found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
+            owners = self.store.chunk_doc_ids([c for _, c in found])
+            best = {}
+            for score, cid in found:  # FAISS returns best first: the first chunk seen is the best
+                doc_id = owners.get(cid)
+                if doc_id is not None and doc_id not in best:
+                    best[doc_id] = (score, cid)
+            if len(best) >= want or fetch >= n:
+                break
+            fetch = min(n, fetch * 4)
+        return dict(list(best.items())[:want])
+
+    def _keyword_docs(self, query: str, want: int) -> dict[str, tuple[float, int]]:
+        """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first."""
+        fetch = max(want * 5, 50)
+        while True:
+            rows = self.store.keyword_search(query, fetch)
+            best: dict[str, tuple[float, int]] = {}
+            for cid, doc_id, score in rows:  # best first
+                if doc_id not in best:
+                    best[doc_id] = (score, cid)
+            if len(best) >= want or len(rows) < fetch:
+                return dict(list(best.items())[:want])
+            fetch *= 4
+
+    def _hybrid_docs(self, query: str, qv: np.ndarray, want: int) -> dict[str, tuple[float, int]]:
+        """Dense and keyword candidates fused; the passage is the best chunk of the list that ranks the doc higher."""
+        depth = max(want, HYBRID_DEPTH)
+        dense = self._dense_docs(qv, depth)
+        keyword = self._keyword_docs(query, depth)
+        fused = fuse(
+            {d: s for d, (s, _) in dense.items()}, {d: s for d, (s, _) in keyword.items()}
+        )
+        dense_rank = {d: r for r, d in enumerate(dense)}
+        keyword_rank = {d: r for r, d in enumerate(keyword)}
+        out: dict[str, tuple[float, int]] = {}
+        for doc_id, score in list(fused.items())[:want]:
+            from_dense = dense_rank.get(doc_id, depth) <= keyword_rank.get(doc_id, depth)
+            cid = (dense if from_dense else keyword)[doc_id][1]
+            out[doc_id] = (score, cid)
+        return out
 
     def get_document(self, doc_id: str) -> dict | None:
         """The stored document (id, source, title, metadata, text, added_at), or None."""

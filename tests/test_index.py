@@ -53,15 +53,15 @@ def test_reopen_gives_same_results(tmp_path, animals_index):
 
 
 def test_same_id_replaces_and_same_content_is_not_reencoded(animals_index):
-    before = animals_index.search("pet kitty", k=1)[0]
+    before = animals_index.search("pet kitty", k=1, mode="dense")[0]
     report = animals_index.add_documents(ANIMALS)
     assert (report.unchanged, report.added, report.chunks) == (len(ANIMALS), 0, 0)
     report = animals_index.add_documents([{"id": "cat", "title": "Taxes", "text": "Tax returns and accountants."}])
     assert (report.updated, report.added) == (1, 0)
     assert len(animals_index) == len(ANIMALS)
-    cat = next(h for h in animals_index.search("pet kitty", k=5) if h.doc_id == "cat")
+    cat = next(h for h in animals_index.search("pet kitty", k=5, mode="dense") if h.doc_id == "cat")
     assert cat.passage == "Tax returns and accountants." and cat.score < before.score - 0.2
-    assert animals_index.search("income tax paperwork", k=1)[0].passage == "Tax returns and accountants."
+    assert animals_index.search("income tax paperwork", k=1, mode="dense")[0].passage == "Tax returns and accountants."
     assert len(animals_index.vectors) == animals_index.store.count_chunks()
 
 

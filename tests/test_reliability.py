@@ -197,3 +197,15 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
         Index.open(path)
     assert check_index(path, repair=True, device="cpu").ok
     assert len(Index.open(path).vectors) == len(ANIMALS)
+
+
+def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
+    from searcher.store import FTS_TABLE
+
+    animals_index.store.db.execute(f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
+    animals_index.store.db.conn.commit()
+    report = check_index(animals_index.path)
+    assert any("keyword table disagrees" in p for p in report.problems)
+    repaired = check_index(animals_index.path, repair=True, device="cpu")
+    assert repaired.ok and any("keyword table" in r for r in repaired.repaired)
+    assert animals_index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"

@@ -8,13 +8,13 @@ work that already uses every core, so little throughput is lost.
 
 from __future__ import annotations
 
-import inspect
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from searcher.index import check_mode
 from searcher.loaders import is_blank
 
 MAX_QUERY_CHARS = 1000
@@ -89,38 +89,22 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
     return SearchRequest(query.strip(), k, offset, mode)
 
 
-def accepts_mode(search) -> bool:
-    """Whether `search` takes a `mode` keyword (hybrid/keyword modes arrive in a later version)."""
-    try:
-        params = inspect.signature(search).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "mode" or p.kind is p.VAR_KEYWORD for p in params)
-
-
 class SearchService:
     """Wraps an open `Index` for concurrent request threads."""
 
     def __init__(self, index):
         self.index = index
-        self.supports_mode = accepts_mode(index.search)
         self._lock = threading.Lock()
 
     def search(self, req: SearchRequest) -> SearchPage:
-        kwargs = {}
-        if req.mode is not None:
-            if not self.supports_mode:
-                raise BadRequest("mode is not supported by this searcher version")
-            kwargs["mode"] = req.mode
+        try:
+            mode = check_mode(req.mode)
+        except ValueError as e:
+            raise BadRequest(str(e)) from e
         started = time.perf_counter()
         with self._lock:
-            try:
-                # One extra hit tells whether a next page exists.
-                hits = self.index.search(req.query, req.k + 1, req.offset, **kwargs)
-            except ValueError as e:
-                if req.mode is None:
-                    raise
-                raise BadRequest(str(e)) from e  # the index rejects an unknown mode
+            # One extra hit tells whether a next page exists.
+            hits = self.index.search(req.query, req.k + 1, req.offset, mode=mode)
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
 

@@ -1,0 +1,64 @@
+"""Fusing ranked lists: reciprocal rank fusion and normalised score fusion.
+
+Both take, for each retriever, its candidates best first as {doc_id: score} (dicts keep
+insertion order) and return one {doc_id: fused score} ordered best first. Neither knows
+anything about the collection: they look only at ranks or at each list's own scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very first ranks
+
+
+def reciprocal_rank_fusion(
+    runs: Sequence[Mapping[str, float]], k: float = RRF_K, weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """sum over lists of weight / (k + rank), rank counted from 1; a list a doc is absent from adds 0."""
+    weights = weights or [1.0] * len(runs)
+    fused: dict[str, float] = {}
+    for run, weight in zip(runs, weights):
+        for rank, doc_id in enumerate(run, 1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + weight / (k + rank)
+    return _ordered(fused)
+
+
+def normalise(scores: Mapping[str, float], method: str = "minmax") -> dict[str, float]:
+    """Scores of one list mapped to a common scale: min-max to [0, 1], or z-scores."""
+    if not scores:
+        return {}
+    values = list(scores.values())
+    if method == "minmax":
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        return {d: (s - lo) / span if span > 0 else 1.0 for d, s in scores.items()}
+    if method == "zscore":
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        return {d: (s - mean) / sd if sd > 0 else 0.0 for d, s in scores.items()}
+    raise ValueError(f"unknown normalisation {method!r} (use minmax or zscore)")
+
+
+def score_fusion(
+    runs: Sequence[Mapping[str, float]],
+    weights: Sequence[float] | None = None,
+    method: str = "minmax",
+) -> dict[str, float]:
+    """Weighted sum of normalised scores. A doc missing from a list gets that list's lowest
+    normalised score (it ranked below everything the list returned)."""
+    weights = weights or [1.0] * len(runs)
+    normed = [normalise(run, method) for run in runs]
+    floors = [min(n.values()) if n else 0.0 for n in normed]
+    docs = dict.fromkeys(d for run in runs for d in run)
+    fused = {
+        d: sum(w * n.get(d, floor) for n, w, floor in zip(normed, weights, floors))
+        for d in docs
+    }
+    return _ordered(fused)
+
+
+def _ordered(fused: dict[str, float]) -> dict[str, float]:
+    # Stable: ties keep first-seen order (the first list's order, then the next's).
+    return dict(sorted(fused.items(), key=lambda item: -item[1]))
