@@ -40,7 +40,6 @@ MANIFEST = "manifest.json"
 DATABASE = "content.db"
 LOCK = "write.lock"
 COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encoding
-ENCODE_CHUNKS = 256  # chunks encoded together (sorted by length inside)
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
 DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
