@@ -24,11 +24,23 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4
 def serving(app, host: str = "127.0.0.1", threads: int = 4) -> Iterator[str]:
     """Run `app` on a free loopback port in a background thread; yields its base URL."""
     server = make_server(app, host, 0, threads)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    stopping = threading.Event()
+
+    def run():
+        try:
+            server.run()
+        except OSError:
+            # waitress has no stop call: closing its sockets under the select loop is how it
+            # stops, and the loop then sees a closed descriptor. Only that case is expected.
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name="waitress", daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
+        stopping.set()
         server.close()
         server.task_dispatcher.shutdown(timeout=5)
         thread.join(timeout=5)
