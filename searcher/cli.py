@@ -176,7 +176,7 @@ def delete(doc_ids, index_dir):
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Request threads (searches themselves run one at a time).")
+              help="Request threads (concurrent queries are encoded together in one batch).")
 @device_option
 def serve(index_dir, host, port, threads, device):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.

@@ -19,6 +19,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
 from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
 from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
+from .queries import QueryEncoder
 from .store import ContentStore
 from .vectors import DEFAULT_FACTORY, FaissVectorIndex, write_atomic
 
@@ -204,6 +206,17 @@ def get_encoder(model=None, device="auto", pooling=None, batch_size=32) -> Encod
     return encoder
 
 
+_QUERY_ENCODERS: "weakref.WeakKeyDictionary[Encoder, QueryEncoder]" = weakref.WeakKeyDictionary()
+
+
+def get_query_encoder(encoder: Encoder) -> QueryEncoder:
+    """One query cache and batcher per loaded model, shared by the indexes that use it."""
+    with _ENCODERS_LOCK:
+        if encoder not in _QUERY_ENCODERS:
+            _QUERY_ENCODERS[encoder] = QueryEncoder(encoder)
+        return _QUERY_ENCODERS[encoder]
+
+
 def title_token_ids(tokenizer, title: str, budget: int) -> list[int]:
     """Tokens of a title, prefixed to each of its document's chunks (at most a quarter of a chunk)."""
     if not title:
@@ -222,6 +235,7 @@ class Index:
         self.path = Path(path)
         self.manifest = manifest
         self.encoder = encoder
+        self.queries = get_query_encoder(encoder)  # cached and batched query vectors
         self.store = store
         self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
         self.commit_chunks = COMMIT_CHUNKS
@@ -364,7 +378,8 @@ class Index:
 
     # -- reading -------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self.store.count_documents()
+        with self._lock:
+            return self.store.count_documents()
 
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
@@ -379,7 +394,7 @@ class Index:
         if k < 1 or offset < 0:
             raise ValueError("k must be at least 1 and offset at least 0")
         want = offset + k
-        qv = self.encoder.encode([query]) if mode != "keyword" else None
+        qv = self.queries.encode(query) if mode != "keyword" else None
         with self._lock:
             self._reload_if_changed()
             if mode != "dense" and not self.store.has_keyword_table:
@@ -458,9 +473,14 @@ class Index:
 
     def get_document(self, doc_id: str) -> dict | None:
         """The stored document (id, source, title, metadata, text, added_at), or None."""
-        return self.store.documents([doc_id], with_text=True).get(doc_id)
+        with self._lock:
+            return self.store.documents([doc_id], with_text=True).get(doc_id)
 
     def info(self) -> dict:
+        with self._lock:
+            return self._info()
+
+    def _info(self) -> dict:
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {
             "path": str(self.path),

@@ -1,15 +1,14 @@
-"""The web layer's view of an index: request parameters checked, calls serialised, timed.
+"""The web layer's view of an index: request parameters checked, searches timed.
 
-One `Index` is shared by every request thread. Its SQLite connection is shared too, and Hugging
-Face fast tokenizers are not promised to be thread-safe (some versions raise "Already
-borrowed" under concurrent calls), so calls go through one lock. A search is CPU-bound model
-work that already uses every core, so little throughput is lost.
+One `Index` is shared by every request thread. `Index` makes that safe: its reads of SQLite
+and FAISS go through the index's own lock, and query encoding goes through its
+`QueryEncoder`, which batches concurrent queries into one forward pass (so the model and its
+tokenizer, which are not promised to be thread-safe, are only ever used by one thread).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -94,7 +93,6 @@ class SearchService:
 
     def __init__(self, index):
         self.index = index
-        self._lock = threading.Lock()
 
     def search(self, req: SearchRequest) -> SearchPage:
         try:
@@ -102,22 +100,18 @@ class SearchService:
         except ValueError as e:
             raise BadRequest(str(e)) from e
         started = time.perf_counter()
-        with self._lock:
-            # One extra hit tells whether a next page exists.
-            hits = self.index.search(req.query, req.k + 1, req.offset, mode=mode)
+        # One extra hit tells whether a next page exists.
+        hits = self.index.search(req.query, req.k + 1, req.offset, mode=mode)
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
 
     def document(self, doc_id: str) -> dict | None:
-        with self._lock:
-            return self.index.get_document(doc_id)
+        return self.index.get_document(doc_id)
 
     def stats(self) -> dict:
-        with self._lock:
-            info = self.index.info()
+        info = self.index.info()
         keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")
         return {k: info[k] for k in keys if k in info}
 
     def count(self) -> int:
-        with self._lock:
-            return len(self.index)
+        return len(self.index)
