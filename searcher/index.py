@@ -573,7 +573,7 @@ class Index:
                     writer.stage(batch, report, progress)
                     batch = []
             writer.stage(batch, report, progress)
-            writer.commit()
+            writer.commit(report, progress)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -615,13 +615,20 @@ class _Writer:
         self.ids: list[np.ndarray] = []
         self.vecs: list[np.ndarray] = []
         self.delete_ids: list[str] = []
+        self.pending: list[list[int]] = []  # token ids of self.chunks[-len(pending):], not encoded yet
+
+    def commit_threshold(self) -> int:
+        """Chunks per commit: `commit_chunks`, or 10% of the index once it is large, so that
+        rewriting the vectors file stays a small share of the work."""
+        return max(self.index.commit_chunks, len(self.index.vectors) // 10)
 
     def stage(self, batch: list[Document], report: IndexReport, progress=None) -> None:
+        """Chunk the new and changed documents of a batch; encode and commit each threshold's worth
+        (the last, smaller part waits for more documents or for the final `commit`)."""
         if not batch:
             return
-        index, encoder = self.index, self.index.encoder
+        index = self.index
         existing = self.store.content_hashes([d.id for d in batch])
-        inputs, rows = [], []
         for doc in batch:
             digest = content_hash(doc)
             if existing.get(doc.id) == digest:
@@ -634,25 +641,31 @@ class _Writer:
                 report.added += 1
             title_ids = index.title_ids(doc.title)
             for chunk in index.chunker.split(doc.text, reserved=len(title_ids)):
-                rows.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
-                             "start": chunk.start, "end": chunk.end, "text": chunk.text})
-                inputs.append(encoder.with_special_tokens(title_ids + chunk.ids))
+                self.chunks.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
+                                    "start": chunk.start, "end": chunk.end, "text": chunk.text})
+                self.pending.append(index.encoder.with_special_tokens(title_ids + chunk.ids))
                 self.next_chunk_id += 1
             self.docs.append({"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
                               "content_hash": digest, "metadata": doc.metadata})
-        if inputs:
-            self.vecs.append(encoder.encode_ids(inputs, progress=progress))
-            self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
-            self.chunks.extend(rows)
-            report.chunks += len(rows)
-            report.tokens += sum(len(x) for x in inputs)
-        # Commit every `commit_chunks`, or every 10% of the index once it is large, so that
-        # rewriting the vectors file stays a small share of the work.
-        if len(self.chunks) >= max(index.commit_chunks, len(index.vectors) // 10):
-            self.commit()
+            # A document's chunks are committed together with it, never split across commits.
+            if len(self.chunks) >= self.commit_threshold():
+                self.commit(report, progress)
 
-    def commit(self) -> None:
+    def encode_pending(self, report: IndexReport | None = None, progress=None) -> None:
+        """Encode the staged chunks that have no vector yet (longest first, in batches)."""
+        if not self.pending:
+            return
+        rows = self.chunks[-len(self.pending):]
+        self.vecs.append(self.index.encoder.encode_ids(self.pending, progress=progress))
+        self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
+        if report is not None:
+            report.chunks += len(rows)
+            report.tokens += sum(len(x) for x in self.pending)
+        self.pending = []
+
+    def commit(self, report: IndexReport | None = None, progress=None) -> None:
         """Write the next vectors file, then the SQLite transaction that makes it live."""
+        self.encode_pending(report, progress)
         if not (self.docs or self.delete_ids):
             return
         index, store = self.index, self.store

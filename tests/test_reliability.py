@@ -25,16 +25,22 @@ from .conftest import ANIMALS
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_corpus(path: Path, n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
+def write_corpus(path: Path, n: int, seed: int = 0, start: int = 0) -> list[str]:
+    """Append n generated documents (ids doc{start}..) to a JSON Lines file; return their ids."""
+    rng = random.Random(seed * 100_003 + start)
     words = "river mountain cloud engine kitten market violin harbour forest copper glacier lantern".split()
     ids = []
-    with path.open("w") as fh:
-        for i in range(n):
+    with path.open("a") as fh:
+        for i in range(start, start + n):
             text = " ".join(rng.choice(words) for _ in range(rng.randint(20, 120)))
             fh.write(json.dumps({"id": f"doc{i}", "title": f"Doc {i}", "text": text}) + "\n")
             ids.append(f"doc{i}")
     return ids
+
+
+def latest_generation(index_dir: Path) -> int:
+    """The newest vectors file's generation (0 when there is none yet)."""
+    return max((int(p.name.split(".")[1]) for p in index_dir.glob("vectors.*.faiss")), default=0)
 
 
 def test_unchanged_rerun_encodes_nothing_and_prune_removes_deleted_files(tmp_path, index):
@@ -95,38 +101,66 @@ def test_failure_inside_a_commit_leaves_a_consistent_index(animals_index, monkey
     assert check_index(animals_index.path).ok
 
 
+def test_a_large_batch_commits_every_commit_chunks(index):
+    """A kill loses at most `--commit-every` chunks, even inside one batch of documents."""
+    index.commit_chunks = 5
+    before = index.store.generation
+    report = index.add_documents([{"id": f"d{i}", "text": f"Note {i}: green tea is steeped for {i} minutes."}
+                                  for i in range(12)])
+    assert (report.added, report.chunks) == (12, 12)
+    assert index.store.generation - before == 3  # 5 + 5 + 2 chunks
+    assert check_index(index.path).ok and len(index) == 12
+
+
 def test_sigkill_at_random_moments_loses_no_committed_document(tmp_path):
     """Kill `searcher index` with SIGKILL many times; after each kill the index checks clean,
     searches, and still holds every document a previous check saw. Seeded: replay with SEED."""
     seed = int(os.environ.get("SEED", "1234"))
     rng = random.Random(seed)
     corpus = tmp_path / "corpus.jsonl"
-    all_ids = write_corpus(corpus, 160, seed)
     index_dir = tmp_path / "idx"
     cmd = [sys.executable, "-m", "searcher", "index", str(corpus), "--index", str(index_dir),
            "--commit-every", "12", "--device", "cpu", "--batch-size", "8"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    all_ids: list[str] = []
     committed: set[str] = set()
-    kills = 0
-    for attempt in range(8):
+    kills = attempts = 0
+    cut_short: list[int] = []  # documents a killed run had not committed yet
+    per_run = 120  # new documents (one chunk each) a run; it commits every 12 chunks or a tenth of the index
+    # Each run gets fresh documents to encode, so however fast the machine is, a run is
+    # still working when the kill lands (a run that finishes first is simply not counted).
+    while kills < 6 and attempts < 20:
+        attempts += 1
+        all_ids += write_corpus(corpus, per_run, seed, start=len(all_ids))
+        start_generation = latest_generation(index_dir)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(3.0, 9.0))
-        if proc.poll() is None:
+        # Kill after a random number of this run's commits (model loading takes seconds and
+        # varies from machine to machine), a random fraction of a commit cycle later.
+        commits = max(1, per_run // max(12, len(committed) // 10))
+        target = start_generation + rng.randint(1, max(1, commits - 1))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and latest_generation(index_dir) < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        killed = proc.poll() is None
+        if killed:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
         if not (index_dir / "manifest.json").exists():
             continue  # killed before the index existed: nothing to lose yet
         report = check_index(index_dir)
-        assert report.ok, f"seed {seed}, attempt {attempt}: {report.summary()}"
+        assert report.ok, f"seed {seed}, attempt {attempts}: {report.summary()}"
         idx = Index.open(index_dir)
         present = set(idx.store.document_ids())
         assert committed <= present, f"seed {seed}: lost {sorted(committed - present)[:5]}"
         if present:
             assert idx.search("violin harbour", k=3)
+        if killed:
+            cut_short.append(len(all_ids) - len(present))
         committed = present
         idx.close()
-    assert kills >= 4, "the runs finished before they could be killed; make the corpus bigger"
+    assert kills >= 6, f"only {kills} of {attempts} runs were still going when killed"
     # A final run completes the job without re-encoding what was committed.
     done = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, check=True)
     summary = json.loads(done.stdout)
@@ -135,8 +169,10 @@ def test_sigkill_at_random_moments_loses_no_committed_document(tmp_path):
     idx = Index.open(index_dir)
     assert set(idx.store.document_ids()) == set(all_ids)
     assert check_index(index_dir).ok
-    print(f"\nSIGKILL test (seed {seed}): {kills} kills survived, 0 documents lost, "
-          f"{len(committed)} of {len(all_ids)} committed before the final run")
+    print(f"\nSIGKILL test (seed {seed}): {kills} kills in {attempts} runs survived, 0 documents lost, "
+          f"{len(committed)} of {len(all_ids)} committed before the final run; "
+          f"documents each kill left uncommitted: {cut_short}")
+    assert any(cut_short), "every kill came after its run's last commit"
 
 
 def test_check_finds_and_repair_fixes_damage(animals_index):
