@@ -240,6 +240,7 @@ class Index:
         self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
         self.commit_chunks = COMMIT_CHUNKS
         self._lock = threading.RLock()
+        self._readers = threading.local()
         self._generation = -1
         self.vectors: FaissVectorIndex | None = None
         self._reload_if_changed()
@@ -337,6 +338,10 @@ class Index:
         return cls.create(path, model, **options)
 
     def close(self) -> None:
+        reader = getattr(self._readers, "store", None)
+        if reader is not None:
+            reader.close()
+            self._readers.store = None
         self.store.close()
 
     def __enter__(self):
@@ -395,23 +400,25 @@ class Index:
             raise ValueError("k must be at least 1 and offset at least 0")
         want = offset + k
         qv = self.queries.encode(query) if mode != "keyword" else None
+        store = self._read_store()
         with self._lock:
             self._reload_if_changed()
-            if mode != "dense" and not self.store.has_keyword_table:
-                raise SearcherError(
-                    f"{self.path} has no keyword table yet (it was built by an older searcher, and "
-                    f"could not be changed when opened); open it once where content.db is writable "
-                    f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
-                )
-            if mode == "dense":
-                ranked = self._dense_docs(qv, want)
-            elif mode == "keyword":
-                ranked = self._keyword_docs(query, want)
-            else:
-                ranked = self._hybrid_docs(query, qv, want)
-            page = list(ranked.items())[offset:want]
-            chunks = self.store.chunks([cid for _, (_, cid) in page])
-            docs = self.store.documents([doc_id for doc_id, _ in page])
+            vectors = self.vectors
+        if mode != "dense" and not store.has_keyword_table:
+            raise SearcherError(
+                f"{self.path} has no keyword table yet (it was built by an older searcher, and "
+                f"could not be changed when opened); open it once where content.db is writable "
+                f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
+            )
+        if mode == "dense":
+            ranked = self._dense_docs(store, vectors, qv, want)
+        elif mode == "keyword":
+            ranked = self._keyword_docs(store, query, want)
+        else:
+            ranked = self._hybrid_docs(store, vectors, query, qv, want)
+        page = list(ranked.items())[offset:want]
+        chunks = store.chunks([cid for _, (_, cid) in page])
+        docs = store.documents([doc_id for doc_id, _ in page])
         hits = []
         for doc_id, (score, cid) in page:
             doc, chunk = docs.get(doc_id), chunks.get(cid)
@@ -421,16 +428,30 @@ class Index:
                             chunk.start, chunk.end, cid, doc["metadata"]))
         return hits
 
-    def _dense_docs(self, qv: np.ndarray, want: int) -> dict[str, tuple[float, int]]:
+    def _read_store(self) -> ContentStore:
+        """This thread's own read-only connection to the database.
+
+        Searches run SQLite (keyword search, fetching chunks) outside the index lock, each
+        thread on its own connection, so concurrent searches use every core; WAL lets them
+        read while another process writes. Only FAISS is searched under the lock, since an
+        in-process writer changes the vectors in place.
+        """
+        store = getattr(self._readers, "store", None)
+        if store is None:
+            store = self._readers.store = ContentStore(self.path / DATABASE, readonly=True)
+        return store
+
+    def _dense_docs(self, store: ContentStore, vectors: FaissVectorIndex, qv: np.ndarray,
+                    want: int) -> dict[str, tuple[float, int]]:
         """{doc_id: (cosine of its best chunk, that chunk's id)} for the `want` best documents, best first."""
-        vectors = self.vectors
         n = len(vectors)
         fetch = min(n, max(want * 5, 50))
         best: dict[str, tuple[float, int]] = {}
         while n:
-            scores, ids = vectors.search(qv, fetch)
+            with self._lock:
+                scores, ids = vectors.search(qv, fetch)
             found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
-            owners = self.store.chunk_doc_ids([c for _, c in found])
+            owners = store.chunk_doc_ids([c for _, c in found])
             best = {}
             for score, cid in found:  # FAISS returns best first: the first chunk seen is the best
                 doc_id = owners.get(cid)
@@ -441,11 +462,11 @@ class Index:
             fetch = min(n, fetch * 4)
         return dict(list(best.items())[:want])
 
-    def _keyword_docs(self, query: str, want: int) -> dict[str, tuple[float, int]]:
+    def _keyword_docs(self, store: ContentStore, query: str, want: int) -> dict[str, tuple[float, int]]:
         """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first."""
         fetch = max(want * 5, 50)
         while True:
-            rows = self.store.keyword_search(query, fetch)
+            rows = store.keyword_search(query, fetch)
             best: dict[str, tuple[float, int]] = {}
             for cid, doc_id, score in rows:  # best first
                 if doc_id not in best:
@@ -454,11 +475,12 @@ class Index:
                 return dict(list(best.items())[:want])
             fetch *= 4
 
-    def _hybrid_docs(self, query: str, qv: np.ndarray, want: int) -> dict[str, tuple[float, int]]:
+    def _hybrid_docs(self, store: ContentStore, vectors: FaissVectorIndex, query: str, qv: np.ndarray,
+                     want: int) -> dict[str, tuple[float, int]]:
         """Dense and keyword candidates fused; the passage is the best chunk of the list that ranks the doc higher."""
         depth = max(want, HYBRID_DEPTH)
-        dense = self._dense_docs(qv, depth)
-        keyword = self._keyword_docs(query, depth)
+        dense = self._dense_docs(store, vectors, qv, depth)
+        keyword = self._keyword_docs(store, query, depth)
         fused = fuse(
             {d: s for d, (s, _) in dense.items()}, {d: s for d, (s, _) in keyword.items()}
         )
