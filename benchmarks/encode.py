@@ -18,6 +18,10 @@ Per backend it prints documents/s, tokens/s (real tokens, padding excluded), the
 the mean and minimum cosine of its vectors to st's, and nDCG@10 of dense retrieval with its
 vectors (exact inner product over the document vectors, the judged queries of qrels/test.tsv
 encoded by the same backend, metrics by searcher.evaluate.compute_metrics / ir-measures).
+With --index-run N it instead times the whole `searcher index` command (a subprocess: loading,
+chunking, encoding, FAISS and SQLite) on the first N corpus documents, once per --precision
+(exact, fast, alternating over --rounds), and prints documents/s from the command's own report
+and its wall time.
 On CUDA it also estimates model FLOPs (2 x non-embedding parameters per token, plus attention:
 4 x layers x hidden x length^2 per sequence for QK^T and AV) and the share of --peak-tflops.
 """
@@ -110,6 +114,46 @@ def dense_ndcg(doc_ids, doc_vecs, query_ids, query_vecs, qrels) -> float:
     return compute_metrics(qrels, run)["nDCG@10"]
 
 
+def index_run(args) -> None:
+    import subprocess
+    import tempfile
+
+    precisions = (args.backends or "exact,fast").split(",")
+    rows = [line for line in (args.dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()][: args.index_run]
+    totals = {p: {"seconds": 0.0, "wall": 0.0, "documents": 0, "chunks": 0, "tokens": 0} for p in precisions}
+    with tempfile.TemporaryDirectory(prefix="encode-bench-") as tmp:
+        corpus = Path(tmp) / "corpus.jsonl"
+        corpus.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        for r in range(args.rounds):
+            for p in precisions[r % len(precisions):] + precisions[: r % len(precisions)]:
+                folder = Path(tmp) / f"index-{p}-{r}"
+                cmd = [sys.executable, "-m", "searcher", "index", str(corpus), "--index", str(folder),
+                       "--device", args.device, "--precision", p, "--batch-size", str(args.batch_size), "--json"]
+                started = time.perf_counter()
+                out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                wall = time.perf_counter() - started
+                report = json.loads(out)
+                t = totals[p]
+                t["seconds"] += report["seconds"]
+                t["wall"] += wall
+                t["documents"] += report["added"]
+                t["chunks"] += report["chunks"]
+                t["tokens"] += report["tokens"]
+                print(f"round {r + 1}: {p} {report['added'] / report['seconds']:.1f} docs/s "
+                      f"({report['seconds']:.1f}s indexing, {wall:.1f}s wall)", file=sys.stderr, flush=True)
+    print(f"\n`searcher index` on the first {len(rows)} SciFact documents, device {args.device}, "
+          f"{args.rounds} alternating runs, {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    print(f"{'precision':<9} {'docs/s':>8} {'chunks/s':>9} {'tokens/s':>9} {'index s':>8} {'wall s':>7} {'x exact':>8}")
+    base = totals.get("exact", next(iter(totals.values())))
+    for p, t in totals.items():
+        print(f"{p:<9} {t['documents'] / t['seconds']:>8.1f} {t['chunks'] / t['seconds']:>9.1f} "
+              f"{t['tokens'] / t['seconds']:>9.0f} {t['seconds'] / args.rounds:>8.1f} {t['wall'] / args.rounds:>7.1f} "
+              f"{base['seconds'] / t['seconds']:>8.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"index_run": len(rows), "device": args.device, "results": totals}, indent=2))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "datasets" / "scifact",
@@ -124,7 +168,11 @@ def main(argv=None):
     ap.add_argument("--peak-tflops", type=float, default=H100_SXM_FP16_DENSE_TFLOPS,
                     help="GPU fp16 dense peak for the utilisation share (default: H100 SXM)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--index-run", type=int, metavar="N",
+                    help="time `searcher index` end to end on the first N documents, exact vs fast")
     args = ap.parse_args(argv)
+    if args.index_run:
+        return index_run(args)
 
     names = (args.backends or ("st,st-fp16,exact,fast" if args.device == "cuda" else "st,exact,fast")).split(",")
     if "st" not in names:
