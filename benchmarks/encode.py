@@ -261,6 +261,10 @@ def main(argv=None):
         if flops is not None:
             line += f" {row['tflops']:>8.1f} {100 * row['share_of_peak']:>6.2f}%"
         print(line)
+    for name in ("exact", "fast"):
+        if "st-fp16" in results and name in results:
+            print(f"{name} / st-fp16: {results['st-fp16']['seconds'] / results[name]['seconds']:.2f}x "
+                  f"({results[name].get('backend')})")
     if flops is not None:
         print(f"FLOPs: {flops / 1e12:.2f} TFLOP for the corpus (2 x non-embedding params x tokens + "
               f"attention 4 x layers x hidden x length^2); peak {args.peak_tflops:g} TFLOP/s fp16 dense")
