@@ -128,6 +128,7 @@ def build(checkpoint: Path, fingerprint: str, num_heads: int, hidden_size: int) 
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_exports(target.parent)
     log.info("exporting %s to ONNX int8 (once; cached in %s)", checkpoint, target)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as tmp:
         tmp = Path(tmp)
@@ -136,6 +137,19 @@ def build(checkpoint: Path, fingerprint: str, num_heads: int, hidden_size: int) 
         _quantise(fused, tmp / "int8.onnx")
         os.replace(tmp / "int8.onnx", target)  # atomic: readers see the whole file or none
     return target
+
+
+def _remove_stale_exports(folder: Path, older_than_s: float = 3600) -> None:
+    """Scratch folders of exports that were killed midway (a live export takes seconds)."""
+    import shutil
+    import time
+
+    for scratch in folder.glob(".export-*"):
+        try:
+            if time.time() - scratch.stat().st_mtime > older_than_s:
+                shutil.rmtree(scratch, ignore_errors=True)
+        except OSError:
+            pass
 
 
 class OnnxModel:
