@@ -224,33 +224,30 @@ class Encoder:
         order = sorted(range(len(input_ids)), key=lambda i: -len(input_ids[i]))
         out = np.empty((len(input_ids), self.dimension), dtype=np.float32)
         pad_id = self.tokenizer.pad_token_id or 0
-        b = 0
         with torch.inference_mode():
-            while b < len(order):
-                width = len(input_ids[order[b]])
-                rows = batch_size
-                if self.onnx is not None:  # int8 kernels prefer batches that stay in cache
-                    from .onnx_backend import TOKENS_PER_RUN
-
-                    rows = max(1, min(batch_size, TOKENS_PER_RUN // max(width, 1)))
-                idx = order[b : b + rows]
-                b += len(idx)
-                ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    seq = input_ids[i]
-                    ids[row, : len(seq)] = seq
-                    mask[row, : len(seq)] = 1
+            for b in range(0, len(order), batch_size):
+                idx = order[b : b + batch_size]
                 if self.onnx is not None:
-                    hidden = torch.from_numpy(self.onnx(ids, mask))
-                    tmask = torch.from_numpy(mask)
+                    # One sequence per run, no padding (see onnx_backend): pool each on its own.
+                    hidden = self.onnx.run([input_ids[i] for i in idx])
+                    vecs = torch.stack([self._pool(torch.from_numpy(h)[None], torch.ones((1, len(h))))[0]
+                                        for h in hidden])
+                    n_tokens = sum(len(h) for h in hidden)
                 else:
+                    width = len(input_ids[idx[0]])
+                    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                    mask = np.zeros((len(idx), width), dtype=np.int64)
+                    for row, i in enumerate(idx):
+                        seq = input_ids[i]
+                        ids[row, : len(seq)] = seq
+                        mask[row, : len(seq)] = 1
                     tids, tmask = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
                     hidden = self.model(input_ids=tids, attention_mask=tmask).last_hidden_state
-                vecs = self._pool(hidden, tmask)
+                    vecs = self._pool(hidden, tmask)
+                    n_tokens = int(mask.sum())
                 vecs = torch.nn.functional.normalize(vecs.float(), p=2, dim=1)
                 out[idx] = vecs.cpu().numpy()
-                self.tokens_encoded += int(mask.sum())
+                self.tokens_encoded += n_tokens
                 if progress:
                     progress(len(idx))
         return out

@@ -11,6 +11,12 @@ a few seconds and later runs load it at once.
 
 On SciFact with all-MiniLM-L6-v2 the vectors keep a mean cosine of about 0.993 to the exact
 ones, and nDCG@10 moves by less than 0.005 (benchmarks/README.md, "Encoding").
+
+Each sequence runs alone (no padding), one single-threaded run per core in parallel. Dynamic
+quantisation picks its activation scale from the whole input tensor, so in a padded batch a
+text's vector would depend on its neighbours; alone, a text always gets the same vector (as a
+query, whatever else is being encoded), and it is as fast: one 240-token abstract is already
+a large enough matrix, and parallel runs beat one run split over the cores.
 """
 
 from __future__ import annotations
@@ -22,14 +28,12 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 # Bump when the export or the quantisation changes, so that old cache entries are not reused.
 EXPORT_VERSION = 1
-# Rows x width per forward pass: int8 GEMMs are fastest when a batch's activations stay in
-# cache (measured: 8 sequences of 256 tokens beat 32 by about 15% on a 2-core AVX2 machine).
-TOKENS_PER_RUN = 2048
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,7 @@ def _remove_stale_exports(folder: Path, older_than_s: float = 3600) -> None:
 
 
 class OnnxModel:
-    """An ONNX Runtime session on the int8 model: (ids, mask) int64 arrays -> last hidden state."""
+    """An ONNX Runtime session on the int8 model: one sequence of token ids -> its hidden states."""
 
     name = "onnx-int8"
 
@@ -164,13 +168,27 @@ class OnnxModel:
         self.path = build(checkpoint, fingerprint, num_heads, hidden_size)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or _cores()
+        options.intra_op_num_threads = 1  # parallel across sequences instead (see above)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.threads = threads or _cores()
+        self._pool = None
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    def run_one(self, ids: Sequence[int]) -> np.ndarray:
+        """(length, hidden) float32 hidden states of one sequence (special tokens included)."""
+        x = np.asarray(ids, dtype=np.int64)[None, :]
+        return self.session.run(None, {"input_ids": x, "attention_mask": np.ones_like(x)})[0][0]
+
+    def run(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Hidden states of each sequence, in order; the runs spread over the cores."""
+        if self.threads == 1 or len(sequences) == 1:
+            return [self.run_one(s) for s in sequences]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="searcher-onnx")
+        return list(self._pool.map(self.run_one, sequences))
 
 
 def _cores() -> int:
