@@ -25,6 +25,12 @@ device_option = click.option(
     help="Where the model runs (auto: CUDA when present).",
 )
 
+precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "exact", "fast"]), default="auto", show_default=True,
+    help="exact: float32 (what sentence-transformers computes); fast: int8 ONNX Runtime on CPU "
+         "(1.6-2.2x faster on 2 CPUs, nDCG@10 within 0.005), fp16 on CUDA; auto: fast when available.",
+)
+
 
 class Group(click.Group):
     """Turns the errors a user can act on into a one-line message and exit status 1."""
@@ -51,6 +57,7 @@ def main():
 @click.option("--overlap", type=int, help="Tokens shared by consecutive chunks (default: 10% of --chunk-tokens).")
 @click.option("--pooling", type=click.Choice(["mean", "cls", "max"]), help="Pooling when the checkpoint declares none.")
 @device_option
+@precision_option
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
 @click.option("--csv-text-column", help="CSV column holding the text (default: text, body, content...).")
 @click.option("--csv-id-column", help="CSV column holding the document id (default: id if present, else the row).")
@@ -61,7 +68,7 @@ def main():
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, batch_size,
+def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
@@ -74,7 +81,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         raise click.UsageError("give files or folders to index, or --python-docs")
     idx = Index.open_or_create(
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
-        device=device, batch_size=batch_size,
+        device=device, batch_size=batch_size, precision=precision,
     )
     if commit_every:
         idx.commit_chunks = commit_every
@@ -101,15 +108,16 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
 @mode_option
 @click.option("--model", help="Model the index was built with (checked against the index).")
 @device_option
+@precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
-def search(query, index_dir, k, mode, model, device, as_json):
+def search(query, index_dir, k, mode, model, device, precision, as_json):
     """Find the documents that best match QUERY.
 
     \b
     searcher search "how do I read a file line by line" -k 5
     searcher search "XQ-7781" --mode keyword
     """
-    idx = Index.open(index_dir, model, device=device)
+    idx = Index.open(index_dir, model, device=device, precision=precision)
     hits = idx.search(query, k=k, mode=mode)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
@@ -178,7 +186,8 @@ def delete(doc_ids, index_dir):
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Request threads (concurrent queries are encoded together in one batch).")
 @device_option
-def serve(index_dir, host, port, threads, device):
+@precision_option
+def serve(index_dir, host, port, threads, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -187,7 +196,7 @@ def serve(index_dir, host, port, threads, device):
     from web import create_app
     from web.server import make_server
 
-    idx = Index.open(index_dir, device=device)  # the model and the index load once, here
+    idx = Index.open(index_dir, device=device, precision=precision)  # the model and the index load once, here
     idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
     try:
         server = make_server(create_app(idx), host, port, threads)
@@ -217,9 +226,10 @@ def serve(index_dir, host, port, threads, device):
 @click.option("--split", default="test", show_default=True, help="Judgements to use: qrels/SPLIT.tsv.")
 @click.option("--model", help="Model to build the index with (default: all-MiniLM-L6-v2).")
 @device_option
+@precision_option
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (metric names as keys).")
-def evaluate(dataset_dir, mode, index_dir, split, model, device, batch_size, as_json):
+def evaluate(dataset_dir, mode, index_dir, split, model, device, precision, batch_size, as_json):
     """Measure search quality on a BEIR-layout collection: nDCG@10, Recall@100, MRR@10.
 
     DATASET_DIR holds corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv. Every query with
@@ -234,7 +244,8 @@ def evaluate(dataset_dir, mode, index_dir, split, model, device, batch_size, as_
 
     with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
         result = run_evaluation(dataset_dir, mode=mode, index_dir=index_dir, split=split, model=model,
-                                device=device, batch_size=batch_size, progress=bar.update)
+                                device=device, batch_size=batch_size, progress=bar.update,
+                                precision=precision)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -2,7 +2,14 @@
 
 Pooling follows the checkpoint's sentence-transformers config when it has one; vectors are
 L2-normalised so inner product is cosine similarity. Inputs are sorted by length and batched
-so that little padding is computed; on CUDA the model runs in fp16.
+so that little padding is computed.
+
+Two precisions: `exact` runs the checkpoint in float32 through torch (what sentence-transformers
+computes, to 1e-4 cosine); `fast` runs an int8 ONNX Runtime model on CPU (searcher/onnx_backend.py,
+1.6-2.2x sentence-transformers' throughput on 2 CPUs for a mean cosine of ~0.994 to the
+exact vectors) and fp16 torch on CUDA.
+`auto`, the default, is `fast`, falling back to `exact` on CPU when onnxruntime is missing.
+Vectors of the two precisions are close enough to share an index.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls", "max")
+PRECISIONS = ("auto", "exact", "fast")
 
 
 class ModelError(Exception):
@@ -105,6 +113,21 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def pick_precision(precision: str, device: str) -> str:
+    """Resolve `auto` for a (resolved) device: fast, unless on CPU without onnxruntime."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r} (use auto, exact or fast)")
+    if precision != "auto":
+        return precision
+    if device == "cpu":
+        from . import onnx_backend
+
+        if not onnx_backend.available():
+            logging.getLogger(__name__).info("onnxruntime is not installed: encoding on the exact path")
+            return "exact"
+    return "fast"
+
+
 class Encoder:
     """A loaded checkpoint that turns texts into normalised float32 vectors."""
 
@@ -114,9 +137,10 @@ class Encoder:
         device: str = "auto",
         pooling: str | None = None,
         batch_size: int = 32,
+        precision: str = "auto",
     ):
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -124,18 +148,31 @@ class Encoder:
         self.path = resolve_model_path(model)
         self.name = DEFAULT_MODEL_NAME if self.path == default_model_path() else str(self.path)
         self.device = pick_device(device)
+        self.precision = pick_precision(precision, self.device)
         self.batch_size = batch_size
+        self.fingerprint = model_fingerprint(self.path)
+        self.model = None  # the torch module (exact path, or CUDA)
+        self.onnx = None  # the ONNX Runtime model (fast path on CPU)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            dtype = torch.float16 if self.device == "cuda" else torch.float32
-            self.model = AutoModel.from_pretrained(
-                self.path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
-            )
+            cfg = AutoConfig.from_pretrained(self.path, local_files_only=True)
+            if self.device == "cpu" and self.precision == "fast":
+                from .onnx_backend import OnnxModel
+
+                self.onnx = OnnxModel(self.path, self.fingerprint, int(cfg.num_attention_heads),
+                                      int(cfg.hidden_size))
+                self.backend = self.onnx.name
+            else:
+                dtype = torch.float16 if self.device == "cuda" and self.precision == "fast" else torch.float32
+                self.model = AutoModel.from_pretrained(
+                    self.path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+                )
+                self.model.to(self.device).eval()
+                self.backend = f"torch-{'fp16' if dtype == torch.float16 else 'fp32'}"
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load a model from {self.path}: {e}") from e
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelError(f"{self.path} has no fast tokenizer (tokenizer.json); one is needed for offsets")
-        self.model.to(self.device).eval()
         # How the tokenizer wraps one sequence in special tokens ([CLS] ... [SEP] for BERT).
         probe = self.tokenizer("a", add_special_tokens=False)["input_ids"]
         wrapped = self.tokenizer("a", add_special_tokens=True)["input_ids"]
@@ -149,11 +186,9 @@ class Encoder:
             logging.getLogger(__name__).warning(
                 "checkpoint declares %s pooling; using it instead of %s", declared, pooling
             )
-        cfg = self.model.config
         self.position_limit = int(min(getattr(cfg, "max_position_embeddings", 512), 512))
         self.max_tokens = checkpoint_max_tokens(self.path, self.position_limit)
         self.dimension = int(cfg.hidden_size)
-        self.fingerprint = model_fingerprint(self.path)
         self.tokens_encoded = 0  # running count, for throughput figures
 
     def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
@@ -193,19 +228,27 @@ class Encoder:
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 idx = order[b : b + batch_size]
-                width = len(input_ids[idx[0]])
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    seq = input_ids[i]
-                    ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, : len(seq)] = 1
-                ids, mask = ids.to(self.device), mask.to(self.device)
-                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-                vecs = self._pool(hidden, mask)
+                if self.onnx is not None:
+                    # One sequence per run, no padding (see onnx_backend): pool each on its own.
+                    hidden = self.onnx.run([input_ids[i] for i in idx])
+                    vecs = torch.stack([self._pool(torch.from_numpy(h)[None], torch.ones((1, len(h))))[0]
+                                        for h in hidden])
+                    n_tokens = sum(len(h) for h in hidden)
+                else:
+                    width = len(input_ids[idx[0]])
+                    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                    mask = np.zeros((len(idx), width), dtype=np.int64)
+                    for row, i in enumerate(idx):
+                        seq = input_ids[i]
+                        ids[row, : len(seq)] = seq
+                        mask[row, : len(seq)] = 1
+                    tids, tmask = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+                    hidden = self.model(input_ids=tids, attention_mask=tmask).last_hidden_state
+                    vecs = self._pool(hidden, tmask)
+                    n_tokens = int(mask.sum())
                 vecs = torch.nn.functional.normalize(vecs.float(), p=2, dim=1)
                 out[idx] = vecs.cpu().numpy()
-                self.tokens_encoded += int(mask.sum())
+                self.tokens_encoded += n_tokens
                 if progress:
                     progress(len(idx))
         return out

@@ -158,6 +158,7 @@ def evaluate(
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
     index: Index | None = None,
+    precision: str = "auto",
 ) -> dict:
     """Index the collection (or reuse `index_dir` / `index`), run the judged queries, score them.
 
@@ -172,9 +173,9 @@ def evaluate(
         if own:
             folder = Path(index_dir) if index_dir is not None else Path(tmp) / "index"
             if (folder / MANIFEST).exists():
-                index = Index.open(folder, model, device=device, batch_size=batch_size)
+                index = Index.open(folder, model, device=device, batch_size=batch_size, precision=precision)
             else:
-                index = Index.create(folder, model, device=device, batch_size=batch_size)
+                index = Index.create(folder, model, device=device, batch_size=batch_size, precision=precision)
         try:
             result = _evaluate_on(index, dataset, mode, progress)
             result["index"] = str(index_dir) if index_dir is not None else (None if own else str(index.path))

@@ -195,12 +195,13 @@ _ENCODERS: dict[tuple, Encoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def get_encoder(model=None, device="auto", pooling=None, batch_size=32) -> Encoder:
+def get_encoder(model=None, device="auto", pooling=None, batch_size=32, precision="auto") -> Encoder:
     """Load a model once per process (indexes opened on the same model share it)."""
-    key = (str(resolve_model_path(model)), device, pooling)
+    key = (str(resolve_model_path(model)), device, pooling, precision)
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size)
+            _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size,
+                                     precision=precision)
         encoder = _ENCODERS[key]
     encoder.batch_size = batch_size
     return encoder
@@ -257,15 +258,20 @@ class Index:
         pooling: str | None = None,
         device: str = "auto",
         batch_size: int = 32,
+        precision: str = "auto",
         exist_ok: bool = False,
     ) -> "Index":
-        """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists)."""
+        """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists).
+
+        `precision`: `exact` (float32 torch), `fast` (int8 ONNX Runtime on CPU, fp16 on CUDA) or
+        `auto` (fast when available). Both give vectors that can share an index.
+        """
         path = Path(path)
         if (path / MANIFEST).exists():
             if exist_ok:
-                return cls.open(path, model=model, device=device, batch_size=batch_size)
+                return cls.open(path, model=model, device=device, batch_size=batch_size, precision=precision)
             raise IndexExistsError(f"an index already exists in {path}; open it instead")
-        encoder = get_encoder(model, device, pooling, batch_size)
+        encoder = get_encoder(model, device, pooling, batch_size, precision)
         chunk_tokens = chunk_tokens or encoder.max_tokens
         if not 8 <= chunk_tokens <= encoder.position_limit:
             raise ValueError(
@@ -301,6 +307,7 @@ class Index:
         *,
         device: str = "auto",
         batch_size: int = 32,
+        precision: str = "auto",
     ) -> "Index":
         """Open an existing index. `model`, when given, must be the one the index was built with."""
         path = Path(path)
@@ -308,7 +315,7 @@ class Index:
         if model is not None:
             asked = resolve_model_path(model)
             built = manifest["model"]
-            encoder = get_encoder(asked, device, manifest["pooling"], batch_size)
+            encoder = get_encoder(asked, device, manifest["pooling"], batch_size, precision)
             if encoder.fingerprint != manifest["model_fingerprint"] or encoder.dimension != manifest["dimension"]:
                 raise ModelMismatchError(
                     f"{path} was built with model {built} (fingerprint {manifest['model_fingerprint']}, "
@@ -318,7 +325,7 @@ class Index:
                 )
         else:
             try:
-                encoder = get_encoder(manifest["model"], device, manifest["pooling"], batch_size)
+                encoder = get_encoder(manifest["model"], device, manifest["pooling"], batch_size, precision)
             except Exception as e:
                 raise ModelMismatchError(
                     f"{path} was built with model {manifest['model']}, which cannot be loaded here: {e}"
@@ -334,7 +341,8 @@ class Index:
     def open_or_create(cls, path=DEFAULT_INDEX_DIR, model=None, **options) -> "Index":
         if (Path(path) / MANIFEST).exists():
             return cls.open(path, model, device=options.get("device", "auto"),
-                            batch_size=options.get("batch_size", 32))
+                            batch_size=options.get("batch_size", 32),
+                            precision=options.get("precision", "auto"))
         return cls.create(path, model, **options)
 
     def close(self) -> None:
@@ -516,6 +524,7 @@ class Index:
             "overlap": self.manifest["overlap"],
             "index_factory": self.manifest["index_factory"],
             "device": self.encoder.device,
+            "backend": self.encoder.backend,
             "generation": self._generation,
             "size_bytes": size,
         }

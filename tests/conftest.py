@@ -20,9 +20,32 @@ ANIMALS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """Exported ONNX models go to a per-session folder: the export path runs in every session,
+    and the randomly initialised test checkpoints leave nothing in the user's cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("searcher-cache")
+    old = os.environ.get("SEARCHER_CACHE_DIR")
+    os.environ["SEARCHER_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SEARCHER_CACHE_DIR", None)
+    else:
+        os.environ["SEARCHER_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def encoder():
+    """The default model as indexes get it on CPU (precision auto: the int8 ONNX fast path)."""
     return get_encoder(None, "cpu")
+
+
+@pytest.fixture(scope="session")
+def exact_encoder():
+    """The default model in float32 torch (the path that matches sentence-transformers)."""
+    return get_encoder(None, "cpu", precision="exact")
 
 
 @pytest.fixture(scope="session")

@@ -61,3 +61,18 @@ def test_errors_are_messages_not_tracebacks(tmp_path, other_model):
 
     result = run("index", "--index", tmp_path / "idx")
     assert result.exit_code == 2 and "give files or folders" in result.output
+
+
+def test_precision_option(tmp_path):
+    (tmp_path / "a.txt").write_text("Some text about rivers and the fish that swim in them.")
+    (tmp_path / "b.txt").write_text("A recipe for bread with flour, water and yeast.")
+    index_dir = tmp_path / "idx"
+    result = run("index", tmp_path, "--index", index_dir, "--device", "cpu", "--precision", "exact", "--json")
+    assert result.exit_code == 0, result.output
+    for precision in ("exact", "fast"):  # vectors of either path search an index built by the other
+        result = run("search", "salmon in a stream", "--index", index_dir, "--device", "cpu",
+                     "--precision", precision, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)[0]["doc_id"] == str(tmp_path / "a.txt")
+    result = run("index", tmp_path, "--index", index_dir, "--precision", "int4")
+    assert result.exit_code == 2 and "int4" in result.output

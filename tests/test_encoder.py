@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from searcher import Index
 from searcher.encoder import Encoder, ModelError, checkpoint_pooling, default_model_path
 
 TEXTS = [
@@ -11,7 +12,8 @@ TEXTS = [
 ]
 
 
-def test_matches_sentence_transformers_reference(encoder):
+def test_matches_sentence_transformers_reference(exact_encoder):
+    encoder = exact_encoder
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(default_model_path()), device="cpu")
@@ -24,7 +26,8 @@ def test_matches_sentence_transformers_reference(encoder):
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_order_and_batching_do_not_change_vectors(encoder):
+def test_order_and_batching_do_not_change_vectors(exact_encoder):
+    encoder = exact_encoder
     one_by_one = np.stack([encoder.encode([t])[0] for t in TEXTS])
     batched = encoder.encode(TEXTS, batch_size=3)
     assert np.allclose(one_by_one, batched, atol=1e-5)
@@ -45,3 +48,52 @@ def test_other_checkpoint_folder_with_chosen_pooling(other_model):
 def test_bad_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="not a model folder"):
         Encoder(tmp_path, device="cpu")
+
+
+# Abstract-like passages and short queries: int8 moves short texts the most.
+MORE_TEXTS = TEXTS + [
+    "Aspirin inhibits platelet aggregation by irreversibly acetylating cyclooxygenase.",
+    "how do I read a file line by line",
+    "Vitamin D deficiency is associated with an increased risk of respiratory infections in children.",
+    "hello there",
+]
+
+
+def test_fast_path_agrees_with_exact_path(encoder, exact_encoder):
+    assert encoder.backend == "onnx-int8" and exact_encoder.backend == "torch-fp32"
+    fast = encoder.encode(MORE_TEXTS, batch_size=4)
+    exact = exact_encoder.encode(MORE_TEXTS)
+    assert fast.shape == exact.shape and fast.dtype == np.float32
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    # One sequence per run: a text's vector does not depend on what it is batched with.
+    assert np.array_equal(np.stack([encoder.encode([t])[0] for t in MORE_TEXTS]), fast)
+    cosines = (fast * exact).sum(axis=1)
+    # Measured: mean ~0.99, min ~0.98 (on "hello there"); broken quantisation gives <0.95.
+    assert cosines.min() >= FAST_MIN_COSINE and cosines.mean() >= FAST_MEAN_COSINE, cosines
+
+
+FAST_MIN_COSINE, FAST_MEAN_COSINE = 0.97, 0.985
+
+
+def test_precision_option_selects_the_backend(tmp_path, encoder, exact_encoder):
+    from searcher.encoder import pick_precision
+
+    assert pick_precision("auto", "cpu") == "fast" and pick_precision("auto", "cuda") == "fast"
+    assert pick_precision("exact", "cpu") == "exact"
+    with pytest.raises(ModelError, match="unknown precision"):
+        Encoder(device="cpu", precision="int4")
+    with Index.create(tmp_path / "exact", device="cpu", precision="exact") as idx:
+        assert idx.encoder is exact_encoder and idx.info()["backend"] == "torch-fp32"
+    with Index.create(tmp_path / "fast", device="cpu") as idx:
+        assert idx.encoder is encoder and idx.info()["backend"] == "onnx-int8"
+    # Vectors from either path share an index: an index built fast opens exact, and finds.
+    with Index.open(tmp_path / "fast", device="cpu", precision="exact") as idx:
+        assert idx.encoder.backend == "torch-fp32" and idx.search("kittens", k=1) == []
+
+
+def test_onnx_export_is_cached(encoder, onnx_cache):
+    from searcher import onnx_backend
+
+    path = onnx_backend.cached_model_path(encoder.fingerprint)
+    assert path.is_file() and onnx_cache in path.parents
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".export-")]  # no leftovers

@@ -30,12 +30,13 @@ class DocIdConverter(BaseConverter):
     part_isolating = False
 
 
-def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto") -> Flask:
+def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
+               precision: str = "auto") -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here)."""
     if index is None:
         from searcher.index import DEFAULT_INDEX_DIR, Index
 
-        index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device)
+        index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False)
     app.json.sort_keys = False
