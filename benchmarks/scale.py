@@ -156,9 +156,9 @@ def measure(index_type: str, data: np.ndarray, ids: np.ndarray, queries: np.ndar
 
     row.update(run())
     if sweep:
-        values = {"ivf": [("nprobe", v) for v in (8, 16, 32, 64, 128)],
-                  "ivfpq": [("nprobe", v) for v in (8, 16, 32, 64, 128)],
-                  "hnsw": [("ef_search", v) for v in (16, 32, 64, 128, 256)]}.get(index.kind, [])
+        values = {"ivf": [("nprobe", v) for v in (16, 32, 64, 128, 256)],
+                  "ivfpq": [("nprobe", v) for v in (16, 32, 64, 128, 256)],
+                  "hnsw": [("ef_search", v) for v in (64, 128, 256, 512, 1024)]}.get(index.kind, [])
         default = index.search_params()
         row["sweep"] = [run({name: v}) for name, v in values]
         index.set_search_params(**default)
@@ -191,7 +191,16 @@ def main(argv=None) -> int:
     results = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     results.setdefault("rows", {})
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}"
+    from searcher.vectors import FaissVectorIndex, plan
+
     for index_type in args.types.split(","):
+        if index_type == "auto":  # the type auto picks for N, measured under its own name
+            picked = FaissVectorIndex.create(data.shape[1], plan("auto", args.n, data.shape[1])).kind
+            results["rows"][f"auto@{args.n}"] = {"type": "auto", "picks": picked, "n": args.n}
+            print(f"auto picks {picked} at {args.n}", flush=True)
+            if f"{picked}@{args.n}" in results["rows"] or picked in args.types.split(","):
+                continue
+            index_type = picked
         row = measure(index_type, data, ids, queries, truth, args.sweep)
         row.update(threads=args.threads, date=str(date.today()))
         results["rows"][f"{index_type}@{args.n}"] = row

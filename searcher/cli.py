@@ -62,7 +62,7 @@ def main():
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
 @click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
-              help="Vector index type of a new index (default auto: exact below 100,000 chunks, "
+              help="Vector index type of a new index (default auto: exact below 50,000 chunks, "
                    "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
 @click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
 @click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")

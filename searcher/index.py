@@ -262,7 +262,7 @@ class Index:
         """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists).
 
         `index_type`: one of vectors.INDEX_TYPES ("auto", the default, picks by size: exact
-        below 100,000 vectors, inverted lists above; see searcher/vectors.py).
+        below 50,000 vectors, inverted lists above; see searcher/vectors.py).
         """
         path = Path(path)
         index_type = check_index_type(index_type)

@@ -52,7 +52,7 @@ import numpy as np
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 DEFAULT_INDEX_TYPE = "auto"
 DEFAULT_FACTORY = "IDMap2,Flat"
-AUTO_EXACT_LIMIT = 100_000  # auto: exact search below this many vectors (FAISS guideline: "below 1M", brute force is fine up to ~100k at a few ms)
+AUTO_EXACT_LIMIT = 50_000  # auto: exact search below this many vectors (a query scans them all: ~7 ms at 50k here)
 AUTO_MEMORY_SHARE = 0.25  # auto: compressed codes once exact vectors would take this share of RAM
 IVFPQ_TRAIN_AT = 100_000  # ivfpq: exact vectors until this many, then trained once
 HNSW_M = 32
@@ -61,6 +61,7 @@ DEFAULT_EF_SEARCH = 128
 DEFAULT_NPROBE = 64
 TRAIN_POINTS_PER_LIST = 40  # k-means sample: 40 points a list (FAISS warns under 39)
 MIN_POINTS_PER_LIST = 39
+SINGLE_THREAD_BELOW = 4  # searches of fewer queries than this use one OpenMP thread
 HNSW_COMPACT_SHARE = 0.1  # rebuild an hnsw graph when this share of it is tombstones
 _LIVE = faiss.IDSelectorRange(0, 1 << 62)  # ids >= 0: not tombstones
 
@@ -117,8 +118,8 @@ def nlist_for(n: int) -> int:
 
 
 def pq_bytes(dimension: int) -> int:
-    """PQ sub-quantizers (bytes a code): d/4, or the largest divisor of d below it."""
-    m = max(1, dimension // 4)
+    """PQ sub-quantizers (bytes a code): d/3, or the largest divisor of d below it (128 at 384 dimensions)."""
+    m = max(1, dimension // 3)
     while dimension % m:
         m -= 1
     return m
@@ -151,11 +152,11 @@ def plan(index_type: str, n: int, dimension: int, current: "FaissVectorIndex | N
             return DEFAULT_FACTORY
         return f"IVF{nlist_for(n)},PQ{pq_bytes(dimension)}"
     if index_type == "auto":
-        if n * dimension * 4 > AUTO_MEMORY_SHARE * memory_bytes():
+        if n * (4 * dimension + 8) > AUTO_MEMORY_SHARE * memory_bytes():
             return f"IVF{nlist_for(n)},PQ{pq_bytes(dimension)}"
         if n < (AUTO_EXACT_LIMIT // 2 if kind == "ivf" else AUTO_EXACT_LIMIT):
             return DEFAULT_FACTORY
-    # ivf (or auto above the exact limit)
+    # ivf, and auto above its exact limit
     wanted = nlist_for(n)
     if kind == "ivf" and current.nlist // 4 < wanted < current.nlist * 2:
         return current.describe()
@@ -206,6 +207,8 @@ class FaissVectorIndex:
             self.inner.hnsw.efSearch = DEFAULT_EF_SEARCH
         elif self.kind in ("ivf", "ivfpq"):
             index.nprobe = min(DEFAULT_NPROBE, index.nlist)
+            if self.kind == "ivfpq":
+                index.do_polysemous_training = False  # only for Hamming-filtered search (unused); 100x the training time
         return self
 
     @classmethod
@@ -363,10 +366,20 @@ class FaissVectorIndex:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         k = max(1, min(k, len(self)))
-        if self._tombstones:
-            params = faiss.SearchParametersHNSW(efSearch=int(self.inner.hnsw.efSearch), sel=_LIVE)
-            return self.index.search(queries, k, params=params)
-        return self._searcher().search(queries, k)
+        # A few queries run on this thread alone: FAISS splits work by query, so a second
+        # OpenMP thread adds nothing but a wake-up, which costs milliseconds whenever the
+        # other core is busy (omp_set_num_threads applies to the calling thread only).
+        threads = faiss.omp_get_max_threads()
+        if len(queries) < SINGLE_THREAD_BELOW and threads > 1:
+            faiss.omp_set_num_threads(1)
+        try:
+            if self._tombstones:
+                params = faiss.SearchParametersHNSW(efSearch=int(self.inner.hnsw.efSearch), sel=_LIVE)
+                return self.index.search(queries, k, params=params)
+            return self._searcher().search(queries, k)
+        finally:
+            if threads > 1:
+                faiss.omp_set_num_threads(threads)
 
     def _searcher(self):
         if not self.use_gpu or self.kind == "hnsw":
@@ -375,7 +388,7 @@ class FaissVectorIndex:
             try:
                 res = faiss.StandardGpuResources()
                 options = faiss.GpuClonerOptions()
-                options.useFloat16LookupTables = self.kind == "ivfpq"  # many sub-quantizers need them
+                options.useFloat16 = self.kind == "ivfpq"  # float16 lookup tables: needed for many sub-quantizers
                 self._gpu_res = res
                 self._gpu_index = faiss.index_cpu_to_gpu(res, 0, self.index, options)
             except (RuntimeError, AttributeError):

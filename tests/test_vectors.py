@@ -16,6 +16,7 @@ from .conftest import ANIMALS
 
 D = 32
 TYPES = ("flat", "hnsw", "ivf", "ivfpq")
+FILLER = [{"id": f"n{i}", "text": f"Note {i}: item {i % 13} of list {i % 7}."} for i in range(300)]
 
 
 def unit(n, seed=0, d=D):
@@ -38,10 +39,12 @@ def build(index_type, n=3000, seed=0):
 
 def test_auto_plan_follows_the_size():
     assert plan("auto", 0, 384) == "IDMap2,Flat"
-    assert plan("auto", 50_000, 384) == "IDMap2,Flat"
+    assert plan("auto", 49_999, 384) == "IDMap2,Flat"
+    assert plan("auto", 50_000, 384) == "IVF1024,Flat"
     assert plan("auto", 1_000_000, 384) == "IVF4096,Flat"
-    assert plan("auto", 100_000_000, 384).endswith(",PQ96")  # exact vectors would not fit in memory
-    assert plan("ivfpq", 1_000_000, 384) == "IVF4096,PQ96"
+    assert plan("auto", 100_000_000, 384).endswith(",PQ128")  # exact vectors would not fit in memory
+    assert plan("ivf", 1_000_000, 384) == "IVF4096,Flat"
+    assert plan("ivfpq", 1_000_000, 384) == "IVF4096,PQ128"
     assert plan("hnsw", 10, 384) == "IDMap2,HNSW32"
     assert nlist_for(10) == 1 and nlist_for(1_000_000) == 4096
     assert all(nlist_for(n) * 39 <= max(n, 39) for n in (10, 100, 5000, 10**5, 10**7))
@@ -126,6 +129,11 @@ def test_auto_switches_from_flat_to_ivf_and_keeps_ids(small_limits):
     _, a = index.search(x[:200], 10)
     _, b = exact.search(x[:200], 10)
     assert np.mean([len(set(p) & set(q)) / 10 for p, q in zip(a, b)]) >= 0.9
+    index.remove(ids[:1000])
+    assert index.replan("auto").kind == "ivf"  # no switching back and forth near the limit
+    index.remove(ids[1000:2600])  # below half the exact limit: back to flat
+    index = index.replan("auto")
+    assert index.kind == "flat" and sorted(index.ids()) == list(ids[2600:])
 
 
 def test_search_params_are_adjustable(small_limits):
@@ -144,10 +152,10 @@ def test_auto_is_flat_for_a_small_index(animals_index):
 
 @pytest.mark.parametrize("index_type", TYPES)
 def test_index_of_each_type_searches_deletes_and_checks(tmp_path, encoder, small_limits, monkeypatch, index_type):
-    monkeypatch.setattr(V, "IVFPQ_TRAIN_AT", 5)  # train the tiny corpus's ivfpq index
+    monkeypatch.setattr(V, "IVFPQ_TRAIN_AT", 5)  # train the small corpus's ivfpq index
     monkeypatch.setattr(V, "MIN_POINTS_PER_LIST", 2)
     idx = Index.create(tmp_path / "idx", device="cpu", index_type=index_type)
-    idx.add_documents(ANIMALS)
+    idx.add_documents(ANIMALS + FILLER)  # PQ training needs 256 vectors
     assert idx.vectors.kind == index_type
     assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["index_type"] == index_type
     assert idx.search("pet kitty", k=1, mode="dense")[0].doc_id == "cat"
