@@ -135,6 +135,9 @@ def measure(index_type: str, data: np.ndarray, ids: np.ndarray, queries: np.ndar
     row = {"type": index_type, "factory": index.describe(), "n": len(data), "build_s": round(build_s, 1),
            "bytes_per_vector": round(size / len(data), 1), "search_params": index.search_params()}
 
+    if index.kind == "flat":  # exact: recall is 1 by definition, and each query scans all N
+        queries, truth = queries[:200], truth[:200]
+
     def run(params=None):
         if params:
             index.set_search_params(**params)
@@ -165,6 +168,27 @@ def measure(index_type: str, data: np.ndarray, ids: np.ndarray, queries: np.ndar
     return row
 
 
+def print_table(results: dict) -> None:
+    print(f"machine: {results['machine']}\n")
+    print("| type | FAISS index | N | build s | bytes/vector | search params | recall@10 | ms/query single p50 (p95) | ms/query in batches of 100 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key, row in results["rows"].items():
+        if row["type"] == "auto":
+            print(f"| auto | picks {row['picks']} | {row['n']:,} | | | | | | |")
+            continue
+        params = ", ".join(f"{k} {v}" for k, v in row["search_params"].items()) or "exact"
+        print(f"| {row['type']} | `{row['factory']}` | {row['n']:,} | {row['build_s']} | {row['bytes_per_vector']:.0f} | "
+              f"{params} | {row['recall_at_10']:.4f} | {row['single_ms_p50']:.2f} ({row['single_ms_p95']:.2f}) | "
+              f"{row['batch100_ms_per_query']:.2f} |")
+    sweeps = [(row["type"], row["n"], s) for row in results["rows"].values() for s in row.get("sweep", [])]
+    if sweeps:
+        print("\n| type | N | search params | recall@10 | ms/query single p50 | ms/query in batches of 100 |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for kind, n, s in sweeps:
+            params = ", ".join(f"{k} {v}" for k, v in s["search_params"].items())
+            print(f"| {kind} | {n:,} | {params} | {s['recall_at_10']:.4f} | {s['single_ms_p50']:.2f} | {s['batch100_ms_per_query']:.2f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -174,7 +198,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also measure other nprobe / efSearch values")
     ap.add_argument("--prepare", action="store_true", help="only encode and cache the SciFact vectors")
     ap.add_argument("--out", type=Path, help="JSON file to merge the results into")
+    ap.add_argument("--table", action="store_true", help="print the results in --out as a Markdown table")
     args = ap.parse_args(argv)
+    if args.table:
+        print_table(json.loads(args.out.read_text()))
+        return 0
 
     import faiss
 

@@ -1,43 +1,56 @@
 """The vector index: chunk vectors in FAISS, keyed by chunk id.
 
-Index types (`INDEX_TYPES`) map to FAISS `index_factory` strings:
+Index types (`INDEX_TYPES`) map to FAISS `index_factory` strings (inner product on unit
+vectors, so scores are cosines):
 
-    flat    IDMap2,Flat           exact search; 4d bytes a vector (+8 for the id)
-    hnsw    IDMap2,HNSW32         graph search; no training; ~4d + 8*32*... bytes a vector
-    ivf     IVF<nlist>,Flat       inverted lists over exact vectors; trained (k-means)
-    ivfpq   IVF<nlist>,PQ<d/4>    inverted lists over product-quantised codes: d/4 bytes a vector
-    auto    flat below AUTO_EXACT_LIMIT vectors, ivf above, ivfpq when the exact vectors would
-            take more than AUTO_MEMORY_SHARE of the machine's memory
+    flat    IDMap2,Flat           exact; 4d + 8 bytes a vector
+    ivf     IVF<nlist>,Flat       inverted lists over the exact vectors; k-means trained
+    ivfpq   IVF<nlist>,PQ<d/3>    inverted lists over product-quantised codes (128 bytes at d=384)
+    hnsw    IDMap2,HNSW32         graph; no training; fastest queries, slowest build, no removal
+    auto    flat below AUTO_EXACT_LIMIT vectors, ivf above, ivfpq once the exact vectors
+            would take more than AUTO_MEMORY_SHARE of the machine's memory
+
+`auto` follows FAISS's "Guidelines to choose an index": exact search while a query that
+scans every vector is cheap (about 7 ms at 50,000 vectors of 384 dimensions on one core),
+then IVF with about 4*sqrt(N) lists, and PQ codes when memory demands. It prefers ivf to
+hnsw above the limit because FAISS's HNSW cannot remove vectors (every replaced document
+removes some) and because on benchmarks/scale.py at 1M vectors ivf reached recall@10 0.99
+at 1.3 ms where hnsw stayed under 0.9 (benchmarks/README.md, "Scale").
 
 The ids FAISS returns are always the chunk ids of the SQLite store: flat and hnsw through
 an IDMap2 wrapper, ivf and ivfpq natively (their inverted lists store the ids; an IDMap on
 top of an IVF would go wrong on remove_ids, which does not renumber the lists).
 
-Training and re-planning (`FaissVectorIndex.replan`, called at every commit): an empty
-index is an exact flat one; after each commit the type's plan for the current count is
-compared with what the index is, and the index is rebuilt when they differ, from the exact
-vectors it holds (flat, hnsw and ivf can give them back exactly). nlist follows the FAISS
-guideline of about 4*sqrt(N) (a power of two, at least 39 training points a list); an ivf
-index is retrained when N has grown about 4x (nlist doubles) or shrunk 16x. ivfpq keeps
-exact vectors until it holds IVFPQ_TRAIN_AT of them, is then trained once on them, and is
-never retrained: its codes cannot give the exact vectors back (rebuild the index into a new
-folder if the collection later grows far past that, or simply raise nprobe).
+Training and re-planning (`FaissVectorIndex.replan`, called at every commit, after the
+commit's removals and additions and before its file is written): a new index is an empty
+exact one (hnsw: an empty graph); the type's `plan` for the current count is compared with
+what the index is, and when they differ the index is rebuilt from the exact vectors it
+holds (flat, hnsw and ivf can give them back exactly), training on a sample of them
+(TRAIN_POINTS_PER_LIST a list). nlist is a power of two near 4*sqrt(N) with at least 39
+training points a list; an ivf index is retrained when N has grown about 4x (nlist would
+double) or shrunk 16x, and auto goes back to flat only below half its limit, so that adds
+and deletes near a boundary do not rebuild again and again. ivfpq keeps exact vectors
+until it holds IVFPQ_TRAIN_AT of them, is then trained once on them, and is never
+retrained: its codes cannot give the exact vectors back (if the collection later grows far
+past that, raise nprobe or rebuild into a new folder).
 
 Deletes: flat, ivf and ivfpq remove vectors (`remove_ids`). FAISS's HNSW cannot remove, so
-hnsw marks removed vectors as tombstones (their id in the IDMap2 becomes -1 - id) and every
-search skips them with an IDSelector; once tombstones pass HNSW_COMPACT_SHARE of the graph
-it is rebuilt from its live vectors at the next commit (a full HNSW build: minutes at a
-million vectors). Tombstones live in the FAISS file itself, so each generation's file is
-complete on its own.
+hnsw marks removed vectors as tombstones (their id in the IDMap2 becomes -1 - id) and its
+searches skip them with an IDSelector; once tombstones pass HNSW_COMPACT_SHARE of the graph
+it is rebuilt from its live vectors at that commit (a full HNSW build: about two minutes at
+a million vectors on 2 cores). Tombstones live in the FAISS file itself, so each
+generation's file is complete on its own.
 
 Search parameters (nprobe for ivf/ivfpq, efSearch for hnsw) are stored in the FAISS file,
-default to values that reached recall@10 >= 0.95 on benchmarks/scale.py, and can be changed
-with `set_search_params`. Files are written to a temporary name, flushed and renamed into
-place, so a reader never sees half a file.
+default to DEFAULT_NPROBE / DEFAULT_EF_SEARCH, and can be changed with `set_search_params`
+(the Index keeps overrides in its manifest). Files are written to a temporary name,
+flushed and renamed into place, so a reader never sees half a file.
 
-With faiss-gpu and a GPU, IVF k-means training runs on the GPU (a GpuIndexFlat as the
-clustering index) and searches use a GPU copy of the index where FAISS has a GPU version
-of the type (not hnsw); adding stays on the CPU so that the index saved is a CPU index.
+With faiss-gpu and a GPU, IVF k-means training runs on the GPU (a GpuIndexFlatIP as the
+IVF's clustering_index, FAISS's documented way to train on a GPU and keep a CPU index), and
+searches use a GPU copy of the index (index_cpu_to_gpu) where FAISS has a GPU version of
+the type; hnsw, which has none, stays on the CPU. Adding stays on the CPU, so the file
+saved is a CPU index.
 """
 
 from __future__ import annotations
@@ -57,8 +70,8 @@ AUTO_MEMORY_SHARE = 0.25  # auto: compressed codes once exact vectors would take
 IVFPQ_TRAIN_AT = 100_000  # ivfpq: exact vectors until this many, then trained once
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
-DEFAULT_EF_SEARCH = 128
-DEFAULT_NPROBE = 64
+DEFAULT_EF_SEARCH = 1024  # recall@10 0.95 at 1M on benchmarks/scale.py (0.81 at 128); about 2 ms a query there
+DEFAULT_NPROBE = 64  # ivf recall@10 0.996 at 1M (4096 lists), 0.98 at 100k (1024 lists) on benchmarks/scale.py
 TRAIN_POINTS_PER_LIST = 40  # k-means sample: 40 points a list (FAISS warns under 39)
 MIN_POINTS_PER_LIST = 39
 SINGLE_THREAD_BELOW = 4  # searches of fewer queries than this use one OpenMP thread
