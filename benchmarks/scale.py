@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --prepare                      # encode SciFact once (cached)
     python benchmarks/scale.py --n 1000000 --types flat,ivf,ivfpq,hnsw --out /tmp/scale.json
+    python benchmarks/scale.py --grow 600000    # an auto index grown commit by commit: its switches
 
 Vectors: every SciFact chunk (title prefixed, 256-token windows, as `searcher index` makes
 them) encoded with all-MiniLM-L6-v2 and cached under /tmp, then grown to N by
@@ -168,6 +169,35 @@ def measure(index_type: str, data: np.ndarray, ids: np.ndarray, queries: np.ndar
     return row
 
 
+def grow(base: np.ndarray, queries: np.ndarray, n: int) -> dict:
+    """Grow an auto index commit by commit (a tenth of the index each, as `searcher index`) and time its switches."""
+    import faiss
+
+    from searcher.vectors import FaissVectorIndex, plan
+
+    data = synthesize(base, n, seed=1)[np.random.default_rng(0).permutation(n)]  # arrival order mixed
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    flat = faiss.IndexFlatIP(data.shape[1])
+    flat.add(data)
+    _, truth = flat.search(queries, 10)
+    del flat
+    index = FaissVectorIndex.create(data.shape[1], plan("auto", 0, data.shape[1]))
+    done, switches, started = 0, [], time.perf_counter()
+    while done < n:
+        step = min(n - done, max(4096, done // 10))
+        index.add(ids[done : done + step], data[done : done + step])
+        done += step
+        before, t = index.describe(), time.perf_counter()
+        index = index.replan("auto")
+        if index.describe() != before:
+            switches.append({"at": done, "from": before, "to": index.describe(), "s": round(time.perf_counter() - t, 1)})
+            print(json.dumps(switches[-1]), flush=True)
+    _, found = index.search(queries, 10)
+    return {"n": n, "seconds": round(time.perf_counter() - started, 1), "switches": switches,
+            "factory": index.describe(), "search_params": index.search_params(),
+            "recall_at_10": round(recall_at(found - 1, truth), 4)}
+
+
 def print_table(results: dict) -> None:
     print(f"machine: {results['machine']}\n")
     print("| type | FAISS index | N | build s | bytes/vector | search params | recall@10 | ms/query single p50 (p95) | ms/query in batches of 100 |")
@@ -199,6 +229,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prepare", action="store_true", help="only encode and cache the SciFact vectors")
     ap.add_argument("--out", type=Path, help="JSON file to merge the results into")
     ap.add_argument("--table", action="store_true", help="print the results in --out as a Markdown table")
+    ap.add_argument("--grow", type=int, metavar="N", help="instead: grow an auto index to N vectors in commits and time its switches")
     args = ap.parse_args(argv)
     if args.table:
         print_table(json.loads(args.out.read_text()))
@@ -210,6 +241,14 @@ def main(argv=None) -> int:
     base, queries = prepare(args.dataset)
     print(f"{len(base)} SciFact chunk vectors, {len(queries)} queries", file=sys.stderr)
     if args.prepare:
+        return 0
+    if args.grow:
+        result = grow(base, queries, args.grow)
+        print(json.dumps(result), flush=True)
+        if args.out:
+            results = json.loads(args.out.read_text()) if args.out.exists() else {}
+            results.setdefault("growth", {})[str(args.grow)] = result
+            args.out.write_text(json.dumps(results, indent=2))
         return 0
     started = time.perf_counter()
     data = synthesize(base, args.n)
