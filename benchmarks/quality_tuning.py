@@ -80,15 +80,10 @@ def keyword_variants(args) -> None:
 
 
 def fusion_variants(args) -> None:
-    import faiss
-
     from searcher import Index
 
     index = Index.open(args.index, device=args.device)
-    ids_map = faiss.downcast_index(index.vectors.index)
-    flat = faiss.downcast_index(ids_map.index)
-    matrix = flat.reconstruct_n(0, flat.ntotal)
-    chunk_ids = faiss.vector_to_array(ids_map.id_map)
+    chunk_ids, matrix = index.vectors.export()  # exact vectors (flat, hnsw and ivf indexes)
     owner = dict(index.store.db.execute("select id, doc_id from chunks").fetchall())
     docs = sorted(set(owner.values()))
     position = {d: i for i, d in enumerate(docs)}

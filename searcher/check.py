@@ -18,7 +18,7 @@ import numpy as np
 from .index import (DATABASE, SearcherError, _exclusive_lock, get_encoder, read_manifest,
                     title_token_ids, vectors_path)
 from .store import ContentStore
-from .vectors import FaissVectorIndex
+from .vectors import FaissVectorIndex, plan
 
 
 @dataclass
@@ -131,7 +131,8 @@ def _check(path: Path, manifest: dict, report: CheckReport, device: str, repair:
         if not repair or not (report.problems or stray):
             return
         if vectors is None:
-            vectors = FaissVectorIndex.create(manifest["dimension"], manifest["index_factory"])
+            index_type = manifest.get("index_type", "flat")
+            vectors = FaissVectorIndex.create(manifest["dimension"], plan(index_type, 0, manifest["dimension"]))
             missing_vectors = chunk_ids
         _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orphan_chunks,
                 max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1), device, report)
@@ -168,6 +169,8 @@ def _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orp
         report.repaired.append(f"re-encoded {len(to_encode)} chunks that had no vector")
     if len(orphan_vectors):
         report.repaired.append(f"removed {len(orphan_vectors)} vectors that had no chunk")
+    vectors = vectors.replan(manifest.get("index_type", "flat"))  # e.g. train an ivf index rebuilt from scratch
+    vectors.set_search_params(**manifest.get("search_params", {}))
     generation = store.generation + 1
     vectors.save(vectors_path(path, generation))
     with store.db.atomic():

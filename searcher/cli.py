@@ -11,6 +11,7 @@ import click
 from .encoder import ModelError
 from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, SEARCH_MODES, Index, SearcherError
 from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
+from .vectors import INDEX_TYPES
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -67,9 +68,15 @@ def main():
 @click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
+              help="Vector index type of a new index (default auto: exact below 50,000 chunks, "
+                   "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
+@click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
+@click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every, as_json):
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every,
+          index_type, nprobe, ef_search, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
     \b
@@ -81,8 +88,14 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         raise click.UsageError("give files or folders to index, or --python-docs")
     idx = Index.open_or_create(
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
-        device=device, batch_size=batch_size, precision=precision,
+        device=device, batch_size=batch_size, precision=precision, index_type=index_type,
     )
+    if index_type and index_type != idx.index_type:
+        raise click.UsageError(
+            f"{index_dir} is an index of type {idx.index_type}; the type is chosen when an index is "
+            f"created (index into a new folder to use {index_type})")
+    if nprobe or ef_search:
+        idx.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=True)
     if commit_every:
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20))

@@ -34,7 +34,7 @@ from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
 from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
 from .queries import QueryEncoder
 from .store import ContentStore
-from .vectors import DEFAULT_FACTORY, FaissVectorIndex, write_atomic
+from .vectors import FaissVectorIndex, check_index_type, plan, write_atomic
 
 FORMAT_VERSION = 1
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
@@ -260,13 +260,17 @@ class Index:
         batch_size: int = 32,
         precision: str = "auto",
         exist_ok: bool = False,
+        index_type: str | None = None,
     ) -> "Index":
         """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists).
 
         `precision`: `exact` (float32 torch), `fast` (int8 ONNX Runtime on CPU, fp16 on CUDA) or
         `auto` (fast when available). Both give vectors that can share an index.
+        `index_type`: one of vectors.INDEX_TYPES ("auto", the default, picks by size: exact
+        below 50,000 vectors, inverted lists above; see searcher/vectors.py).
         """
         path = Path(path)
+        index_type = check_index_type(index_type)
         if (path / MANIFEST).exists():
             if exist_ok:
                 return cls.open(path, model=model, device=device, batch_size=batch_size, precision=precision)
@@ -288,13 +292,15 @@ class Index:
             "pooling": encoder.pooling,
             "chunk_tokens": chunk_tokens,
             "overlap": overlap,
-            "index_factory": DEFAULT_FACTORY,
+            "index_type": index_type,
+            "index_factory": plan(index_type, 0, encoder.dimension),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         path.mkdir(parents=True, exist_ok=True)
         with _exclusive_lock(path):
             store = ContentStore(path / DATABASE)
-            FaissVectorIndex.create(encoder.dimension, DEFAULT_FACTORY).save(vectors_path(path, store.generation))
+            FaissVectorIndex.create(encoder.dimension, manifest["index_factory"]).save(
+                vectors_path(path, store.generation))
             # The manifest goes last: a folder without one is not an index yet.
             write_atomic(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
         return cls(path, manifest, encoder, store)
@@ -345,6 +351,25 @@ class Index:
                             precision=options.get("precision", "auto"))
         return cls.create(path, model, **options)
 
+    @property
+    def index_type(self) -> str:
+        """The manifest's index type; indexes made before index types existed are flat."""
+        return self.manifest.get("index_type", "flat")
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None,
+                          persist: bool = False) -> None:
+        """Change nprobe (ivf, ivfpq) or efSearch (hnsw) for this process, or with `persist` in the manifest too."""
+        params = {k: int(v) for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
+        with self._lock:
+            self.manifest = {**self.manifest, "search_params": {**self.manifest.get("search_params", {}), **params}}
+            if self.vectors is not None:
+                self.vectors.set_search_params(**params)
+            if persist:
+                with _exclusive_lock(self.path):
+                    manifest = read_manifest(self.path)
+                    manifest["search_params"] = {**manifest.get("search_params", {}), **params}
+                    write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+
     def close(self) -> None:
         reader = getattr(self._readers, "store", None)
         if reader is not None:
@@ -382,6 +407,7 @@ class Index:
                         f"{self.path}: generation {generation} has {chunks} chunks but {len(vectors)} "
                         f"vectors of dimension {vectors.dimension}; run `searcher check --repair --index {self.path}`"
                     )
+                vectors.set_search_params(**self.manifest.get("search_params", {}))
                 self.vectors, self._generation = vectors, generation
                 return
             raise IndexCorruptError(
@@ -501,6 +527,13 @@ class Index:
             out[doc_id] = (score, cid)
         return out
 
+    def _record_factory(self, factory: str) -> None:
+        """Note the live factory string in the manifest (informational: the vectors file holds its own type)."""
+        manifest = read_manifest(self.path)
+        manifest["index_factory"] = factory
+        write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+        self.manifest = {**self.manifest, "index_factory": factory}
+
     def get_document(self, doc_id: str) -> dict | None:
         """The stored document (id, source, title, metadata, text, added_at), or None."""
         with self._lock:
@@ -522,7 +555,9 @@ class Index:
             "pooling": self.manifest["pooling"],
             "chunk_tokens": self.manifest["chunk_tokens"],
             "overlap": self.manifest["overlap"],
-            "index_factory": self.manifest["index_factory"],
+            "index_type": self.index_type,
+            "index_factory": self.vectors.describe(),
+            "search_params": self.vectors.search_params(),
             "device": self.encoder.device,
             "backend": self.encoder.backend,
             "generation": self._generation,
@@ -704,7 +739,15 @@ class _Writer:
         vectors.remove(store.chunk_ids_of(self.delete_ids))
         if self.ids:
             vectors.add(np.concatenate(self.ids), np.concatenate(self.vecs))
-        old, new = index._generation, index._generation + 1
+        # The type's plan for the new count may differ from what the index is (auto crossing
+        # its exact limit, ivf lists to retrain, hnsw tombstones to compact): rebuild it from
+        # the exact vectors it holds, before this commit's file is written.
+        rebuilt = vectors.replan(index.index_type)
+        if rebuilt is not vectors:
+            rebuilt.set_search_params(**index.manifest.get("search_params", {}))
+            index.vectors = vectors = rebuilt
+            index._record_factory(vectors.describe())
+        new = index._generation + 1
         vectors.save(vectors_path(index.path, new))
         store.commit(new, self.docs, self.chunks, self.delete_ids, self.next_chunk_id)
         index._generation = new

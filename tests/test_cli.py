@@ -76,3 +76,18 @@ def test_precision_option(tmp_path):
         assert json.loads(result.output)[0]["doc_id"] == str(tmp_path / "a.txt")
     result = run("index", tmp_path, "--index", index_dir, "--precision", "int4")
     assert result.exit_code == 2 and "int4" in result.output
+
+
+def test_index_type_and_search_params_options(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(5):
+        (docs / f"d{i}.txt").write_text(f"Note {i} about boats, harbours and item {i}.")
+    index_dir = tmp_path / "idx"
+    result = run("index", docs, "--index", index_dir, "--index-type", "hnsw", "--ef-search", "300")
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", "--index", index_dir, "--json").output)
+    assert (info["index_type"], info["index_factory"], info["search_params"]) == ("hnsw", "IDMap2,HNSW32", {"ef_search": 300})
+    result = run("index", docs, "--index", index_dir, "--index-type", "ivf")
+    assert result.exit_code != 0 and "is an index of type hnsw" in result.output
+    assert run("index", docs, "--index", index_dir, "--index-type", "bogus").exit_code != 0
