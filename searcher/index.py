@@ -20,6 +20,7 @@ import os
 import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ import numpy as np
 from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
 from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
-from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
+from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, is_blank, load_paths
 from .queries import QueryEncoder
 from .store import ContentStore
 from .vectors import FaissVectorIndex, check_index_type, plan, write_atomic
@@ -165,7 +166,10 @@ class IndexReport:
 
 
 def content_hash(doc: Document) -> str:
-    payload = json.dumps([doc.title, doc.text, doc.metadata], sort_keys=True, ensure_ascii=False, default=str)
+    """What decides whether a document must be encoded again: title, text and metadata, less
+    where its row sits in its file (a line added above it must not re-encode it)."""
+    metadata = {k: v for k, v in doc.metadata.items() if k not in LOCATION_KEYS}
+    payload = json.dumps([doc.title, doc.text, metadata], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -242,6 +246,7 @@ class Index:
         self.commit_chunks = COMMIT_CHUNKS
         self._lock = threading.RLock()
         self._readers = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
         self._generation = -1
         self.vectors: FaissVectorIndex | None = None
         self._reload_if_changed()
@@ -371,6 +376,9 @@ class Index:
                     write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         reader = getattr(self._readers, "store", None)
         if reader is not None:
             reader.close()
@@ -433,23 +441,26 @@ class Index:
         if k < 1 or offset < 0:
             raise ValueError("k must be at least 1 and offset at least 0")
         want = offset + k
-        qv = self.queries.encode(query) if mode != "keyword" else None
         store = self._read_store()
-        with self._lock:
-            self._reload_if_changed()
-            vectors = self.vectors
         if mode != "dense" and not store.has_keyword_table:
             raise SearcherError(
                 f"{self.path} has no keyword table yet (it was built by an older searcher, and "
                 f"could not be changed when opened); open it once where content.db is writable "
                 f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
             )
+        keyword = None
+        if mode == "hybrid":  # BM25 runs in SQLite (no GIL) while this thread encodes the query
+            keyword = self._background().submit(self._keyword_docs, None, query, max(want, HYBRID_DEPTH))
+        qv = self.queries.encode(query) if mode != "keyword" else None
+        with self._lock:
+            self._reload_if_changed()
+            vectors = self.vectors
         if mode == "dense":
             ranked = self._dense_docs(store, vectors, qv, want)
         elif mode == "keyword":
             ranked = self._keyword_docs(store, query, want)
         else:
-            ranked = self._hybrid_docs(store, vectors, query, qv, want)
+            ranked = self._hybrid_docs(store, vectors, qv, want, keyword.result())
         page = list(ranked.items())[offset:want]
         chunks = store.chunks([cid for _, (_, cid) in page])
         docs = store.documents([doc_id for doc_id, _ in page])
@@ -461,6 +472,13 @@ class Index:
             hits.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text,
                             chunk.start, chunk.end, cid, doc["metadata"]))
         return hits
+
+    def _background(self) -> ThreadPoolExecutor:
+        """Threads for the keyword half of hybrid searches (each with its own read connection)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searcher-keyword")
+            return self._pool
 
     def _read_store(self) -> ContentStore:
         """This thread's own read-only connection to the database.
@@ -496,8 +514,10 @@ class Index:
             fetch = min(n, fetch * 4)
         return dict(list(best.items())[:want])
 
-    def _keyword_docs(self, store: ContentStore, query: str, want: int) -> dict[str, tuple[float, int]]:
-        """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first."""
+    def _keyword_docs(self, store: ContentStore | None, query: str, want: int) -> dict[str, tuple[float, int]]:
+        """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first.
+        `store` None: this thread's read connection."""
+        store = store or self._read_store()
         fetch = max(want * 5, 50)
         while True:
             rows = store.keyword_search(query, fetch)
@@ -509,12 +529,12 @@ class Index:
                 return dict(list(best.items())[:want])
             fetch *= 4
 
-    def _hybrid_docs(self, store: ContentStore, vectors: FaissVectorIndex, query: str, qv: np.ndarray,
-                     want: int) -> dict[str, tuple[float, int]]:
-        """Dense and keyword candidates fused; the passage is the best chunk of the list that ranks the doc higher."""
+    def _hybrid_docs(self, store: ContentStore, vectors: FaissVectorIndex, qv: np.ndarray, want: int,
+                     keyword: dict[str, tuple[float, int]]) -> dict[str, tuple[float, int]]:
+        """Dense candidates fused with the keyword ones (`_keyword_docs` to HYBRID_DEPTH); the
+        passage is the best chunk of the list that ranks the doc higher."""
         depth = max(want, HYBRID_DEPTH)
         dense = self._dense_docs(store, vectors, qv, depth)
-        keyword = self._keyword_docs(store, query, depth)
         fused = fuse(
             {d: s for d, (s, _) in dense.items()}, {d: s for d, (s, _) in keyword.items()}
         )

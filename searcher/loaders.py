@@ -209,6 +209,11 @@ def _read_jsonl(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document
         yield doc
 
 
+# Metadata keys that say where a row sits in its file (JSON Lines line, CSV row). They are
+# kept with the document but are not its content: a row that moves is not a changed row.
+LOCATION_KEYS = ("line", "row")
+
+
 def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
     text = decode_bytes(data)
     try:

@@ -297,3 +297,16 @@ def test_search_command_takes_a_mode(idx):
                                   "--json", "-k", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert [h["doc_id"] for h in json.loads(result.stdout)] == ["order"]
+
+
+def test_eval_reuses_an_index_built_by_searcher_index_from_the_corpus_file(tmp_path, encoder):
+    """The README's order: `searcher index corpus.jsonl --index X`, then `searcher eval --index X`."""
+    data = write_beir(tmp_path / "tiny")
+    folder = tmp_path / "built"
+    runner = CliRunner()
+    built = runner.invoke(main, ["index", str(data / "corpus.jsonl"), "--index", str(folder), "--device", "cpu"])
+    assert built.exit_code == 0, built.output
+    result = runner.invoke(main, ["eval", str(data), "--index", str(folder), "--mode", "keyword", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["nDCG@10"] == 1.0 and out.get("indexed", 0) == 0  # reused: nothing indexed again

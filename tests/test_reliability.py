@@ -245,3 +245,12 @@ def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
     repaired = check_index(animals_index.path, repair=True, device="cpu")
     assert repaired.ok and any("keyword table" in r for r in repaired.repaired)
     assert animals_index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"
+
+
+def test_a_row_moving_down_its_file_is_not_re_encoded(tmp_path, index):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "r1", "text": "one"}\n{"id": "r2", "text": "two"}\n')
+    assert index.add_paths([rows]).added == 2
+    rows.write_text('{"id": "r0", "text": "zero"}\n{"id": "r1", "text": "one"}\n{"id": "r2", "text": "two"}\n')
+    report = index.add_paths([rows])
+    assert (report.added, report.updated, report.unchanged, report.chunks) == (1, 0, 2, 1)
