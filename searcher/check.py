@@ -169,8 +169,8 @@ def _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orp
         report.repaired.append(f"re-encoded {len(to_encode)} chunks that had no vector")
     if len(orphan_vectors):
         report.repaired.append(f"removed {len(orphan_vectors)} vectors that had no chunk")
-    vectors = vectors.replan(manifest.get("index_type", "flat"))  # e.g. train an ivf index rebuilt from scratch
-    vectors.set_search_params(**manifest.get("search_params", {}))
+    # e.g. train an ivf index rebuilt from scratch
+    vectors = vectors.replan(manifest.get("index_type", "flat"), manifest.get("search_params"))
     generation = store.generation + 1
     vectors.save(vectors_path(path, generation))
     with store.db.atomic():

@@ -307,7 +307,7 @@ class Index:
             FaissVectorIndex.create(encoder.dimension, manifest["index_factory"]).save(
                 vectors_path(path, store.generation))
             # The manifest goes last: a folder without one is not an index yet.
-            write_atomic(path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+            write_manifest(path, manifest)
         return cls(path, manifest, encoder, store)
 
     @classmethod
@@ -373,7 +373,7 @@ class Index:
                 with _exclusive_lock(self.path):
                     manifest = read_manifest(self.path)
                     manifest["search_params"] = {**manifest.get("search_params", {}), **params}
-                    write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+                    write_manifest(self.path, manifest)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -450,7 +450,8 @@ class Index:
             )
         keyword = None
         if mode == "hybrid":  # BM25 runs in SQLite (no GIL) while this thread encodes the query
-            keyword = self._background().submit(self._keyword_docs, None, query, max(want, HYBRID_DEPTH))
+            depth = max(want, HYBRID_DEPTH)  # on the worker's own read connection
+            keyword = self._background().submit(lambda: self._keyword_docs(self._read_store(), query, depth))
         qv = self.queries.encode(query) if mode != "keyword" else None
         with self._lock:
             self._reload_if_changed()
@@ -514,10 +515,8 @@ class Index:
             fetch = min(n, fetch * 4)
         return dict(list(best.items())[:want])
 
-    def _keyword_docs(self, store: ContentStore | None, query: str, want: int) -> dict[str, tuple[float, int]]:
-        """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first.
-        `store` None: this thread's read connection."""
-        store = store or self._read_store()
+    def _keyword_docs(self, store: ContentStore, query: str, want: int) -> dict[str, tuple[float, int]]:
+        """{doc_id: (BM25 of its best chunk, that chunk's id)} for the `want` best documents, best first."""
         fetch = max(want * 5, 50)
         while True:
             rows = store.keyword_search(query, fetch)
@@ -551,7 +550,7 @@ class Index:
         """Note the live factory string in the manifest (informational: the vectors file holds its own type)."""
         manifest = read_manifest(self.path)
         manifest["index_factory"] = factory
-        write_atomic(self.path / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
+        write_manifest(self.path, manifest)
         self.manifest = {**self.manifest, "index_factory": factory}
 
     def get_document(self, doc_id: str) -> dict | None:
@@ -762,9 +761,8 @@ class _Writer:
         # The type's plan for the new count may differ from what the index is (auto crossing
         # its exact limit, ivf lists to retrain, hnsw tombstones to compact): rebuild it from
         # the exact vectors it holds, before this commit's file is written.
-        rebuilt = vectors.replan(index.index_type)
+        rebuilt = vectors.replan(index.index_type, index.manifest.get("search_params"))
         if rebuilt is not vectors:
-            rebuilt.set_search_params(**index.manifest.get("search_params", {}))
             index.vectors = vectors = rebuilt
             index._record_factory(vectors.describe())
         new = index._generation + 1
@@ -791,6 +789,11 @@ def _exclusive_lock(folder: Path):
         yield
     finally:
         fh.close()
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Replace the manifest in index folder `path` atomically."""
+    write_atomic(Path(path) / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
 def read_manifest(path: Path) -> dict:

@@ -357,18 +357,20 @@ class FaissVectorIndex:
             self._tombstones += removed
         return removed
 
-    def replan(self, index_type: str) -> "FaissVectorIndex":
-        """This index, or a rebuild of it as `index_type`'s plan for its size asks (see module doc)."""
+    def replan(self, index_type: str, search_params: dict | None = None) -> "FaissVectorIndex":
+        """This index, or a rebuild of it as `index_type`'s plan for its size asks (see module
+        doc), with the `search_params` a user chose (the manifest's) applied."""
         wanted = plan(index_type, len(self), self.dimension, self)
         compact = self.kind == "hnsw" and self._tombstones > HNSW_COMPACT_SHARE * self.index.ntotal
         if wanted == self.describe() and not compact:
-            return self
-        ids, vectors = self.export()
-        # The rebuild starts from the defaults for its size (nprobe is capped by nlist, so
-        # copying a small index's nprobe would cripple a larger one); settings a user chose
-        # live in the manifest and are applied again by the caller.
-        rebuilt = FaissVectorIndex.create(self.dimension, wanted, self.use_gpu)
-        rebuilt.add(ids, vectors)
+            rebuilt = self
+        else:
+            # The rebuild starts from the defaults for its size (nprobe is capped by nlist, so
+            # copying a small index's nprobe would cripple a larger one), then the user's settings.
+            ids, vectors = self.export()
+            rebuilt = FaissVectorIndex.create(self.dimension, wanted, self.use_gpu)
+            rebuilt.add(ids, vectors)
+        rebuilt.set_search_params(**(search_params or {}))
         return rebuilt
 
     # -- search -------------------------------------------------------------------------
