@@ -1,24 +1,38 @@
 """Verify an index folder's invariants, and bring a damaged one back to a consistent state.
 
-Invariants: the manifest reads; SQLite passes its integrity check; the vectors file of the
-live generation exists and loads with the manifest's dimension; every vector id has its
-chunk row and every chunk row its vector; every chunk belongs to a document and has its keyword row; chunk ids are
-below the next id to hand out. Repair never drops a committed document: missing vectors
-are re-encoded from the stored chunk text, and only orphans (vectors without chunks,
-chunks without documents) are removed.
+Invariants: the manifest reads and has its fields; SQLite opens, has its tables and passes
+its integrity check (the FTS5 keyword table its own); the live generation's vectors file
+exists, matches the SHA-256 recorded when it was written, and loads with the manifest's
+dimension; every vector id has its chunk row and every chunk row its vector; every chunk
+belongs to a document and has its keyword row; chunk ids are below the next id to hand out.
+
+What repair guarantees: it never drops a committed document, and it leaves the index at
+least as good as it found it. Vectors it cannot trust (checksum mismatch, unreadable) are
+rebuilt by re-encoding every chunk's stored text; missing vectors are re-encoded; only
+orphans (vectors without chunks, chunks without documents) are removed. The result is a new
+generation under a number no file in the folder has, and it is checked again from scratch:
+what repair could not fix is reported, never hidden. A damaged content.db is recovered with
+SQLite's own `.recover` when the sqlite3 program is installed; otherwise, or for what it
+loses, the only source of the documents is the user's files (rebuild with `searcher index`).
 """
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from .index import (DATABASE, SearcherError, _exclusive_lock, get_encoder, read_manifest,
-                    title_token_ids, vectors_path)
-from .store import ContentStore
-from .vectors import FaissVectorIndex, plan
+from .errors import IndexCorruptError, SearcherError
+from .folder import (DATABASE, exclusive_lock, file_sha256, leftover_files, next_generation, read_manifest,
+                     remove_leftovers, vectors_path)
+from .index import get_encoder, title_token_ids
+from .store import FTS_TABLE, ContentStore, readable
+from .vectors import FaissVectorIndex, build_index
 
 
 @dataclass
@@ -49,6 +63,18 @@ class CheckReport:
         return "\n".join(lines)
 
 
+@dataclass
+class _Findings:
+    """What a check found, for repair to act on."""
+
+    store_ok: bool = False
+    vectors: FaissVectorIndex | None = None  # None: missing, unreadable or untrusted
+    chunk_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    orphan_chunks: list[int] = field(default_factory=list)
+    keyword_broken: bool = False
+    next_id: int = 1
+
+
 def check_index(path: str | Path, repair: bool = False, device: str = "auto") -> CheckReport:
     """Check the index in `path`; with `repair`, fix what is broken (takes the write lock)."""
     path = Path(path)
@@ -57,131 +83,261 @@ def check_index(path: str | Path, repair: bool = False, device: str = "auto") ->
         manifest = read_manifest(path)
     except SearcherError as e:
         report.problems.append(str(e))
+        if repair:
+            report.problems.append("repair cannot rebuild the manifest (it names the model and chunk settings); "
+                                   "restore it from a backup, or build a new index from the source files")
         return report
-    if not (path / DATABASE).is_file():
-        report.problems.append(f"{DATABASE} is missing")
+    if not repair:
+        _check(path, manifest, report, readonly=True)
         return report
-    if repair:
-        with _exclusive_lock(path):
-            _check(path, manifest, report, device, repair=True)
-            if report.repaired:  # verify the result from scratch
-                final = CheckReport(str(path), repaired=report.repaired)
-                _check(path, manifest, final, device, repair=False)
-                return final
+    with exclusive_lock(path):
+        found = _check(path, manifest, report, readonly=False)
+        if not found.store_ok:
+            if not _recover_database(path, report):
+                return report
+            report = CheckReport(str(path), repaired=report.repaired)
+            found = _check(path, manifest, report, readonly=False)
+            if not found.store_ok:
+                return report
+        stray = leftover_files(path, _live_generation(path))
+        if report.problems:
+            _repair(path, manifest, found, device, report)
+        elif stray:
+            remove_leftovers(path, _live_generation(path))
+            report.repaired.append(f"removed {len(stray)} leftover files: {', '.join(p.name for p in stray)}")
             return report
-    _check(path, manifest, report, device, repair=False)
-    return report
-
-
-def _check(path: Path, manifest: dict, report: CheckReport, device: str, repair: bool) -> None:
-    store = ContentStore(path / DATABASE, readonly=not repair)
-    try:
-        integrity = store.db.execute("pragma integrity_check").fetchone()[0]
-        if integrity != "ok":
-            report.problems.append(f"SQLite integrity check failed: {integrity}")
-            return
-        generation = store.generation
-        vfile = vectors_path(path, generation)
-        vectors = None
-        try:
-            vectors = FaissVectorIndex.load(vfile, manifest["index_factory"])
-        except RuntimeError as e:
-            report.problems.append(f"{vfile.name} (live generation {generation}) is missing or unreadable: {e}")
-        if vectors is not None and vectors.dimension != manifest["dimension"]:
-            report.problems.append(f"vectors have dimension {vectors.dimension}, manifest says {manifest['dimension']}")
-            vectors = None
-
-        chunk_ids = np.array(store.all_chunk_ids(), dtype=np.int64)
-        vector_ids = vectors.ids() if vectors is not None else np.zeros(0, np.int64)
-        report.documents, report.chunks, report.vectors = store.count_documents(), len(chunk_ids), len(vector_ids)
-        if len(np.unique(vector_ids)) != len(vector_ids):
-            report.problems.append("some vector ids appear more than once")
-        orphan_vectors = np.setdiff1d(vector_ids, chunk_ids)
-        missing_vectors = np.setdiff1d(chunk_ids, vector_ids) if vectors is not None else chunk_ids
-        if len(orphan_vectors):
-            report.problems.append(f"{len(orphan_vectors)} vectors have no chunk row")
-        if vectors is not None and len(missing_vectors):
-            report.problems.append(f"{len(missing_vectors)} chunks have no vector")
-        orphan_chunks = [r[0] for r in store.db.execute(
-            "select id from chunks where doc_id not in (select id from documents)").fetchall()]
-        if orphan_chunks:
-            report.problems.append(f"{len(orphan_chunks)} chunks belong to no document")
-        keyword_broken = False
-        if store.has_keyword_table:
-            keyword_ids = np.array(store.keyword_chunk_ids(), dtype=np.int64)
-            if len(keyword_ids) != len(chunk_ids) or not np.array_equal(keyword_ids, chunk_ids):
-                keyword_broken = True
-                report.problems.append(
-                    f"the keyword table disagrees with the chunks ({len(np.setdiff1d(chunk_ids, keyword_ids))} "
-                    f"chunks missing, {len(np.setdiff1d(keyword_ids, chunk_ids))} rows without a chunk)")
         else:
-            report.notes.append("no keyword table (an older index): keyword and hybrid search need it; "
-                                "opening the index for writing adds it")
-        empty_docs = store.db.execute(
-            "select count(*) from documents where id not in (select doc_id from chunks)").fetchone()[0]
-        if empty_docs:
-            report.notes.append(f"{empty_docs} documents have no chunks (no tokens in their text)")
-        next_id = store.state("next_chunk_id")
-        if len(chunk_ids) and next_id <= int(chunk_ids.max()):
-            report.problems.append(f"next chunk id {next_id} is not above the largest chunk id {int(chunk_ids.max())}")
-        stray = [p.name for p in path.glob("vectors.*.faiss") if p != vfile] + [p.name for p in path.glob(".*.tmp-*")]
-        if stray:
-            report.notes.append(f"leftover files from an interrupted write: {', '.join(sorted(stray))}")
+            return report
+        final = CheckReport(str(path), repaired=report.repaired)  # verify the result from scratch
+        _check(path, manifest, final, readonly=True)
+        if not final.ok:
+            final.problems.insert(0, "repair could not fix everything; what is still wrong:")
+        return final
 
-        if not repair or not (report.problems or stray):
-            return
-        if vectors is None:
-            index_type = manifest.get("index_type", "flat")
-            vectors = FaissVectorIndex.create(manifest["dimension"], plan(index_type, 0, manifest["dimension"]))
-            missing_vectors = chunk_ids
-        _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orphan_chunks,
-                max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1), device, report)
-        if keyword_broken or orphan_chunks:
-            store.rebuild_keyword_table()
-            report.repaired.append("rebuilt the keyword table from the chunks")
-        for name in stray:
-            (path / name).unlink(missing_ok=True)
-        if stray:
-            report.repaired.append(f"removed {len(stray)} leftover files")
+
+def _live_generation(path: Path) -> int:
+    store = ContentStore(path / DATABASE, readonly=True)
+    try:
+        return store.generation
     finally:
         store.close()
 
 
-def _repair(path, manifest, store, vectors, orphan_vectors, missing_vectors, orphan_chunks, next_id, device, report):
-    orphan_chunks_set = set(orphan_chunks)
-    vectors.remove(np.concatenate([orphan_vectors, np.array(orphan_chunks, dtype=np.int64)]))
-    to_encode = [int(c) for c in missing_vectors if int(c) not in orphan_chunks_set]
-    if to_encode:
-        encoder = get_encoder(manifest["model"], device, manifest["pooling"])
-        if encoder.fingerprint != manifest["model_fingerprint"]:
-            raise SearcherError("cannot re-encode: the model differs from the one the index was built with")
-        chunks = store.chunks(to_encode)
-        titles = {d: doc["title"] for d, doc in store.documents(list({c.doc_id for c in chunks.values()})).items()}
-        budget = manifest["chunk_tokens"] - encoder.tokenizer.num_special_tokens_to_add(pair=False)
-        tok = encoder.tokenizer
-        inputs = []
-        for cid in to_encode:
-            chunk = chunks[cid]
-            title_ids = title_token_ids(tok, titles.get(chunk.doc_id) or "", budget)
-            ids = tok(chunk.text, add_special_tokens=False)["input_ids"]
-            inputs.append(encoder.with_special_tokens((title_ids + ids)[: budget]))
-        vectors.add(np.array(to_encode, dtype=np.int64), encoder.encode_ids(inputs))
-        report.repaired.append(f"re-encoded {len(to_encode)} chunks that had no vector")
-    if len(orphan_vectors):
-        report.repaired.append(f"removed {len(orphan_vectors)} vectors that had no chunk")
-    # e.g. train an ivf index rebuilt from scratch
-    vectors = vectors.replan(manifest.get("index_type", "flat"), manifest.get("search_params"))
-    generation = store.generation + 1
-    vectors.save(vectors_path(path, generation))
-    with store.db.atomic():
-        for i in range(0, len(orphan_chunks), 500):
-            part = orphan_chunks[i : i + 500]
-            store.db.execute(f"delete from chunks where id in ({','.join('?' * len(part))})", part)
-        store.db["state"].upsert_all(
-            [{"key": "generation", "value": generation}, {"key": "next_chunk_id", "value": next_id}], pk="key")
+def _open_store(path: Path, report: CheckReport, readonly: bool) -> ContentStore | None:
+    if not (path / DATABASE).is_file():
+        report.problems.append(f"{DATABASE} is missing")
+        return None
+    try:
+        store = ContentStore(path / DATABASE, readonly=readonly)
+    except IndexCorruptError as e:
+        report.problems.append(f"{DATABASE} is damaged: {e}")
+        return None
+    try:
+        with readable(store.path):
+            integrity = store.db.execute("pragma integrity_check").fetchone()[0]
+    except IndexCorruptError as e:
+        integrity = str(e)
+    if integrity != "ok":
+        report.problems.append(f"{DATABASE} is damaged: SQLite integrity check failed: {integrity}")
+        store.close()
+        return None
+    return store
+
+
+def _check(path: Path, manifest: dict, report: CheckReport, readonly: bool) -> _Findings:
+    found = _Findings()
+    store = _open_store(path, report, readonly)
+    if store is None:
+        return found
+    try:
+        with readable(store.path):
+            _check_contents(path, manifest, store, report, found, writable=not readonly)
+        found.store_ok = True
+    except IndexCorruptError as e:
+        report.problems.append(f"{DATABASE} is damaged: {e}")
+    finally:
+        store.close()
+    return found
+
+
+def _check_contents(path: Path, manifest: dict, store: ContentStore, report: CheckReport, found: _Findings,
+                    writable: bool) -> None:
+    generation = store.generation
+    vfile = vectors_path(path, generation)
+    vectors = None
+    recorded = store.checksum(vfile.name)
+    if not vfile.is_file():
+        report.problems.append(f"{vfile.name} (live generation {generation}) is missing")
+    elif recorded is not None and file_sha256(vfile) != recorded:
+        report.problems.append(f"{vfile.name} (live generation {generation}) does not match its recorded "
+                               f"checksum: the file is damaged, its vectors cannot be trusted")
+    else:
+        if recorded is None:
+            report.notes.append(f"no checksum recorded for {vfile.name} (an index made before checksums); "
+                                f"the next commit records one")
+        try:
+            vectors = FaissVectorIndex.load(vfile)
+        except (RuntimeError, ValueError) as e:
+            report.problems.append(f"{vfile.name} (live generation {generation}) is unreadable: {e}")
+    if vectors is not None and vectors.dimension != manifest["dimension"]:
+        report.problems.append(f"vectors have dimension {vectors.dimension}, manifest says {manifest['dimension']}")
+        vectors = None
+
+    chunk_ids = np.array(store.all_chunk_ids(), dtype=np.int64)
+    vector_ids = vectors.ids() if vectors is not None else np.zeros(0, np.int64)
+    report.documents, report.chunks = store.count_documents(), len(chunk_ids)
+    report.vectors = len(vectors) if vectors is not None else 0
+    if vectors is not None:
+        if len(vector_ids) != len(vectors):
+            report.problems.append(f"{len(vectors) - len(vector_ids)} vectors have an invalid id")
+        if len(np.unique(vector_ids)) != len(vector_ids):
+            report.problems.append("some vector ids appear more than once")
+        orphan_vectors = np.setdiff1d(vector_ids, chunk_ids)
+        missing_vectors = np.setdiff1d(chunk_ids, vector_ids)
+        if len(orphan_vectors):
+            report.problems.append(f"{len(orphan_vectors)} vectors have no chunk row")
+        if len(missing_vectors):
+            report.problems.append(f"{len(missing_vectors)} chunks have no vector")
+    orphan_chunks = [r[0] for r in store.db.execute(
+        "select id from chunks where doc_id not in (select id from documents)").fetchall()]
     if orphan_chunks:
-        report.repaired.append(f"removed {len(orphan_chunks)} chunks that belonged to no document")
-    for old in path.glob("vectors.*.faiss"):
-        if old.name != vectors_path(path, generation).name:
-            old.unlink(missing_ok=True)
-    report.repaired.append(f"wrote a consistent generation {generation}")
+        report.problems.append(f"{len(orphan_chunks)} chunks belong to no document")
+    if store.has_keyword_table:
+        keyword_ids = np.array(store.keyword_chunk_ids(), dtype=np.int64)
+        if len(keyword_ids) != len(chunk_ids) or not np.array_equal(keyword_ids, chunk_ids):
+            found.keyword_broken = True
+            report.problems.append(
+                f"the keyword table disagrees with the chunks ({len(np.setdiff1d(chunk_ids, keyword_ids))} "
+                f"chunks missing, {len(np.setdiff1d(keyword_ids, chunk_ids))} rows without a chunk)")
+        elif writable:  # FTS5's integrity-check is a write statement: only with --repair
+            try:
+                store.db.execute(f"insert into [{FTS_TABLE}]([{FTS_TABLE}], rank) values ('integrity-check', 1)")
+            except sqlite3.DatabaseError as e:
+                found.keyword_broken = True
+                report.problems.append(f"the keyword table fails its integrity check: {e}")
+    else:
+        report.notes.append("no keyword table (an older index): keyword and hybrid search need it; "
+                            "any write (or --repair) adds it")
+    empty_docs = store.db.execute(
+        "select count(*) from documents where id not in (select doc_id from chunks)").fetchone()[0]
+    if empty_docs:
+        report.notes.append(f"{empty_docs} documents have no chunks (no tokens in their text)")
+    unfinished = store.db.execute(
+        "select count(*) from documents where content_hash like 'unfinished:%'").fetchone()[0]
+    if unfinished:
+        report.notes.append(f"{unfinished} large documents were committed in part by a run that did not finish; "
+                            f"indexing their files again completes them")
+    next_id = store.state("next_chunk_id")
+    if len(chunk_ids) and next_id <= int(chunk_ids.max()):
+        report.problems.append(f"next chunk id {next_id} is not above the largest chunk id {int(chunk_ids.max())}")
+    stray = leftover_files(path, generation)
+    if stray:
+        report.notes.append(f"leftover files from an interrupted write: {', '.join(p.name for p in stray)}")
+    found.vectors, found.chunk_ids, found.orphan_chunks = vectors, chunk_ids, orphan_chunks
+    found.next_id = max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1)
+
+
+def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: CheckReport) -> None:
+    """Write a consistent new generation: trusted vectors kept, the rest re-encoded."""
+    store = ContentStore(path / DATABASE)  # writable: also adds a missing keyword or checksums table
+    try:
+        orphan_chunks = set(found.orphan_chunks)
+        wanted = np.array([c for c in found.chunk_ids if int(c) not in orphan_chunks], dtype=np.int64)
+        index_type = manifest.get("index_type", "flat")
+        vectors = found.vectors
+        if vectors is not None and vectors.kind == "ivfpq":
+            # Codes only: no exact vectors to rebuild from, so fix this index in place.
+            have = vectors.ids()
+            removed = vectors.remove(np.setdiff1d(have, wanted))
+            missing = np.setdiff1d(wanted, have)
+            vectors.add(missing, _encode_chunks(store, manifest, missing, device))
+            kept = len(wanted) - len(missing)
+        else:
+            ids, vecs = vectors.export() if vectors is not None else (np.zeros(0, np.int64), None)
+            ids, first = np.unique(ids, return_index=True)
+            keep = np.isin(ids, wanted)
+            removed = (len(vectors) if vectors is not None else 0) - int(keep.sum())
+            ids = ids[keep]
+            vecs = vecs[first][keep] if vecs is not None else np.zeros((0, manifest["dimension"]), np.float32)
+            missing = np.setdiff1d(wanted, ids)
+            all_ids = np.concatenate([ids, missing])
+            all_vecs = np.concatenate([vecs, _encode_chunks(store, manifest, missing, device)])
+            vectors = build_index(index_type, all_ids, all_vecs)
+            kept = len(ids)
+        vectors.set_search_params(**manifest.get("search_params", {}))
+        if len(missing):
+            report.repaired.append(f"re-encoded {len(missing)} chunks from their stored text (kept {kept} vectors)")
+        if removed:
+            report.repaired.append(f"removed {removed} vectors that had no chunk or an invalid id")
+        generation = next_generation(path, store.generation)
+        vfile = vectors_path(path, generation)
+        vectors.save(vfile)
+        with store.db.atomic():
+            for part in (found.orphan_chunks[i : i + 500] for i in range(0, len(found.orphan_chunks), 500)):
+                store.db.execute(f"delete from chunks where id in ({','.join('?' * len(part))})", part)
+            store.set_state(generation, found.next_id, {vfile.name: file_sha256(vfile)})
+        if found.orphan_chunks:
+            report.repaired.append(f"removed {len(found.orphan_chunks)} chunks that belonged to no document")
+        if found.keyword_broken or found.orphan_chunks or not store.has_keyword_table:
+            store.rebuild_keyword_table()
+            report.repaired.append("rebuilt the keyword table from the chunks")
+        stray = remove_leftovers(path, generation)
+        report.repaired.append(f"wrote a consistent generation {generation}"
+                               + (f" and removed {stray} older or leftover files" if stray else ""))
+    finally:
+        store.close()
+
+
+def _encode_chunks(store: ContentStore, manifest: dict, chunk_ids: np.ndarray, device: str) -> np.ndarray:
+    """Vectors for stored chunks, from their text and their document's title, as indexing made them."""
+    if not len(chunk_ids):
+        return np.zeros((0, manifest["dimension"]), np.float32)
+    encoder = get_encoder(manifest["model"], device, manifest["pooling"])
+    if encoder.fingerprint != manifest["model_fingerprint"]:
+        raise SearcherError("cannot re-encode: the model differs from the one the index was built with")
+    chunks = store.chunks([int(c) for c in chunk_ids])
+    titles = {d: doc["title"] for d, doc in store.documents(list({c.doc_id for c in chunks.values()})).items()}
+    tok = encoder.tokenizer
+    budget = manifest["chunk_tokens"] - tok.num_special_tokens_to_add(pair=False)
+    inputs = []
+    for cid in chunk_ids:
+        chunk = chunks[int(cid)]
+        title_ids = title_token_ids(tok, titles.get(chunk.doc_id) or "", budget)
+        ids = tok(chunk.text, add_special_tokens=False)["input_ids"]
+        inputs.append(encoder.with_special_tokens((title_ids + ids)[:budget]))
+    return encoder.encode_ids(inputs)
+
+
+def _recover_database(path: Path, report: CheckReport) -> bool:
+    """Replace a damaged content.db by what SQLite's `.recover` salvages from it (the damaged
+    file is kept beside it); False, with the reason in the report, when that cannot be done."""
+    db = path / DATABASE
+    rebuild = ("the documents it held can only come back from their source files: move this folder "
+               "aside and run `searcher index` on them again")
+    sqlite = shutil.which("sqlite3")
+    if not db.is_file() or db.stat().st_size == 0:
+        report.problems.append(f"{DATABASE} is missing or empty, so nothing can be recovered from it; {rebuild}")
+        return False
+    if sqlite is None:
+        report.problems.append(f"cannot recover {DATABASE} here: SQLite's `.recover` needs the sqlite3 program "
+                               f"(apt-get install sqlite3); otherwise {rebuild}")
+        return False
+    recovered = path / f".{DATABASE}.recovered"
+    recovered.unlink(missing_ok=True)
+    try:
+        dump = subprocess.run([sqlite, str(db), ".recover"], capture_output=True, check=True, timeout=3600).stdout
+        subprocess.run([sqlite, str(recovered)], input=dump, capture_output=True, check=True, timeout=3600)
+        probe = ContentStore(recovered, readonly=True)
+        probe.close()
+    except (subprocess.SubprocessError, OSError, IndexCorruptError) as e:
+        recovered.unlink(missing_ok=True)
+        report.problems.append(f"SQLite's .recover could not salvage {DATABASE} ({e}); {rebuild}")
+        return False
+    kept = path / f"{DATABASE}.damaged-{datetime.now().strftime('%Y%m%dT%H%M%S')}"
+    db.rename(kept)
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    recovered.rename(db)
+    report.repaired.append(f"recovered {DATABASE} with SQLite's .recover (the damaged file is kept as {kept.name}); "
+                           f"documents whose rows were lost must be indexed again from their files")
+    return True

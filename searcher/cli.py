@@ -3,15 +3,51 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .encoder import ModelError
-from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, SEARCH_MODES, Index, SearcherError
+from .folder import ensure_unlocked
+from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
 from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
 from .vectors import INDEX_TYPES
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from documents made safe to print: control characters (terminal escapes, bells)
+    become a visible `\\xNN` (newlines and tabs are kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+@contextmanager
+def progress_bar(unit: str = " chunks", desc: str = "encoding", every: float = 5.0):
+    """A progress callback: a tqdm bar on a terminal; elsewhere (a log file, CI) a line on stderr
+    every `every` seconds, as pip and git do."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(unit=unit, desc=desc, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    started = last = time.monotonic()
+    done = 0
+
+    def update(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            click.echo(f"{desc}: {done}{unit} ({done / (now - started):.1f}{unit}/s)", err=True)
+
+    yield update
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -73,10 +109,13 @@ def main():
                    "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
 @click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
 @click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")
+@click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
+              help="A row whose id already belongs to a document from another file: skip it (reported) "
+                   "or replace the other document (reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every,
-          index_type, nprobe, ef_search, as_json):
+          index_type, nprobe, ef_search, on_conflict, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
     \b
@@ -86,6 +125,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     """
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
+    ensure_unlocked(index_dir)  # a second writer fails now, not after the model has loaded
     idx = Index.open_or_create(
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
         device=device, batch_size=batch_size, precision=precision, index_type=index_type,
@@ -99,18 +139,16 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     if commit_every:
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20))
-    from tqdm import tqdm
-
-    with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
-        report = idx.add_paths(paths, options, progress=bar.update, prune=prune)
+    with progress_bar() as update:
+        report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict)
         if python_docs:
             from .pydocs import python_docs as stdlib_documents
 
-            report = report.merge(idx.add_documents(stdlib_documents(), progress=bar.update))
+            report = report.merge(idx.add_documents(stdlib_documents(), progress=update, on_conflict=on_conflict))
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": str(index_dir)}, indent=2))
     else:
-        click.echo(report.summary())
+        click.echo(printable(report.summary()))
         click.echo(f"index: {index_dir} ({len(idx)} documents)")
 
 
@@ -138,9 +176,9 @@ def search(query, index_dir, k, mode, model, device, precision, as_json):
     if not hits:
         click.echo("No results.")
     for rank, hit in enumerate(hits, 1):
-        click.echo(click.style(f"{rank}. {hit.title or hit.doc_id}", bold=True) + f"  ({hit.score:.3f})")
-        click.echo(f"   {hit.source or hit.doc_id}")
-        passage = " ".join(hit.passage.split())
+        click.echo(click.style(f"{rank}. {printable(hit.title or hit.doc_id)}", bold=True) + f"  ({hit.score:.3f})")
+        click.echo(f"   {printable(hit.source or hit.doc_id)}")
+        passage = printable(" ".join(hit.passage.split()))
         click.echo(f"   {passage[:300]}{'...' if len(passage) > 300 else ''}\n")
 
 
@@ -174,7 +212,7 @@ def check(index_dir, repair, device, as_json):
     from .check import check_index
 
     report = check_index(index_dir, repair=repair, device=device)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))
     if not report.ok:
         if not repair:
             click.echo("run `searcher check --repair` to fix it", err=True)
@@ -251,13 +289,11 @@ def evaluate(dataset_dir, mode, index_dir, split, model, device, precision, batc
     \b
     searcher eval ../shared/datasets/scifact --index indexes/scifact --mode hybrid
     """
-    from tqdm import tqdm
-
     from .evaluate import METRICS, evaluate as run_evaluation
 
-    with tqdm(unit=" chunks", desc="encoding", disable=None, file=sys.stderr) as bar:
+    with progress_bar() as update:
         result = run_evaluation(dataset_dir, mode=mode, index_dir=index_dir, split=split, model=model,
-                                device=device, batch_size=batch_size, progress=bar.update,
+                                device=device, batch_size=batch_size, progress=update,
                                 precision=precision)
     if as_json:
         click.echo(json.dumps(result, indent=2))

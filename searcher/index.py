@@ -1,19 +1,14 @@
-"""An index folder: manifest, SQLite content store and FAISS vectors, kept in step.
+"""`Index`: a searchable collection of documents in one index folder (see searcher/folder.py).
 
-Layout of a folder:
-    manifest.json          model, dimension, pooling, chunk settings, format version
-    content.db             documents, chunks, chunks_fts (keyword index), state (SQLite, WAL)
-    vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen>
-    write.lock             held by the one process that writes
-
-A commit writes the next vectors file (temp file, fsync, rename), then commits the SQLite
-transaction that names it, then removes the old file. A kill at any point leaves the last
-committed pair readable.
+A commit writes the next vectors file (temp file, fsync, rename) and its checksum, then
+commits the SQLite transaction that names it, then removes the old file. A kill at any
+point leaves the last committed pair readable. Reading (search, info, get_document) opens
+SQLite read-only and never changes a file.
 """
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -33,15 +28,22 @@ from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
 from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
 from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, is_blank, load_paths
+from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
+                     ModelMismatchError, SearcherError)
+from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, file_sha256, next_generation,
+                     read_manifest, remove_leftovers, vectors_path, write_manifest)
 from .queries import QueryEncoder
-from .store import ContentStore
-from .vectors import FaissVectorIndex, check_index_type, plan, write_atomic
+from .sanitize import clean_metadata, clean_text, document_id
+from .store import ContentStore, readable
+from .vectors import FaissVectorIndex, check_index_type, plan
 
-FORMAT_VERSION = 1
+__all__ = [  # re-exported: these lived here before searcher/errors.py and searcher/folder.py
+    "DATABASE", "FORMAT_VERSION", "MANIFEST", "IndexCorruptError", "IndexExistsError",
+    "IndexLockedError", "IndexNotFoundError", "ModelMismatchError", "SearcherError",
+    "read_manifest", "write_manifest", "vectors_path",
+]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
-MANIFEST = "manifest.json"
-DATABASE = "content.db"
-LOCK = "write.lock"
+ON_CONFLICT = ("skip", "replace")
 COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encoding
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
@@ -73,30 +75,6 @@ def fuse(dense: dict[str, float], keyword: dict[str, float], method: str | None 
     if method == "rrf":
         return reciprocal_rank_fusion([dense, keyword], k=RRF_K)
     return score_fusion([dense, keyword], weights=HYBRID_WEIGHTS, method=method)
-
-
-class SearcherError(Exception):
-    """Base of the errors a user can act on; the CLI prints them without a traceback."""
-
-
-class IndexNotFoundError(SearcherError):
-    pass
-
-
-class IndexExistsError(SearcherError):
-    pass
-
-
-class ModelMismatchError(SearcherError):
-    pass
-
-
-class IndexLockedError(SearcherError):
-    pass
-
-
-class IndexCorruptError(SearcherError):
-    pass
 
 
 @dataclass
@@ -131,6 +109,7 @@ class IndexReport:
     chunks: int = 0
     tokens: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    replaced: list[Skipped] = field(default_factory=list)  # conflicts resolved by on_conflict="replace"
     seconds: float = 0.0
 
     def merge(self, other: "IndexReport") -> "IndexReport":
@@ -138,6 +117,7 @@ class IndexReport:
         for name in ("added", "updated", "unchanged", "removed", "chunks", "tokens", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped += other.skipped
+        self.replaced += other.replaced
         return self
 
     @property
@@ -154,6 +134,9 @@ class IndexReport:
         if self.skipped:
             lines.append(f"{len(self.skipped)} skipped:")
             lines.extend(f"  {s}" for s in self.skipped)
+        if self.replaced:
+            lines.append(f"{len(self.replaced)} replaced a document from another source:")
+            lines.extend(f"  {s}" for s in self.replaced)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -162,6 +145,7 @@ class IndexReport:
             "removed": self.removed, "chunks": self.chunks, "tokens": self.tokens,
             "seconds": round(self.seconds, 3),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "replaced": [{"path": s.path, "reason": s.reason} for s in self.replaced],
         }
 
 
@@ -174,25 +158,55 @@ def content_hash(doc: Document) -> str:
 
 
 def as_document(item: Document | dict) -> Document:
-    """Accept Document objects or plain dicts ({"id", "text", "title"?, "source"?, ...})."""
+    """Accept Document objects or plain dicts ({"id", "text", "title"?, "source"?, "metadata"?,
+    other keys: metadata}); strings are cleaned and metadata made valid JSON (searcher/sanitize.py).
+    ValueError/TypeError with the reason for anything that cannot be a document."""
     if isinstance(item, Document):
-        return item
-    if not isinstance(item, dict):
+        doc_id, text, title, source, metadata = item.id, item.text, item.title, item.source, item.metadata
+    elif isinstance(item, dict):
+        d = dict(item)
+        doc_id = d.pop("id", None)
+        if doc_id is None:
+            doc_id = d.pop("_id", None)
+        text = d.pop("text", None)
+        title = d.pop("title", "") or ""
+        source = d.pop("source", "") or ""
+        metadata = d.pop("metadata", None)
+        if metadata is None:
+            metadata = {}
+        if not isinstance(metadata, dict):
+            raise ValueError(f"document {doc_id!r}: metadata must be an object (a dict), "
+                             f"not {type(metadata).__name__}")
+        metadata = {**metadata, **d}
+    else:
         raise TypeError(f"a document must be a dict or Document, not {type(item).__name__}")
-    d = dict(item)
-    doc_id = d.pop("id", None)
-    if doc_id is None:
-        doc_id = d.pop("_id", None)
     if doc_id is None or not str(doc_id).strip():
         raise ValueError(f"document has no id: {str(item)[:80]}")
-    text = d.pop("text", None)
     if not isinstance(text, str):
-        raise ValueError(f"document {doc_id!r} has no text")
-    title = d.pop("title", "") or ""
-    source = d.pop("source", "") or ""
-    metadata = d.pop("metadata", None) or {}
-    metadata.update(d)
-    return Document(id=str(doc_id), text=text, title=str(title), source=str(source), metadata=metadata)
+        raise ValueError(f"document {doc_id!r} has no text (a string)")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"document {doc_id!r}: metadata must be a dict, not {type(metadata).__name__}")
+    return Document(id=document_id(doc_id), text=clean_text(text), title=clean_text(str(title)),
+                    source=clean_text(str(source)), metadata=clean_metadata(metadata))
+
+
+def check_k(k, offset=0) -> tuple[int, int]:
+    """k (at least 1) and offset (at least 0) as ints; ValueError naming the bad one."""
+    for name, value, low in (("k", k, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, not {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, not {value}")
+    return int(k), int(offset)
+
+
+def reading(method):
+    """Index reads: SQLite's errors about a damaged database become IndexCorruptError."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with readable(self.path / DATABASE):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 _ENCODERS: dict[tuple, Encoder] = {}
@@ -200,15 +214,14 @@ _ENCODERS_LOCK = threading.Lock()
 
 
 def get_encoder(model=None, device="auto", pooling=None, batch_size=32, precision="auto") -> Encoder:
-    """Load a model once per process (indexes opened on the same model share it)."""
+    """Load a model once per process (indexes opened on the same model share it; `batch_size`
+    is the encoder's default, each Index passes its own)."""
     key = (str(resolve_model_path(model)), device, pooling, precision)
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
             _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size,
                                      precision=precision)
-        encoder = _ENCODERS[key]
-    encoder.batch_size = batch_size
-    return encoder
+        return _ENCODERS[key]
 
 
 _QUERY_ENCODERS: "weakref.WeakKeyDictionary[Encoder, QueryEncoder]" = weakref.WeakKeyDictionary()
@@ -229,27 +242,29 @@ def title_token_ids(tokenizer, title: str, budget: int) -> list[int]:
     return tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"][: budget // 4]
 
 
-def vectors_path(folder: Path, generation: int) -> Path:
-    return folder / f"vectors.{generation}.faiss"
-
-
 class Index:
     """A searchable collection of documents. Create with `Index.create`, reopen with `Index.open`."""
 
-    def __init__(self, path: Path, manifest: dict, encoder: Encoder, store: ContentStore):
+    def __init__(self, path: Path, manifest: dict, encoder: Encoder, batch_size: int = 32):
         self.path = Path(path)
         self.manifest = manifest
         self.encoder = encoder
+        self.batch_size = batch_size
         self.queries = get_query_encoder(encoder)  # cached and batched query vectors
-        self.store = store
         self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
         self.commit_chunks = COMMIT_CHUNKS
         self._lock = threading.RLock()
         self._readers = threading.local()
+        self._stores: list[ContentStore] = []  # every connection opened, closed by close()
+        self._write_store: ContentStore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._generation = -1
         self.vectors: FaissVectorIndex | None = None
-        self._reload_if_changed()
+        try:
+            self._reload_if_changed()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -280,6 +295,8 @@ class Index:
             if exist_ok:
                 return cls.open(path, model=model, device=device, batch_size=batch_size, precision=precision)
             raise IndexExistsError(f"an index already exists in {path}; open it instead")
+        if path.exists() and not path.is_dir():  # checked before the model loads
+            raise IndexExistsError(f"{path} exists and is not a folder; an index is a folder")
         encoder = get_encoder(model, device, pooling, batch_size, precision)
         chunk_tokens = chunk_tokens or encoder.max_tokens
         if not 8 <= chunk_tokens <= encoder.position_limit:
@@ -302,13 +319,19 @@ class Index:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         path.mkdir(parents=True, exist_ok=True)
-        with _exclusive_lock(path):
-            store = ContentStore(path / DATABASE)
-            FaissVectorIndex.create(encoder.dimension, manifest["index_factory"]).save(
-                vectors_path(path, store.generation))
+        with exclusive_lock(path):
+            store = ContentStore(path / DATABASE, create=True)
+            try:
+                generation = store.generation
+                vfile = vectors_path(path, generation)
+                FaissVectorIndex.create(encoder.dimension, manifest["index_factory"]).save(vfile)
+                with store.db.atomic():
+                    store.set_state(generation, store.state("next_chunk_id"), {vfile.name: file_sha256(vfile)})
+            finally:
+                store.close()
             # The manifest goes last: a folder without one is not an index yet.
             write_manifest(path, manifest)
-        return cls(path, manifest, encoder, store)
+        return cls(path, manifest, encoder, batch_size)
 
     @classmethod
     def open(
@@ -346,7 +369,7 @@ class Index:
                     f"the model at {manifest['model']} has changed since {path} was built "
                     f"(fingerprint {encoder.fingerprint}, expected {manifest['model_fingerprint']})"
                 )
-        return cls(path, manifest, encoder, ContentStore(path / DATABASE))
+        return cls(path, manifest, encoder, batch_size)
 
     @classmethod
     def open_or_create(cls, path=DEFAULT_INDEX_DIR, model=None, **options) -> "Index":
@@ -370,20 +393,27 @@ class Index:
             if self.vectors is not None:
                 self.vectors.set_search_params(**params)
             if persist:
-                with _exclusive_lock(self.path):
+                with exclusive_lock(self.path):
                     manifest = read_manifest(self.path)
                     manifest["search_params"] = {**manifest.get("search_params", {}), **params}
                     write_manifest(self.path, manifest)
 
     def close(self) -> None:
+        """Close every connection this index opened (each thread's read connection and the writer's)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=True)
             self._pool = None
-        reader = getattr(self._readers, "store", None)
-        if reader is not None:
-            reader.close()
-            self._readers.store = None
-        self.store.close()
+        with self._lock:
+            for store in self._stores:
+                store.close()
+            self._stores = []
+            self._write_store = None
+            self._readers = threading.local()
+
+    @property
+    def store(self) -> ContentStore:
+        """This thread's read-only connection to the index's database."""
+        return self._read_store()
 
     def __enter__(self):
         return self
@@ -397,19 +427,25 @@ class Index:
         The vectors file must hold one vector per chunk row of that generation; anything else
         means the two stores disagree, and the index is refused rather than served wrong.
         """
-        with self._lock:
-            if self.store.generation == self._generation:
+        with self._lock, readable(self.path / DATABASE):
+            store = self._read_store()
+            if store.generation == self._generation:
                 return
             for _ in range(5):
-                generation, chunks = self.store.snapshot()
+                generation, chunks, checksum = store.snapshot()
+                vfile = vectors_path(self.path, generation)
                 try:
-                    vectors = FaissVectorIndex.load(
-                        vectors_path(self.path, generation), self.manifest["index_factory"],
-                        use_gpu=self.encoder.device == "cuda",
-                    )
-                except RuntimeError:
+                    actual = file_sha256(vfile) if checksum is not None else None
+                    vectors = FaissVectorIndex.load(vfile, use_gpu=self.encoder.device == "cuda")
+                except (RuntimeError, OSError):
                     time.sleep(0.05)  # a writer replaced the file under us: read the generation again
                     continue
+                if actual != checksum:
+                    if store.generation != generation:
+                        continue  # a commit landed between the two reads
+                    raise IndexCorruptError(
+                        f"{vfile} does not match the checksum recorded when it was written (the file "
+                        f"is damaged); run `searcher check --repair --index {self.path}`")
                 if len(vectors) != chunks or vectors.dimension != self.manifest["dimension"]:
                     raise IndexCorruptError(
                         f"{self.path}: generation {generation} has {chunks} chunks but {len(vectors)} "
@@ -419,15 +455,16 @@ class Index:
                 self.vectors, self._generation = vectors, generation
                 return
             raise IndexCorruptError(
-                f"{vectors_path(self.path, self.store.generation)} is missing or unreadable; "
+                f"{vectors_path(self.path, store.generation)} is missing or unreadable; "
                 f"run `searcher check --repair --index {self.path}`"
             )
 
     # -- reading -------------------------------------------------------------------------
+    @reading
     def __len__(self) -> int:
-        with self._lock:
-            return self.store.count_documents()
+        return self._read_store().count_documents()
 
+    @reading
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
@@ -436,17 +473,18 @@ class Index:
         fused score.
         """
         mode = check_mode(mode)
-        if not isinstance(query, str) or is_blank(query):
+        if not isinstance(query, str):
+            raise TypeError(f"the query must be a string, not {type(query).__name__}")
+        query = clean_text(query)
+        if is_blank(query):
             raise ValueError("the query is empty")
-        if k < 1 or offset < 0:
-            raise ValueError("k must be at least 1 and offset at least 0")
+        k, offset = check_k(k, offset)
         want = offset + k
         store = self._read_store()
         if mode != "dense" and not store.has_keyword_table:
             raise SearcherError(
-                f"{self.path} has no keyword table yet (it was built by an older searcher, and "
-                f"could not be changed when opened); open it once where content.db is writable "
-                f"(e.g. `searcher info --index {self.path}`) to add it, or search with mode='dense'"
+                f"{self.path} has no keyword table yet (it was built by an older searcher); any "
+                f"write adds it (`searcher check --repair --index {self.path}`), or search with mode='dense'"
             )
         keyword = None
         if mode == "hybrid":  # BM25 runs in SQLite (no GIL) while this thread encodes the query
@@ -492,7 +530,16 @@ class Index:
         store = getattr(self._readers, "store", None)
         if store is None:
             store = self._readers.store = ContentStore(self.path / DATABASE, readonly=True)
+            with self._lock:
+                self._stores.append(store)
         return store
+
+    def _writable_store(self) -> ContentStore:
+        """The one read-write connection, opened at the first write (reading never opens it)."""
+        if self._write_store is None:
+            self._write_store = ContentStore(self.path / DATABASE)
+            self._stores.append(self._write_store)
+        return self._write_store
 
     def _dense_docs(self, store: ContentStore, vectors: FaissVectorIndex, qv: np.ndarray,
                     want: int) -> dict[str, tuple[float, int]]:
@@ -553,21 +600,22 @@ class Index:
         write_manifest(self.path, manifest)
         self.manifest = {**self.manifest, "index_factory": factory}
 
+    @reading
     def get_document(self, doc_id: str) -> dict | None:
-        """The stored document (id, source, title, metadata, text, added_at), or None."""
-        with self._lock:
-            return self.store.documents([doc_id], with_text=True).get(doc_id)
+        """The stored document (id, source, title, metadata, text, added_at), or None. Ids are
+        strings; another value is looked up by its str() (searcher/sanitize.py)."""
+        doc_id = document_id(doc_id)
+        return self._read_store().documents([doc_id], with_text=True).get(doc_id)
 
+    @reading
     def info(self) -> dict:
-        with self._lock:
-            return self._info()
-
-    def _info(self) -> dict:
+        self._reload_if_changed()
+        store = self._read_store()
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {
             "path": str(self.path),
-            "documents": self.store.count_documents(),
-            "chunks": self.store.count_chunks(),
+            "documents": store.count_documents(),
+            "chunks": store.count_chunks(),
             "vectors": len(self.vectors),
             "model": self.manifest["model"],
             "dimension": self.manifest["dimension"],
@@ -593,12 +641,14 @@ class Index:
         options: LoadOptions | None = None,
         progress=None,
         prune: bool = False,
+        on_conflict: str = "skip",
     ) -> IndexReport:
         """Index every supported file under `paths` (files and folders, recursively).
 
         With `prune`, documents that came from under `paths` but are gone (their file was
         removed, or a row left a file that was read in full) are deleted from the index.
-        A file that could not be read this time keeps its documents.
+        A file that could not be read this time keeps its documents. `on_conflict`: see
+        `add_documents`.
         """
         paths = [Path(os.path.abspath(p)) for p in paths]
         seen_ids: set[str] = set()
@@ -611,31 +661,42 @@ class Index:
                     read_sources.add(item.source)
                 yield item
 
-        report = self.add_documents(documents(), progress=progress)
+        report = self.add_documents(documents(), progress=progress, on_conflict=on_conflict)
         if prune:
+            roots = [clean_text(str(p)) for p in paths]
             gone = [
                 doc_id
                 for doc_id, source in self.store.document_sources()
                 if doc_id not in seen_ids
                 and source
-                and any(Path(source) == p or p in Path(source).parents for p in paths)
+                and any(source == r or source.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
                 and (source in read_sources or not Path(source).exists())
             ]
             report.removed = self.delete(gone)
         return report
 
     def add_documents(
-        self, documents: Iterable[Document | dict | Skipped], progress: Callable[[int], None] | None = None
+        self,
+        documents: Iterable[Document | dict | Skipped],
+        progress: Callable[[int], None] | None = None,
+        on_conflict: str = "skip",
     ) -> IndexReport:
         """Add or replace documents (same id: replaced; same content: left alone, no encoding).
 
         `progress(n)` is called as chunks are encoded. Skipped items from a loader pass through
-        into the report.
+        into the report, as does anything that cannot be a document (with the reason).
+        `on_conflict`: what to do with a document whose id already belongs to a document from
+        another source (another file), stored or read earlier in this run: "skip" it (the
+        default; reported with both places) or "replace" the other one (also reported).
         """
+        if on_conflict not in ON_CONFLICT:
+            raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
+        if isinstance(documents, (str, bytes, dict, Document)):
+            raise TypeError("add_documents takes a list (or other iterable) of documents, not one document")
         report = IndexReport()
         started = time.perf_counter()
         with self._write_session() as writer:
-            seen: set[str] = set()
+            seen: dict[str, str] = {}  # id -> where it was read in this run
             batch: list[Document] = []
             for item in documents:
                 if isinstance(item, Skipped):
@@ -644,38 +705,47 @@ class Index:
                 try:
                     doc = as_document(item)
                 except (TypeError, ValueError) as e:
-                    report.skipped.append(Skipped(str(item)[:60] if not isinstance(item, dict) else str(item.get("id", "?")), str(e)))
-                    continue
-                if doc.id in seen:
-                    report.skipped.append(Skipped(doc.source or doc.id, f"duplicate id {doc.id!r} in this run; the first was kept"))
+                    report.skipped.append(Skipped(_describe(item), str(e)))
                     continue
                 if is_blank(doc.text):
-                    report.skipped.append(Skipped(doc.source or doc.id, "no text (only whitespace or control characters)"))
+                    report.skipped.append(Skipped(where(doc), "no text (only whitespace or control characters)"))
                     continue
-                seen.add(doc.id)
+                if doc.id in seen:
+                    if on_conflict == "skip":
+                        report.skipped.append(Skipped(where(doc), (
+                            f"duplicate id {doc.id!r}: already read from {seen[doc.id]} in this run; "
+                            f"skipped (on conflict: replace would keep this one)")))
+                        continue
+                    writer.stage(batch, report, progress, on_conflict)  # the first one goes in first,
+                    writer.commit(report, progress)  # so this one replaces it as stored (reported
+                    batch = []  # by stage() when the two came from different files)
+                seen[doc.id] = where(doc)
                 batch.append(doc)
                 if sum(len(d.text) for d in batch) > 400_000 or len(batch) >= 512:
-                    writer.stage(batch, report, progress)
+                    writer.stage(batch, report, progress, on_conflict)
                     batch = []
-            writer.stage(batch, report, progress)
+            writer.stage(batch, report, progress, on_conflict)
             writer.commit(report, progress)
         report.seconds = time.perf_counter() - started
         return report
 
-    def delete(self, doc_ids: Iterable[str]) -> int:
-        """Remove documents (their chunks leave the vectors and the database). Returns how many."""
-        doc_ids = list(dict.fromkeys(doc_ids))
+    def delete(self, doc_ids: str | Iterable[str]) -> int:
+        """Remove documents: one id or an iterable of ids (their chunks leave the vectors and the
+        database). Returns how many were there."""
+        if isinstance(doc_ids, (str, bytes, int)):
+            doc_ids = [doc_ids]
+        doc_ids = list(dict.fromkeys(document_id(d) for d in doc_ids))
         with self._write_session() as writer:
-            present = list(self.store.content_hashes(doc_ids))
+            present = list(writer.store.content_hashes(doc_ids))
             writer.delete_ids.extend(present)
             writer.commit()
         return len(present)
 
     @contextmanager
     def _write_session(self) -> Iterator["_Writer"]:
-        with _exclusive_lock(self.path), self._lock:
+        with exclusive_lock(self.path), self._lock, readable(self.path / DATABASE):
             self._reload_if_changed()
-            writer = _Writer(self)
+            writer = _Writer(self, self._writable_store())
             try:
                 yield writer
             except BaseException:
@@ -684,13 +754,46 @@ class Index:
                 self._reload_if_changed()
                 raise
 
+    def _commit(self, vectors: FaissVectorIndex, docs, chunks, delete_ids, next_chunk_id) -> None:
+        """Make `vectors` (already changed) and these rows the next generation: vectors file
+        (never a name already in the folder) and its checksum, then the SQLite transaction."""
+        if vectors is not self.vectors:
+            self.vectors = vectors
+            self._record_factory(vectors.describe())
+        new = next_generation(self.path, self._generation)
+        vfile = vectors_path(self.path, new)
+        vectors.save(vfile)
+        self._write_store.commit(new, docs, chunks, delete_ids, next_chunk_id, {vfile.name: file_sha256(vfile)})
+        self._generation = new
+        remove_leftovers(self.path, new)
+
+
+def where(doc: Document) -> str:
+    """Where a document was read: its file and line/row for JSON Lines and CSV, else its source or id."""
+    place = doc.metadata.get("line", doc.metadata.get("row"))
+    if doc.source and place is not None:
+        return f"{doc.source}:{place}"
+    return doc.source or doc.id
+
+
+def _describe(item) -> str:
+    """A short name for an item that could not be made a document."""
+    if isinstance(item, dict):
+        return clean_text(str(item.get("id", item.get("_id", "?"))))[:80]
+    return clean_text(str(item))[:60]
+
 
 class _Writer:
-    """Stages added/deleted documents and commits them in batches (vectors first, then SQLite)."""
+    """Stages added/deleted documents and commits them in batches (vectors first, then SQLite).
 
-    def __init__(self, index: Index):
+    A document's chunks normally go into one commit with it. A document too large for one
+    commit is committed in parts as it is chunked (memory stays bounded); until its last part,
+    its stored content hash is marked unfinished, so a killed run re-indexes it next time.
+    """
+
+    def __init__(self, index: Index, store: ContentStore):
         self.index = index
-        self.store = index.store
+        self.store = store
         self.next_chunk_id = self.store.state("next_chunk_id")
         self._reset()
 
@@ -707,32 +810,48 @@ class _Writer:
         rewriting the vectors file stays a small share of the work."""
         return max(self.index.commit_chunks, len(self.index.vectors) // 10)
 
-    def stage(self, batch: list[Document], report: IndexReport, progress=None) -> None:
+    def stage(self, batch: list[Document], report: IndexReport, progress=None, on_conflict: str = "skip") -> None:
         """Chunk the new and changed documents of a batch; encode and commit each threshold's worth
         (the last, smaller part waits for more documents or for the final `commit`)."""
         if not batch:
             return
         index = self.index
-        existing = self.store.content_hashes([d.id for d in batch])
+        stored = self.store.documents([d.id for d in batch])
         for doc in batch:
             digest = content_hash(doc)
-            if existing.get(doc.id) == digest:
+            old = stored.get(doc.id)
+            if old is not None and (old["source"] or "") != doc.source:
+                other = old["source"] or "(no source: added through the API)"
+                if on_conflict == "skip":
+                    report.skipped.append(Skipped(where(doc), (
+                        f"id {doc.id!r} already belongs to a document from {other}; skipped "
+                        f"(on conflict: replace would replace it)")))
+                    continue
+                report.replaced.append(Skipped(where(doc), f"id {doc.id!r}: replaced the document from {other}"))
+            elif old is not None and old["content_hash"] == digest:
                 report.unchanged += 1
                 continue
-            if doc.id in existing:
+            if old is not None:
                 report.updated += 1
                 self.delete_ids.append(doc.id)
             else:
                 report.added += 1
+            row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
+                   "content_hash": digest, "metadata": doc.metadata}
             title_ids = index.title_ids(doc.title)
+            own = 0  # this document's chunks staged since the last commit
             for chunk in index.chunker.split(doc.text, reserved=len(title_ids)):
                 self.chunks.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
                                     "start": chunk.start, "end": chunk.end, "text": chunk.text})
                 self.pending.append(index.encoder.with_special_tokens(title_ids + chunk.ids))
                 self.next_chunk_id += 1
-            self.docs.append({"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
-                              "content_hash": digest, "metadata": doc.metadata})
-            # A document's chunks are committed together with it, never split across commits.
+                own += 1
+                if own >= self.commit_threshold():
+                    # A document larger than a commit: commit its chunks so far, its row marked
+                    # unfinished (memory stays at most two commits' worth of chunks).
+                    self.commit(report, progress, unfinished={**row, "content_hash": UNFINISHED + digest})
+                    own = 0
+            self.docs.append(row)
             if len(self.chunks) >= self.commit_threshold():
                 self.commit(report, progress)
 
@@ -741,71 +860,32 @@ class _Writer:
         if not self.pending:
             return
         rows = self.chunks[-len(self.pending):]
-        self.vecs.append(self.index.encoder.encode_ids(self.pending, progress=progress))
+        self.vecs.append(self.index.encoder.encode_ids(self.pending, batch_size=self.index.batch_size,
+                                                       progress=progress))
         self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
         if report is not None:
             report.chunks += len(rows)
             report.tokens += sum(len(x) for x in self.pending)
         self.pending = []
 
-    def commit(self, report: IndexReport | None = None, progress=None) -> None:
-        """Write the next vectors file, then the SQLite transaction that makes it live."""
+    def commit(self, report: IndexReport | None = None, progress=None, unfinished: dict | None = None) -> None:
+        """Write the next vectors file, then the SQLite transaction that makes it live.
+        `unfinished`: the row of a document whose chunks are only partly staged."""
         self.encode_pending(report, progress)
-        if not (self.docs or self.delete_ids):
+        docs = self.docs + ([unfinished] if unfinished else [])
+        if not (docs or self.delete_ids):
             return
-        index, store = self.index, self.store
+        index = self.index
         vectors = index.vectors
-        vectors.remove(store.chunk_ids_of(self.delete_ids))
+        vectors.remove(self.store.chunk_ids_of(self.delete_ids))
         if self.ids:
             vectors.add(np.concatenate(self.ids), np.concatenate(self.vecs))
         # The type's plan for the new count may differ from what the index is (auto crossing
         # its exact limit, ivf lists to retrain, hnsw tombstones to compact): rebuild it from
         # the exact vectors it holds, before this commit's file is written.
-        rebuilt = vectors.replan(index.index_type, index.manifest.get("search_params"))
-        if rebuilt is not vectors:
-            index.vectors = vectors = rebuilt
-            index._record_factory(vectors.describe())
-        new = index._generation + 1
-        vectors.save(vectors_path(index.path, new))
-        store.commit(new, self.docs, self.chunks, self.delete_ids, self.next_chunk_id)
-        index._generation = new
-        for stale in index.path.glob("vectors.*.faiss"):
-            if stale.name != vectors_path(index.path, new).name:
-                stale.unlink(missing_ok=True)
+        vectors = vectors.replan(index.index_type, index.manifest.get("search_params"))
+        index._commit(vectors, docs, self.chunks, self.delete_ids, self.next_chunk_id)
         self._reset()
 
 
-@contextmanager
-def _exclusive_lock(folder: Path):
-    """One writer per index folder, across processes; a second fails at once."""
-    fh = open(folder / LOCK, "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexLockedError(
-                f"another process is writing to the index in {folder}; wait for it to finish"
-            ) from None
-        yield
-    finally:
-        fh.close()
-
-
-def write_manifest(path: Path, manifest: dict) -> None:
-    """Replace the manifest in index folder `path` atomically."""
-    write_atomic(Path(path) / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
-
-
-def read_manifest(path: Path) -> dict:
-    mf = Path(path) / MANIFEST
-    if not mf.is_file():
-        raise IndexNotFoundError(f"no index in {path} (no {MANIFEST}); build one with `searcher index`")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise IndexCorruptError(f"{mf} is unreadable: {e}") from e
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexCorruptError(
-            f"{path} has index format {manifest.get('format_version')}, this searcher reads {FORMAT_VERSION}"
-        )
-    return manifest
+UNFINISHED = "unfinished:"  # content-hash prefix of a document committed in parts, not all yet

@@ -8,6 +8,7 @@ file never stops a run.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+from .sanitize import clean_metadata, clean_text
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")
@@ -39,6 +42,10 @@ class Skipped:
 
     path: str
     reason: str
+
+    def __post_init__(self):
+        # A file name that is not valid UTF-8 is shown escaped, as its documents' ids are.
+        self.path, self.reason = clean_text(str(self.path)), clean_text(str(self.reason))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -260,11 +267,20 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
     """
     for raw in paths:
         root = Path(raw)
-        if not root.exists():
-            yield Skipped(str(root), "no such file or folder")
+        try:
+            root.stat()
+        except OSError as e:
+            if root.is_symlink():
+                reason = "symlink loop" if e.errno == errno.ELOOP else "broken symlink (its target is missing)"
+            else:
+                reason = "no such file or folder" if e.errno == errno.ENOENT else f"cannot read ({e.strerror or e})"
+            yield Skipped(str(root), reason)
             continue
         if root.is_file():
             yield root
+            continue
+        if not root.is_dir():
+            yield Skipped(str(root), "not a regular file or folder (a FIFO, socket or device)")
             continue
         seen: set[tuple[int, int]] = set()
         stack = [root]
@@ -323,6 +339,8 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
         return
     try:
         for item in reader(path, data, opts):
+            if isinstance(item, Document):
+                item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):
                 yield Skipped(item.source if item.id == item.source else f"{item.source} [{item.id}]",
                               "no text (only whitespace or control characters)")
@@ -330,6 +348,12 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
                 yield item
     except (ValueError, UnicodeError, RecursionError) as e:
         yield Skipped(str(path), str(e))
+
+
+def clean_document(doc: Document) -> Document:
+    """The document with its strings cleaned and metadata JSON-safe (searcher/sanitize.py)."""
+    return Document(id=clean_text(doc.id), text=clean_text(doc.text), title=clean_text(doc.title),
+                    source=clean_text(doc.source), metadata=clean_metadata(doc.metadata))
 
 
 def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:

@@ -18,9 +18,37 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
 
 import sqlite_utils
+
+from .errors import IndexCorruptError
+
+BATCH = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
+
+
+def batches(ids: Sequence, size: int = BATCH) -> Iterator[tuple[list, str]]:
+    """(part, "?,?,...") for each slice of `ids`, for queries with `IN (...)`."""
+    ids = list(ids)
+    for i in range(0, len(ids), size):
+        part = ids[i : i + size]
+        yield part, ",".join("?" * len(part))
+
+
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Turn SQLite's errors about a damaged file into IndexCorruptError saying what to do."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            raise
+        folder = Path(path).parent
+        raise IndexCorruptError(
+            f"{path} cannot be read ({e}); run `searcher check --index {folder}` to see what is "
+            f"damaged and what `--repair` can recover"
+        ) from e
 
 
 @dataclass
@@ -67,22 +95,45 @@ def match_expression(query: str) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-class ContentStore:
-    """SQLite tables `documents`, `chunks` and `state` (key/value: generation, next chunk id)."""
+CHECKSUMS = "checksums"  # file name -> SHA-256, written in the commit that makes the file live
+TABLES = ("documents", "chunks", "state")
 
-    def __init__(self, path: Path, readonly: bool = False):
+
+class ContentStore:
+    """SQLite tables `documents`, `chunks`, `state` (key/value: generation, next chunk id) and
+    `checksums` (the live vectors file's SHA-256).
+
+    `readonly` connections never create or change anything (SQLite may add its -wal/-shm
+    coordination files beside a WAL database); `create` makes the schema in a new file. A
+    writable open of an existing file that lacks the tables is refused: it is damaged, and
+    filling it with an empty schema would hide that.
+    """
+
+    def __init__(self, path: Path, readonly: bool = False, create: bool = False):
         self.path = Path(path)
-        if readonly:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        self.db = sqlite_utils.Database(conn)
-        if not readonly:
-            if self.db.journal_mode != "wal":
-                self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous = FULL")
-            self._create_schema()
+        if not self.path.is_file() and not create:
+            raise IndexCorruptError(f"{self.path} is missing; run `searcher check --index {self.path.parent}`")
+        with readable(self.path):
+            if readonly:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout = 10000")
+                self.db = sqlite_utils.Database(conn)
+                names = set(self.db.table_names())
+                if not create and not names.issuperset(TABLES):
+                    raise IndexCorruptError(
+                        f"{self.path} holds no index tables (it is empty or damaged); run "
+                        f"`searcher check --index {self.path.parent}`")
+                if not readonly:
+                    if self.db.journal_mode != "wal":
+                        self.db.enable_wal()
+                    self.db.execute("PRAGMA synchronous = FULL")
+                    self._create_schema()
+            except BaseException:
+                conn.close()
+                raise
 
     def _create_schema(self) -> None:
         db = self.db
@@ -107,6 +158,8 @@ class ContentStore:
                 db["state"].insert_all(
                     [{"key": "generation", "value": 0}, {"key": "next_chunk_id", "value": 1}]
                 )
+            if CHECKSUMS not in db.table_names():
+                db[CHECKSUMS].create({"name": str, "sha256": str}, pk="name")
         if FTS_TABLE not in db.table_names():
             try:
                 self._add_keyword_table()
@@ -149,10 +202,22 @@ class ContentStore:
     def generation(self) -> int:
         return self.state("generation")
 
-    def snapshot(self) -> tuple[int, int]:
-        """(live generation, chunk count), read in one transaction so they belong together."""
+    def snapshot(self) -> tuple[int, int, str | None]:
+        """(live generation, chunk count, SHA-256 of its vectors file or None when none was
+        recorded), read in one transaction so they belong together."""
         with self.db.atomic():
-            return self.generation, self.count_chunks()
+            generation = self.generation
+            return generation, self.count_chunks(), self.checksum(f"vectors.{generation}.faiss")
+
+    def checksum(self, name: str) -> str | None:
+        """The SHA-256 recorded for file `name`, or None (not recorded: an index made before checksums)."""
+        if not self.has_table(CHECKSUMS):
+            return None
+        row = self.db.execute(f"select sha256 from [{CHECKSUMS}] where name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.db.execute("select 1 from sqlite_master where name = ?", [name]).fetchone())
 
     # -- reads ---------------------------------------------------------------------------
     def count_documents(self) -> int:
@@ -163,17 +228,22 @@ class ContentStore:
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         out = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            q = f"select id, content_hash from documents where id in ({','.join('?' * len(part))})"
+        for part, marks in batches(ids):
+            q = f"select id, content_hash from documents where id in ({marks})"
             out.update(dict(self.db.execute(q, part).fetchall()))
+        return out
+
+    def sources(self, ids: Sequence[str]) -> dict[str, str]:
+        """{doc id: source} of the stored documents among `ids`."""
+        out = {}
+        for part, marks in batches(ids):
+            out.update(dict(self.db.execute(f"select id, source from documents where id in ({marks})", part).fetchall()))
         return out
 
     def chunk_ids_of(self, doc_ids: Sequence[str]) -> list[int]:
         out: list[int] = []
-        for i in range(0, len(doc_ids), 500):
-            part = list(doc_ids[i : i + 500])
-            q = f"select id from chunks where doc_id in ({','.join('?' * len(part))})"
+        for part, marks in batches(doc_ids):
+            q = f"select id from chunks where doc_id in ({marks})"
             out.extend(r[0] for r in self.db.execute(q, part).fetchall())
         return out
 
@@ -182,27 +252,24 @@ class ContentStore:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         out = {}
-        for i in range(0, len(ids), 500):
-            part = [int(x) for x in ids[i : i + 500]]
-            q = f"select id, doc_id, position, start, [end], text from chunks where id in ({','.join('?' * len(part))})"
+        for part, marks in batches([int(x) for x in ids]):
+            q = f"select id, doc_id, position, start, [end], text from chunks where id in ({marks})"
             for row in self.db.execute(q, part).fetchall():
                 out[row[0]] = StoredChunk(*row)
         return out
 
     def chunk_doc_ids(self, ids: Sequence[int]) -> dict[int, str]:
         out = {}
-        for i in range(0, len(ids), 500):
-            part = [int(x) for x in ids[i : i + 500]]
-            q = f"select id, doc_id from chunks where id in ({','.join('?' * len(part))})"
+        for part, marks in batches([int(x) for x in ids]):
+            q = f"select id, doc_id from chunks where id in ({marks})"
             out.update(dict(self.db.execute(q, part).fetchall()))
         return out
 
     def documents(self, ids: Sequence[str], with_text: bool = False) -> dict[str, dict]:
         cols = "id, source, title, content_hash, metadata, added_at" + (", text" if with_text else "")
         out = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            q = f"select {cols} from documents where id in ({','.join('?' * len(part))})"
+        for part, marks in batches(ids):
+            q = f"select {cols} from documents where id in ({marks})"
             cur = self.db.execute(q, part)
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
@@ -219,9 +286,7 @@ class ContentStore:
 
     @property
     def has_keyword_table(self) -> bool:
-        return bool(self.db.execute(
-            "select 1 from sqlite_master where name = ?", [FTS_TABLE]
-        ).fetchone())
+        return self.has_table(FTS_TABLE)
 
     def keyword_search(self, query: str, limit: int) -> list[tuple[int, str, float]]:
         """(chunk id, doc id, BM25 score) of the `limit` best chunks for free text, best first.
@@ -238,19 +303,6 @@ class ContentStore:
         ).fetchall()
         return [(int(r[0]), r[1], float(r[2])) for r in rows]
 
-    def keyword_scores(self, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
-        """BM25 scores of the given chunks for free text (chunks that match no word are left out)."""
-        expr = match_expression(query)
-        out: dict[int, float] = {}
-        if expr is None:
-            return out
-        for i in range(0, len(chunk_ids), 500):
-            part = [int(x) for x in chunk_ids[i : i + 500]]
-            q = (f"select rowid, -bm25([{FTS_TABLE}]) from [{FTS_TABLE}] where [{FTS_TABLE}] match ? "
-                 f"and rowid in ({','.join('?' * len(part))})")
-            out.update((int(r), float(s)) for r, s in self.db.execute(q, [expr, *part]).fetchall())
-        return out
-
     def rebuild_keyword_table(self) -> None:
         """Refill the keyword table from the chunks and titles, in one transaction (a repair)."""
         with self.db.atomic():
@@ -264,9 +316,6 @@ class ContentStore:
         """Every rowid of the keyword table (for consistency checks: they must be the chunk ids)."""
         return [r[0] for r in self.db.execute(f"select rowid from [{FTS_TABLE}] order by rowid").fetchall()]
 
-    def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
-
     # -- writes --------------------------------------------------------------------------
     def commit(
         self,
@@ -275,18 +324,19 @@ class ContentStore:
         chunks: Iterable[dict],
         delete_doc_ids: Sequence[str],
         next_chunk_id: int,
+        checksums: dict[str, str] | None = None,
     ) -> None:
-        """One transaction: drop the replaced/deleted documents, write the new ones, record state."""
+        """One transaction: drop the replaced/deleted documents, write the new ones, record state
+        and the checksums of the files this generation uses (replacing the previous ones)."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         docs = [
-            {**d, "metadata": json.dumps(d.get("metadata") or {}, ensure_ascii=False, default=str), "added_at": now}
+            {**d, "metadata": json.dumps(d.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
+             "added_at": now}
             for d in documents
         ]
         chunks = list(chunks)
         with self.db.atomic():
-            for i in range(0, len(delete_doc_ids), 500):
-                part = list(delete_doc_ids[i : i + 500])
-                marks = ",".join("?" * len(part))
+            for part, marks in batches(delete_doc_ids):
                 self.db.execute(
                     f"delete from [{FTS_TABLE}] where rowid in (select id from chunks where doc_id in ({marks}))",
                     part,
@@ -296,15 +346,21 @@ class ContentStore:
             if docs:
                 self.db["documents"].insert_all(docs, replace=True)
             self.db["chunks"].insert_all(chunks, batch_size=500)
-            ids = [int(c["id"]) for c in chunks]
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
+            for part, marks in batches([int(c["id"]) for c in chunks]):
                 self.db.execute(
                     f"insert into [{FTS_TABLE}](rowid, title, text) select c.id, coalesce(d.title, ''), c.text "
-                    f"from chunks c join documents d on d.id = c.doc_id where c.id in ({','.join('?' * len(part))})",
+                    f"from chunks c join documents d on d.id = c.doc_id where c.id in ({marks})",
                     part,
                 )
-            self.db["state"].upsert_all(
-                [{"key": "generation", "value": generation}, {"key": "next_chunk_id", "value": next_chunk_id}],
-                pk="key",
-            )
+            self.set_state(generation, next_chunk_id, checksums)
+
+    def set_state(self, generation: int, next_chunk_id: int, checksums: dict[str, str] | None) -> None:
+        """Record the live generation, the next chunk id and the live files' checksums (inside
+        the caller's transaction)."""
+        self.db["state"].upsert_all(
+            [{"key": "generation", "value": generation}, {"key": "next_chunk_id", "value": next_chunk_id}],
+            pk="key",
+        )
+        if checksums is not None:
+            self.db.execute(f"delete from [{CHECKSUMS}]")
+            self.db[CHECKSUMS].insert_all([{"name": n, "sha256": h} for n, h in checksums.items()])

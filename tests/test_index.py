@@ -4,7 +4,7 @@ import pytest
 
 from searcher import (Index, IndexExistsError, IndexLockedError, IndexNotFoundError,
                       ModelMismatchError)
-from searcher.index import _exclusive_lock
+from searcher.folder import exclusive_lock as _exclusive_lock
 
 from .conftest import ANIMALS
 

@@ -152,7 +152,7 @@ def test_keyword_hits_are_documents_scored_by_their_best_chunk(tmp_path, encoder
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=60))
 def test_keyword_search_never_fails_on_any_text(tmp_path, text):
-    store = ContentStore(tmp_path / "content.db")
+    store = ContentStore(tmp_path / "content.db", create=True)
     if not store.count_documents():
         store.commit(1, [{"id": "d", "title": "T", "text": "AND OR NOT NEAR ( ) * \" : ^ -", "content_hash": "x"}],
                      [{"id": 1, "doc_id": "d", "position": 0, "start": 0, "end": 5, "text": "AND OR NOT NEAR ( ) * \" : ^ -"}],
@@ -212,21 +212,31 @@ def test_keyword_rows_follow_chunks_on_replace_and_delete(idx):
 
 
 def test_rebuilding_the_keyword_table_repairs_it(idx):
-    idx.store.db.execute("delete from chunks_fts where rowid = (select min(id) from chunks)")
+    store = ContentStore(idx.path / "content.db")
+    store.db.execute("delete from chunks_fts where rowid = (select min(id) from chunks)")
+    store.db.conn.commit()
     assert fts_ids(idx) != idx.store.all_chunk_ids()
-    idx.store.rebuild_keyword_table()
+    store.rebuild_keyword_table()
+    store.close()
     assert fts_ids(idx) == idx.store.all_chunk_ids()
     assert ids(idx.search("kittens", k=1, mode="keyword")) == ["cat"]
 
 
-def test_an_index_without_keyword_table_gets_one_when_opened(tmp_path, encoder):
+def test_an_index_without_keyword_table_gets_one_at_the_first_write(tmp_path, encoder):
+    from searcher import SearcherError
+    from searcher.check import check_index
+
     path = tmp_path / "old"
     index = Index.create(path, device="cpu")
     index.add_documents(DOCS)
     index.close()
     with sqlite3.connect(path / "content.db") as conn:  # what an index from before FTS looks like
         conn.execute("drop table chunks_fts")
-    index = Index.open(path, device="cpu")
+    index = Index.open(path, device="cpu")  # opening reads only: nothing is added yet
+    with pytest.raises(SearcherError, match="no keyword table"):
+        index.search("XQ-7781", k=1, mode="keyword")
+    assert ids(index.search("parcel", k=1, mode="dense"))
+    assert check_index(path, repair=True).ok  # a write (here: repair) adds the table
     assert fts_ids(index) == index.store.all_chunk_ids()
     assert ids(index.search("XQ-7781", k=1, mode="keyword")) == ["order"]
     index.close()

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from searcher import Index, IndexLockedError
 from searcher.check import check_index
 from searcher.cli import main
-from searcher.index import _exclusive_lock, vectors_path
+from searcher.folder import exclusive_lock as _exclusive_lock, vectors_path
+from searcher.store import ContentStore
 from searcher.vectors import FaissVectorIndex
 
 from .conftest import ANIMALS
@@ -36,6 +37,15 @@ def write_corpus(path: Path, n: int, seed: int = 0, start: int = 0) -> list[str]
             fh.write(json.dumps({"id": f"doc{i}", "title": f"Doc {i}", "text": text}) + "\n")
             ids.append(f"doc{i}")
     return ids
+
+
+def write_sql(index_dir: Path, statement: str) -> None:
+    """Change an index's database behind its back (to damage it)."""
+    import sqlite3
+
+    with sqlite3.connect(index_dir / "content.db") as conn:
+        conn.execute(statement)
+    conn.close()
 
 
 def latest_generation(index_dir: Path) -> int:
@@ -79,15 +89,14 @@ def test_prune_keeps_documents_of_files_that_failed_to_read(tmp_path, index):
 
 @pytest.mark.parametrize("fail_at", ["before_sqlite", "after_sqlite"])
 def test_failure_inside_a_commit_leaves_a_consistent_index(animals_index, monkeypatch, fail_at):
-    store = animals_index.store
-    real_commit = store.commit
+    real_commit = ContentStore.commit
 
     def failing_commit(*args, **kwargs):
         if fail_at == "after_sqlite":
             real_commit(*args, **kwargs)
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(store, "commit", failing_commit)
+    monkeypatch.setattr(ContentStore, "commit", failing_commit)
     with pytest.raises(OSError):
         animals_index.add_documents([{"id": "new", "text": "A brand new document about tea."}])
     monkeypatch.undo()
@@ -181,7 +190,7 @@ def test_check_finds_and_repair_fixes_damage(animals_index):
     live = vectors_path(path, Index.open(path).store.generation)
     live.unlink()
     report = check_index(path)
-    assert not report.ok and "missing or unreadable" in report.problems[0]
+    assert not report.ok and "is missing" in report.problems[0]
     result = CliRunner().invoke(main, ["check", "--index", str(path)])
     assert result.exit_code == 1 and "problem" in result.output
 
@@ -194,8 +203,7 @@ def test_check_finds_and_repair_fixes_damage(animals_index):
     vectors = FaissVectorIndex.load(vectors_path(path, idx.store.generation))
     vectors.add([999], vectors.index.reconstruct(int(vectors.ids()[0])).reshape(1, -1))
     vectors.save(vectors_path(path, idx.store.generation))
-    idx.store.db.execute("insert into chunks (id, doc_id, position, start, [end], text) values (500, 'ghost', 0, 0, 1, 'x')")
-    idx.store.db.conn.commit()
+    write_sql(path, "insert into chunks (id, doc_id, position, start, [end], text) values (500, 'ghost', 0, 0, 1, 'x')")
     report = check_index(path)
     assert len(report.problems) >= 2
     result = CliRunner().invoke(main, ["check", "--index", str(path), "--repair", "--device", "cpu"])
@@ -238,8 +246,7 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
 def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
     from searcher.store import FTS_TABLE
 
-    animals_index.store.db.execute(f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
-    animals_index.store.db.conn.commit()
+    write_sql(animals_index.path, f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
     report = check_index(animals_index.path)
     assert any("keyword table disagrees" in p for p in report.problems)
     repaired = check_index(animals_index.path, repair=True, device="cpu")

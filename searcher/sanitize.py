@@ -1,0 +1,50 @@
+"""Make what users hand us storable: strings SQLite and the tokenizer accept, JSON that parses.
+
+File names that are not valid UTF-8 reach Python as lone surrogates (PEP 383), and text built
+from them carries them too; UTF-8 cannot encode those, so SQLite and the tokenizer refuse
+them. Each one is replaced by a visible escape (`\\xff` for the raw byte 0xff, `\\ud800` for
+other lone surrogates), the same way everywhere, so an id escaped at indexing is found again
+by `get_document` and `delete`. Metadata is made valid JSON: NaN and infinities become null.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a raw byte smuggled in by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by its visible escape (unchanged if it has none)."""
+    return _SURROGATE.sub(_escape, text) if _SURROGATE.search(text) else text
+
+
+def document_id(doc_id) -> str:
+    """The one rule for ids: a string; any other value by str() (42 and "42" are one id)."""
+    if isinstance(doc_id, bytes):
+        doc_id = doc_id.decode("utf-8", "surrogateescape")
+    return clean_text(doc_id if isinstance(doc_id, str) else str(doc_id))
+
+
+def clean_metadata(value):
+    """A JSON-safe copy of metadata: NaN/infinity -> None, strings cleaned, keys as strings,
+    tuples and sets as lists, anything else as its str()."""
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_metadata(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [clean_metadata(v) for v in value]
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return clean_text(str(value))
