@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from .app import json_error
-from .service import BadRequest, SearchService, parse_search_args
+from .service import BadRequest, IndexUnavailable, SearchService, parse_search_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -40,7 +40,16 @@ def document(doc_id: str | None):
 
 @bp.get("/health")
 def health():
-    return jsonify({"status": "ok", "documents": service().count()})
+    """200 {"status": "ok", "documents": N} after a real read of the index; 503 with
+    {"status": "error", "message": ...} while the index cannot be read."""
+    try:
+        documents = service().health()
+    except IndexUnavailable as e:
+        response = jsonify({"status": "error", "message": str(e)})
+        response.status_code = 503
+        response.headers["Retry-After"] = "1"
+        return response
+    return jsonify({"status": "ok", "documents": documents})
 
 
 @bp.get("/stats")

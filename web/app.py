@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from flask import Flask, abort, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from .server import MAX_BODY_BYTES
-from .service import SearchService
+from .service import IndexUnavailable, SearchService
 
 SECURITY_HEADERS = {
     # Defence in depth behind Jinja's escaping: no inline script, nothing from elsewhere.
@@ -30,6 +34,54 @@ class DocIdConverter(BaseConverter):
     part_isolating = False
 
 
+def finite(value):
+    """`value` with every NaN and infinity, however deeply nested, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+class FiniteJSONProvider(DefaultJSONProvider):
+    """JSON as the standard defines it: NaN and infinities (which Python's json writes as the
+    invalid tokens NaN and Infinity, e.g. from stored metadata) become null."""
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("allow_nan", False)  # anything missed fails loudly, never invalid JSON
+        return super().dumps(finite(obj), **kwargs)
+
+
+def relative_location(location: str) -> str:
+    """A redirect target without scheme and host: Werkzeug builds redirect URLs from the Host
+    header, which the client chooses. Leading slashes are merged, so it cannot become a
+    scheme-relative //other.host URL either."""
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def url_not_utf8() -> str | None:
+    """Why the request's path or query string is not UTF-8 once percent-decoded, or None.
+
+    Werkzeug would decode such bytes with replacement characters (or keep %E9 as text), and
+    search for something nobody typed. The WSGI environ holds the raw bytes as latin-1.
+    """
+    env = request.environ
+    for name, raw in (("path", env.get("PATH_INFO", "")), ("query string", env.get("QUERY_STRING", ""))):
+        try:
+            data = raw.encode("latin-1")
+            if name == "query string":
+                data = unquote_to_bytes(data)
+            data.decode("utf-8")
+        except UnicodeError:
+            return (f"the URL's {name} is not valid UTF-8: percent-encode its text as UTF-8 "
+                    f"(é is %C3%A9)")
+    return None
+
+
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
                precision: str = "auto") -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here)."""
@@ -39,7 +91,11 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
         index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False)
+    app.json = FiniteJSONProvider(app)
     app.json.sort_keys = False
+    # Werkzeug answers //api//health with a redirect to the merged path, an absolute URL on
+    # the Host header's host; without merging, such a path is just not found.
+    app.url_map.merge_slashes = False
     app.jinja_env.autoescape = True  # every template, whatever its name
     app.extensions["searcher"] = SearchService(index)
     app.url_map.converters["docid"] = DocIdConverter
@@ -55,10 +111,25 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
         if (request.content_length or 0) > MAX_BODY_BYTES:
             abort(413)
 
+    @app.before_request
+    def refuse_urls_not_utf8():
+        reason = url_not_utf8()
+        if reason:
+            abort(400, description=reason)
+
     @app.after_request
     def security_headers(response):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if "Location" in response.headers:  # this app only ever redirects to itself
+            response.headers["Location"] = relative_location(response.headers["Location"])
+        return response
+
+    @app.errorhandler(IndexUnavailable)
+    def index_unavailable(e: IndexUnavailable):
+        response = error_response(503, "Service Unavailable", str(e))
+        response = app.make_response(response)
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(HTTPException)
@@ -74,7 +145,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
 
 
 def wants_json() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+    path = re.sub("/{2,}", "/", request.path)  # //api//x is an API path that is not found
+    return path == "/api" or path.startswith("/api/")
 
 
 def error_response(status: int, name: str, message: str):

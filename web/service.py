@@ -1,20 +1,32 @@
-"""The web layer's view of an index: request parameters checked, searches timed.
+"""The web layer's view of an index: request parameters checked, searches timed, damage survived.
 
 One `Index` is shared by every request thread. `Index` makes that safe: its reads of SQLite
 and FAISS go through the index's own lock, and query encoding goes through its
 `QueryEncoder`, which batches concurrent queries into one forward pass (so the model and its
 tokenizer, which are not promised to be thread-safe, are only ever used by one thread).
+
+When the index's files become unreadable under a running server (content.db truncated,
+deleted or replaced, a vectors file missing), requests get `IndexUnavailable` (a JSON 503
+under /api) instead of a bare 500, and the service reopens the index once it reads again:
+see `SearchService`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
 
-from searcher.index import check_mode
+from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
@@ -88,12 +100,125 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
     return SearchRequest(query.strip(), k, offset, mode)
 
 
+# What reading a damaged index raises: SQLite's errors (a truncated or replaced content.db:
+# "database disk image is malformed", "no such table"), the index's own (vectors that do not
+# match the database, a missing vectors file) and the OS's. Whether the index is really
+# unreadable is then decided by a probe (`probe`), not by the exception alone.
+INDEX_ERRORS = (sqlite3.DatabaseError, SearcherError, OSError)
+PROBE_QUERY = "health check"
+
+
+class IndexUnavailable(Exception):
+    """The index cannot be read right now; the message says why, without server paths."""
+
+
+def probe(index) -> int:
+    """A cheap real read of the index: count its documents and run a one-hit dense search
+    (the live generation's vectors, reloaded if another process committed, and the chunk
+    table through this thread's read connection). Returns the document count."""
+    documents = len(index)
+    index.search(PROBE_QUERY, k=1, mode="dense")
+    return documents
+
+
+def describe(error: BaseException) -> str:
+    """Why the index cannot be read, for a client: SQLite's message (it names no paths)."""
+    if isinstance(error, sqlite3.DatabaseError):
+        return f"its database cannot be read ({str(error)[:200]})"
+    if isinstance(error, FileNotFoundError):
+        return f"{DATABASE} is missing"
+    if isinstance(error, IndexNotFoundError):
+        return "its manifest is missing"
+    if isinstance(error, IndexCorruptError):
+        return "its vectors do not match its database or cannot be read (`searcher check --repair` fixes that)"
+    if isinstance(error, OSError):
+        return f"its files cannot be read ({error.strerror or type(error).__name__})"
+    return f"it cannot be read ({type(error).__name__})"
+
+
+def database_identity(db: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of content.db: a file moved over it, or deleted, shows as a change."""
+    if db is None:
+        return None
+    try:
+        st = db.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def precheck(db: Path) -> None:
+    """Read content.db on a read-only connection before `Index.open`, which writes (WAL mode,
+    schema): a damaged or missing file must not be turned into an empty index."""
+    conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        if conn.execute("select value from state where key = 'generation'").fetchone() is None:
+            raise sqlite3.DatabaseError("the state table has no generation")
+        conn.execute("select count(*) from documents").fetchone()
+        conn.execute("select count(*) from chunks").fetchone()
+    finally:
+        conn.close()
+
+
+def open_options(encoder) -> tuple[str, str]:
+    """The device and precision `encoder` was asked for, so that reopening hits the model cache.
+
+    `get_encoder` caches models by the options as given ("auto"), and the encoder only records
+    what they resolved to ("cpu", "fast"); opening with those would load the model again.
+    """
+    try:
+        from searcher import index as index_module
+
+        for key, cached in list(index_module._ENCODERS.items()):
+            if cached is encoder:
+                return key[1], key[3]
+    except Exception:  # the cache is the index module's business: fall back to what resolved
+        pass
+    return encoder.device, encoder.precision
+
+
+def reopen(old):
+    """Open the index in `old`'s folder again, on the same model, device and precision."""
+    from searcher.index import Index
+
+    device, precision = open_options(old.encoder)
+    return Index.open(old.path, device=device, precision=precision, batch_size=old.encoder.batch_size)
+
+
+def close_quietly(index) -> None:
+    try:
+        index.close()
+    except Exception:
+        log.debug("closing the old index failed", exc_info=True)
+
+
 class SearchService:
-    """Wraps an open `Index` for concurrent request threads."""
+    """Wraps an open `Index` for concurrent request threads, and survives damage to its files.
 
-    def __init__(self, index):
+    Every read goes through `_call`. When one fails with an index error and a probe of the
+    index fails too, the index is marked broken and the request gets `IndexUnavailable`.
+    While broken, each request (at most once per `retry_interval` seconds) first tries to
+    recover: probe the open index again (a file restored in place reads again through the
+    same connections), else check content.db read-only, reopen the index and probe the new
+    one, and swap it in only if that works. content.db being deleted or replaced (a new
+    inode) is noticed on every request, by one stat, and handled the same way, since the
+    open connections would go on reading the old file.
+    """
+
+    retry_interval = 1.0
+
+    def __init__(self, index, opener: Callable[[Any], Any] = reopen, clock: Callable[[], float] = time.monotonic):
         self.index = index
+        self._open = opener
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._broken: str | None = None  # why the index cannot be read, None while it can
+        self._last_try = -float("inf")  # when recovery was last tried (clock seconds)
+        path = getattr(index, "path", None)
+        self._db = Path(path) / DATABASE if path is not None else None
+        self._identity = database_identity(self._db)
 
+    # -- the guarded reads ---------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
         try:
             mode = check_mode(req.mode)
@@ -101,17 +226,102 @@ class SearchService:
             raise BadRequest(str(e)) from e
         started = time.perf_counter()
         # One extra hit tells whether a next page exists.
-        hits = self.index.search(req.query, req.k + 1, req.offset, mode=mode)
+        hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode))
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
 
     def document(self, doc_id: str) -> dict | None:
-        return self.index.get_document(doc_id)
+        return self._call(lambda index: index.get_document(doc_id))
 
     def stats(self) -> dict:
-        info = self.index.info()
+        info = self._call(lambda index: index.info())
         keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")
         return {k: info[k] for k in keys if k in info}
 
     def count(self) -> int:
-        return len(self.index)
+        return self._call(len)
+
+    def health(self) -> int:
+        """The document count after a real probe of the index; IndexUnavailable if it fails."""
+        return self._call(probe)
+
+    # -- damage and recovery -------------------------------------------------------------
+    def _call(self, read: Callable[[Any], T]) -> T:
+        for attempt in (0, 1):
+            index = self._current()
+            try:
+                return read(index)
+            except INDEX_ERRORS as e:
+                if attempt == 0 and self.index is not index:
+                    continue  # another thread swapped in a reopened index meanwhile: read that
+                self._check_after(index, e)  # raises IndexUnavailable when the index is unreadable
+                raise  # the index reads fine: this error is about this request
+        raise AssertionError("unreachable")
+
+    def _current(self):
+        """The index to read, after recovering it if it is broken or its database was replaced."""
+        if self._broken is None and database_identity(self._db) == self._identity:
+            return self.index
+        with self._lock:
+            if self._broken is not None or database_identity(self._db) != self._identity:
+                self._recover()
+            if self._broken is not None:
+                raise IndexUnavailable(self._message())
+            return self.index
+
+    def _check_after(self, index, error: BaseException) -> None:
+        with self._lock:
+            if index is not self.index:
+                return
+            try:
+                probe(index)
+            except Exception as e:
+                self._mark_broken(e if isinstance(e, INDEX_ERRORS) else error)
+                self._last_try = self._clock()
+                raise IndexUnavailable(self._message()) from error
+
+    def _recover(self) -> None:
+        """Under the lock: make `self.index` readable again, or leave `_broken` saying why not."""
+        now = self._clock()
+        if self._broken is not None and now - self._last_try < self.retry_interval:
+            return
+        self._last_try = now
+        old = self.index
+        identity = database_identity(self._db)
+        if identity is not None and identity == self._identity:
+            try:
+                probe(old)
+            except Exception:
+                pass  # reads still fail through the open connections: reopen
+            else:
+                if self._broken is not None:
+                    log.warning("the index in %s reads again", old.path)
+                self._broken = None
+                return
+        try:
+            if identity is None:
+                raise FileNotFoundError(f"{self._db} is missing")
+            precheck(self._db)
+            new = self._open(old)
+            try:
+                probe(new)
+            except BaseException:
+                close_quietly(new)
+                raise
+        except Exception as e:
+            self._mark_broken(e)
+            return
+        log.warning("reopened the index in %s", old.path)
+        self.index, self._identity, self._broken = new, identity, None
+        close_quietly(old)
+
+    def _mark_broken(self, error: BaseException) -> None:
+        reason = describe(error)
+        if self._broken != reason:  # log each new state once, not every failed request
+            log.error("the index in %s cannot be read: %s: %s", getattr(self.index, "path", "?"),
+                      type(error).__name__, error)
+        self._broken = reason
+
+    def _message(self) -> str:
+        return (f"The search index cannot be read right now: {self._broken}. "
+                f"The server tries to reopen it on the next request.")
