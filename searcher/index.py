@@ -371,6 +371,15 @@ class Index:
                 )
         return cls(path, manifest, encoder, batch_size)
 
+    def reopen(self) -> "Index":
+        """A new Index on this one's folder and loaded model (after the files were restored or
+        replaced); ModelMismatchError if the folder now holds an index of another model."""
+        manifest = read_manifest(self.path)
+        if (manifest["model_fingerprint"], manifest["dimension"]) != (self.encoder.fingerprint, self.encoder.dimension):
+            raise ModelMismatchError(f"{self.path} now holds an index built with model {manifest['model']}, "
+                                     f"not the loaded {self.encoder.name}")
+        return Index(self.path, manifest, self.encoder, self.batch_size)
+
     @classmethod
     def open_or_create(cls, path=DEFAULT_INDEX_DIR, model=None, **options) -> "Index":
         if (Path(path) / MANIFEST).exists():

@@ -147,42 +147,10 @@ def database_identity(db: Path | None) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def precheck(db: Path) -> None:
-    """Read content.db on a read-only connection before `Index.open`, which writes (WAL mode,
-    schema): a damaged or missing file must not be turned into an empty index."""
-    conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        if conn.execute("select value from state where key = 'generation'").fetchone() is None:
-            raise sqlite3.DatabaseError("the state table has no generation")
-        conn.execute("select count(*) from documents").fetchone()
-        conn.execute("select count(*) from chunks").fetchone()
-    finally:
-        conn.close()
-
-
-def open_options(encoder) -> tuple[str, str]:
-    """The device and precision `encoder` was asked for, so that reopening hits the model cache.
-
-    `get_encoder` caches models by the options as given ("auto"), and the encoder only records
-    what they resolved to ("cpu", "fast"); opening with those would load the model again.
-    """
-    try:
-        from searcher import index as index_module
-
-        for key, cached in list(index_module._ENCODERS.items()):
-            if cached is encoder:
-                return key[1], key[3]
-    except Exception:  # the cache is the index module's business: fall back to what resolved
-        pass
-    return encoder.device, encoder.precision
-
-
 def reopen(old):
-    """Open the index in `old`'s folder again, on the same model, device and precision."""
-    from searcher.index import Index
-
-    device, precision = open_options(old.encoder)
-    return Index.open(old.path, device=device, precision=precision, batch_size=old.encoder.batch_size)
+    """Open the index in `old`'s folder again, on its loaded model (reading only: a damaged or
+    empty content.db is refused, never turned into an empty index)."""
+    return old.reopen()
 
 
 def close_quietly(index) -> None:
@@ -301,7 +269,6 @@ class SearchService:
         try:
             if identity is None:
                 raise FileNotFoundError(f"{self._db} is missing")
-            precheck(self._db)
             new = self._open(old)
             try:
                 probe(new)
