@@ -849,7 +849,7 @@ class _Writer:
                    "content_hash": digest, "metadata": doc.metadata}
             title_ids = index.title_ids(doc.title)
             own = 0  # this document's chunks staged since the last commit
-            for chunk in index.chunker.split(doc.text, reserved=len(title_ids)):
+            for chunk in index.chunker.iter_split(doc.text, reserved=len(title_ids)):
                 self.chunks.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
                                     "start": chunk.start, "end": chunk.end, "text": chunk.text})
                 self.pending.append(index.encoder.with_special_tokens(title_ids + chunk.ids))
