@@ -194,7 +194,7 @@ def _kind(index: faiss.Index) -> str:
 class FaissVectorIndex:
     """Inner-product search over unit vectors (so scores are cosines), with add/remove by id."""
 
-    def __init__(self, index: faiss.Index, factory: str | None = None, use_gpu: bool = False):
+    def __init__(self, index: faiss.Index, use_gpu: bool = False):
         self.index = index
         self.kind = _kind(index)
         self.inner = faiss.downcast_index(index.index) if self.kind in ("flat", "hnsw") else index
@@ -214,7 +214,7 @@ class FaissVectorIndex:
         if not factory.startswith(("IDMap", "IVF")):
             factory = f"IDMap2,{factory}"
         index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
-        self = cls(index, factory, use_gpu)
+        self = cls(index, use_gpu)
         if self.kind == "hnsw":
             self.inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             self.inner.hnsw.efSearch = DEFAULT_EF_SEARCH
@@ -225,9 +225,9 @@ class FaissVectorIndex:
         return self
 
     @classmethod
-    def load(cls, path: Path, factory: str | None = None, use_gpu: bool = False):
-        """Read a vectors file (its type is in the file; `factory` is accepted for compatibility)."""
-        return cls(faiss.read_index(str(path)), None, use_gpu)
+    def load(cls, path: Path, use_gpu: bool = False):
+        """Read a vectors file (its type is in the file)."""
+        return cls(faiss.read_index(str(path)), use_gpu)
 
     def save(self, path: Path) -> None:
         write_atomic(Path(path), lambda tmp: faiss.write_index(self.index, str(tmp)))
