@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import searcher.index as index_module  # noqa: E402
+from searcher.fusion import FUSION_METHODS, Fusion  # noqa: E402
 from searcher import Index  # noqa: E402
 from searcher.evaluate import check_index_holds, evaluate, load_dataset  # noqa: E402
 from searcher.index import DEFAULT_MODE, MANIFEST, SEARCH_MODES  # noqa: E402
@@ -67,16 +67,16 @@ def main() -> int:
               f"MRR@10 {r['MRR@10']:.4f}  {r['ms_per_query']:.1f} ms/query", file=sys.stderr)
     fusions = {}
     if not args.no_fusions:
-        default = index_module.HYBRID_FUSION
+        default = index.fusion
         try:
-            for method in ("rrf", "minmax", "zscore"):
-                index_module.HYBRID_FUSION = method
-                fusions[method] = results["hybrid"] if method == default else evaluate(
+            for method in FUSION_METHODS:
+                index.fusion = Fusion(method=method)  # kept per index: evaluate() searches with it
+                fusions[method] = results["hybrid"] if index.fusion == default else evaluate(
                     args.dataset, mode="hybrid", split=args.split, index=index)
                 r = fusions[method]
                 print(f"hybrid {method}: nDCG@10 {r['nDCG@10']:.4f}", file=sys.stderr)
         finally:
-            index_module.HYBRID_FUSION = default
+            index.fusion = default
     info = index.info()
     index.close()
 
@@ -120,22 +120,18 @@ def render(results, fusions, info, dataset, args, command, build_seconds) -> str
     if build_seconds is not None:
         lines.append(f"Building the index took {build_seconds:.0f} s.")
     if fusions:
-        names = {
-            "rrf": f"reciprocal rank fusion, k={index_module.RRF_K}",
-            "minmax": "min-max normalised scores, weights {:g}/{:g}".format(*index_module.HYBRID_WEIGHTS),
-            "zscore": "z-score normalised scores, weights {:g}/{:g}".format(*index_module.HYBRID_WEIGHTS),
-        }
+        default = Fusion()
         lines += [
             "",
-            f"Hybrid fusion methods ({index_module.HYBRID_DEPTH} candidates from each side; "
-            f"the default is {index_module.HYBRID_FUSION}):",
+            f"Hybrid fusion methods ({default.depth} candidates from each side; "
+            f"the default is {default.method}):",
             "",
             "| fusion | nDCG@10 | Recall@100 | MRR@10 |",
             "| --- | --- | --- | --- |",
         ]
         for method, r in fusions.items():
-            mark = " (default)" if method == index_module.HYBRID_FUSION else ""
-            lines.append(f"| {names[method]}{mark} | {r['nDCG@10']:.3f} | {r['Recall@100']:.3f} | {r['MRR@10']:.3f} |")
+            mark = " (default)" if method == default.method else ""
+            lines.append(f"| {Fusion(method=method).describe()}{mark} | {r['nDCG@10']:.3f} | {r['Recall@100']:.3f} | {r['MRR@10']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

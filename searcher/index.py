@@ -26,7 +26,7 @@ import numpy as np
 
 from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
-from .fusion import RRF_K, reciprocal_rank_fusion, score_fusion
+from .fusion import Fusion
 from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, is_blank, load_paths
 from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
@@ -48,7 +48,6 @@ COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encodi
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
 DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
-HYBRID_DEPTH = 100  # documents each side contributes to a hybrid search (at least k + offset)
 
 
 def check_mode(mode: str | None) -> str:
@@ -58,23 +57,6 @@ def check_mode(mode: str | None) -> str:
     if mode not in SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
     return mode
-
-
-HYBRID_FUSION = "minmax"  # how hybrid mode fuses: "minmax" or "zscore" (score fusion), or "rrf"
-HYBRID_WEIGHTS = (0.5, 0.5)  # dense, keyword: an even mix, not tuned to any collection
-
-
-def fuse(dense: dict[str, float], keyword: dict[str, float], method: str | None = None) -> dict[str, float]:
-    """The hybrid ranking: dense and keyword candidates (best first, with scores) fused.
-
-    Default: each list's scores min-max normalised to [0, 1] over its own candidates, then
-    averaged (a doc one list did not return gets that list's 0). On SciFact this beat
-    reciprocal rank fusion by about 0.02 nDCG@10 (benchmarks/README.md).
-    """
-    method = method or HYBRID_FUSION
-    if method == "rrf":
-        return reciprocal_rank_fusion([dense, keyword], k=RRF_K)
-    return score_fusion([dense, keyword], weights=HYBRID_WEIGHTS, method=method)
 
 
 @dataclass
@@ -253,6 +235,7 @@ class Index:
         self.queries = get_query_encoder(encoder)  # cached and batched query vectors
         self.chunker = Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
         self.commit_chunks = COMMIT_CHUNKS
+        self.fusion = Fusion()  # hybrid mode's fusion for this index; a search may pass its own
         self._lock = threading.RLock()
         self._readers = threading.local()
         self._stores: list[ContentStore] = []  # every connection opened, closed by close()
@@ -474,12 +457,13 @@ class Index:
         return self._read_store().count_documents()
 
     @reading
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
+               fusion: Fusion | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
-        or "hybrid" (the two fused); None means DEFAULT_MODE. In hybrid mode Hit.score is the
-        fused score.
+        or "hybrid" (the two fused by `fusion`, else this index's `fusion`); None means
+        DEFAULT_MODE. In hybrid mode Hit.score is the fused score.
         """
         mode = check_mode(mode)
         if not isinstance(query, str):
@@ -488,6 +472,7 @@ class Index:
         if is_blank(query):
             raise ValueError("the query is empty")
         k, offset = check_k(k, offset)
+        fusion = fusion or self.fusion
         want = offset + k
         store = self._read_store()
         if mode != "dense" and not store.has_keyword_table:
@@ -497,7 +482,7 @@ class Index:
             )
         keyword = None
         if mode == "hybrid":  # BM25 runs in SQLite (no GIL) while this thread encodes the query
-            depth = max(want, HYBRID_DEPTH)  # on the worker's own read connection
+            depth = max(want, fusion.depth)  # on the worker's own read connection
             keyword = self._background().submit(lambda: self._keyword_docs(self._read_store(), query, depth))
         qv = self.queries.encode(query) if mode != "keyword" else None
         with self._lock:
@@ -508,7 +493,7 @@ class Index:
         elif mode == "keyword":
             ranked = self._keyword_docs(store, query, want)
         else:
-            ranked = self._hybrid_docs(store, vectors, qv, want, keyword.result())
+            ranked = self._hybrid_docs(store, vectors, qv, want, keyword.result(), fusion)
         page = list(ranked.items())[offset:want]
         chunks = store.chunks([cid for _, (_, cid) in page])
         docs = store.documents([doc_id for doc_id, _ in page])
@@ -585,12 +570,12 @@ class Index:
             fetch *= 4
 
     def _hybrid_docs(self, store: ContentStore, vectors: FaissVectorIndex, qv: np.ndarray, want: int,
-                     keyword: dict[str, tuple[float, int]]) -> dict[str, tuple[float, int]]:
-        """Dense candidates fused with the keyword ones (`_keyword_docs` to HYBRID_DEPTH); the
-        passage is the best chunk of the list that ranks the doc higher."""
-        depth = max(want, HYBRID_DEPTH)
+                     keyword: dict[str, tuple[float, int]], fusion: Fusion) -> dict[str, tuple[float, int]]:
+        """Dense candidates fused with the keyword ones (`_keyword_docs` to the fusion's depth);
+        the passage is the best chunk of the list that ranks the doc higher."""
+        depth = max(want, fusion.depth)
         dense = self._dense_docs(store, vectors, qv, depth)
-        fused = fuse(
+        fused = fusion.fuse(
             {d: s for d, (s, _) in dense.items()}, {d: s for d, (s, _) in keyword.items()}
         )
         dense_rank = {d: r for r, d in enumerate(dense)}

@@ -320,3 +320,24 @@ def test_eval_reuses_an_index_built_by_searcher_index_from_the_corpus_file(tmp_p
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["nDCG@10"] == 1.0 and out.get("indexed", 0) == 0  # reused: nothing indexed again
+
+
+def test_fusion_settings_are_per_search_or_per_index_never_global(tmp_path, idx):
+    from searcher.fusion import Fusion
+
+    other = Index.open(idx.path, device="cpu")
+    default = idx.search("kittens chasing mice", k=3)
+    rrf = idx.search("kittens chasing mice", k=3, fusion=Fusion(method="rrf"))
+    # RRF scores are sums of 1/(60 + rank) over two lists; min-max averages lie in [0, 1] and reach 1
+    assert all(h.score <= 2 / 61 + 1e-9 for h in rrf) and default[0].score > 2 / 61
+    assert idx.search("kittens chasing mice", k=3) == default  # the call's setting did not stick
+    idx.fusion = Fusion(method="rrf")
+    assert [h.score for h in idx.search("kittens chasing mice", k=3)] == [h.score for h in rrf]
+    assert [h.score for h in other.search("kittens chasing mice", k=3)] == [h.score for h in default]
+    keyword_only = idx.search("kittens chasing mice", k=1, fusion=Fusion(weights=(0.0, 1.0)))
+    assert keyword_only[0].doc_id == idx.search("kittens chasing mice", k=1, mode="keyword")[0].doc_id
+    other.close()
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        Fusion(method="magic")
+    with pytest.raises(ValueError, match="depth"):
+        Fusion(depth=0)
