@@ -31,7 +31,7 @@ from .errors import IndexCorruptError, SearcherError
 from .folder import (DATABASE, exclusive_lock, file_sha256, leftover_files, next_generation, read_manifest,
                      remove_leftovers, vectors_path)
 from .index import get_encoder, title_token_ids
-from .store import FTS_TABLE, ContentStore, readable
+from .store import FTS_TABLE, ContentStore, batches, readable
 from .vectors import FaissVectorIndex, build_index
 
 
@@ -273,8 +273,8 @@ def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: C
         vfile = vectors_path(path, generation)
         vectors.save(vfile)
         with store.db.atomic():
-            for part in (found.orphan_chunks[i : i + 500] for i in range(0, len(found.orphan_chunks), 500)):
-                store.db.execute(f"delete from chunks where id in ({','.join('?' * len(part))})", part)
+            for part, marks in batches(found.orphan_chunks):
+                store.db.execute(f"delete from chunks where id in ({marks})", part)
             store.set_state(generation, found.next_id, {vfile.name: file_sha256(vfile)})
         if found.orphan_chunks:
             report.repaired.append(f"removed {len(found.orphan_chunks)} chunks that belonged to no document")

@@ -702,18 +702,18 @@ class Index:
                     report.skipped.append(Skipped(_describe(item), str(e)))
                     continue
                 if is_blank(doc.text):
-                    report.skipped.append(Skipped(where(doc), "no text (only whitespace or control characters)"))
+                    report.skipped.append(Skipped(doc_location(doc), "no text (only whitespace or control characters)"))
                     continue
                 if doc.id in seen:
                     if on_conflict == "skip":
-                        report.skipped.append(Skipped(where(doc), (
+                        report.skipped.append(Skipped(doc_location(doc), (
                             f"duplicate id {doc.id!r}: already read from {seen[doc.id]} in this run; "
                             f"skipped (on conflict: replace would keep this one)")))
                         continue
                     writer.stage(batch, report, progress, on_conflict)  # the first one goes in first,
                     writer.commit(report, progress)  # so this one replaces it as stored (reported
                     batch = []  # by stage() when the two came from different files)
-                seen[doc.id] = where(doc)
+                seen[doc.id] = doc_location(doc)
                 batch.append(doc)
                 if sum(len(d.text) for d in batch) > 400_000 or len(batch) >= 512:
                     writer.stage(batch, report, progress, on_conflict)
@@ -762,7 +762,7 @@ class Index:
         remove_leftovers(self.path, new)
 
 
-def where(doc: Document) -> str:
+def doc_location(doc: Document) -> str:
     """Where a document was read: its file and line/row for JSON Lines and CSV, else its source or id."""
     place = doc.metadata.get("line", doc.metadata.get("row"))
     if doc.source and place is not None:
@@ -817,11 +817,11 @@ class _Writer:
             if old is not None and (old["source"] or "") != doc.source:
                 other = old["source"] or "(no source: added through the API)"
                 if on_conflict == "skip":
-                    report.skipped.append(Skipped(where(doc), (
+                    report.skipped.append(Skipped(doc_location(doc), (
                         f"id {doc.id!r} already belongs to a document from {other}; skipped "
                         f"(on conflict: replace would replace it)")))
                     continue
-                report.replaced.append(Skipped(where(doc), f"id {doc.id!r}: replaced the document from {other}"))
+                report.replaced.append(Skipped(doc_location(doc), f"id {doc.id!r}: replaced the document from {other}"))
             elif old is not None and old["content_hash"] == digest:
                 report.unchanged += 1
                 continue

@@ -42,7 +42,9 @@ def readable(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as e:
-        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+        # OperationalError is about the operation (a lock, a full disk), not the file's
+        # contents, except when the file lacks a table it must have.
+        if isinstance(e, sqlite3.OperationalError) and "no such table" not in str(e):
             raise
         folder = Path(path).parent
         raise IndexCorruptError(
