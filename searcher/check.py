@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import IndexCorruptError, SearcherError
 from .folder import (DATABASE, exclusive_lock, file_sha256, leftover_files, next_generation, read_manifest,
-                     remove_leftovers, vectors_path)
+                     remove_leftovers, vectors_path, write_vectors)
 from .index import get_encoder, title_token_ids
 from .store import FTS_TABLE, ContentStore, batches, readable
 from .vectors import FaissVectorIndex, build_index
@@ -270,12 +270,11 @@ def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: C
         if removed:
             report.repaired.append(f"removed {removed} vectors that had no chunk or an invalid id")
         generation = next_generation(path, store.generation)
-        vfile = vectors_path(path, generation)
-        vectors.save(vfile)
+        checksums = write_vectors(path, generation, vectors)
         with store.db.atomic():
             for part, marks in batches(found.orphan_chunks):
                 store.db.execute(f"delete from chunks where id in ({marks})", part)
-            store.set_state(generation, found.next_id, {vfile.name: file_sha256(vfile)})
+            store.set_state(generation, found.next_id, checksums)
         if found.orphan_chunks:
             report.repaired.append(f"removed {len(found.orphan_chunks)} chunks that belonged to no document")
         if found.keyword_broken or found.orphan_chunks or not store.has_keyword_table:

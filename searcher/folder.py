@@ -83,6 +83,14 @@ def remove_leftovers(folder: Path, live: int) -> int:
     return len(stray)
 
 
+def write_vectors(folder: Path, generation: int, vectors) -> dict[str, str]:
+    """Write `vectors` (a FaissVectorIndex) as generation `generation`'s file, durably; returns
+    {file name: SHA-256}, the checksums the SQLite commit that makes it live must record."""
+    vfile = vectors_path(folder, generation)
+    vectors.save(vfile)
+    return {vfile.name: file_sha256(vfile)}
+
+
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in blocks (memory stays small for any size)."""
     digest = hashlib.sha256()

@@ -27,13 +27,13 @@ import numpy as np
 from .chunker import Chunker
 from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
 from .fusion import Fusion
-from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, is_blank, load_paths
+from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, clean_document, is_blank, load_paths
 from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, file_sha256, next_generation,
-                     read_manifest, remove_leftovers, vectors_path, write_manifest)
+                     read_manifest, remove_leftovers, vectors_path, write_manifest, write_vectors)
 from .queries import QueryEncoder
-from .sanitize import clean_metadata, clean_text, document_id
+from .sanitize import clean_text, document_id
 from .store import ContentStore, readable
 from .vectors import FaissVectorIndex, check_index_type, plan
 
@@ -143,23 +143,20 @@ def as_document(item: Document | dict) -> Document:
     """Accept Document objects or plain dicts ({"id", "text", "title"?, "source"?, "metadata"?,
     other keys: metadata}); strings are cleaned and metadata made valid JSON (searcher/sanitize.py).
     ValueError/TypeError with the reason for anything that cannot be a document."""
+    extra: dict = {}
     if isinstance(item, Document):
         doc_id, text, title, source, metadata = item.id, item.text, item.title, item.source, item.metadata
     elif isinstance(item, dict):
-        d = dict(item)
-        doc_id = d.pop("id", None)
+        extra = dict(item)
+        doc_id = extra.pop("id", None)
         if doc_id is None:
-            doc_id = d.pop("_id", None)
-        text = d.pop("text", None)
-        title = d.pop("title", "") or ""
-        source = d.pop("source", "") or ""
-        metadata = d.pop("metadata", None)
+            doc_id = extra.pop("_id", None)
+        text = extra.pop("text", None)
+        title = extra.pop("title", "") or ""
+        source = extra.pop("source", "") or ""
+        metadata = extra.pop("metadata", None)
         if metadata is None:
             metadata = {}
-        if not isinstance(metadata, dict):
-            raise ValueError(f"document {doc_id!r}: metadata must be an object (a dict), "
-                             f"not {type(metadata).__name__}")
-        metadata = {**metadata, **d}
     else:
         raise TypeError(f"a document must be a dict or Document, not {type(item).__name__}")
     if doc_id is None or not str(doc_id).strip():
@@ -168,8 +165,8 @@ def as_document(item: Document | dict) -> Document:
         raise ValueError(f"document {doc_id!r} has no text (a string)")
     if not isinstance(metadata, dict):
         raise ValueError(f"document {doc_id!r}: metadata must be a dict, not {type(metadata).__name__}")
-    return Document(id=document_id(doc_id), text=clean_text(text), title=clean_text(str(title)),
-                    source=clean_text(str(source)), metadata=clean_metadata(metadata))
+    return clean_document(Document(id=document_id(doc_id), text=text, title=str(title), source=str(source),
+                                   metadata={**metadata, **extra}))
 
 
 def check_k(k, offset=0) -> tuple[int, int]:
@@ -306,10 +303,10 @@ class Index:
             store = ContentStore(path / DATABASE, create=True)
             try:
                 generation = store.generation
-                vfile = vectors_path(path, generation)
-                FaissVectorIndex.create(encoder.dimension, manifest["index_factory"]).save(vfile)
+                empty = FaissVectorIndex.create(encoder.dimension, manifest["index_factory"])
+                checksums = write_vectors(path, generation, empty)
                 with store.db.atomic():
-                    store.set_state(generation, store.state("next_chunk_id"), {vfile.name: file_sha256(vfile)})
+                    store.set_state(generation, store.state("next_chunk_id"), checksums)
             finally:
                 store.close()
             # The manifest goes last: a folder without one is not an index yet.
@@ -755,9 +752,8 @@ class Index:
             self.vectors = vectors
             self._record_factory(vectors.describe())
         new = next_generation(self.path, self._generation)
-        vfile = vectors_path(self.path, new)
-        vectors.save(vfile)
-        self._write_store.commit(new, docs, chunks, delete_ids, next_chunk_id, {vfile.name: file_sha256(vfile)})
+        checksums = write_vectors(self.path, new, vectors)
+        self._write_store.commit(new, docs, chunks, delete_ids, next_chunk_id, checksums)
         self._generation = new
         remove_leftovers(self.path, new)
 
