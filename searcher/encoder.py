@@ -189,7 +189,6 @@ class Encoder:
         self.position_limit = int(min(getattr(cfg, "max_position_embeddings", 512), 512))
         self.max_tokens = checkpoint_max_tokens(self.path, self.position_limit)
         self.dimension = int(cfg.hidden_size)
-        self.tokens_encoded = 0  # running count, for throughput figures
 
     def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
         """Token ids of one sequence wrapped as the model expects ([CLS] ids [SEP] for BERT)."""
@@ -233,7 +232,6 @@ class Encoder:
                     hidden = self.onnx.run([input_ids[i] for i in idx])
                     vecs = torch.stack([self._pool(torch.from_numpy(h)[None], torch.ones((1, len(h))))[0]
                                         for h in hidden])
-                    n_tokens = sum(len(h) for h in hidden)
                 else:
                     width = len(input_ids[idx[0]])
                     ids = np.full((len(idx), width), pad_id, dtype=np.int64)
@@ -245,10 +243,8 @@ class Encoder:
                     tids, tmask = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
                     hidden = self.model(input_ids=tids, attention_mask=tmask).last_hidden_state
                     vecs = self._pool(hidden, tmask)
-                    n_tokens = int(mask.sum())
                 vecs = torch.nn.functional.normalize(vecs.float(), p=2, dim=1)
                 out[idx] = vecs.cpu().numpy()
-                self.tokens_encoded += n_tokens
                 if progress:
                     progress(len(idx))
         return out

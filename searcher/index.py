@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .chunker import Chunker
-from .encoder import DEFAULT_MODEL_NAME, Encoder, resolve_model_path
+from .encoder import Encoder, resolve_model_path
 from .fusion import Fusion
 from .loaders import LOCATION_KEYS, Document, LoadOptions, Skipped, clean_document, is_blank, load_paths
 from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
@@ -261,6 +261,7 @@ class Index:
         precision: str = "auto",
         exist_ok: bool = False,
         index_type: str | None = None,
+        encoder: Encoder | None = None,
     ) -> "Index":
         """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists).
 
@@ -273,11 +274,12 @@ class Index:
         index_type = check_index_type(index_type)
         if (path / MANIFEST).exists():
             if exist_ok:
-                return cls.open(path, model=model, device=device, batch_size=batch_size, precision=precision)
+                return cls.open(path, model=model, device=device, batch_size=batch_size, precision=precision,
+                                encoder=encoder)
             raise IndexExistsError(f"an index already exists in {path}; open it instead")
         if path.exists() and not path.is_dir():  # checked before the model loads
             raise IndexExistsError(f"{path} exists and is not a folder; an index is a folder")
-        encoder = get_encoder(model, device, pooling, batch_size, precision)
+        encoder = encoder or get_encoder(model, device, pooling, batch_size, precision)
         chunk_tokens = chunk_tokens or encoder.max_tokens
         if not 8 <= chunk_tokens <= encoder.position_limit:
             raise ValueError(
@@ -322,14 +324,16 @@ class Index:
         device: str = "auto",
         batch_size: int = 32,
         precision: str = "auto",
+        encoder: Encoder | None = None,
     ) -> "Index":
-        """Open an existing index. `model`, when given, must be the one the index was built with."""
+        """Open an existing index. `model` (or a loaded `encoder`), when given, must be the one the
+        index was built with."""
         path = Path(path)
         manifest = read_manifest(path)
-        if model is not None:
-            asked = resolve_model_path(model)
+        if model is not None or encoder is not None:
             built = manifest["model"]
-            encoder = get_encoder(asked, device, manifest["pooling"], batch_size, precision)
+            if encoder is None:
+                encoder = get_encoder(resolve_model_path(model), device, manifest["pooling"], batch_size, precision)
             if encoder.fingerprint != manifest["model_fingerprint"] or encoder.dimension != manifest["dimension"]:
                 raise ModelMismatchError(
                     f"{path} was built with model {built} (fingerprint {manifest['model_fingerprint']}, "

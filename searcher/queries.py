@@ -93,6 +93,3 @@ class QueryEncoder:
             w.lead = False
             w.ready.set()
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
