@@ -58,6 +58,50 @@ def test_search_pages_do_not_overlap(web_client):
     assert beyond["results"] == [] and beyond["has_more"] is False
 
 
+def test_search_results_are_the_engines_hit_to_dict(web_client, web_index):
+    """/api/search serialises each hit with Hit.to_dict() (less metadata, score rounded), so the
+    API and the engine's JSON (`searcher search --json`) cannot drift apart."""
+    body = web_client.get("/api/search", query_string={"q": "kittens chasing mice", "k": 3}).get_json()
+    hits = web_index.search("kittens chasing mice", 4)[:3]  # the service asks for one more
+    expected = []
+    for hit in hits:
+        d = hit.to_dict()
+        del d["metadata"]
+        expected.append({**d, "score": round(float(hit.score), 6)})
+    assert body["results"] == expected
+
+
+def test_search_result_fields_follow_hit_to_dict():
+    from searcher.index import Hit
+
+    hit = Hit("d", 0.123456789, "T", "s.md", "passage", 3, 10, 7, {"tag": "x"})
+
+    class OneHit:
+        def search(self, query, k=10, offset=0, mode=None):
+            return [hit]
+
+        def __len__(self):
+            return 1
+
+    body = create_app(OneHit()).test_client().get("/api/search?q=x").get_json()
+    expected = {k: v for k, v in hit.to_dict().items() if k != "metadata"}
+    assert body["results"] == [{**expected, "score": 0.123457}]
+
+
+def test_error_helpers_import_nothing_back():
+    """web.errors imports none of app, api and views, and nothing imports from app (no cycle)."""
+    import ast
+    from pathlib import Path
+
+    def imported(name):
+        tree = ast.parse((Path(__file__).parent.parent / "web" / f"{name}.py").read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+
+    assert imported("errors").isdisjoint({"app", "api", "views"})
+    for name in ("api", "views", "errors", "service", "highlight", "server"):
+        assert "app" not in imported(name), name
+
+
 def test_query_at_the_length_limit_is_accepted(web_client):
     r = web_client.get("/api/search", query_string={"q": "word " * (MAX_QUERY_CHARS // 5)})
     assert r.status_code == 200

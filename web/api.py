@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .app import json_error
+from .errors import RETRY_AFTER, json_error
 from .service import BadRequest, IndexUnavailable, SearchService, parse_search_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -47,7 +47,7 @@ def health():
     except IndexUnavailable as e:
         response = jsonify({"status": "error", "message": str(e)})
         response.status_code = 503
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = RETRY_AFTER
         return response
     return jsonify({"status": "ok", "documents": documents})
 

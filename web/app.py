@@ -1,19 +1,21 @@
-"""The Flask app factory: one open index, the page, the JSON API and safe error responses."""
+"""The Flask app factory: one open index, the page, the JSON API and safe error responses
+(those from `errors`)."""
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, abort, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from .api import bp as api_bp
+from .errors import register_error_handlers
 from .server import MAX_BODY_BYTES
-from .service import IndexUnavailable, SearchService
+from .service import SearchService
+from .views import bp as views_bp
 
 SECURITY_HEADERS = {
     # Defence in depth behind Jinja's escaping: no inline script, nothing from elsewhere.
@@ -100,9 +102,6 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.extensions["searcher"] = SearchService(index)
     app.url_map.converters["docid"] = DocIdConverter
 
-    from .api import bp as api_bp
-    from .views import bp as views_bp
-
     app.register_blueprint(api_bp)
     app.register_blueprint(views_bp)
 
@@ -125,39 +124,6 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
             response.headers["Location"] = relative_location(response.headers["Location"])
         return response
 
-    @app.errorhandler(IndexUnavailable)
-    def index_unavailable(e: IndexUnavailable):
-        response = error_response(503, "Service Unavailable", str(e))
-        response = app.make_response(response)
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
-        return error_response(e.code or 500, e.name, e.description or "")
-
-    @app.errorhandler(Exception)
-    def unexpected_error(e: Exception):
-        app.logger.exception("error while answering %s %s", request.method, request.path)
-        return error_response(500, "Internal Server Error", "Something went wrong on the server; it has been logged.")
-
+    register_error_handlers(app)
     return app
 
-
-def wants_json() -> bool:
-    path = re.sub("/{2,}", "/", request.path)  # //api//x is an API path that is not found
-    return path == "/api" or path.startswith("/api/")
-
-
-def error_response(status: int, name: str, message: str):
-    """A JSON error under /api, the error page elsewhere; never a stack trace."""
-    if wants_json():
-        return json_error(status, message, name)
-    return render_template("error.html", status=status, name=name, message=message), status
-
-
-def json_error(status: int, message: str, name: str | None = None):
-    code = (name or "").lower().replace(" ", "_") or "error"
-    response = jsonify({"error": code, "message": message, "status": status})
-    response.status_code = status
-    return response

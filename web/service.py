@@ -47,6 +47,21 @@ class SearchRequest:
     mode: str | None = None
 
 
+# Hit.to_dict() fields that /api/search leaves out: a document's metadata is served by
+# /api/documents/<id>, not repeated in every result.
+OMITTED_HIT_FIELDS = ("metadata",)
+
+
+def hit_json(hit) -> dict:
+    """One result of /api/search: the engine's own `Hit.to_dict()` (so the two cannot drift;
+    a field it gains appears here too), less OMITTED_HIT_FIELDS, the score rounded to 6 places."""
+    out = hit.to_dict()
+    for name in OMITTED_HIT_FIELDS:
+        out.pop(name, None)
+    out["score"] = round(float(out["score"]), 6)
+    return out
+
+
 @dataclass
 class SearchPage:
     """One page of results, with what a client needs to ask for the next."""
@@ -60,11 +75,7 @@ class SearchPage:
         r = self.request
         out: dict[str, Any] = {
             "query": r.query, "k": r.k, "offset": r.offset, "took_ms": self.took_ms,
-            "results": [
-                {"doc_id": h.doc_id, "score": round(float(h.score), 6), "title": h.title, "source": h.source,
-                 "passage": h.passage, "start": h.start, "end": h.end}
-                for h in self.hits
-            ],
+            "results": [hit_json(h) for h in self.hits],
             "has_more": self.has_more,
             "next_offset": r.offset + len(self.hits) if self.has_more else None,
         }

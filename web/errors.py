@@ -1,0 +1,55 @@
+"""Error responses for the whole app: a JSON body under /api, the error page elsewhere, never a
+stack trace. Used by the app factory (`register_error_handlers`) and by the API blueprint
+(`json_error`); this module imports nothing from app, api or views, so neither imports the other."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from .service import IndexUnavailable
+
+RETRY_AFTER = "1"  # seconds: the service tries to reopen a broken index on the next request
+
+
+def json_error(status: int, message: str, name: str | None = None):
+    """{"error": "not_found", "message": ..., "status": 404} with that status."""
+    code = (name or "").lower().replace(" ", "_") or "error"
+    response = jsonify({"error": code, "message": message, "status": status})
+    response.status_code = status
+    return response
+
+
+def wants_json() -> bool:
+    """Whether the request is for the API (so its errors are JSON)."""
+    path = re.sub("/{2,}", "/", request.path)  # //api//x is an API path that is not found
+    return path == "/api" or path.startswith("/api/")
+
+
+def error_response(status: int, name: str, message: str):
+    """A JSON error under /api, the error page elsewhere; never a stack trace."""
+    if wants_json():
+        return json_error(status, message, name)
+    return render_template("error.html", status=status, name=name, message=message), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer an unreadable index with a 503, HTTP errors with their status, anything else
+    with a logged 500."""
+
+    @app.errorhandler(IndexUnavailable)
+    def index_unavailable(e: IndexUnavailable):
+        response = app.make_response(error_response(503, "Service Unavailable", str(e)))
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        return error_response(e.code or 500, e.name, e.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected_error(e: Exception):
+        app.logger.exception("error while answering %s %s", request.method, request.path)
+        return error_response(500, "Internal Server Error", "Something went wrong on the server; it has been logged.")
