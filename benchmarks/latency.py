@@ -150,7 +150,7 @@ def breakdown(index_dir: str, queries: list[str], k: int, mode: str | None) -> d
     for q in queries[:300]:
         qv = timed("encode", index.encoder.encode, [q])
         timed("faiss", index.vectors.search, qv, want * 5)
-        timed("keyword", index.store.keyword_search, q, want * 5)
+        timed("keyword", index.keywords.search, index.store, q, want * 5)
         timed("search", index.search, q, k + 1, mode=mode)
         params = {"q": q, "k": k, **({"mode": mode} if mode else {})}
         timed("request", client.get, "/api/search?" + urlencode(params))

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher import store as st  # noqa: E402
+from searcher.keywords import base as st  # noqa: E402
 from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
 from searcher.fusion import normalise, reciprocal_rank_fusion, score_fusion  # noqa: E402
 
@@ -99,8 +99,8 @@ def fusion_variants(args) -> None:
             dense = np.full(len(docs), -np.inf, dtype=np.float32)
             np.maximum.at(dense, row_doc, sims[:, j])  # a document scores as its best chunk
             keyword: dict[str, float] = {}
-            for _, doc_id, score in index.store.keyword_search(ds.queries[q], 1_000_000):
-                keyword.setdefault(doc_id, score)
+            for cid, score in index.keywords.search(index.store, ds.queries[q], 1_000_000):
+                keyword.setdefault(owner[cid], score)
             data[q] = (dense, keyword)
         splits[split] = (ds.qrels, data)
     names = np.array(docs)

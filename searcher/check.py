@@ -19,7 +19,6 @@ loses, the only source of the documents is the user's files (rebuild with `searc
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +29,11 @@ import numpy as np
 from .errors import IndexCorruptError, SearcherError
 from .folder import (DATABASE, exclusive_lock, file_sha256, leftover_files, next_generation, read_manifest,
                      remove_leftovers, vectors_path, write_vectors)
-from .index import get_encoder, title_token_ids
-from .store import FTS_TABLE, ContentStore, batches, readable
-from .vectors import FaissVectorIndex, build_index
+from .index import get_encoder
+from .keywords import open_keywords
+from .store import ContentStore, batches, readable
+from .vectors import VectorBackend, empty_vectors, open_vectors
+from .writer import title_token_ids
 
 
 @dataclass
@@ -68,7 +69,7 @@ class _Findings:
     """What a check found, for repair to act on."""
 
     store_ok: bool = False
-    vectors: FaissVectorIndex | None = None  # None: missing, unreadable or untrusted
+    vectors: VectorBackend | None = None  # None: missing, unreadable or untrusted
     chunk_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     orphan_chunks: list[int] = field(default_factory=list)
     keyword_broken: bool = False
@@ -102,6 +103,12 @@ def check_index(path: str | Path, repair: bool = False, device: str = "auto") ->
         stray = leftover_files(path, _live_generation(path))
         if report.problems:
             _repair(path, manifest, found, device, report)
+        elif found.keyword_broken:  # only the keyword index is missing or behind
+            store = ContentStore(path / DATABASE)
+            try:
+                _rebuild_keywords(path, manifest, store, report)
+            finally:
+                store.close()
         elif stray:
             remove_leftovers(path, _live_generation(path))
             report.repaired.append(f"removed {len(stray)} leftover files: {', '.join(p.name for p in stray)}")
@@ -176,7 +183,7 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
             report.notes.append(f"no checksum recorded for {vfile.name} (an index made before checksums); "
                                 f"the next commit records one")
         try:
-            vectors = FaissVectorIndex.load(vfile)
+            vectors = open_vectors(vfile, manifest)
         except (RuntimeError, ValueError) as e:
             report.problems.append(f"{vfile.name} (live generation {generation}) is unreadable: {e}")
     if vectors is not None and vectors.dimension != manifest["dimension"]:
@@ -202,22 +209,11 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
         "select id from chunks where doc_id not in (select id from documents)").fetchall()]
     if orphan_chunks:
         report.problems.append(f"{len(orphan_chunks)} chunks belong to no document")
-    if store.has_keyword_table:
-        keyword_ids = np.array(store.keyword_chunk_ids(), dtype=np.int64)
-        if len(keyword_ids) != len(chunk_ids) or not np.array_equal(keyword_ids, chunk_ids):
-            found.keyword_broken = True
-            report.problems.append(
-                f"the keyword table disagrees with the chunks ({len(np.setdiff1d(chunk_ids, keyword_ids))} "
-                f"chunks missing, {len(np.setdiff1d(keyword_ids, chunk_ids))} rows without a chunk)")
-        elif writable:  # FTS5's integrity-check is a write statement: only with --repair
-            try:
-                store.db.execute(f"insert into [{FTS_TABLE}]([{FTS_TABLE}], rank) values ('integrity-check', 1)")
-            except sqlite3.DatabaseError as e:
-                found.keyword_broken = True
-                report.problems.append(f"the keyword table fails its integrity check: {e}")
-    else:
-        report.notes.append("no keyword table (an older index): keyword and hybrid search need it; "
-                            "any write (or --repair) adds it")
+    keywords = open_keywords(path, manifest)
+    try:
+        _check_keywords(keywords, store, chunk_ids, report, found, writable)
+    finally:
+        keywords.close()
     empty_docs = store.db.execute(
         "select count(*) from documents where id not in (select doc_id from chunks)").fetchone()[0]
     if empty_docs:
@@ -237,34 +233,62 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
     found.next_id = max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1)
 
 
+def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,
+                    found: _Findings, writable: bool) -> None:
+    """The keyword engine holds exactly the chunk ids (once its recorded changes are applied)."""
+    if not keywords.ready(store):
+        report.notes.append(f"no keyword index ({keywords.name}): keyword and hybrid search need it; "
+                            "any write (or --repair) makes it")
+        found.keyword_broken = True
+        return
+    waiting = keywords.pending(store)
+    if waiting:  # a writer was stopped between its SQLite commit and tantivy's: replayed on open
+        report.notes.append(f"{waiting} keyword changes are committed but not yet applied to {keywords.name} "
+                            "(the next open or write applies them; --repair does now)")
+        found.keyword_broken = True
+        return
+    keyword_ids = np.array(keywords.ids(store), dtype=np.int64)
+    if len(keyword_ids) != len(chunk_ids) or not np.array_equal(keyword_ids, chunk_ids):
+        found.keyword_broken = True
+        report.problems.append(
+            f"the keyword index ({keywords.name}) disagrees with the chunks "
+            f"({len(np.setdiff1d(chunk_ids, keyword_ids))} chunks missing, "
+            f"{len(np.setdiff1d(keyword_ids, chunk_ids))} entries without a chunk)")
+        return
+    problems = keywords.problems(store, writable)
+    if problems:
+        found.keyword_broken = True
+        report.problems.extend(problems)
+
+
 def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: CheckReport) -> None:
     """Write a consistent new generation: trusted vectors kept, the rest re-encoded."""
-    store = ContentStore(path / DATABASE)  # writable: also adds a missing keyword or checksums table
+    store = ContentStore(path / DATABASE)  # writable: also adds a missing checksums table
     try:
         orphan_chunks = set(found.orphan_chunks)
         wanted = np.array([c for c in found.chunk_ids if int(c) not in orphan_chunks], dtype=np.int64)
-        index_type = manifest.get("index_type", "flat")
         vectors = found.vectors
-        if vectors is not None and vectors.kind == "ivfpq":
-            # Codes only: no exact vectors to rebuild from, so fix this index in place.
+        try:
+            ids, vecs = vectors.export() if vectors is not None else (np.zeros(0, np.int64), None)
+        except ValueError:
+            # Codes only (FAISS ivfpq): no exact vectors to rebuild from, so fix this index in place.
             have = vectors.ids()
             removed = vectors.remove(np.setdiff1d(have, wanted))
             missing = np.setdiff1d(wanted, have)
             vectors.add(missing, _encode_chunks(store, manifest, missing, device))
             kept = len(wanted) - len(missing)
         else:
-            ids, vecs = vectors.export() if vectors is not None else (np.zeros(0, np.int64), None)
             ids, first = np.unique(ids, return_index=True)
             keep = np.isin(ids, wanted)
             removed = (len(vectors) if vectors is not None else 0) - int(keep.sum())
             ids = ids[keep]
             vecs = vecs[first][keep] if vecs is not None else np.zeros((0, manifest["dimension"]), np.float32)
             missing = np.setdiff1d(wanted, ids)
-            all_ids = np.concatenate([ids, missing])
-            all_vecs = np.concatenate([vecs, _encode_chunks(store, manifest, missing, device)])
-            vectors = build_index(index_type, all_ids, all_vecs)
+            vectors = empty_vectors(manifest)
+            vectors.add(np.concatenate([ids, missing]),
+                        np.concatenate([vecs, _encode_chunks(store, manifest, missing, device)]))
             kept = len(ids)
-        vectors.set_search_params(**manifest.get("search_params", {}))
+        vectors = vectors.prepare_commit()  # planned for its size, with the manifest's search parameters
         if len(missing):
             report.repaired.append(f"re-encoded {len(missing)} chunks from their stored text (kept {kept} vectors)")
         if removed:
@@ -277,14 +301,22 @@ def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: C
             store.set_state(generation, found.next_id, checksums)
         if found.orphan_chunks:
             report.repaired.append(f"removed {len(found.orphan_chunks)} chunks that belonged to no document")
-        if found.keyword_broken or found.orphan_chunks or not store.has_keyword_table:
-            store.rebuild_keyword_table()
-            report.repaired.append("rebuilt the keyword table from the chunks")
+        if found.keyword_broken or found.orphan_chunks:
+            _rebuild_keywords(path, manifest, store, report)
         stray = remove_leftovers(path, generation)
         report.repaired.append(f"wrote a consistent generation {generation}"
                                + (f" and removed {stray} older or leftover files" if stray else ""))
     finally:
         store.close()
+
+
+def _rebuild_keywords(path: Path, manifest: dict, store: ContentStore, report: CheckReport) -> None:
+    keywords = open_keywords(path, manifest)
+    try:
+        keywords.rebuild(store)
+    finally:
+        keywords.close()
+    report.repaired.append(f"rebuilt the keyword index ({keywords.name}) from the chunks")
 
 
 def _encode_chunks(store: ContentStore, manifest: dict, chunk_ids: np.ndarray, device: str) -> np.ndarray:

@@ -2,10 +2,16 @@
 
 Layout of a folder:
     manifest.json          model, dimension, pooling, chunk settings, index type, format version
-    content.db             documents, chunks, keyword table, state, checksums (SQLite, WAL)
+    content.db             documents, chunks, state, checksums (SQLite, WAL), the FTS5 keyword
+                           table or the journal of keyword changes for tantivy
+    keywords.tantivy/      the tantivy keyword index, when the manifest's keyword_engine is tantivy
     vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen> and
                            holds the SHA-256 of its file
     write.lock             held by the one process that writes
+
+A generation is loaded with `load_generation` (the vectors file SQLite names, verified
+against its checksum and its chunk count) and made with `commit_generation` (a new file, then
+the SQLite transaction that names it, then the old files go).
 
 Both `Index` and `check` go through this module, so the rules live in one place: a commit
 always writes a generation number that no file in the folder has (so a leftover file of an
@@ -19,11 +25,15 @@ import fcntl
 import hashlib
 import json
 import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
-from .vectors import INDEX_TYPES, write_atomic
+from .files import write_atomic
+from .keywords import ENGINES as KEYWORD_ENGINES
+from .vectors import BACKENDS as VECTOR_BACKENDS
+from .vectors import INDEX_TYPES, open_vectors
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,6 +54,8 @@ MANIFEST_FIELDS = {
     "index_type": (False, (str,)),
     "index_factory": (False, (str,)),
     "search_params": (False, (dict,)),
+    "keyword_engine": (False, (str,)),
+    "vector_backend": (False, (str,)),
     "created_at": (False, (str,)),
 }
 
@@ -160,7 +172,59 @@ def read_manifest(path: Path) -> dict:
     if manifest.get("index_type", "flat") not in INDEX_TYPES:
         raise IndexCorruptError(f"{mf}: field 'index_type' is {manifest['index_type']!r}, "
                                 f"not one of {', '.join(INDEX_TYPES)}")
+    for name, known, default in (("keyword_engine", KEYWORD_ENGINES, "fts5"), ("vector_backend", VECTOR_BACKENDS, "faiss")):
+        if manifest.get(name, default) not in known:
+            raise IndexCorruptError(f"{mf}: field {name!r} is {manifest[name]!r}, not one of {', '.join(known)}")
     for key, value in manifest.get("search_params", {}).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise IndexCorruptError(f"{mf}: search_params[{key!r}] is {value!r}, not a positive integer")
     return manifest
+
+
+def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
+    """(generation, vectors) of the store's live generation, verified: the file's SHA-256 is
+    the one recorded (when one was: indexes from before checksums have none), its dimension
+    the manifest's and its count the chunk rows'. IndexCorruptError otherwise. Retries when
+    another process commits in between."""
+    folder = Path(folder)
+    for _ in range(5):
+        generation, chunks, checksum = store.snapshot()
+        vfile = vectors_path(folder, generation)
+        try:
+            actual = file_sha256(vfile) if checksum is not None else None
+            vectors = open_vectors(vfile, manifest, use_gpu)
+        except (RuntimeError, OSError):
+            time.sleep(0.05)  # a writer replaced the file under us: read the generation again
+            continue
+        if actual != checksum:
+            if store.generation != generation:
+                continue  # a commit landed between the two reads
+            raise IndexCorruptError(
+                f"{vfile} does not match the checksum recorded when it was written (the file "
+                f"is damaged); run `searcher check --repair --index {folder}`")
+        if len(vectors) != chunks or vectors.dimension != manifest["dimension"]:
+            raise IndexCorruptError(
+                f"{folder}: generation {generation} has {chunks} chunks but {len(vectors)} "
+                f"vectors of dimension {vectors.dimension}; run `searcher check --repair --index {folder}`")
+        return generation, vectors
+    raise IndexCorruptError(
+        f"{vectors_path(folder, store.generation)} is missing or unreadable; "
+        f"run `searcher check --repair --index {folder}`")
+
+
+def commit_generation(folder: Path, store, live: int, vectors, keywords=None, docs=(), chunks=(),
+                      delete_doc_ids=(), next_chunk_id: int | None = None) -> int:
+    """Make `vectors` (already changed) and these rows the next generation, under the write
+    lock: the vectors file (a number no file has) and its checksum, then one SQLite
+    transaction (where `keywords` records its changes), then the old files go and the keyword
+    engine catches up. Returns the new generation."""
+    new = next_generation(folder, live)
+    checksums = write_vectors(folder, new, vectors)
+    if next_chunk_id is None:
+        next_chunk_id = store.state("next_chunk_id")
+    store.commit(new, docs, chunks, delete_doc_ids, next_chunk_id, checksums,
+                 record_keywords=keywords.record if keywords is not None else None)
+    remove_leftovers(folder, new)
+    if keywords is not None:
+        keywords.catch_up(store)
+    return new

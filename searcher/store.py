@@ -3,23 +3,18 @@
 Every write goes through `commit()`, one transaction that also records the generation of
 the vector file it matches; readers use that generation to load the right vector file.
 
-Keyword search lives here too: `chunks_fts`, an FTS5 table with one row per chunk (rowid =
-chunk id, columns: the document's title and the chunk's text), written and deleted in the
-same transaction as the chunks, so the two always hold the same chunks. BM25 comes from
-FTS5's bm25().
+Keyword engines (searcher/keywords/) record their changes inside that same transaction.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
@@ -61,40 +56,6 @@ class StoredChunk:
     start: int
     end: int
     text: str
-
-
-FTS_TABLE = "chunks_fts"
-# Porter stemming over unicode61 (case and diacritics folded): "cells"/"cell", "running"/"run".
-FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
-MAX_QUERY_TERMS = 64
-
-# Query words left out of keyword queries: the classic English list (Lucene/Elasticsearch's,
-# which the BEIR BM25 baseline uses). They carry almost no BM25 weight, and an OR over them
-# matches nearly every chunk, which is slow. A query made only of them keeps them.
-STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then "
-    "there these they this to was will with".split()
-)
-_WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: how unicode61 splits text
-
-
-def keyword_terms(query: str) -> list[str]:
-    """The distinct lower-cased words of a free-text query, stop words left out (unless all are)."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
-    kept = [w for w in words if w not in STOP_WORDS]
-    return (kept or words)[:MAX_QUERY_TERMS]
-
-
-def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression for free text: each word quoted, OR-ed; None if it has no words.
-
-    The user's text never reaches FTS5's query syntax: only letters and digits survive, and
-    each word is a quoted string, so `"foo AND (` is just the word foo.
-    """
-    terms = keyword_terms(query)
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
 CHECKSUMS = "checksums"  # file name -> SHA-256, written in the commit that makes the file live
@@ -162,36 +123,7 @@ class ContentStore:
                 )
             if CHECKSUMS not in db.table_names():
                 db[CHECKSUMS].create({"name": str, "sha256": str}, pk="name")
-        if FTS_TABLE not in db.table_names():
-            try:
-                self._add_keyword_table()
-            except sqlite3.OperationalError as e:  # a read-only file: dense search still works
-                logging.getLogger(__name__).warning("cannot add the keyword table to %s: %s", self.path, e)
 
-    def _add_keyword_table(self) -> None:
-        """Create the FTS5 table and fill it from the chunks (also the migration for older indexes).
-
-        BEGIN IMMEDIATE takes the write lock before looking, so two processes opening the same
-        old index cannot both fill it.
-        """
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not conn.execute(
-                "select 1 from sqlite_master where name = ?", [FTS_TABLE]
-            ).fetchone():
-                conn.execute(
-                    f"create virtual table [{FTS_TABLE}] using fts5(title, text, tokenize='{FTS_TOKENIZE}')"
-                )
-                conn.execute(
-                    f"insert into [{FTS_TABLE}](rowid, title, text) "
-                    "select c.id, coalesce(d.title, ''), c.text from chunks c join documents d on d.id = c.doc_id"
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     def close(self) -> None:
         self.db.conn.close()
 
@@ -286,38 +218,6 @@ class ContentStore:
     def document_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("select id from documents order by id").fetchall()]
 
-    @property
-    def has_keyword_table(self) -> bool:
-        return self.has_table(FTS_TABLE)
-
-    def keyword_search(self, query: str, limit: int) -> list[tuple[int, str, float]]:
-        """(chunk id, doc id, BM25 score) of the `limit` best chunks for free text, best first.
-
-        Scores are positive (FTS5's bm25() is negated); the title column counts like the text.
-        """
-        expr = match_expression(query)
-        if expr is None or limit < 1:
-            return []
-        rows = self.db.execute(
-            f"select f.rowid, c.doc_id, -bm25([{FTS_TABLE}]) as score from [{FTS_TABLE}] f "
-            f"join chunks c on c.id = f.rowid where [{FTS_TABLE}] match ? order by score desc, f.rowid limit ?",
-            [expr, int(limit)],
-        ).fetchall()
-        return [(int(r[0]), r[1], float(r[2])) for r in rows]
-
-    def rebuild_keyword_table(self) -> None:
-        """Refill the keyword table from the chunks and titles, in one transaction (a repair)."""
-        with self.db.atomic():
-            self.db.execute(f"delete from [{FTS_TABLE}]")
-            self.db.execute(
-                f"insert into [{FTS_TABLE}](rowid, title, text) "
-                "select c.id, coalesce(d.title, ''), c.text from chunks c join documents d on d.id = c.doc_id"
-            )
-
-    def keyword_chunk_ids(self) -> list[int]:
-        """Every rowid of the keyword table (for consistency checks: they must be the chunk ids)."""
-        return [r[0] for r in self.db.execute(f"select rowid from [{FTS_TABLE}] order by rowid").fetchall()]
-
     # -- writes --------------------------------------------------------------------------
     def commit(
         self,
@@ -327,9 +227,11 @@ class ContentStore:
         delete_doc_ids: Sequence[str],
         next_chunk_id: int,
         checksums: dict[str, str] | None = None,
+        record_keywords: Callable[["ContentStore", list[int], list[int]], None] | None = None,
     ) -> None:
         """One transaction: drop the replaced/deleted documents, write the new ones, record state
-        and the checksums of the files this generation uses (replacing the previous ones)."""
+        and the checksums of the files this generation uses (replacing the previous ones), and
+        let the keyword engine `record_keywords(store, added chunk ids, removed chunk ids)`."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         docs = [
             {**d, "metadata": json.dumps(d.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
@@ -338,22 +240,15 @@ class ContentStore:
         ]
         chunks = list(chunks)
         with self.db.atomic():
+            removed = self.chunk_ids_of(delete_doc_ids)
             for part, marks in batches(delete_doc_ids):
-                self.db.execute(
-                    f"delete from [{FTS_TABLE}] where rowid in (select id from chunks where doc_id in ({marks}))",
-                    part,
-                )
                 self.db.execute(f"delete from chunks where doc_id in ({marks})", part)
                 self.db.execute(f"delete from documents where id in ({marks})", part)
             if docs:
                 self.db["documents"].insert_all(docs, replace=True)
             self.db["chunks"].insert_all(chunks, batch_size=500)
-            for part, marks in batches([int(c["id"]) for c in chunks]):
-                self.db.execute(
-                    f"insert into [{FTS_TABLE}](rowid, title, text) select c.id, coalesce(d.title, ''), c.text "
-                    f"from chunks c join documents d on d.id = c.doc_id where c.id in ({marks})",
-                    part,
-                )
+            if record_keywords is not None:
+                record_keywords(self, [int(c["id"]) for c in chunks], removed)
             self.set_state(generation, next_chunk_id, checksums)
 
     def set_state(self, generation: int, next_chunk_id: int, checksums: dict[str, str] | None) -> None:

@@ -19,7 +19,8 @@ from searcher.cli import main
 from searcher.evaluate import check_index_holds, compute_metrics, load_dataset
 from searcher.fusion import reciprocal_rank_fusion, score_fusion
 from searcher.index import DEFAULT_MODE, SEARCH_MODES, get_encoder
-from searcher.store import ContentStore, match_expression
+from searcher.keywords.fts5 import Fts5Engine, match_expression
+from searcher.store import ContentStore
 
 DOCS = [
     {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
@@ -115,10 +116,11 @@ def test_keyword_search_stems_and_ignores_query_syntax(idx):
 
 
 def test_match_expression_quotes_every_word():
-    assert match_expression('"foo AND (') == '"foo"'  # AND is a stop word... and just a word
-    assert match_expression("XQ-7781 cells") == '"xq" OR "7781" OR "cells"'
-    assert match_expression("the of") == '"the" OR "of"'  # only stop words: kept
-    assert match_expression("  ()  ") is None
+    words = Fts5Engine().analyzer.query_words
+    assert match_expression(words('"foo AND (')) == '"foo"'  # AND is a stop word... and just a word
+    assert match_expression(words("XQ-7781 cells")) == '"xq" OR "7781" OR "cells"'
+    assert match_expression(words("the of")) == '"the" OR "of"'  # only stop words: kept
+    assert match_expression(words("  ()  ")) is None
 
 
 def test_search_modes(idx):
@@ -157,8 +159,10 @@ def test_keyword_search_never_fails_on_any_text(tmp_path, text):
         store.commit(1, [{"id": "d", "title": "T", "text": "AND OR NOT NEAR ( ) * \" : ^ -", "content_hash": "x"}],
                      [{"id": 1, "doc_id": "d", "position": 0, "start": 0, "end": 5, "text": "AND OR NOT NEAR ( ) * \" : ^ -"}],
                      [], 2)
-    rows = store.keyword_search(text, 10)
-    assert all(cid == 1 and doc == "d" for cid, doc, _ in rows)
+    engine = Fts5Engine()
+    engine.prepare(store)
+    rows = engine.search(store, text, 10)
+    assert all(cid == 1 for cid, _ in rows)
     store.close()
 
 
@@ -195,7 +199,7 @@ def test_rank_fusion_and_score_fusion_by_hand():
 
 
 def fts_ids(index):
-    return index.store.keyword_chunk_ids()
+    return index.keywords.ids(index.store)
 
 
 def test_keyword_rows_follow_chunks_on_replace_and_delete(idx):
@@ -216,7 +220,7 @@ def test_rebuilding_the_keyword_table_repairs_it(idx):
     store.db.execute("delete from chunks_fts where rowid = (select min(id) from chunks)")
     store.db.conn.commit()
     assert fts_ids(idx) != idx.store.all_chunk_ids()
-    store.rebuild_keyword_table()
+    idx.keywords.rebuild(store)
     store.close()
     assert fts_ids(idx) == idx.store.all_chunk_ids()
     assert ids(idx.search("kittens", k=1, mode="keyword")) == ["cat"]

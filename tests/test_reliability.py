@@ -244,13 +244,13 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
 
 
 def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
-    from searcher.store import FTS_TABLE
+    from searcher.keywords.fts5 import FTS_TABLE
 
     write_sql(animals_index.path, f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
     report = check_index(animals_index.path)
-    assert any("keyword table disagrees" in p for p in report.problems)
+    assert any("keyword index (fts5) disagrees" in p for p in report.problems)
     repaired = check_index(animals_index.path, repair=True, device="cpu")
-    assert repaired.ok and any("keyword table" in r for r in repaired.repaired)
+    assert repaired.ok and any("keyword index" in r for r in repaired.repaired)
     assert animals_index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"
 
 

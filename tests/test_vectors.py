@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from searcher import Index
-from searcher import vectors as V
+from searcher.vectors import faiss_backend as V
 from searcher.check import check_index
 from searcher.vectors import FaissVectorIndex, build_index, nlist_for, plan
 

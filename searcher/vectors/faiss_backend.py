@@ -1,4 +1,4 @@
-"""The vector index: chunk vectors in FAISS, keyed by chunk id.
+"""The FAISS vector backend: chunk vectors in FAISS, keyed by chunk id.
 
 Index types (`INDEX_TYPES`) map to FAISS `index_factory` strings (inner product on unit
 vectors, so scores are cosines):
@@ -62,6 +62,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..files import write_atomic
+from .base import VectorBackend
+
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 DEFAULT_INDEX_TYPE = "auto"
 DEFAULT_FACTORY = "IDMap2,Flat"
@@ -77,35 +80,6 @@ MIN_POINTS_PER_LIST = 39
 SINGLE_THREAD_BELOW = 4  # searches of fewer queries than this use one OpenMP thread
 HNSW_COMPACT_SHARE = 0.1  # rebuild an hnsw graph when this share of it is tombstones
 _LIVE = faiss.IDSelectorRange(0, 1 << 62)  # ids >= 0: not tombstones
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path), fsync the result and rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
 
 
 def gpu_available() -> bool:
@@ -191,8 +165,10 @@ def _kind(index: faiss.Index) -> str:
     raise ValueError(f"unsupported FAISS index {type(index).__name__}")
 
 
-class FaissVectorIndex:
+class FaissVectorIndex(VectorBackend):
     """Inner-product search over unit vectors (so scores are cosines), with add/remove by id."""
+
+    name = "faiss"
 
     def __init__(self, index: faiss.Index, use_gpu: bool = False):
         self.index = index
@@ -201,6 +177,8 @@ class FaissVectorIndex:
         self.use_gpu = use_gpu and gpu_available()
         self._gpu_index = None  # search copy on the GPU, rebuilt after changes
         self._tombstones = 0
+        self.index_type = "flat"  # what re-planning aims at, and the user's search parameters
+        self.user_params: dict = {}  # (both from the manifest: see configure)
         if self.kind == "hnsw":
             self._tombstones = int(np.count_nonzero(faiss.vector_to_array(index.id_map) < 0))
 
@@ -228,6 +206,31 @@ class FaissVectorIndex:
     def load(cls, path: Path, use_gpu: bool = False):
         """Read a vectors file (its type is in the file)."""
         return cls(faiss.read_index(str(path)), use_gpu)
+
+    # -- the backend interface: settings from the manifest ---------------------------------
+    @staticmethod
+    def manifest_fields(manifest: dict) -> dict:
+        index_type = check_index_type(manifest.get("index_type"))
+        return {"index_type": index_type, "index_factory": plan(index_type, 0, manifest["dimension"])}
+
+    @classmethod
+    def empty(cls, manifest: dict, use_gpu: bool = False) -> "FaissVectorIndex":
+        index_type = manifest.get("index_type", "flat")
+        return cls.create(manifest["dimension"], plan(index_type, 0, manifest["dimension"]), use_gpu).configure(manifest)
+
+    @classmethod
+    def open(cls, path: Path, manifest: dict, use_gpu: bool = False) -> "FaissVectorIndex":
+        return cls.load(path, use_gpu).configure(manifest)
+
+    def configure(self, manifest: dict) -> "FaissVectorIndex":
+        """Take the manifest's index type (indexes made before index types are flat) and search parameters."""
+        self.index_type = manifest.get("index_type", "flat")
+        self.user_params = dict(manifest.get("search_params") or {})
+        self.set_search_params(**self.user_params)
+        return self
+
+    def prepare_commit(self) -> "FaissVectorIndex":
+        return self.replan(self.index_type, self.user_params)
 
     def save(self, path: Path) -> None:
         write_atomic(Path(path), lambda tmp: faiss.write_index(self.index, str(tmp)))
@@ -261,7 +264,7 @@ class FaissVectorIndex:
             return {"nprobe": int(self.index.nprobe)}
         return {}
 
-    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None, **ignored) -> None:
         """nprobe (ivf, ivfpq: lists visited a query) and ef_search (hnsw: candidate queue); others ignore them."""
         if nprobe is not None and self.kind in ("ivf", "ivfpq"):
             self.index.nprobe = max(1, min(int(nprobe), self.index.nlist))
@@ -370,6 +373,7 @@ class FaissVectorIndex:
             ids, vectors = self.export()
             rebuilt = FaissVectorIndex.create(self.dimension, wanted, self.use_gpu)
             rebuilt.add(ids, vectors)
+            rebuilt.index_type, rebuilt.user_params = self.index_type, dict(self.user_params)
         rebuilt.set_search_params(**(search_params or {}))
         return rebuilt
 

@@ -1,0 +1,190 @@
+"""The tantivy keyword engine: a Lucene-like index in the folder `keywords.tantivy/`.
+
+tantivy prunes with block-max WAND, so a query's time follows the k best chunks, not every
+chunk that shares a word with it (FTS5's bm25() scores them all).
+
+SQLite stays the source of truth. A commit records the chunk ids it added or removed in the
+table `keyword_journal`, in the same SQLite transaction; `catch_up` then re-indexes each
+recorded id from SQLite (delete the id's document, add it back if the chunk is live), commits
+tantivy, and only then clears those journal rows. Each step can be repeated, so a kill at any
+point is mended by the next open or write, which replays the journal. Until then the caller
+checks keyword hits against the live chunk ids, so a lagging engine never returns a deleted
+chunk.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import tantivy
+
+from ..store import batches
+from .base import Analyzer, KeywordEngine, fold
+
+FOLDER = "keywords.tantivy"
+JOURNAL = "keyword_journal"
+TOKENIZER = "searcher_en"
+WRITER_HEAP = 64 << 20
+ADD_BATCH = 2000
+_ROWS = ("select c.id, coalesce(d.title, ''), c.text from chunks c join documents d on d.id = c.doc_id "
+         "where c.id in ({marks})")
+
+
+def text_analyzer() -> tantivy.TextAnalyzer:
+    """Words (letters and digits), at most 40 bytes, lower-cased, folded to ASCII, English Snowball stems."""
+    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+            .filter(tantivy.Filter.remove_long(40))
+            .filter(tantivy.Filter.lowercase())
+            .filter(tantivy.Filter.ascii_fold())
+            .filter(tantivy.Filter.stemmer("english"))
+            .build())
+
+
+class TantivyAnalyzer(Analyzer):
+    """The index's own analysis, so query terms are exactly the indexed ones."""
+
+    def __init__(self):
+        super().__init__()
+        self._analyzer = text_analyzer()
+
+    def _term(self, word: str) -> str:
+        tokens = self._analyzer.analyze(word)
+        return tokens[0] if tokens else fold(word)
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field("id", stored=False, indexed=True, fast=True)
+    builder.add_text_field("title", tokenizer_name=TOKENIZER, index_option="freq")
+    builder.add_text_field("text", tokenizer_name=TOKENIZER, index_option="freq")
+    return builder.build()
+
+
+class TantivyEngine(KeywordEngine):
+    name = "tantivy"
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / FOLDER
+        self.analyzer = TantivyAnalyzer()
+        self.schema = _schema()
+        self._index: tantivy.Index | None = None
+
+    # -- the tantivy index ---------------------------------------------------------------
+    def _open(self, create: bool = False) -> tantivy.Index | None:
+        if self._index is None:
+            if not (self.path / "meta.json").exists():
+                if not create:
+                    return None
+                self.path.mkdir(parents=True, exist_ok=True)
+            index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            index.register_tokenizer(TOKENIZER, text_analyzer())
+            self._index = index
+        return self._index
+
+    def _write(self, store, chunk_ids: Sequence[int], clear: bool = False) -> None:
+        """Re-index these chunks from the store in one tantivy commit (or all of them with `clear`)."""
+        index = self._open(create=True)
+        writer = index.writer(WRITER_HEAP, 1)
+        try:
+            if clear:
+                writer.delete_all_documents()
+            for part, marks in batches([int(c) for c in chunk_ids], ADD_BATCH):
+                if not clear:
+                    for cid in part:
+                        writer.delete_documents_by_term("id", cid)
+                for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
+                    writer.add_document(tantivy.Document(id=int(cid), title=title, text=text))
+            writer.commit()
+            writer.wait_merging_threads()
+        except BaseException:
+            writer.rollback()
+            raise
+        index.reload()
+
+    # -- the engine interface --------------------------------------------------------------
+    def ready(self, store) -> bool:
+        return self._open() is not None
+
+    def prepare(self, store) -> None:
+        """Make the journal table; a missing tantivy index is built from the chunks."""
+        if not store.has_table(JOURNAL):
+            with store.db.atomic():
+                store.db.execute(f"create table if not exists [{JOURNAL}] (chunk_id integer primary key)")
+        if self._open() is None:
+            self.rebuild(store)
+
+    def add(self, store, chunk_ids: Sequence[int]) -> None:
+        self._write(store, chunk_ids)
+
+    def remove(self, store, chunk_ids: Sequence[int]) -> None:
+        self._write(store, chunk_ids)  # ids no longer in the store are only deleted
+
+    def record(self, store, added: Sequence[int], removed: Sequence[int]) -> None:
+        ids = [(int(c),) for c in (*removed, *added)]
+        store.db.conn.executemany(f"insert or ignore into [{JOURNAL}](chunk_id) values (?)", ids)
+
+    def pending(self, store) -> int:
+        if not store.has_table(JOURNAL):
+            return 0
+        return store.db.execute(f"select count(*) from [{JOURNAL}]").fetchone()[0]
+
+    def catch_up(self, store) -> int:
+        if not store.has_table(JOURNAL):
+            return 0
+        ids = [r[0] for r in store.db.execute(f"select chunk_id from [{JOURNAL}] order by chunk_id").fetchall()]
+        if not ids:
+            return 0
+        self._write(store, ids)
+        with store.db.atomic():
+            for part, marks in batches(ids):
+                store.db.execute(f"delete from [{JOURNAL}] where chunk_id in ({marks})", part)
+        return len(ids)
+
+    def search(self, store, query: str, limit: int) -> list[tuple[int, float]]:
+        index = self._open()
+        terms = self.analyzer.query_terms(query)
+        if index is None or not terms or limit < 1:
+            return []
+        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term))
+                   for term in terms for field in ("title", "text")]
+        searcher = index.searcher()
+        found = searcher.search(tantivy.Query.boolean_query(clauses), int(limit), count=False)
+        if not found.hits:
+            return []
+        ids = searcher.fast_field_values("id", [address for _, address in found.hits])
+        return [(int(cid), float(score)) for (score, _), cid in zip(found.hits, ids)]
+
+    def ids(self, store) -> list[int]:
+        index = self._open()
+        if index is None:
+            return []
+        searcher = index.searcher()
+        n = searcher.num_docs
+        if not n:
+            return []
+        found = searcher.search(tantivy.Query.all_query(), n, count=False)
+        return sorted(int(c) for c in searcher.fast_field_values("id", [a for _, a in found.hits]))
+
+    def rebuild(self, store) -> None:
+        if self._index is None and self.path.exists() and not (self.path / "meta.json").exists():
+            shutil.rmtree(self.path)  # a half-made folder
+        self._write(store, store.all_chunk_ids(), clear=True)
+        if store.has_table(JOURNAL):
+            with store.db.atomic():
+                store.db.execute(f"delete from [{JOURNAL}]")
+
+    def problems(self, store, writable: bool) -> list[str]:
+        waiting = self.pending(store)
+        if waiting:
+            return [f"{waiting} keyword changes committed in SQLite are not applied to tantivy yet "
+                    "(the next open or write applies them; --repair now)"]
+        return []
+
+    def refresh(self) -> None:
+        if self._index is not None:
+            self._index.reload()
+
+    def close(self) -> None:
+        self._index = None

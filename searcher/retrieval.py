@@ -1,0 +1,169 @@
+"""Retrievers: dense (cosine of the BERT vectors), keyword (BM25) and hybrid (the two fused).
+
+Each has one signature, `retrieve(view, query, want)`, and returns {doc_id: (score, chunk id
+of its best chunk)} for the `want` best documents, best first. A document's score is its best
+chunk's. `View` is what a search reads (one thread's store connection, the live vectors, the
+keyword engine); `Query` carries the text, its vector (encoded on first use) and the fusion.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .fusion import Fusion
+
+SEARCH_MODES = ("dense", "keyword", "hybrid")
+DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
+
+Ranked = dict[str, tuple[float, int]]
+
+
+def check_mode(mode: str | None) -> str:
+    """The search mode to use: `mode`, or DEFAULT_MODE for None; ValueError for anything else."""
+    if mode is None:
+        return DEFAULT_MODE
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+    return mode
+
+
+def check_k(k, offset=0) -> tuple[int, int]:
+    """k (at least 1) and offset (at least 0) as ints; ValueError naming the bad one."""
+    for name, value, low in (("k", k, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, not {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, not {value}")
+    return int(k), int(offset)
+
+
+@dataclass
+class Hit:
+    """A document found by a search, with the passage (best chunk) that matched."""
+
+    doc_id: str
+    score: float
+    title: str
+    source: str
+    passage: str
+    start: int  # character offsets of the passage in the document text
+    end: int
+    chunk_id: int
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The one serialised form of a hit (the web's JSON starts from it)."""
+        return {
+            "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
+            "passage": self.passage, "start": self.start, "end": self.end, "metadata": self.metadata,
+        }
+
+
+@dataclass
+class View:
+    """What a search reads. `store()` is the calling thread's read connection; `lock` is held
+    around vector searches, since a writer in this process changes the vectors in place."""
+
+    store: Callable[[], object]
+    vectors: object
+    keywords: object
+    lock: threading.RLock
+    background: Callable[[], Executor]  # threads for the keyword half of hybrid searches
+
+
+@dataclass
+class Query:
+    text: str
+    encode: Callable[[str], np.ndarray]
+    fusion: Fusion = field(default_factory=Fusion)
+    _vector: np.ndarray | None = None
+
+    @property
+    def vector(self) -> np.ndarray:
+        if self._vector is None:
+            self._vector = self.encode(self.text)
+        return self._vector
+
+
+def dense(view: View, query: Query, want: int) -> Ranked:
+    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents."""
+    vectors, store = view.vectors, view.store()
+    qv = query.vector
+    n = len(vectors)
+    fetch = min(n, max(want * 5, 50))
+    best: Ranked = {}
+    while n:
+        with view.lock:
+            scores, ids = vectors.search(qv, fetch)
+        found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
+        owners = store.chunk_doc_ids([c for _, c in found])
+        best = {}
+        for score, cid in found:  # best first: the first chunk seen of a document is its best
+            doc_id = owners.get(cid)
+            if doc_id is not None and doc_id not in best:
+                best[doc_id] = (score, cid)
+        if len(best) >= want or fetch >= n:
+            break
+        fetch = min(n, fetch * 4)
+    return dict(list(best.items())[:want])
+
+
+def keyword(view: View, query: Query, want: int) -> Ranked:
+    """BM25's best chunks, fetched in growing rounds until `want` distinct documents. Only live
+    chunks count: an engine that lags behind SQLite never returns a deleted chunk."""
+    store = view.store()
+    fetch = max(want * 5, 50)
+    while True:
+        rows = view.keywords.search(store, query.text, fetch)
+        owners = store.chunk_doc_ids([cid for cid, _ in rows])
+        best: Ranked = {}
+        for cid, score in rows:  # best first
+            doc_id = owners.get(cid)
+            if doc_id is not None and doc_id not in best:
+                best[doc_id] = (score, cid)
+        if len(best) >= want or len(rows) < fetch:
+            return dict(list(best.items())[:want])
+        fetch *= 4
+
+
+def hybrid(view: View, query: Query, want: int) -> Ranked:
+    """Dense and keyword candidates (each to the fusion's depth) fused; the passage is the best
+    chunk of the list that ranks the document higher. BM25 runs on a worker thread (with its own
+    connection) while this one encodes the query."""
+    depth = max(want, query.fusion.depth)
+    pending = view.background().submit(keyword, view, query, depth)
+    try:
+        by_vector = dense(view, query, depth)
+    finally:
+        by_words = pending.result()
+    fused = query.fusion.fuse({d: s for d, (s, _) in by_vector.items()}, {d: s for d, (s, _) in by_words.items()})
+    dense_rank = {d: r for r, d in enumerate(by_vector)}
+    keyword_rank = {d: r for r, d in enumerate(by_words)}
+    out: Ranked = {}
+    for doc_id, score in list(fused.items())[:want]:
+        from_dense = dense_rank.get(doc_id, depth) <= keyword_rank.get(doc_id, depth)
+        out[doc_id] = (score, (by_vector if from_dense else by_words)[doc_id][1])
+    return out
+
+
+RETRIEVERS: dict[str, Callable[[View, Query, int], Ranked]] = {"dense": dense, "keyword": keyword, "hybrid": hybrid}
+
+
+def hits(store, ranked: Ranked, offset: int, want: int) -> list[Hit]:
+    """The page [offset, want) of a ranking as Hits, with their documents and passages."""
+    page = list(ranked.items())[offset:want]
+    chunks = store.chunks([cid for _, (_, cid) in page])
+    docs = store.documents([doc_id for doc_id, _ in page])
+    out = []
+    for doc_id, (score, cid) in page:
+        doc, chunk = docs.get(doc_id), chunks.get(cid)
+        if doc is None or chunk is None:
+            continue
+        out.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text,
+                       chunk.start, chunk.end, cid, doc["metadata"]))
+    return out

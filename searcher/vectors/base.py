@@ -1,0 +1,81 @@
+"""What a vector backend must do: hold one unit vector per chunk id and find the nearest.
+
+One backend object is one generation's vectors: `open` reads a saved generation, `save`
+writes one (to a temporary name, then renamed), and the index folder names the files
+(searcher/folder.py). A backend's own tuning (FAISS's index types, training, re-planning)
+stays inside it; `prepare_commit` is where it may rebuild itself before a commit is saved.
+Every implementation passes tests/test_vector_backends.py.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+class VectorBackend(ABC):
+    name: str  # the manifest's "vector_backend"
+
+    @classmethod
+    @abstractmethod
+    def empty(cls, manifest: dict, use_gpu: bool = False) -> "VectorBackend":
+        """A new, empty backend for an index with this manifest (dimension, settings)."""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, path: Path, manifest: dict, use_gpu: bool = False) -> "VectorBackend":
+        """The generation saved in file `path`."""
+
+    @staticmethod
+    def manifest_fields(manifest: dict) -> dict:
+        """Fields this backend adds to a new index's manifest (its settings)."""
+        return {}
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write this generation to `path` atomically."""
+
+    @abstractmethod
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add unit vectors under chunk ids (ids not already present)."""
+
+    @abstractmethod
+    def remove(self, ids) -> int:
+        """Remove these chunk ids (absent ones are ignored); how many were there."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (len(queries), <= k), best first; scores are cosines; id -1 pads."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """How many vectors it holds."""
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """Every chunk id it holds (any order)."""
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int:
+        ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short description of what it is now (FAISS: its factory string)."""
+
+    def prepare_commit(self) -> "VectorBackend":
+        """The backend to save at a commit, after its changes: itself, or a rebuild of itself."""
+        return self
+
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact vectors) of everything it holds; ValueError if it cannot give them back."""
+        raise ValueError(f"the {self.name} backend cannot give its vectors back")
+
+    def search_params(self) -> dict:
+        return {}
+
+    def set_search_params(self, **params) -> None:
+        """Change search-time settings (FAISS: nprobe, ef_search); others ignore them."""
