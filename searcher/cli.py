@@ -15,6 +15,7 @@ from .encoder import ModelError
 from .folder import ensure_unlocked
 from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
 from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
+from .keywords import KEYWORD_ENGINES
 from .vectors import INDEX_TYPES
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -107,6 +108,8 @@ def main():
 @click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
               help="Vector index type of a new index (default auto: exact below 50,000 chunks, "
                    "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
+@click.option("--keyword-engine", type=click.Choice(KEYWORD_ENGINES), default=None,
+              help="Keyword (BM25) engine of a new index (default fts5; see README). Fixed once the index exists.")
 @click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
 @click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")
 @click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
@@ -115,7 +118,7 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every,
-          index_type, nprobe, ef_search, on_conflict, as_json):
+          index_type, keyword_engine, nprobe, ef_search, on_conflict, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
     \b
@@ -129,11 +132,16 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     idx = Index.open_or_create(
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
         device=device, batch_size=batch_size, precision=precision, index_type=index_type,
+        keyword_engine=keyword_engine,
     )
     if index_type and index_type != idx.index_type:
         raise click.UsageError(
             f"{index_dir} is an index of type {idx.index_type}; the type is chosen when an index is "
             f"created (index into a new folder to use {index_type})")
+    if keyword_engine and keyword_engine != idx.keywords.name:
+        raise click.UsageError(
+            f"{index_dir} uses the keyword engine {idx.keywords.name}; the engine is chosen when an index "
+            f"is created (index into a new folder to use {keyword_engine})")
     if nprobe or ef_search:
         idx.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=True)
     if commit_every:
@@ -186,8 +194,8 @@ def search(query, index_dir, k, mode, model, device, precision, as_json):
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(index_dir, as_json):
-    """Show what an index holds: documents, chunks, model, dimension, size on disk."""
-    data = Index.open(index_dir).info()
+    """Show what an index holds: documents, chunks, model, engines, size on disk (no model is loaded)."""
+    data = Index.open(index_dir, load_model=False).info()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -223,8 +231,8 @@ def check(index_dir, repair, device, as_json):
 @click.argument("doc_ids", nargs=-1, required=True)
 @index_option
 def delete(doc_ids, index_dir):
-    """Remove documents by id (a file's id is its absolute path)."""
-    removed = Index.open(index_dir).delete(doc_ids)
+    """Remove documents by id (a file's id is its absolute path); no model is loaded."""
+    removed = Index.open(index_dir, load_model=False).delete(doc_ids)
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
 
 

@@ -212,6 +212,10 @@ class SearchService:
     def document(self, doc_id: str) -> dict | None:
         return self._call(lambda index: index.get_document(doc_id))
 
+    def analyzer(self):
+        """The index's keyword analysis (what the highlighter marks), or None for the default."""
+        return getattr(getattr(self.index, "keywords", None), "analyzer", None)
+
     def stats(self) -> dict:
         info = self._call(lambda index: index.info())
         keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")

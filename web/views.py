@@ -40,10 +40,11 @@ def search():
         context["k"] = req.k  # a new search from the box keeps the page size
     if page is None:
         return render_template("search.html", **context)
+    analyzer = service().analyzer()
     results = [
         {
             "hit": hit,
-            "snippet": snippet(hit.passage, req.query),
+            "snippet": snippet(hit.passage, req.query, analyzer),
             "url": url_for("views.document", id=hit.doc_id, start=hit.start, end=hit.end, q=req.query, _anchor="hit"),
         }
         for hit in page.hits
@@ -70,7 +71,7 @@ def document():
         abort(404, description="There is no document with this id in the index.")
     q = request.args.get("q", "")[:1000]
     start, end = _opt_int("start"), _opt_int("end")
-    body = document_html(doc["text"], start, end, q)
+    body = document_html(doc["text"], start, end, q, service().analyzer())
     return render_template(
         "document.html", doc=doc, body=body, q=q, has_hit=valid_span(doc["text"], start, end),
         back_url=url_for("views.search", q=q) if q.strip() else None,

@@ -56,7 +56,7 @@ class TantivyAnalyzer(Analyzer):
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
-    builder.add_unsigned_field("id", stored=False, indexed=True, fast=True)
+    builder.add_integer_field("id", stored=False, indexed=True, fast=True)  # i64: what a Python int maps to
     builder.add_text_field("title", tokenizer_name=TOKENIZER, index_option="freq")
     builder.add_text_field("text", tokenizer_name=TOKENIZER, index_option="freq")
     return builder.build()
@@ -83,8 +83,9 @@ class TantivyEngine(KeywordEngine):
             self._index = index
         return self._index
 
-    def _write(self, store, chunk_ids: Sequence[int], clear: bool = False) -> None:
-        """Re-index these chunks from the store in one tantivy commit (or all of them with `clear`)."""
+    def _write(self, store, chunk_ids: Sequence[int], add: bool = True, clear: bool = False) -> None:
+        """In one tantivy commit: delete these chunks' entries (or all of them with `clear`), then,
+        with `add`, index those the store still has, from their stored text."""
         index = self._open(create=True)
         writer = index.writer(WRITER_HEAP, 1)
         try:
@@ -94,8 +95,9 @@ class TantivyEngine(KeywordEngine):
                 if not clear:
                     for cid in part:
                         writer.delete_documents_by_term("id", cid)
-                for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
-                    writer.add_document(tantivy.Document(id=int(cid), title=title, text=text))
+                if add:
+                    for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
+                        writer.add_document(tantivy.Document(id=int(cid), title=title, text=text))
             writer.commit()
             writer.wait_merging_threads()
         except BaseException:
@@ -119,7 +121,7 @@ class TantivyEngine(KeywordEngine):
         self._write(store, chunk_ids)
 
     def remove(self, store, chunk_ids: Sequence[int]) -> None:
-        self._write(store, chunk_ids)  # ids no longer in the store are only deleted
+        self._write(store, chunk_ids, add=False)
 
     def record(self, store, added: Sequence[int], removed: Sequence[int]) -> None:
         ids = [(int(c),) for c in (*removed, *added)]
