@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .chunker import Chunker
-from .encoder import Encoder, resolve_model_path
+from .encoder import Encoder, checkpoint_pooling, pick_device, pick_precision, resolve_model_path
 from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
@@ -76,8 +76,15 @@ _ENCODERS_LOCK = threading.Lock()
 
 def get_encoder(model=None, device="auto", pooling=None, batch_size=32, precision="auto") -> Encoder:
     """Load a model once per process (indexes opened on the same model share it; `batch_size`
-    is the encoder's default, each Index passes its own)."""
-    key = (str(resolve_model_path(model)), device, pooling, precision)
+    is the encoder's default, each Index passes its own). The key is what the encoder will
+    be, so "auto" and the device it resolves to, or no pooling and the checkpoint's declared
+    one, share one copy."""
+    path = resolve_model_path(model)
+    if path.is_dir():
+        device = pick_device(device)
+        pooling = checkpoint_pooling(path) or pooling or "cls"
+        precision = pick_precision(precision, device)
+    key = (str(path), device, pooling, precision)
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
             _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size,

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real default model (loaded once per session) and small corpora."""
+"""Shared fixtures: the real default model (loaded once per session), a fake encoder for the
+tests that need no model (tests/fake_encoder.py: the real tokenizer, no weights), and small corpora."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from searcher import Index
 from searcher.encoder import default_model_path
 from searcher.index import get_encoder
+
+from .fake_encoder import FakeEncoder
 
 ANIMALS = [
     {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
@@ -49,8 +52,15 @@ def exact_encoder():
 
 
 @pytest.fixture(scope="session")
-def tokenizer(encoder):
-    return encoder.tokenizer
+def fake_encoder() -> FakeEncoder:
+    """Deterministic vectors from token ids, with the default model's tokenizer (no model loaded)."""
+    return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(fake_encoder):
+    """The default model's tokenizer (the same files Encoder loads; no weights needed)."""
+    return fake_encoder.tokenizer
 
 
 @pytest.fixture
@@ -64,6 +74,20 @@ def index(tmp_path, encoder) -> Index:
 def animals_index(index) -> Index:
     index.add_documents(ANIMALS)
     return index
+
+
+@pytest.fixture
+def fake_index(tmp_path, fake_encoder) -> Index:
+    """An empty index on the fake encoder; reopen it with Index.open(path, encoder=fake_encoder)."""
+    idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
+    yield idx
+    idx.close()
+
+
+@pytest.fixture
+def fake_animals_index(fake_index) -> Index:
+    fake_index.add_documents(ANIMALS)
+    return fake_index
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from searcher import Index, IndexCorruptError, IndexExistsError, IndexLockedError
+from searcher import Index, IndexCorruptError, IndexExistsError
 from searcher.check import check_index
 from searcher.cli import main, printable
 from searcher.folder import exclusive_lock, vectors_path
@@ -39,7 +39,8 @@ def run(*args):
 
 # -- 1. repair never breaks a healthy index -----------------------------------------------------
 
-def test_repair_of_a_healthy_index_with_a_leftover_file_keeps_it_working(animals_index):
+def test_repair_of_a_healthy_index_with_a_leftover_file_keeps_it_working(fake_animals_index):
+    animals_index = fake_animals_index  # the CLI's repair only removes a file here: it loads no model
     path = animals_index.path
     live = live_vectors(path)
     generation = int(live.name.split(".")[1])
@@ -50,22 +51,25 @@ def test_repair_of_a_healthy_index_with_a_leftover_file_keeps_it_working(animals
     assert result.exit_code == 0, result.output
     assert not leftover.exists() and live.exists()
     assert check_index(path).ok
-    assert [h.doc_id for h in Index.open(path).search("pet kitty", k=3)] == before
+    assert [h.doc_id for h in Index.open(path, encoder=animals_index.encoder).search("pet kitty", k=3)] == before
 
 
-def test_a_commit_never_reuses_the_name_of_a_file_in_the_folder(animals_index):
+def test_a_commit_never_reuses_the_name_of_a_file_in_the_folder(fake_animals_index):
+    animals_index = fake_animals_index
     path = animals_index.path
     generation = int(live_vectors(path).name.split(".")[1])
     leftover = vectors_path(path, generation + 1)
     leftover.write_bytes(b"not a vectors file")
     animals_index.add_documents([{"id": "tea", "text": "Green tea is brewed from leaves."}])
     assert live_vectors(path) != leftover and not leftover.exists()
-    assert check_index(path).ok and Index.open(path).search("tea leaves", k=1)[0].doc_id == "tea"
+    reopened = Index.open(path, encoder=animals_index.encoder)
+    assert check_index(path).ok and reopened.search("tea leaves", k=1)[0].doc_id == "tea"
 
 
 # -- 2. one bad name or text never stops a run ---------------------------------------------------
 
-def test_a_file_name_that_is_not_utf8_is_indexed_escaped_and_the_rest_too(tmp_path, index):
+def test_a_file_name_that_is_not_utf8_is_indexed_escaped_and_the_rest_too(tmp_path, fake_index):
+    index = fake_index
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(3):
@@ -83,7 +87,8 @@ def test_a_file_name_that_is_not_utf8_is_indexed_escaped_and_the_rest_too(tmp_pa
     assert index.delete(escaped) == 1
 
 
-def test_add_documents_with_lone_surrogates_keeps_the_good_documents(index):
+def test_add_documents_with_lone_surrogates_keeps_the_good_documents(fake_index):
+    index = fake_index
     report = index.add_documents([
         {"id": "ok1", "text": "Plain good text about kittens."},
         {"id": "bad\udcffid", "text": "An id from a file name that was not UTF-8."},
@@ -209,7 +214,8 @@ def test_reading_commands_never_write_to_a_healthy_index(animals_index):
 
 # -- 6. rows from different files never overwrite each other silently --------------------------
 
-def test_the_same_row_id_in_two_files_is_a_reported_conflict(tmp_path, index):
+def test_the_same_row_id_in_two_files_is_a_reported_conflict(tmp_path, fake_index):
+    index = fake_index
     (tmp_path / "semi.csv").write_text("id;text\n1;first file row about kittens\n2;another row\n")
     (tmp_path / "t.tsv").write_text("id\ttext\n1\tsecond file row about engines\n")
     assert index.add_paths([tmp_path / "semi.csv"]).added == 2
@@ -239,9 +245,10 @@ def test_the_same_row_id_twice_in_one_run_names_both_places(tmp_path, index):
 
 # -- 7. a large text is committed as it goes ----------------------------------------------------
 
-def test_a_document_larger_than_a_commit_is_committed_in_parts(index, monkeypatch):
+def test_a_document_larger_than_a_commit_is_committed_in_parts(fake_index, monkeypatch):
     from searcher.store import ContentStore
 
+    index = fake_index
     words = "river mountain cloud engine kitten market violin harbour forest copper glacier lantern".split()
     text = " ".join(words[i % len(words)] + str(i % 97) for i in range(6000))
     index.commit_chunks = 10
@@ -257,9 +264,10 @@ def test_a_document_larger_than_a_commit_is_committed_in_parts(index, monkeypatc
     assert check_index(index.path).ok
 
 
-def test_a_run_killed_inside_a_large_document_redoes_it_next_time(index, monkeypatch):
+def test_a_run_killed_inside_a_large_document_redoes_it_next_time(fake_index, monkeypatch):
     from searcher.store import ContentStore
 
+    index = fake_index
     text = " ".join(f"word{i}" for i in range(4000))
     index.commit_chunks = 10
     real, calls = ContentStore.commit, []
@@ -325,12 +333,13 @@ def test_a_query_that_is_not_utf8_on_the_command_line(animals_index):
 
 
 @pytest.mark.parametrize("k", [1.5, "3", None, True])
-def test_search_refuses_a_k_that_is_not_an_integer(animals_index, k):
+def test_search_refuses_a_k_that_is_not_an_integer(fake_animals_index, k):
     with pytest.raises(ValueError, match="k must be an integer"):
-        animals_index.search("kittens", k=k)
+        fake_animals_index.search("kittens", k=k)
 
 
-def test_api_arguments_get_clear_errors_and_one_rule_for_ids(animals_index, tmp_path):
+def test_api_arguments_get_clear_errors_and_one_rule_for_ids(fake_animals_index, tmp_path):
+    animals_index = fake_animals_index
     with pytest.raises(TypeError, match="must be a string, not int"):
         animals_index.search(123)
     report = animals_index.add_documents([{"id": "m", "text": "some text", "metadata": [1, 2]},
@@ -344,7 +353,8 @@ def test_api_arguments_get_clear_errors_and_one_rule_for_ids(animals_index, tmp_
         Index.create(tmp_path / "file", model="/nonexistent/model/would/fail/later")
 
 
-def test_nan_and_infinity_in_metadata_are_stored_as_null(animals_index):
+def test_nan_and_infinity_in_metadata_are_stored_as_null(fake_animals_index):
+    animals_index = fake_animals_index
     animals_index.add_documents([{"id": "n", "text": "numbers", "score": float("nan"),
                                   "metadata": {"max": float("inf"), "nested": [float("-inf"), 1.5]}}])
     meta = animals_index.get_document("n")["metadata"]
@@ -361,7 +371,8 @@ def test_control_characters_from_documents_are_escaped_in_terminal_output(index)
 
 # -- 16. messages --------------------------------------------------------------------------------
 
-def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, index):
+def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, fake_index):
+    index = fake_index
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     loop = tmp_path / "loop"
@@ -373,7 +384,8 @@ def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, i
     assert "FIFO" in reasons["pipe"] and "symlink loop" in reasons["loop"] and "broken symlink" in reasons["broken"]
 
 
-def test_a_second_indexer_fails_before_loading_the_model(tmp_path, animals_index, monkeypatch):
+def test_a_second_indexer_fails_before_loading_the_model(tmp_path, fake_animals_index, monkeypatch):
+    animals_index = fake_animals_index
     from searcher import index as index_module
 
     (tmp_path / "x.txt").write_text("text")

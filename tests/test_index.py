@@ -38,16 +38,17 @@ def test_long_document_is_chunked_and_grouped(index):
     assert "violin" in hits[0].passage
 
 
-def test_paging_with_offset(animals_index):
-    everything = [h.doc_id for h in animals_index.search("things", k=5)]
+def test_paging_with_offset(fake_animals_index):
+    everything = [h.doc_id for h in fake_animals_index.search("things", k=5)]
     assert len(everything) == 5
-    assert [h.doc_id for h in animals_index.search("things", k=2, offset=2)] == everything[2:4]
+    assert [h.doc_id for h in fake_animals_index.search("things", k=2, offset=2)] == everything[2:4]
 
 
-def test_reopen_gives_same_results(tmp_path, animals_index):
+def test_reopen_gives_same_results(tmp_path, fake_animals_index):
+    animals_index = fake_animals_index
     before = [(h.doc_id, round(h.score, 5)) for h in animals_index.search("baking bread", k=5)]
     animals_index.close()
-    reopened = Index.open(animals_index.path)
+    reopened = Index.open(animals_index.path, encoder=animals_index.encoder)
     assert len(reopened) == len(ANIMALS)
     assert [(h.doc_id, round(h.score, 5)) for h in reopened.search("baking bread", k=5)] == before
 
@@ -65,14 +66,16 @@ def test_same_id_replaces_and_same_content_is_not_reencoded(animals_index):
     assert len(animals_index.vectors) == animals_index.store.count_chunks()
 
 
-def test_delete_removes_from_vectors_and_database(animals_index):
+def test_delete_removes_from_vectors_and_database(fake_animals_index):
+    animals_index = fake_animals_index
     assert animals_index.delete(["cat", "nope"]) == 1
     assert "cat" not in [h.doc_id for h in animals_index.search("pet kitty", k=10)]
     assert animals_index.get_document("cat") is None
     assert len(animals_index.vectors) == animals_index.store.count_chunks() == len(ANIMALS) - 1
 
 
-def test_duplicate_ids_and_bad_documents_in_one_run_are_reported(index):
+def test_duplicate_ids_and_bad_documents_in_one_run_are_reported(fake_index):
+    index = fake_index
     report = index.add_documents([
         {"id": "x", "text": "first"}, {"id": "x", "text": "second"}, {"text": "no id"}, {"id": "y", "text": " \n "},
     ])
@@ -114,21 +117,23 @@ def test_index_built_with_other_model_reopens_with_it(tmp_path, other_model):
         Index.open(tmp_path / "tiny", model="all-MiniLM-L6-v2")
 
 
-def test_create_twice_and_open_missing(tmp_path, index):
+def test_create_twice_and_open_missing(tmp_path, fake_index):
+    index = fake_index
     with pytest.raises(IndexExistsError):
         Index.create(index.path)
-    assert Index.create(index.path, exist_ok=True).path == index.path
+    assert Index.create(index.path, exist_ok=True, encoder=index.encoder).path == index.path
     with pytest.raises(IndexNotFoundError):
         Index.open(tmp_path / "nowhere")
 
 
-def test_second_writer_is_refused(animals_index):
+def test_second_writer_is_refused(fake_animals_index):
+    animals_index = fake_animals_index
     with _exclusive_lock(animals_index.path):  # as if another process were indexing
         with pytest.raises(IndexLockedError):
             animals_index.add_documents([{"id": "new", "text": "something"}])
     assert animals_index.get_document("new") is None
 
 
-def test_empty_query_is_refused(animals_index):
+def test_empty_query_is_refused(fake_animals_index):
     with pytest.raises(ValueError):
-        animals_index.search("   ")
+        fake_animals_index.search("   ")

@@ -1,6 +1,8 @@
 """Search quality: metrics, keyword (FTS5/BM25) search, hybrid fusion and the `eval` command.
 
-Uses the real default model on tiny hand-made collections (never the shared datasets).
+Uses the real default model on tiny hand-made collections (never the shared datasets); the
+tests of keyword search and of the keyword table, which no vector decides, use the fake encoder
+(tests/fake_encoder.py).
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def encoder():
 @pytest.fixture
 def idx(tmp_path, encoder):
     index = Index.create(tmp_path / "idx", device="cpu")
+    index.add_documents(DOCS)
+    yield index
+    index.close()
+
+
+@pytest.fixture
+def fake_idx(tmp_path, fake_encoder):
+    """DOCS in an index on the fake encoder (its vectors only share words, they mean nothing)."""
+    index = Index.create(tmp_path / "idx", encoder=fake_encoder)
     index.add_documents(DOCS)
     yield index
     index.close()
@@ -106,7 +117,8 @@ def test_keyword_search_finds_an_exact_rare_identifier_that_dense_search_misses(
     assert hit.doc_id == "order" and "XQ-7781" in hit.passage and hit.score > 0
 
 
-def test_keyword_search_stems_and_ignores_query_syntax(idx):
+def test_keyword_search_stems_and_ignores_query_syntax(fake_idx):
+    idx = fake_idx
     assert ids(idx.search("compiling compilers", k=1, mode="keyword")) == ["code"]
     for nasty in ['"foo AND (', "NEAR(a b", "title:cats OR *", "a)b\"c'd", "-", "NOT"]:
         idx.search(nasty, mode="keyword")  # never a syntax error
@@ -123,7 +135,8 @@ def test_match_expression_quotes_every_word():
     assert match_expression(words("  ()  ")) is None
 
 
-def test_search_modes(idx):
+def test_search_modes(fake_idx):
+    idx = fake_idx  # "kittens" is a word of the cat document: the fake's vectors find it too
     assert DEFAULT_MODE in SEARCH_MODES
     assert ids(idx.search("kittens", k=1)) == ids(idx.search("kittens", k=1, mode=DEFAULT_MODE))
     with pytest.raises(ValueError, match="unknown search mode 'fuzzy'.*dense, keyword, hybrid"):
@@ -138,8 +151,8 @@ def test_search_modes(idx):
         assert ids(idx.search("kittens", k=1, offset=1, mode=mode)) == ids(hits)[1:2]
 
 
-def test_keyword_hits_are_documents_scored_by_their_best_chunk(tmp_path, encoder):
-    index = Index.create(tmp_path / "small", device="cpu", chunk_tokens=16, overlap=0)
+def test_keyword_hits_are_documents_scored_by_their_best_chunk(tmp_path, fake_encoder):
+    index = Index.create(tmp_path / "small", chunk_tokens=16, overlap=0, encoder=fake_encoder)
     long = " ".join(["Rivers carry silt to the delta."] * 6 + ["A heron waits in the reeds."])
     index.add_documents([{"id": "long", "text": long}, {"id": "short", "text": "A heron and a river."}])
     assert index.store.count_chunks() > 3
@@ -202,7 +215,8 @@ def fts_ids(index):
     return index.keywords.ids(index.store)
 
 
-def test_keyword_rows_follow_chunks_on_replace_and_delete(idx):
+def test_keyword_rows_follow_chunks_on_replace_and_delete(fake_idx):
+    idx = fake_idx
     assert fts_ids(idx) == idx.store.all_chunk_ids()
     idx.add_documents([{"id": "order", "title": "Shipping note", "text": "Order ZZ-1234 was cancelled."}])
     assert fts_ids(idx) == idx.store.all_chunk_ids()
@@ -215,7 +229,8 @@ def test_keyword_rows_follow_chunks_on_replace_and_delete(idx):
     assert ids(idx.search("oceans", mode="keyword")) == ["sea"]
 
 
-def test_rebuilding_the_keyword_table_repairs_it(idx):
+def test_rebuilding_the_keyword_table_repairs_it(fake_idx):
+    idx = fake_idx
     store = ContentStore(idx.path / "content.db")
     store.db.execute("delete from chunks_fts where rowid = (select min(id) from chunks)")
     store.db.conn.commit()
@@ -226,21 +241,21 @@ def test_rebuilding_the_keyword_table_repairs_it(idx):
     assert ids(idx.search("kittens", k=1, mode="keyword")) == ["cat"]
 
 
-def test_an_index_without_keyword_table_gets_one_at_the_first_write(tmp_path, encoder):
+def test_an_index_without_keyword_table_gets_one_at_the_first_write(tmp_path, fake_encoder):
     from searcher import SearcherError
     from searcher.check import check_index
 
     path = tmp_path / "old"
-    index = Index.create(path, device="cpu")
+    index = Index.create(path, encoder=fake_encoder)
     index.add_documents(DOCS)
     index.close()
     with sqlite3.connect(path / "content.db") as conn:  # what an index from before FTS looks like
         conn.execute("drop table chunks_fts")
-    index = Index.open(path, device="cpu")  # opening reads only: nothing is added yet
+    index = Index.open(path, encoder=fake_encoder)  # opening reads only: nothing is added yet
     with pytest.raises(SearcherError, match="no keyword table"):
         index.search("XQ-7781", k=1, mode="keyword")
     assert ids(index.search("parcel", k=1, mode="dense"))
-    assert check_index(path, repair=True).ok  # a write (here: repair) adds the table
+    assert check_index(path, repair=True).ok  # a write (here: repair, re-encoding nothing) adds the table
     assert fts_ids(index) == index.store.all_chunk_ids()
     assert ids(index.search("XQ-7781", k=1, mode="keyword")) == ["order"]
     index.close()
@@ -296,7 +311,8 @@ def test_eval_command_on_a_tiny_beir_collection(tmp_path, encoder):
     assert bad.exit_code == 2
 
 
-def test_reused_index_must_hold_the_same_documents(idx, tmp_path):
+def test_reused_index_must_hold_the_same_documents(fake_idx, tmp_path):
+    idx = fake_idx
     data = load_dataset(write_beir(tmp_path / "tiny"))
     assert check_index_holds(idx, data.corpus) == 0
     changed = [dict(d, text=d["text"] + " Changed.") if d["id"] == "sea" else d for d in data.corpus]
@@ -326,10 +342,11 @@ def test_eval_reuses_an_index_built_by_searcher_index_from_the_corpus_file(tmp_p
     assert out["nDCG@10"] == 1.0 and out.get("indexed", 0) == 0  # reused: nothing indexed again
 
 
-def test_fusion_settings_are_per_search_or_per_index_never_global(tmp_path, idx):
+def test_fusion_settings_are_per_search_or_per_index_never_global(tmp_path, fake_idx):
     from searcher.fusion import Fusion
 
-    other = Index.open(idx.path, device="cpu")
+    idx = fake_idx
+    other = Index.open(idx.path, encoder=idx.encoder)
     default = idx.search("kittens chasing mice", k=3)
     rrf = idx.search("kittens chasing mice", k=3, fusion=Fusion(method="rrf"))
     # RRF scores are sums of 1/(60 + rank) over two lists; min-max averages lie in [0, 1] and reach 1

@@ -14,7 +14,7 @@ QUERIES = ["small felines", "how engines burn fuel", "baking bread at home", "de
 
 
 class GatedEncoder:
-    """The real encoder, but the first call waits for a signal: lets other queries pile up."""
+    """An encoder whose first call waits for a signal: lets other queries pile up."""
 
     def __init__(self, encoder, fail_on: str | None = None):
         self.encoder = encoder
@@ -58,7 +58,8 @@ def run_concurrently(qe: QueryEncoder, gated: GatedEncoder, queries: list[str]) 
     return {"results": results, "errors": errors}
 
 
-def test_concurrent_queries_share_one_forward_pass(encoder):
+def test_concurrent_queries_share_one_forward_pass(fake_encoder):
+    encoder = fake_encoder  # batching and caching need no model
     gated = GatedEncoder(encoder)
     qe = QueryEncoder(gated)
     out = run_concurrently(qe, gated, QUERIES)
@@ -73,7 +74,8 @@ def test_concurrent_queries_share_one_forward_pass(encoder):
         np.testing.assert_allclose(vector[0], reference[i], atol=1e-5)
 
 
-def test_repeated_query_comes_from_the_cache(encoder):
+def test_repeated_query_comes_from_the_cache(fake_encoder):
+    encoder = fake_encoder  # batching and caching need no model
     qe = QueryEncoder(encoder, cache_size=2)
     first = qe.encode("small felines")
     assert qe.encode("small felines") is first
@@ -84,7 +86,8 @@ def test_repeated_query_comes_from_the_cache(encoder):
     assert qe.batches == 4
 
 
-def test_a_failed_batch_reaches_every_waiter_and_the_next_batch_runs(encoder):
+def test_a_failed_batch_reaches_every_waiter_and_the_next_batch_runs(fake_encoder):
+    encoder = fake_encoder  # batching and caching need no model
     gated = GatedEncoder(encoder, fail_on=QUERIES[2])
     qe = QueryEncoder(gated)
     out = run_concurrently(qe, gated, QUERIES)

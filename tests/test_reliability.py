@@ -53,7 +53,8 @@ def latest_generation(index_dir: Path) -> int:
     return max((int(p.name.split(".")[1]) for p in index_dir.glob("vectors.*.faiss")), default=0)
 
 
-def test_unchanged_rerun_encodes_nothing_and_prune_removes_deleted_files(tmp_path, index):
+def test_unchanged_rerun_encodes_nothing_and_prune_removes_deleted_files(tmp_path, fake_index):
+    index = fake_index
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("a", "b", "c"):
@@ -75,7 +76,8 @@ def test_unchanged_rerun_encodes_nothing_and_prune_removes_deleted_files(tmp_pat
     assert check_index(index.path).ok
 
 
-def test_prune_keeps_documents_of_files_that_failed_to_read(tmp_path, index):
+def test_prune_keeps_documents_of_files_that_failed_to_read(tmp_path, fake_index):
+    index = fake_index
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "rows.jsonl").write_text('{"id": "r1", "text": "one"}\n{"id": "r2", "text": "two"}\n')
@@ -88,7 +90,8 @@ def test_prune_keeps_documents_of_files_that_failed_to_read(tmp_path, index):
 
 
 @pytest.mark.parametrize("fail_at", ["before_sqlite", "after_sqlite"])
-def test_failure_inside_a_commit_leaves_a_consistent_index(animals_index, monkeypatch, fail_at):
+def test_failure_inside_a_commit_leaves_a_consistent_index(fake_animals_index, monkeypatch, fail_at):
+    animals_index = fake_animals_index
     real_commit = ContentStore.commit
 
     def failing_commit(*args, **kwargs):
@@ -102,7 +105,7 @@ def test_failure_inside_a_commit_leaves_a_consistent_index(animals_index, monkey
     monkeypatch.undo()
     assert check_index(animals_index.path).problems == []
     expected = len(ANIMALS) + (fail_at == "after_sqlite")
-    reopened = Index.open(animals_index.path)
+    reopened = Index.open(animals_index.path, encoder=animals_index.encoder)
     assert len(reopened) == expected
     assert len(reopened.vectors) == reopened.store.count_chunks() == expected
     assert reopened.search("tea", k=1)[0].doc_id == ("new" if fail_at == "after_sqlite" else reopened.search("tea", k=1)[0].doc_id)
@@ -110,8 +113,9 @@ def test_failure_inside_a_commit_leaves_a_consistent_index(animals_index, monkey
     assert check_index(animals_index.path).ok
 
 
-def test_a_large_batch_commits_every_commit_chunks(index):
+def test_a_large_batch_commits_every_commit_chunks(fake_index):
     """A kill loses at most `--commit-every` chunks, even inside one batch of documents."""
+    index = fake_index
     index.commit_chunks = 5
     before = index.store.generation
     report = index.add_documents([{"id": f"d{i}", "text": f"Note {i}: green tea is steeped for {i} minutes."}
@@ -211,7 +215,8 @@ def test_check_finds_and_repair_fixes_damage(animals_index):
     assert check_index(path).ok and len(Index.open(path)) == len(ANIMALS)
 
 
-def test_second_indexer_fails_at_once_with_a_clear_message(tmp_path, animals_index):
+def test_second_indexer_fails_at_once_with_a_clear_message(tmp_path, fake_animals_index):
+    animals_index = fake_animals_index  # the CLI refuses before it opens the index (no model loaded)
     (tmp_path / "x.txt").write_text("text")
     with _exclusive_lock(animals_index.path):
         result = CliRunner().invoke(main, ["index", str(tmp_path / "x.txt"), "--index", str(animals_index.path)])
@@ -221,8 +226,9 @@ def test_second_indexer_fails_at_once_with_a_clear_message(tmp_path, animals_ind
     assert check_index(animals_index.path).ok and len(animals_index) == len(ANIMALS)
 
 
-def test_reader_picks_up_a_finished_commit_without_reopening(animals_index):
-    reader = Index.open(animals_index.path)
+def test_reader_picks_up_a_finished_commit_without_reopening(fake_animals_index):
+    animals_index = fake_animals_index
+    reader = Index.open(animals_index.path, encoder=animals_index.encoder)
     assert "tea" not in [h.doc_id for h in reader.search("green tea leaves", k=10)]
     animals_index.add_documents([{"id": "tea", "text": "Green tea is brewed from the leaves of Camellia sinensis."}])
     assert reader.search("green tea leaves", k=1)[0].doc_id == "tea"
@@ -243,9 +249,10 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
     assert len(Index.open(path).vectors) == len(ANIMALS)
 
 
-def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
+def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(fake_animals_index):
     from searcher.keywords.fts5 import FTS_TABLE
 
+    animals_index = fake_animals_index  # the vectors are sound: repair re-encodes nothing
     write_sql(animals_index.path, f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
     report = check_index(animals_index.path)
     assert any("keyword index (fts5) disagrees" in p for p in report.problems)
@@ -254,7 +261,8 @@ def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(animals_index):
     assert animals_index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"
 
 
-def test_a_row_moving_down_its_file_is_not_re_encoded(tmp_path, index):
+def test_a_row_moving_down_its_file_is_not_re_encoded(tmp_path, fake_index):
+    index = fake_index
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"id": "r1", "text": "one"}\n{"id": "r2", "text": "two"}\n')
     assert index.add_paths([rows]).added == 2

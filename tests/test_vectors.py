@@ -145,9 +145,9 @@ def test_search_params_are_adjustable(small_limits):
     assert index.search_params() == {"ef_search": 200}
 
 
-def test_auto_is_flat_for_a_small_index(animals_index):
-    assert animals_index.manifest["index_type"] == "auto"
-    assert animals_index.info()["index_factory"] == "IDMap2,Flat"
+def test_auto_is_flat_for_a_small_index(fake_animals_index):
+    assert fake_animals_index.manifest["index_type"] == "auto"
+    assert fake_animals_index.info()["index_factory"] == "IDMap2,Flat"
 
 
 @pytest.mark.parametrize("index_type", TYPES)

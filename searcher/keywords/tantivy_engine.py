@@ -1,4 +1,5 @@
-"""The tantivy keyword engine: a Lucene-like index in the folder `keywords.tantivy/`.
+"""The tantivy keyword engine: a Lucene-like index in the folder `keywords.tantivy/`, one
+document a chunk (its id, and its document's title with its text as one field).
 
 tantivy prunes with block-max WAND, so a query's time follows the k best chunks, not every
 chunk that shares a word with it (FTS5's bm25() scores them all).
@@ -55,9 +56,11 @@ class TantivyAnalyzer(Analyzer):
 
 
 def _schema() -> tantivy.Schema:
+    """A chunk is one field, its document's title and its text: BM25 over both as one text, as
+    FTS5's bm25() scores its two columns (separate fields would each get their own IDF, and a
+    word rare in titles would outweigh the text: 0.03 nDCG@10 less on SciFact)."""
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field("id", stored=False, indexed=True, fast=True)  # i64: what a Python int maps to
-    builder.add_text_field("title", tokenizer_name=TOKENIZER, index_option="freq")
     builder.add_text_field("text", tokenizer_name=TOKENIZER, index_option="freq")
     return builder.build()
 
@@ -97,7 +100,7 @@ class TantivyEngine(KeywordEngine):
                         writer.delete_documents_by_term("id", cid)
                 if add:
                     for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
-                        writer.add_document(tantivy.Document(id=int(cid), title=title, text=text))
+                        writer.add_document(tantivy.Document(id=int(cid), text=f"{title}\n{text}"))
             writer.commit()
             writer.wait_merging_threads()
         except BaseException:
@@ -149,8 +152,7 @@ class TantivyEngine(KeywordEngine):
         terms = self.analyzer.query_terms(query)
         if index is None or not terms or limit < 1:
             return []
-        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, field, term))
-                   for term in terms for field in ("title", "text")]
+        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", term)) for term in terms]
         searcher = index.searcher()
         found = searcher.search(tantivy.Query.boolean_query(clauses), int(limit), count=False)
         if not found.hits:
