@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexCorruptError, SearcherError
-from .folder import (DATABASE, exclusive_lock, file_sha256, leftover_files, next_generation, read_manifest,
-                     remove_leftovers, vectors_path, write_vectors)
-from .index import get_encoder
+from .folder import (DATABASE, commit_generation, exclusive_lock, file_sha256, leftover_files, next_generation,
+                     read_manifest, remove_leftovers, vectors_path)
+from .encoder import get_encoder
 from .keywords import open_keywords
-from .store import ContentStore, batches, readable
+from .store import ContentStore, readable
 from .vectors import VectorBackend, empty_vectors, open_vectors
 from .writer import title_token_ids
 
@@ -236,9 +236,14 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
 def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,
                     found: _Findings, writable: bool) -> None:
     """The keyword engine holds exactly the chunk ids (once its recorded changes are applied)."""
-    if not keywords.ready(store):
-        report.notes.append(f"no keyword index ({keywords.name}): keyword and hybrid search need it; "
-                            "any write (or --repair) makes it")
+    try:
+        ready = keywords.ready(store)
+    except IndexCorruptError as e:
+        report.problems.append(str(e))
+        found.keyword_broken = True
+        return
+    if not ready:
+        (report.notes if keywords.may_be_missing else report.problems).append(keywords.missing())
         found.keyword_broken = True
         return
     waiting = keywords.pending(store)
@@ -288,24 +293,28 @@ def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: C
             vectors.add(np.concatenate([ids, missing]),
                         np.concatenate([vecs, _encode_chunks(store, manifest, missing, device)]))
             kept = len(ids)
-        vectors = vectors.prepare_commit()  # planned for its size, with the manifest's search parameters
+        vectors = vectors.prepare_commit(manifest)  # planned for its size, with the manifest's search parameters
         if len(missing):
             report.repaired.append(f"re-encoded {len(missing)} chunks from their stored text (kept {kept} vectors)")
         if removed:
             report.repaired.append(f"removed {removed} vectors that had no chunk or an invalid id")
-        generation = next_generation(path, store.generation)
-        checksums = write_vectors(path, generation, vectors)
-        with store.db.atomic():
-            for part, marks in batches(found.orphan_chunks):
-                store.db.execute(f"delete from chunks where id in ({marks})", part)
-            store.set_state(generation, found.next_id, checksums)
+        keywords = open_keywords(path, manifest)
+        try:
+            try:
+                keywords.prepare(store)  # an older index gets its keyword table here
+            except IndexCorruptError:
+                found.keyword_broken = True  # rebuilt below, once the chunks are right
+            stray = leftover_files(path, next_generation(path, store.generation))
+            generation = commit_generation(path, store, store.generation, vectors, keywords,
+                                           next_chunk_id=found.next_id, delete_chunk_ids=found.orphan_chunks)
+        finally:
+            keywords.close()
         if found.orphan_chunks:
             report.repaired.append(f"removed {len(found.orphan_chunks)} chunks that belonged to no document")
-        if found.keyword_broken or found.orphan_chunks:
+        if found.keyword_broken:
             _rebuild_keywords(path, manifest, store, report)
-        stray = remove_leftovers(path, generation)
         report.repaired.append(f"wrote a consistent generation {generation}"
-                               + (f" and removed {stray} older or leftover files" if stray else ""))
+                               + (f" and removed {len(stray)} older or leftover files" if stray else ""))
     finally:
         store.close()
 

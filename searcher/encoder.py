@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -128,7 +129,45 @@ def pick_precision(precision: str, device: str) -> str:
     return "fast"
 
 
-class Encoder:
+
+class TokenizedEncoder:
+    """What an encoder with a tokenizer shares, whatever computes its vectors (the model, or
+    a test's stand-in): wrapping token ids in special tokens, and tokenising texts for
+    `encode_ids`. Needs `tokenizer`, `dimension`, `max_tokens`, `position_limit`."""
+
+    def _learn_wrapping(self) -> None:
+        """How the tokenizer wraps one sequence in special tokens ([CLS] ... [SEP] for BERT)."""
+        probe = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        wrapped = self.tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next(i for i in range(len(wrapped)) if wrapped[i : i + len(probe)] == probe)
+        self._prefix, self._suffix = wrapped[:at], wrapped[at + len(probe) :]
+
+    def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
+        """Token ids of one sequence wrapped as the model expects ([CLS] ids [SEP] for BERT)."""
+        return [*self._prefix, *ids, *self._suffix]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Encode texts into an (n, dimension) float32 array of unit vectors, in input order."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        max_tokens = min(max_tokens or self.max_tokens, self.position_limit)
+        enc = self.tokenizer(
+            list(texts), add_special_tokens=True, truncation=True, max_length=max_tokens,
+            return_attention_mask=False, return_token_type_ids=False, verbose=False,
+        )
+        return self.encode_ids(enc["input_ids"], batch_size=batch_size, progress=progress)
+
+    def encode_ids(self, input_ids, batch_size=None, progress=None) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Encoder(TokenizedEncoder):
     """A loaded checkpoint that turns texts into normalised float32 vectors."""
 
     def __init__(
@@ -173,11 +212,7 @@ class Encoder:
             raise ModelError(f"cannot load a model from {self.path}: {e}") from e
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelError(f"{self.path} has no fast tokenizer (tokenizer.json); one is needed for offsets")
-        # How the tokenizer wraps one sequence in special tokens ([CLS] ... [SEP] for BERT).
-        probe = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        wrapped = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        at = next(i for i in range(len(wrapped)) if wrapped[i : i + len(probe)] == probe)
-        self._prefix, self._suffix = wrapped[:at], wrapped[at + len(probe) :]
+        self._learn_wrapping()
         declared = checkpoint_pooling(self.path)
         if pooling is not None and pooling not in POOLINGS:
             raise ModelError(f"unknown pooling {pooling!r} (use one of {', '.join(POOLINGS)})")
@@ -189,27 +224,6 @@ class Encoder:
         self.position_limit = int(min(getattr(cfg, "max_position_embeddings", 512), 512))
         self.max_tokens = checkpoint_max_tokens(self.path, self.position_limit)
         self.dimension = int(cfg.hidden_size)
-
-    def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
-        """Token ids of one sequence wrapped as the model expects ([CLS] ids [SEP] for BERT)."""
-        return [*self._prefix, *ids, *self._suffix]
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int | None = None,
-        max_tokens: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Encode texts into an (n, dimension) float32 array of unit vectors, in input order."""
-        if len(texts) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        max_tokens = min(max_tokens or self.max_tokens, self.position_limit)
-        enc = self.tokenizer(
-            list(texts), add_special_tokens=True, truncation=True, max_length=max_tokens,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
-        )
-        return self.encode_ids(enc["input_ids"], batch_size=batch_size, progress=progress)
 
     def encode_ids(
         self,
@@ -259,3 +273,25 @@ class Encoder:
             return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
         summed = (hidden * m).sum(dim=1, dtype=torch.float32)
         return summed / m.sum(dim=1, dtype=torch.float32).clamp(min=1e-9)
+
+
+_ENCODERS: dict[tuple, Encoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def get_encoder(model=None, device="auto", pooling=None, batch_size=32, precision="auto") -> Encoder:
+    """Load a model once per process (indexes opened on the same model share it; `batch_size`
+    is the encoder's default, each Index passes its own). The key is what the encoder will
+    be, so "auto" and the device it resolves to, or no pooling and the checkpoint's declared
+    one, share one copy."""
+    path = resolve_model_path(model)
+    if path.is_dir():
+        device = pick_device(device)
+        pooling = checkpoint_pooling(path) or pooling or "cls"
+        precision = pick_precision(precision, device)
+    key = (str(path), device, pooling, precision)
+    with _ENCODERS_LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size,
+                                     precision=precision)
+        return _ENCODERS[key]

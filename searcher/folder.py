@@ -24,17 +24,19 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError
+from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, SearcherError
 from .files import write_atomic
 from .keywords import ENGINES as KEYWORD_ENGINES
 from .vectors import BACKENDS as VECTOR_BACKENDS
 from .vectors import INDEX_TYPES, open_vectors
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "content.db"
@@ -96,7 +98,7 @@ def remove_leftovers(folder: Path, live: int) -> int:
 
 
 def write_vectors(folder: Path, generation: int, vectors) -> dict[str, str]:
-    """Write `vectors` (a FaissVectorIndex) as generation `generation`'s file, durably; returns
+    """Write `vectors` (a vector backend) as generation `generation`'s file, durably; returns
     {file name: SHA-256}, the checksums the SQLite commit that makes it live must record."""
     vfile = vectors_path(folder, generation)
     vectors.save(vfile)
@@ -212,19 +214,24 @@ def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
         f"run `searcher check --repair --index {folder}`")
 
 
-def commit_generation(folder: Path, store, live: int, vectors, keywords=None, docs=(), chunks=(),
-                      delete_doc_ids=(), next_chunk_id: int | None = None) -> int:
+def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=(), chunks=(),
+                      delete_doc_ids=(), next_chunk_id: int | None = None, delete_chunk_ids=()) -> int:
     """Make `vectors` (already changed) and these rows the next generation, under the write
     lock: the vectors file (a number no file has) and its checksum, then one SQLite
-    transaction (where `keywords` records its changes), then the old files go and the keyword
-    engine catches up. Returns the new generation."""
+    transaction (where the keyword engine records its changes), then the old files go and the
+    keyword engine applies what it recorded. Returns the new generation.
+
+    The generation is committed once SQLite is: a keyword engine that fails to apply its
+    changes after that (tantivy: a full disk) keeps them recorded, to apply at the next open
+    or write, and says so in the log; keyword search meanwhile checks hits against the chunks."""
     new = next_generation(folder, live)
     checksums = write_vectors(folder, new, vectors)
     if next_chunk_id is None:
         next_chunk_id = store.state("next_chunk_id")
-    store.commit(new, docs, chunks, delete_doc_ids, next_chunk_id, checksums,
-                 record_keywords=keywords.record if keywords is not None else None)
+    store.commit(new, docs, chunks, delete_doc_ids, next_chunk_id, checksums, keywords.record, delete_chunk_ids)
     remove_leftovers(folder, new)
-    if keywords is not None:
+    try:
         keywords.catch_up(store)
+    except SearcherError as e:
+        log.warning("%s: committed, but the keyword changes wait for the next open or write: %s", folder, e)
     return new

@@ -26,7 +26,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .chunker import Chunker
-from .encoder import Encoder, checkpoint_pooling, pick_device, pick_precision, resolve_model_path
+from .encoder import Encoder, get_encoder, resolve_model_path
 from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
@@ -42,7 +41,7 @@ from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, excl
 from .fusion import Fusion
 from .keywords import check_keyword_engine, open_keywords
 from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
-from .queries import QueryEncoder
+from .queries import get_query_encoder
 from .retrieval import (DEFAULT_MODE, RETRIEVERS, SEARCH_MODES, Hit, Query, View, check_k, check_mode,
                         hits)
 from .sanitize import clean_text, document_id
@@ -55,7 +54,7 @@ __all__ = [  # re-exported: these lived here before the modules above
     "DATABASE", "DEFAULT_MODE", "FORMAT_VERSION", "MANIFEST", "ON_CONFLICT", "SEARCH_MODES", "UNFINISHED",
     "Hit", "IndexCorruptError", "IndexExistsError", "IndexLockedError", "IndexNotFoundError", "IndexReport",
     "ModelMismatchError", "SearcherError", "as_document", "check_k", "check_mode", "content_hash",
-    "doc_location", "read_manifest", "title_token_ids", "vectors_path", "write_manifest",
+    "doc_location", "get_encoder", "read_manifest", "title_token_ids", "vectors_path", "write_manifest",
 ]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
 log = logging.getLogger(__name__)
@@ -68,39 +67,6 @@ def reading(method):
         with readable(self.path / DATABASE):
             return method(self, *args, **kwargs)
     return wrapper
-
-
-_ENCODERS: dict[tuple, Encoder] = {}
-_ENCODERS_LOCK = threading.Lock()
-
-
-def get_encoder(model=None, device="auto", pooling=None, batch_size=32, precision="auto") -> Encoder:
-    """Load a model once per process (indexes opened on the same model share it; `batch_size`
-    is the encoder's default, each Index passes its own). The key is what the encoder will
-    be, so "auto" and the device it resolves to, or no pooling and the checkpoint's declared
-    one, share one copy."""
-    path = resolve_model_path(model)
-    if path.is_dir():
-        device = pick_device(device)
-        pooling = checkpoint_pooling(path) or pooling or "cls"
-        precision = pick_precision(precision, device)
-    key = (str(path), device, pooling, precision)
-    with _ENCODERS_LOCK:
-        if key not in _ENCODERS:
-            _ENCODERS[key] = Encoder(model, device=device, pooling=pooling, batch_size=batch_size,
-                                     precision=precision)
-        return _ENCODERS[key]
-
-
-_QUERY_ENCODERS: "weakref.WeakKeyDictionary[Encoder, QueryEncoder]" = weakref.WeakKeyDictionary()
-
-
-def get_query_encoder(encoder: Encoder) -> QueryEncoder:
-    """One query cache and batcher per loaded model, shared by the indexes that use it."""
-    with _ENCODERS_LOCK:
-        if encoder not in _QUERY_ENCODERS:
-            _QUERY_ENCODERS[encoder] = QueryEncoder(encoder)
-        return _QUERY_ENCODERS[encoder]
 
 
 class Index:
@@ -131,8 +97,7 @@ class Index:
         self._generation = -1
         self.vectors: VectorBackend | None = None
         try:
-            self._reload_if_changed()
-            self._catch_up_keywords()
+            self._reload_if_changed()  # and applies keyword changes a crash left waiting
         except BaseException:
             self.close()
             raise
@@ -258,6 +223,8 @@ class Index:
         """A new Index on this one's folder and loaded model (after the files were restored or
         replaced); ModelMismatchError if the folder now holds an index of another model."""
         manifest = read_manifest(self.path)
+        if self.encoder is None:
+            return Index(self.path, manifest, None, self.batch_size)
         if (manifest["model_fingerprint"], manifest["dimension"]) != (self.encoder.fingerprint, self.encoder.dimension):
             raise ModelMismatchError(f"{self.path} now holds an index built with model {manifest['model']}, "
                                      f"not the loaded {self.encoder.name}")
@@ -265,10 +232,11 @@ class Index:
 
     @classmethod
     def open_or_create(cls, path=DEFAULT_INDEX_DIR, model=None, **options) -> "Index":
+        """Open the index in `path`, or create it there with `options` (those of `create`; an
+        existing index keeps the chunk settings, index type and keyword engine it was made with)."""
         if (Path(path) / MANIFEST).exists():
-            return cls.open(path, model, device=options.get("device", "auto"),
-                            batch_size=options.get("batch_size", 32),
-                            precision=options.get("precision", "auto"))
+            return cls.open(path, model, **{k: options[k] for k in ("device", "batch_size", "precision", "encoder")
+                                            if k in options})
         return cls.create(path, model, **options)
 
     @property
@@ -326,17 +294,30 @@ class Index:
             self._generation, self.vectors = load_generation(self.path, self.manifest, store,
                                                              use_gpu=self._device() == "cuda")
             self.keywords.refresh()
+            self._catch_up_keywords()
 
     def _catch_up_keywords(self) -> None:
         """Apply keyword changes a killed writer committed in SQLite but did not apply (tantivy),
-        when no other process is writing (that one applies them)."""
-        if not self.keywords.pending(self._read_store()):
+        on open and whenever the generation moves, when no process is writing (a writer applies
+        them itself). Anything that stops it is logged: keyword hits are checked against the
+        chunks, so a lagging engine costs recall, never a wrong hit."""
+        if self._writing or not self.keywords.pending(self._read_store()):
+            return
+        if not self._write_lock.acquire(blocking=False):  # this process is writing: it applies them
             return
         try:
-            with self._write_lock, exclusive_lock(self.path):
-                self.keywords.catch_up(self._writable_store())
-        except (IndexLockedError, OSError, sqlite3.OperationalError) as e:
-            log.warning("keyword changes of %s not applied yet: %s", self.path, e)
+            with exclusive_lock(self.path):
+                store = ContentStore(self.path / DATABASE)
+                try:
+                    self.keywords.catch_up(store)
+                finally:
+                    store.close()
+        except IndexLockedError:
+            log.debug("%s: a writer is at work; it applies the waiting keyword changes", self.path)
+        except (SearcherError, OSError, sqlite3.Error) as e:
+            log.warning("%s: keyword changes committed but not applied yet: %s", self.path, e)
+        finally:
+            self._write_lock.release()
 
     def _device(self) -> str:
         return self.encoder.device if self.encoder is not None else "cpu"
@@ -364,10 +345,7 @@ class Index:
         k, offset = check_k(k, offset)
         store = self._read_store()
         if mode != "dense" and not self.keywords.ready(store):
-            raise SearcherError(
-                f"{self.path} has no keyword table yet (it was built by an older searcher); any "
-                f"write adds it (`searcher check --repair --index {self.path}`), or search with mode='dense'"
-            )
+            raise SearcherError(f"{self.path}: {self.keywords.missing()}")
         if mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         with self._lock:
@@ -545,20 +523,28 @@ class Index:
                 self._writing = False
 
     def _apply(self, changes: Changes) -> None:
-        """Make one batch of changes the next generation. Only changing the vectors in memory and
-        the swap hold the search lock; a search in between finds new vectors whose chunks are
-        not committed yet, and drops them (retrieval keeps only chunks the store has)."""
+        """Make one batch of changes the next generation, while searches go on.
+
+        Searches keep seeing the last commit: removals (and any rebuild) go to a copy of the
+        vectors, swapped in after the SQLite commit; a batch that only adds is added to the
+        live vectors under the search lock, where a search drops the new chunks until they
+        are committed (retrieval keeps only chunks the store has)."""
         store = self._write_store
         removed = store.chunk_ids_of(changes.delete_ids)
         with self._lock:
-            vectors = self.vectors
+            live = self.vectors
+            if not removed and len(changes.ids):
+                live.add(changes.ids, changes.vectors)
+        vectors = live
+        if removed:
+            vectors = live.copy()
             vectors.remove(removed)
             if len(changes.ids):
                 vectors.add(changes.ids, changes.vectors)
-        prepared = vectors.prepare_commit()  # the backend may rebuild itself for its new size
-        if prepared is not vectors:
-            self._record_factory(prepared.describe())
-        new = commit_generation(self.path, store, self._generation, prepared, self.keywords, changes.docs,
+        vectors = vectors.prepare_commit(self.manifest)  # the backend may rebuild itself for its new size
+        if vectors.describe() != live.describe():
+            self._record_factory(vectors.describe())
+        new = commit_generation(self.path, store, self._generation, vectors, self.keywords, changes.docs,
                                 changes.chunks, changes.delete_ids, changes.next_chunk_id)
         with self._lock:
-            self.vectors, self._generation = prepared, new
+            self.vectors, self._generation = vectors, new

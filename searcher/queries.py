@@ -11,6 +11,7 @@ back button, popular searches) come from a small LRU cache without touching the 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -93,3 +94,14 @@ class QueryEncoder:
             w.lead = False
             w.ready.set()
 
+
+_QUERY_ENCODERS_LOCK = threading.Lock()
+_QUERY_ENCODERS: "weakref.WeakKeyDictionary[object, QueryEncoder]" = weakref.WeakKeyDictionary()
+
+
+def get_query_encoder(encoder) -> QueryEncoder:
+    """One query cache and batcher per loaded model, shared by the indexes that use it."""
+    with _QUERY_ENCODERS_LOCK:
+        if encoder not in _QUERY_ENCODERS:
+            _QUERY_ENCODERS[encoder] = QueryEncoder(encoder)
+        return _QUERY_ENCODERS[encoder]

@@ -226,12 +226,14 @@ class ContentStore:
         chunks: Iterable[dict],
         delete_doc_ids: Sequence[str],
         next_chunk_id: int,
-        checksums: dict[str, str] | None = None,
-        record_keywords: Callable[["ContentStore", list[int], list[int]], None] | None = None,
+        checksums: dict[str, str] | None,
+        record_keywords: Callable[["ContentStore", list[int], list[int]], None],
+        delete_chunk_ids: Sequence[int] = (),
     ) -> None:
-        """One transaction: drop the replaced/deleted documents, write the new ones, record state
-        and the checksums of the files this generation uses (replacing the previous ones), and
-        let the keyword engine `record_keywords(store, added chunk ids, removed chunk ids)`."""
+        """One transaction: drop the replaced/deleted documents (and `delete_chunk_ids`, chunks a
+        repair found without a document), write the new ones, record state and the checksums of
+        the files this generation uses (replacing the previous ones), and let the keyword engine
+        `record_keywords(store, added chunk ids, removed chunk ids)`."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         docs = [
             {**d, "metadata": json.dumps(d.get("metadata") or {}, ensure_ascii=False, allow_nan=False),
@@ -240,15 +242,16 @@ class ContentStore:
         ]
         chunks = list(chunks)
         with self.db.atomic():
-            removed = self.chunk_ids_of(delete_doc_ids)
+            removed = self.chunk_ids_of(delete_doc_ids) + [int(c) for c in delete_chunk_ids]
             for part, marks in batches(delete_doc_ids):
                 self.db.execute(f"delete from chunks where doc_id in ({marks})", part)
                 self.db.execute(f"delete from documents where id in ({marks})", part)
+            for part, marks in batches([int(c) for c in delete_chunk_ids]):
+                self.db.execute(f"delete from chunks where id in ({marks})", part)
             if docs:
                 self.db["documents"].insert_all(docs, replace=True)
             self.db["chunks"].insert_all(chunks, batch_size=500)
-            if record_keywords is not None:
-                record_keywords(self, [int(c["id"]) for c in chunks], removed)
+            record_keywords(self, [int(c["id"]) for c in chunks], removed)
             self.set_state(generation, next_chunk_id, checksums)
 
     def set_state(self, generation: int, next_chunk_id: int, checksums: dict[str, str] | None) -> None:

@@ -21,12 +21,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from searcher.encoder import checkpoint_max_tokens, default_model_path
+from searcher.encoder import TokenizedEncoder, checkpoint_max_tokens, default_model_path
 
 SEED = 20240607  # fixes every token's vector; change it and every fake index changes with it
 
 
-class FakeEncoder:
+class FakeEncoder(TokenizedEncoder):
     """Encoder's interface (as Index, the chunker, QueryEncoder and check use it), without a model."""
 
     def __init__(self, dimension: int = 64, batch_size: int = 32):
@@ -49,36 +49,12 @@ class FakeEncoder:
         config = json.loads((self.path / "config.json").read_text())
         self.position_limit = int(min(config.get("max_position_embeddings", 512), 512))
         self.max_tokens = checkpoint_max_tokens(self.path, self.position_limit)
-        probe = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        wrapped = self.tokenizer("a", add_special_tokens=True)["input_ids"]
-        at = next(i for i in range(len(wrapped)) if wrapped[i : i + len(probe)] == probe)
-        self._prefix, self._suffix = wrapped[:at], wrapped[at + len(probe) :]
+        self._learn_wrapping()
         self._special = np.array(sorted(set(self.tokenizer.all_special_ids)), dtype=np.int64)
         # One fixed unit vector per token id, from one seeded generator: identical in every instance.
         rng = np.random.default_rng(SEED)
         table = rng.standard_normal((len(self.tokenizer), dimension))
         self._table = table / np.linalg.norm(table, axis=1, keepdims=True)
-
-    def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
-        """Token ids of one sequence wrapped as the model expects ([CLS] ids [SEP])."""
-        return [*self._prefix, *ids, *self._suffix]
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int | None = None,
-        max_tokens: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Texts to an (n, dimension) float32 array of unit vectors, truncated as Encoder.encode does."""
-        if len(texts) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        max_tokens = min(max_tokens or self.max_tokens, self.position_limit)
-        enc = self.tokenizer(
-            list(texts), add_special_tokens=True, truncation=True, max_length=max_tokens,
-            return_attention_mask=False, return_token_type_ids=False, verbose=False,
-        )
-        return self.encode_ids(enc["input_ids"], batch_size=batch_size, progress=progress)
 
     def encode_ids(
         self,

@@ -137,3 +137,54 @@ def test_second_writer_is_refused(fake_animals_index):
 def test_empty_query_is_refused(fake_animals_index):
     with pytest.raises(ValueError):
         fake_animals_index.search("   ")
+
+
+def test_searches_see_the_last_commit_while_a_replacement_commits(tmp_path, fake_encoder, monkeypatch):
+    """Removals go to a copy of the vectors: a search during the commit still finds the old version."""
+    import threading
+
+    from searcher.vectors.faiss_backend import FaissVectorIndex
+
+    index = Index.create(tmp_path / "idx", encoder=fake_encoder)
+    index.add_documents(ANIMALS)
+    entered, release = threading.Event(), threading.Event()
+    real = FaissVectorIndex.prepare_commit
+
+    def slow(self, manifest):
+        entered.set()
+        assert release.wait(30)
+        return real(self, manifest)
+
+    monkeypatch.setattr(FaissVectorIndex, "prepare_commit", slow)
+    writer = threading.Thread(target=index.add_documents,
+                              args=([{"id": "cat", "title": "Cats", "text": "Completely different words now."}],))
+    writer.start()
+    try:
+        assert entered.wait(30)
+        hits = index.search("Small felines such as kittens chase mice", k=3, mode="dense")
+        assert "cat" in [h.doc_id for h in hits]  # the committed version, not a gap
+    finally:
+        release.set()
+        writer.join(30)
+    assert "Completely" in index.get_document("cat")["text"]
+    index.close()
+
+
+def test_search_params_set_in_process_survive_a_commit(tmp_path, fake_encoder):
+    index = Index.create(tmp_path / "idx", encoder=fake_encoder, index_type="hnsw")
+    index.set_search_params(ef_search=16)
+    index.add_documents(ANIMALS)
+    assert index.vectors.search_params() == {"ef_search": 16}
+    index.close()
+
+
+def test_open_or_create_and_reopen_keep_what_they_were_given(tmp_path, fake_encoder):
+    path = tmp_path / "idx"
+    Index.open_or_create(path, encoder=fake_encoder, keyword_engine="tantivy").close()
+    with Index.open_or_create(path, encoder=fake_encoder) as index:  # opens: the fake, not a model by name
+        assert index.keywords.name == "tantivy" and index.encoder is fake_encoder
+    bare = Index.open(path, load_model=False)
+    again = bare.reopen()
+    assert again.encoder is None and len(again) == 0
+    bare.close()
+    again.close()

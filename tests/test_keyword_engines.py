@@ -40,8 +40,7 @@ def commit(store, engine, docs, delete=(), generation=None):
             chunks.append({"id": next_id, "doc_id": doc_id, "position": position, "start": 0,
                            "end": len(text), "text": text})
             next_id += 1
-    store.commit(generation or store.generation + 1, rows, chunks, list(delete), next_id,
-                 record_keywords=engine.record)
+    store.commit(generation or store.generation + 1, rows, chunks, list(delete), next_id, None, engine.record)
     engine.catch_up(store)
 
 
@@ -258,3 +257,49 @@ def test_a_search_answers_while_another_thread_of_the_same_index_encodes(tmp_pat
         writer.join(60)
     assert index.search("zebras", k=1, mode="keyword")[0].doc_id == "late"
     index.close()
+
+
+def test_a_damaged_tantivy_index_is_reported_and_rebuilt_by_repair(tmp_path, fake_encoder):
+    from searcher.errors import IndexCorruptError
+
+    path = tmp_path / "idx"
+    with Index.create(path, encoder=fake_encoder, keyword_engine="tantivy") as index:
+        index.add_documents(ANIMALS)
+    (path / "keywords.tantivy" / "meta.json").write_text("{not json")
+    with Index.open(path, encoder=fake_encoder) as index:
+        with pytest.raises(IndexCorruptError, match="check --repair"):
+            index.search("kittens", mode="keyword")
+        assert index.search("kittens", mode="dense")  # the vectors are fine
+    report = check_index(path)
+    assert not report.ok and any("tantivy keyword index" in p for p in report.problems)
+    assert check_index(path, repair=True).ok
+    with Index.open(path, encoder=fake_encoder) as index:
+        assert [h.doc_id for h in index.search("kittens", k=1, mode="keyword")] == ["cat"]
+
+
+def test_a_missing_tantivy_index_is_a_problem_and_a_failed_rebuild_resumes(tmp_path, fake_encoder, monkeypatch):
+    from searcher.keywords.tantivy_engine import TantivyEngine
+
+    path = tmp_path / "idx"
+    with Index.create(path, encoder=fake_encoder, keyword_engine="tantivy") as index:
+        index.add_documents(ANIMALS)
+    shutil.rmtree(path / "keywords.tantivy")  # restored from a backup without it, say
+    report = check_index(path)
+    assert not report.ok and any("keywords.tantivy is missing" in p for p in report.problems)
+
+    real_write = TantivyEngine._write
+
+    def dies(self, store, chunk_ids, add=True, clear=False):  # as a kill inside the rebuild would
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TantivyEngine, "_write", dies)
+    index = Index.open(path, encoder=fake_encoder)
+    with pytest.raises(KeyboardInterrupt):
+        index.add_documents([{"id": "late", "text": "Zebras graze on the savanna at dusk."}])  # rebuilds first
+    index.close()
+    monkeypatch.setattr(TantivyEngine, "_write", real_write)
+    with Index.open(path, encoder=fake_encoder) as index:  # the rebuild was journalled: it resumes
+        assert index.keywords.pending(index.store) == 0
+        assert index.keywords.ids(index.store) == index.store.all_chunk_ids() and len(index.store.all_chunk_ids())
+        assert [h.doc_id for h in index.search("parcel", k=1, mode="keyword")] == ["order"]
+    assert check_index(path).ok

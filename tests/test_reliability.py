@@ -249,10 +249,11 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
     assert len(Index.open(path).vectors) == len(ANIMALS)
 
 
-def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(fake_animals_index):
+def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(tmp_path, fake_encoder):
     from searcher.keywords.fts5 import FTS_TABLE
 
-    animals_index = fake_animals_index  # the vectors are sound: repair re-encodes nothing
+    animals_index = Index.create(tmp_path / "fts5", encoder=fake_encoder, keyword_engine="fts5")
+    animals_index.add_documents(ANIMALS)  # the vectors are sound: repair re-encodes nothing
     write_sql(animals_index.path, f"delete from [{FTS_TABLE}] where rowid = (select min(id) from chunks)")
     report = check_index(animals_index.path)
     assert any("keyword index (fts5) disagrees" in p for p in report.problems)

@@ -31,7 +31,7 @@ def filled(manifest):
     ids = np.arange(100, 400, dtype=np.int64)
     data = unit(len(ids), 1)
     vectors.add(ids, data)
-    return vectors.prepare_commit(), ids, data
+    return vectors.prepare_commit(manifest), ids, data
 
 
 def test_every_configuration_is_a_registered_backend():
@@ -58,12 +58,12 @@ def test_a_stored_vector_is_its_own_nearest_neighbour(filled):
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
 
 
-def test_removed_ids_are_never_returned(filled):
+def test_removed_ids_are_never_returned(filled, manifest):
     vectors, ids, data = filled
     gone = ids[:50]
     assert vectors.remove(list(gone) + [99999]) == 50  # an absent id is ignored
     assert len(vectors) == len(ids) - 50 and sorted(vectors.ids()) == list(ids[50:])
-    vectors = vectors.prepare_commit()
+    vectors = vectors.prepare_commit(manifest)
     _, found = vectors.search(data[:50], 10)
     assert not np.isin(found, gone).any()
     assert len(vectors) == len(ids) - 50
@@ -86,7 +86,7 @@ def test_prepare_commit_keeps_every_vector_as_the_collection_grows(manifest):
     for round_no in range(3):  # grow past small sizes, where a backend may re-plan itself
         ids = np.arange(round_no * 1500, (round_no + 1) * 1500, dtype=np.int64)
         vectors.add(ids, unit(len(ids), round_no))
-        vectors = vectors.prepare_commit()
+        vectors = vectors.prepare_commit(manifest)
         seen.extend(ids)
         assert sorted(vectors.ids()) == seen
 
@@ -99,3 +99,23 @@ def test_export_gives_the_exact_vectors_back_or_says_it_cannot(filled):
         return  # a compressed backend: allowed, and check --repair re-encodes instead
     order = np.argsort(got_ids)
     assert np.array_equal(got_ids[order], ids) and np.allclose(got[order], data, atol=1e-6)
+
+
+def test_a_copy_is_independent_and_searches_the_same(filled):
+    vectors, ids, data = filled
+    twin = vectors.copy()
+    a, b = vectors.search(data[:10], 5), twin.search(data[:10], 5)
+    assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0])
+    assert twin.search_params() == vectors.search_params() and twin.describe() == vectors.describe()
+    twin.remove(ids[:10])
+    twin.add(np.array([5000], np.int64), unit(1, 5))
+    assert len(vectors) == len(ids) and sorted(vectors.ids()) == list(ids)  # the original is untouched
+    assert len(twin) == len(ids) - 9
+
+
+def test_prepare_commit_applies_the_settings_it_is_given(manifest):
+    vectors = empty_vectors(manifest)
+    vectors.add(np.arange(3000, dtype=np.int64), unit(3000, 3))
+    tuned = {**manifest, "search_params": {"nprobe": 3, "ef_search": 17}}
+    params = vectors.prepare_commit(tuned).search_params()
+    assert set(params.values()) <= {3, 17}  # whichever of the two this backend has (or none)

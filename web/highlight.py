@@ -13,8 +13,7 @@ from functools import lru_cache
 
 from markupsafe import Markup, escape
 
-from searcher.keywords import Analyzer
-from searcher.keywords.fts5 import PorterAnalyzer
+from searcher.keywords import Analyzer, analyzer_for
 
 SNIPPET_CHARS = 360  # about three lines of result text on a desktop screen
 SPACES = re.compile(r"\s+")
@@ -23,8 +22,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
 @lru_cache(maxsize=1)
 def default_analyzer() -> Analyzer:
-    """FTS5's analysis, for pages whose index does not say (the engine's own is passed in)."""
-    return PorterAnalyzer()
+    """The default engine's analysis, for pages whose index does not say (the engine's own is passed in)."""
+    return analyzer_for()
 
 
 def query_terms(query: str, analyzer: Analyzer | None = None) -> frozenset[str]:

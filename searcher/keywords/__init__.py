@@ -2,7 +2,8 @@
 (tantivy_engine.py) and the factory keyed by the manifest (factory.py)."""
 
 from .base import STOP_WORDS, Analyzer, KeywordEngine
-from .factory import DEFAULT_KEYWORD_ENGINE, ENGINES, KEYWORD_ENGINES, check_keyword_engine, open_keywords
+from .factory import (DEFAULT_KEYWORD_ENGINE, ENGINES, KEYWORD_ENGINES, analyzer_for, check_keyword_engine,
+                      open_keywords)
 
 __all__ = ["DEFAULT_KEYWORD_ENGINE", "ENGINES", "KEYWORD_ENGINES", "STOP_WORDS", "Analyzer", "KeywordEngine",
-           "check_keyword_engine", "open_keywords"]
+           "analyzer_for", "check_keyword_engine", "open_keywords"]

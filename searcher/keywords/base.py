@@ -119,11 +119,14 @@ class KeywordEngine(ABC):
         """The engine's own integrity check, beyond the chunk ids (some need a writable store)."""
         return []
 
+    def missing(self) -> str:
+        """Why `ready` is false, and what to do: a problem for `check`, unless `may_be_missing`."""
+        return f"no {self.name} keyword index"
+
+    may_be_missing = False  # an index may lack this engine's index without being damaged
+
     def refresh(self) -> None:
         """See changes another process applied (after the generation moved)."""
-
-    def describe(self) -> dict:
-        return {"keyword_engine": self.name}
 
     def close(self) -> None:
         pass

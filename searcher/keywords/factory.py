@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import KeywordEngine
-from .fts5 import Fts5Engine
-from .tantivy_engine import TantivyEngine
+from .base import Analyzer, KeywordEngine
+from .fts5 import Fts5Engine, PorterAnalyzer
+from .tantivy_engine import TantivyAnalyzer, TantivyEngine
 
 ENGINES: dict[str, type[KeywordEngine]] = {"fts5": Fts5Engine, "tantivy": TantivyEngine}
+ANALYZERS: dict[str, type[Analyzer]] = {"fts5": PorterAnalyzer, "tantivy": TantivyAnalyzer}
 KEYWORD_ENGINES = tuple(ENGINES)
 DEFAULT_KEYWORD_ENGINE = "fts5"
 
@@ -24,3 +25,8 @@ def check_keyword_engine(name: str | None) -> str:
 
 def open_keywords(folder: Path, manifest: dict) -> KeywordEngine:
     return ENGINES[check_keyword_engine(manifest.get("keyword_engine", "fts5"))](folder)
+
+
+def analyzer_for(name: str | None = None) -> Analyzer:
+    """The query analysis of engine `name` (the default engine's for None), without an index."""
+    return ANALYZERS[check_keyword_engine(name)]()

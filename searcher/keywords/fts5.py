@@ -51,6 +51,11 @@ def match_expression(words: Sequence[str]) -> str | None:
 
 class Fts5Engine(KeywordEngine):
     name = "fts5"
+    may_be_missing = True  # indexes from before keyword search: any write adds the table
+
+    def missing(self) -> str:
+        return ("no keyword table yet (it was built by an older searcher); any write adds it "
+                "(`searcher check --repair`), or search with mode='dense'")
 
     def __init__(self, folder=None):
         self.analyzer = PorterAnalyzer()

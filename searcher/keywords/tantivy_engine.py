@@ -21,6 +21,7 @@ from typing import Sequence
 
 import tantivy
 
+from ..errors import IndexCorruptError, SearcherError
 from ..store import batches
 from .base import Analyzer, KeywordEngine, fold
 
@@ -75,22 +76,33 @@ class TantivyEngine(KeywordEngine):
         self._index: tantivy.Index | None = None
 
     # -- the tantivy index ---------------------------------------------------------------
+    def _damaged(self, e: Exception) -> IndexCorruptError:
+        return IndexCorruptError(
+            f"the tantivy keyword index in {self.path} cannot be read ({e}); run "
+            f"`searcher check --repair --index {self.path.parent}` to rebuild it from content.db")
+
     def _open(self, create: bool = False) -> tantivy.Index | None:
         if self._index is None:
             if not (self.path / "meta.json").exists():
                 if not create:
                     return None
                 self.path.mkdir(parents=True, exist_ok=True)
-            index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            try:
+                index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
+            except (ValueError, OSError) as e:  # damaged, or made with another schema
+                raise self._damaged(e) from e
             index.register_tokenizer(TOKENIZER, text_analyzer())
             self._index = index
         return self._index
 
     def _write(self, store, chunk_ids: Sequence[int], add: bool = True, clear: bool = False) -> None:
-        """In one tantivy commit: delete these chunks' entries (or all of them with `clear`), then,
-        with `add`, index those the store still has, from their stored text."""
+        """In one tantivy commit: delete these chunks' entries (or every entry with `clear`),
+        then, with `add`, index those the store still has, from their stored text."""
         index = self._open(create=True)
-        writer = index.writer(WRITER_HEAP, 1)
+        try:
+            writer = index.writer(WRITER_HEAP, 1)
+        except ValueError as e:
+            raise SearcherError(f"cannot write the tantivy keyword index in {self.path}: {e}") from e
         try:
             if clear:
                 writer.delete_all_documents()
@@ -101,22 +113,33 @@ class TantivyEngine(KeywordEngine):
                 if add:
                     for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
                         writer.add_document(tantivy.Document(id=int(cid), text=f"{title}\n{text}"))
-            writer.commit()
-            writer.wait_merging_threads()
         except BaseException:
             writer.rollback()
             raise
+        try:
+            writer.commit()
+            writer.wait_merging_threads()  # also releases the writer's lock on the folder
+        except ValueError as e:
+            raise SearcherError(f"cannot write the tantivy keyword index in {self.path}: {e}") from e
+        finally:
+            del writer
         index.reload()
 
     # -- the engine interface --------------------------------------------------------------
     def ready(self, store) -> bool:
         return self._open() is not None
 
-    def prepare(self, store) -> None:
-        """Make the journal table; a missing tantivy index is built from the chunks."""
+    def missing(self) -> str:
+        return f"{self.path} is missing: run `searcher check --repair --index {self.path.parent}` to rebuild it"
+
+    def _journal(self, store) -> None:
         if not store.has_table(JOURNAL):
             with store.db.atomic():
                 store.db.execute(f"create table if not exists [{JOURNAL}] (chunk_id integer primary key)")
+
+    def prepare(self, store) -> None:
+        """Make the journal table; a missing tantivy index is built from the chunks."""
+        self._journal(store)
         if self._open() is None:
             self.rebuild(store)
 
@@ -135,13 +158,15 @@ class TantivyEngine(KeywordEngine):
             return 0
         return store.db.execute(f"select count(*) from [{JOURNAL}]").fetchone()[0]
 
-    def catch_up(self, store) -> int:
+    def catch_up(self, store, clear: bool = False) -> int:
+        """Re-index every journalled chunk id in one tantivy commit (`clear`: drop every entry
+        first), then clear those journal rows; repeating it after a kill does no harm."""
         if not store.has_table(JOURNAL):
             return 0
         ids = [r[0] for r in store.db.execute(f"select chunk_id from [{JOURNAL}] order by chunk_id").fetchall()]
-        if not ids:
+        if not ids and not clear:
             return 0
-        self._write(store, ids)
+        self._write(store, ids, clear=clear)
         with store.db.atomic():
             for part, marks in batches(ids):
                 store.db.execute(f"delete from [{JOURNAL}] where chunk_id in ({marks})", part)
@@ -153,38 +178,42 @@ class TantivyEngine(KeywordEngine):
         if index is None or not terms or limit < 1:
             return []
         clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", term)) for term in terms]
-        searcher = index.searcher()
-        found = searcher.search(tantivy.Query.boolean_query(clauses), int(limit), count=False)
-        if not found.hits:
-            return []
-        ids = searcher.fast_field_values("id", [address for _, address in found.hits])
+        try:
+            searcher = index.searcher()
+            found = searcher.search(tantivy.Query.boolean_query(clauses), int(limit), count=False)
+            if not found.hits:
+                return []
+            ids = searcher.fast_field_values("id", [address for _, address in found.hits])
+        except (ValueError, OSError) as e:
+            raise self._damaged(e) from e
         return [(int(cid), float(score)) for (score, _), cid in zip(found.hits, ids)]
 
     def ids(self, store) -> list[int]:
         index = self._open()
         if index is None:
             return []
-        searcher = index.searcher()
-        n = searcher.num_docs
-        if not n:
-            return []
-        found = searcher.search(tantivy.Query.all_query(), n, count=False)
-        return sorted(int(c) for c in searcher.fast_field_values("id", [a for _, a in found.hits]))
+        try:
+            searcher = index.searcher()
+            n = searcher.num_docs
+            if not n:
+                return []
+            found = searcher.search(tantivy.Query.all_query(), n, count=False)
+            return sorted(int(c) for c in searcher.fast_field_values("id", [a for _, a in found.hits]))
+        except (ValueError, OSError) as e:
+            raise self._damaged(e) from e
 
     def rebuild(self, store) -> None:
-        if self._index is None and self.path.exists() and not (self.path / "meta.json").exists():
-            shutil.rmtree(self.path)  # a half-made folder
-        self._write(store, store.all_chunk_ids(), clear=True)
-        if store.has_table(JOURNAL):
-            with store.db.atomic():
-                store.db.execute(f"delete from [{JOURNAL}]")
-
-    def problems(self, store, writable: bool) -> list[str]:
-        waiting = self.pending(store)
-        if waiting:
-            return [f"{waiting} keyword changes committed in SQLite are not applied to tantivy yet "
-                    "(the next open or write applies them; --repair now)"]
-        return []
+        """Journal every chunk id first (in SQLite), then rebuild from the journal: a kill in
+        between leaves the journal, which the next open or write applies."""
+        self._journal(store)
+        if self._index is None and self.path.exists():
+            try:
+                self._open()
+            except IndexCorruptError:
+                shutil.rmtree(self.path)  # unreadable: all it held comes from content.db
+        with store.db.atomic():
+            store.db.execute(f"insert or ignore into [{JOURNAL}](chunk_id) select id from chunks")
+        self.catch_up(store, clear=True)
 
     def refresh(self) -> None:
         if self._index is not None:

@@ -4,6 +4,8 @@ One backend object is one generation's vectors: `open` reads a saved generation,
 writes one (to a temporary name, then renamed), and the index folder names the files
 (searcher/folder.py). A backend's own tuning (FAISS's index types, training, re-planning)
 stays inside it; `prepare_commit` is where it may rebuild itself before a commit is saved.
+A backend is not thread-safe for writes: the Index changes a `copy` (or adds under its lock)
+while other threads search the live one.
 Every implementation passes tests/test_vector_backends.py.
 """
 
@@ -66,8 +68,13 @@ class VectorBackend(ABC):
     def describe(self) -> str:
         """A short description of what it is now (FAISS: its factory string)."""
 
-    def prepare_commit(self) -> "VectorBackend":
-        """The backend to save at a commit, after its changes: itself, or a rebuild of itself."""
+    @abstractmethod
+    def copy(self) -> "VectorBackend":
+        """An independent copy (a writer changes it while searches go on reading this one)."""
+
+    def prepare_commit(self, manifest: dict) -> "VectorBackend":
+        """The backend to save at a commit, after its changes, with the settings the index has
+        now (`manifest`): itself, or a rebuild of itself."""
         return self
 
     def export(self) -> tuple[np.ndarray, np.ndarray]:

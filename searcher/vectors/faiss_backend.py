@@ -177,8 +177,7 @@ class FaissVectorIndex(VectorBackend):
         self.use_gpu = use_gpu and gpu_available()
         self._gpu_index = None  # search copy on the GPU, rebuilt after changes
         self._tombstones = 0
-        self.index_type = "flat"  # what re-planning aims at, and the user's search parameters
-        self.user_params: dict = {}  # (both from the manifest: see configure)
+        self.index_type = "flat"  # what re-planning aims at (the manifest's: see configure)
         if self.kind == "hnsw":
             self._tombstones = int(np.count_nonzero(faiss.vector_to_array(index.id_map) < 0))
 
@@ -225,12 +224,19 @@ class FaissVectorIndex(VectorBackend):
     def configure(self, manifest: dict) -> "FaissVectorIndex":
         """Take the manifest's index type (indexes made before index types are flat) and search parameters."""
         self.index_type = manifest.get("index_type", "flat")
-        self.user_params = dict(manifest.get("search_params") or {})
-        self.set_search_params(**self.user_params)
+        self.set_search_params(**(manifest.get("search_params") or {}))
         return self
 
-    def prepare_commit(self) -> "FaissVectorIndex":
-        return self.replan(self.index_type, self.user_params)
+    def prepare_commit(self, manifest: dict) -> "FaissVectorIndex":
+        self.index_type = manifest.get("index_type", self.index_type)
+        return self.replan(self.index_type, manifest.get("search_params"))
+
+    def copy(self) -> "FaissVectorIndex":
+        twin = FaissVectorIndex(faiss.clone_index(self.index), self.use_gpu)
+        twin.index_type = self.index_type
+        if self.kind == "hnsw":
+            twin.inner.hnsw.efSearch = self.inner.hnsw.efSearch  # not kept by clone_index
+        return twin
 
     def save(self, path: Path) -> None:
         write_atomic(Path(path), lambda tmp: faiss.write_index(self.index, str(tmp)))
@@ -373,7 +379,7 @@ class FaissVectorIndex(VectorBackend):
             ids, vectors = self.export()
             rebuilt = FaissVectorIndex.create(self.dimension, wanted, self.use_gpu)
             rebuilt.add(ids, vectors)
-            rebuilt.index_type, rebuilt.user_params = self.index_type, dict(self.user_params)
+            rebuilt.index_type = self.index_type
         rebuilt.set_search_params(**(search_params or {}))
         return rebuilt
 
