@@ -31,7 +31,6 @@ import platform
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
