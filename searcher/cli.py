@@ -276,6 +276,41 @@ def serve(index_dir, host, port, threads, device, precision):
         idx.close()
 
 
+@main.command("mcp")
+@index_option
+@click.option("--url", help="Read a running `searcher serve` (e.g. http://127.0.0.1:8000) instead of --index.")
+@click.option("--http", "http_port", type=click.IntRange(1, 65535),
+              help="Serve MCP's streamable HTTP transport on 127.0.0.1:PORT instead of stdio.")
+@device_option
+@precision_option
+def mcp(index_dir, url, http_port, device, precision):
+    """Serve the index to AI assistants over the Model Context Protocol (stdio by default).
+
+    \b
+    searcher mcp --index indexes/notes
+    searcher mcp --url http://127.0.0.1:8000 --http 8765
+    """
+    try:
+        from .mcp_server import require_sdk, serve as serve_mcp
+
+        require_sdk()
+    except ImportError as e:
+        raise click.ClickException(str(e)) from None
+    if url:
+        from .remote import RemoteIndex
+
+        try:
+            source = RemoteIndex(url)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    else:
+        source = Index.open(index_dir, device=device, precision=precision)  # once: later commits show up anyway
+    try:
+        serve_mcp(source, http_port)
+    finally:
+        source.close()
+
+
 @main.command("eval")
 @click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @mode_option

@@ -1,0 +1,107 @@
+"""searcher as a Model Context Protocol server, for AI assistants (`searcher mcp`).
+
+Built on the official `mcp` SDK (its MCPServer; the optional extra `searcher[mcp]`). Tools:
+`search` (query, k, mode) and `get_document` (id, optionally a character range). The
+source is an `Index` opened once (a commit by another process shows up at the next call, as
+in `searcher serve`) or a `RemoteIndex` over a running `searcher serve`. A bad argument is a
+tool error with the reason (the model reads it and can correct itself), never a crash.
+"""
+
+
+from typing import Annotated, Literal
+
+from .errors import SearcherError
+from .retrieval import SEARCH_MODES, check_k
+
+INSTALL_HINT = "the MCP server needs the mcp package: pip install 'searcher[mcp]'"
+MAX_K = 100
+MAX_TEXT = 100_000  # characters of a document one get_document call returns at most
+
+
+def require_sdk():
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return MCPServer, ToolError
+
+
+def hit_result(hit) -> dict:
+    """One search result as the tools return it (the engine's Hit.to_dict, `doc_id` as `id`)."""
+    out = hit.to_dict()
+    out["id"] = out.pop("doc_id")
+    out["score"] = round(float(out["score"]), 6)
+    return out
+
+
+def build_server(source, name: str = "searcher"):
+    """An MCPServer whose tools read `source` (an Index, or a RemoteIndex)."""
+    from pydantic import Field
+
+    MCPServer, ToolError = require_sdk()
+    server = MCPServer(
+        name=name,
+        instructions=("Search the user's own documents by meaning and by keyword. Call search first, "
+                      "then get_document for the full text of a result."),
+    )
+
+    def guarded(call):
+        try:
+            return call()
+        except (ValueError, TypeError) as e:  # a bad argument: the reason goes back to the model
+            raise ToolError(str(e)) from None
+        except SearcherError as e:  # the index cannot be read right now, or the server is away
+            raise ToolError(f"the index cannot be searched right now: {e}") from None
+
+    @server.tool(description="Search the documents. Returns the best documents, each with its best "
+                             "passage and the passage's character offsets in the document.")
+    def search(
+        query: Annotated[str, Field(description="What to look for, in words (a question, a phrase, an identifier)")],
+        k: Annotated[int, Field(description=f"How many documents to return, 1 to {MAX_K}")] = 10,
+        mode: Annotated[Literal["hybrid", "dense", "keyword"] | None, Field(
+            description="hybrid (default): meaning and words fused; dense: by meaning only; "
+                        "keyword: BM25 over the words, for exact terms")] = None,
+    ) -> dict:
+        def run():
+            check_k(k)
+            if k > MAX_K:
+                raise ValueError(f"k must be at most {MAX_K}, not {k}")
+            if mode is not None and mode not in SEARCH_MODES:
+                raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+            hits = source.search(query, k=k, mode=mode)
+            return {"query": query, "results": [hit_result(h) for h in hits]}
+        return guarded(run)
+
+    @server.tool(description="The stored text of one document by its id (as search returned it), "
+                             f"optionally only characters [start, end); at most {MAX_TEXT} characters a call.")
+    def get_document(
+        id: Annotated[str, Field(description="The document id, as in a search result")],
+        start: Annotated[int | None, Field(description="First character to return (default 0)")] = None,
+        end: Annotated[int | None, Field(description="Character after the last to return (default: the end)")] = None,
+    ) -> dict:
+        def run():
+            doc = source.get_document(id)
+            if doc is None:
+                raise ValueError(f"no document with id {id[:200]!r}")
+            text = doc.get("text") or ""
+            lo = 0 if start is None else start
+            hi = len(text) if end is None else end
+            if not 0 <= lo <= hi <= len(text):
+                raise ValueError(f"the range [{lo}, {hi}) is not within the document's {len(text)} characters")
+            hi = min(hi, lo + MAX_TEXT)
+            return {"id": doc.get("id", id), "title": doc.get("title") or "", "source": doc.get("source") or "",
+                    "metadata": doc.get("metadata") or {}, "start": lo, "end": hi, "length": len(text),
+                    "text": text[lo:hi]}
+        return guarded(run)
+
+    return server
+
+
+def serve(source, http_port: int | None = None) -> None:
+    """Serve over stdio (what an assistant launches), or streamable HTTP on 127.0.0.1:PORT."""
+    server = build_server(source)
+    if http_port is None:
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=http_port)
