@@ -84,6 +84,16 @@ class Chunker:
         hold too few tokens for a whole chunk), besides up to `window_chars` looked back."""
         return max(4 * self.window_chars, 128 * max(1, self.budget - reserved))
 
+    def iter_split_sections(self, text: str, starts, reserved: int = 0) -> Iterator[Chunk]:
+        """Chunks that never cross a section boundary (a PDF's pages: `starts` are the offsets
+        where sections begin), numbered and placed in the whole text."""
+        bounds = [s for s in starts if 0 < s < len(text)]
+        position = 0
+        for a, b in zip([0, *bounds], [*bounds, len(text)]):
+            for chunk in self.iter_split(text[a:b], reserved):
+                yield Chunk(position, chunk.start + a, chunk.end + a, chunk.text, chunk.ids)
+                position += 1
+
     def iter_split(self, text: str, reserved: int = 0) -> Iterator[Chunk]:
         """The chunks of `split`, one at a time, tokenizing `text` a window at a time: what is held
         at once is bounded by `max_window_chars` characters and their tokens, whatever the length

@@ -13,42 +13,17 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .documents import Document, Skipped
+from .pdf_reader import read_pdf
 from .sanitize import clean_metadata, clean_text
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")
 ID_COLUMNS = ("id", "_id", "doc_id", "docid")
-
-
-@dataclass
-class Document:
-    """One unit of search results: what a hit points to."""
-
-    id: str
-    text: str
-    title: str = ""
-    source: str = ""
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass
-class Skipped:
-    """Something that could not be indexed, and why."""
-
-    path: str
-    reason: str
-
-    def __post_init__(self):
-        # A file name that is not valid UTF-8 is shown escaped, as its documents' ids are.
-        self.path, self.reason = clean_text(str(self.path)), clean_text(str(self.reason))
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 class LoadOptions:
@@ -219,6 +194,18 @@ def _read_jsonl(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document
 # Metadata keys that say where a row sits in its file (JSON Lines line, CSV row). They are
 # kept with the document but are not its content: a row that moves is not a changed row.
 LOCATION_KEYS = ("line", "row")
+# What every file document gets in its metadata (a reader's own key of the same name wins):
+# type (the extension), size in bytes, modified (ISO 8601, UTC) and folder. They describe
+# the file, not its content: a change to them alone costs no encoding (searcher/writer.py).
+FILE_KEYS = ("type", "size", "modified", "folder")
+
+
+def file_facts(path: Path, size: int, mtime: float) -> dict:
+    from datetime import datetime, timezone
+
+    return {"type": path.suffix.lower().lstrip("."), "size": size,
+            "modified": datetime.fromtimestamp(mtime, timezone.utc).isoformat(timespec="seconds"),
+            "folder": str(path.parent)}
 
 
 def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
@@ -257,6 +244,7 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
     ".ndjson": _read_jsonl,
     ".csv": _read_csv,
     ".tsv": _read_csv,
+    ".pdf": read_pdf,
 }
 
 
@@ -326,7 +314,8 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
         yield Skipped(str(path), f"unsupported file type '{path.suffix or '(none)'}'")
         return
     try:
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size > opts.max_file_bytes:
             yield Skipped(str(path), f"file is {size:,} bytes, over the {opts.max_file_bytes:,}-byte limit")
             return
@@ -338,8 +327,10 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
         yield Skipped(str(path), "empty file")
         return
     try:
+        facts = file_facts(path, size, stat.st_mtime)
         for item in reader(path, data, opts):
             if isinstance(item, Document):
+                item.metadata = {**facts, **item.metadata}
                 item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):
                 yield Skipped(item.source if item.id == item.source else f"{item.source} [{item.id}]",

@@ -54,7 +54,7 @@ class RemoteIndex:
             params["mode"] = mode
         page = self._get("/api/search", params) or {"results": []}
         return [Hit(r["doc_id"], float(r["score"]), r.get("title") or "", r.get("source") or "", r["passage"],
-                    int(r["start"]), int(r["end"]), -1, {}) for r in page["results"]]
+                    int(r["start"]), int(r["end"]), -1, {}, r.get("page")) for r in page["results"]]
 
     def get_document(self, doc_id: str) -> dict | None:
         return self._get("/api/documents", {"id": doc_id})

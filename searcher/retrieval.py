@@ -8,6 +8,7 @@ keyword engine); `Query` carries the text, its vector (encoded on first use) and
 
 from __future__ import annotations
 
+import bisect
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from .documents import page_starts
 from .fusion import Fusion
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
@@ -55,13 +57,21 @@ class Hit:
     end: int
     chunk_id: int
     metadata: dict = field(default_factory=dict)
+    page: int | None = None  # the page (PDF) the passage starts on, from 1; None for formats without pages
 
     def to_dict(self) -> dict:
         """The one serialised form of a hit (the web's JSON starts from it)."""
         return {
             "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
-            "passage": self.passage, "start": self.start, "end": self.end, "metadata": self.metadata,
+            "passage": self.passage, "start": self.start, "end": self.end, "page": self.page,
+            "metadata": self.metadata,
         }
+
+
+def page_of(metadata: dict, offset: int) -> int | None:
+    """The page (from 1) holding character `offset`, from a paged document's `page_starts`."""
+    starts = page_starts(metadata)
+    return max(1, bisect.bisect_right(starts, offset)) if starts else None
 
 
 @dataclass
@@ -164,6 +174,7 @@ def hits(store, ranked: Ranked, offset: int, want: int) -> list[Hit]:
         doc, chunk = docs.get(doc_id), chunks.get(cid)
         if doc is None or chunk is None:
             continue
-        out.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text,
-                       chunk.start, chunk.end, cid, doc["metadata"]))
+        metadata = doc["metadata"]
+        out.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text, chunk.start, chunk.end,
+                       cid, {k: v for k, v in metadata.items() if k != "page_starts"}, page_of(metadata, chunk.start)))
     return out

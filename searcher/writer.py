@@ -16,7 +16,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .chunker import Chunker
-from .loaders import LOCATION_KEYS, Document, Skipped, clean_document, is_blank
+from .documents import page_starts
+from .loaders import FILE_KEYS, LOCATION_KEYS, Document, Skipped, clean_document, is_blank
 from .sanitize import clean_text, document_id
 from .store import ContentStore
 
@@ -90,8 +91,9 @@ class IndexReport:
 
 def content_hash(doc: Document) -> str:
     """What decides whether a document must be encoded again: title, text and metadata, less
-    where its row sits in its file (a line added above it must not re-encode it)."""
-    metadata = {k: v for k, v in doc.metadata.items() if k not in LOCATION_KEYS}
+    where its row sits in its file (a line added above it must not re-encode it) and the
+    file's own facts (touching a file must not either)."""
+    metadata = {k: v for k, v in doc.metadata.items() if k not in LOCATION_KEYS and k not in FILE_KEYS}
     payload = json.dumps([doc.title, doc.text, metadata], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -244,6 +246,10 @@ class Writer:
                 report.replaced.append(Skipped(doc_location(doc), f"id {doc.id!r}: replaced the document from {other}"))
             elif old is not None and old["content_hash"] == digest:
                 report.unchanged += 1
+                if old["metadata"] != doc.metadata:
+                    # Only the file's facts moved (or a row's line): the stored row follows, no encoding.
+                    self.docs.append({"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
+                                      "content_hash": digest, "metadata": doc.metadata})
                 continue
             if old is not None:
                 report.updated += 1
@@ -254,7 +260,10 @@ class Writer:
                    "content_hash": digest, "metadata": doc.metadata}
             title_ids = title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)
             own = 0  # this document's chunks staged since the last commit
-            for chunk in self.chunker.iter_split(doc.text, reserved=len(title_ids)):
+            starts = page_starts(doc.metadata)
+            chunks = (self.chunker.iter_split_sections(doc.text, starts, reserved=len(title_ids))
+                      if starts else self.chunker.iter_split(doc.text, reserved=len(title_ids)))
+            for chunk in chunks:  # a paged document's chunks stay within their page
                 self.chunks.append({"id": self.next_chunk_id, "doc_id": doc.id, "position": chunk.position,
                                     "start": chunk.start, "end": chunk.end, "text": chunk.text})
                 self.pending.append(self.encoder.with_special_tokens(title_ids + chunk.ids))

@@ -50,7 +50,9 @@ def test_jsonl_beir_layout_metadata_and_bad_lines(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     docs, skipped = docs_and_skips([path])
     assert [(d.id, d.title, d.text) for d in docs] == [("d1", "T1", "first"), ("d2", "", "second")]
-    assert docs[0].metadata == {"year": 2020, "line": 1}
+    facts = {"type": "jsonl", "size": path.stat().st_size, "folder": str(tmp_path)}
+    assert {k: v for k, v in docs[0].metadata.items() if k != "modified"} == {"year": 2020, "line": 1, **facts}
+    assert docs[0].metadata["modified"].endswith("+00:00")  # the file's, in ISO 8601 UTC
     assert {s.path.rsplit(":", 1)[-1] for s in skipped} == {"2", "4", "5"}
     assert any("malformed JSON" in s.reason for s in skipped)
 

@@ -1,0 +1,112 @@
+"""PDF documents, page by page (fixtures made here with fpdf2; PDFium reads them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from searcher import Index
+from searcher.cli import main
+from searcher.loaders import load_paths
+from searcher.pdf_reader import pdf_date
+
+fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a test dependency) makes the PDF fixtures")
+
+FILLER = "The committee reviewed the quarterly figures and approved the budget for the coming year."
+
+
+def make_pdf(path, pages: list[str], title: str | None = None, password: str | None = None, image: bool = False):
+    pdf = fpdf.FPDF()
+    pdf.set_font("Helvetica", size=11)
+    if title:
+        pdf.set_title(title)
+    if password:
+        pdf.set_encryption(owner_password="owner", user_password=password)
+    for text in pages:
+        pdf.add_page()
+        if text:
+            pdf.multi_cell(0, 6, text)
+        if image:
+            pdf.rect(20, 20, 100, 60, style="F")  # drawing only: no text layer
+    pdf.output(str(path))
+    return path
+
+
+def documents(folder):
+    items = list(load_paths([folder]))
+    return [d for d in items if hasattr(d, "text")], [s for s in items if not hasattr(s, "text")]
+
+
+def test_a_sentence_on_page_seven_is_found_with_its_page(tmp_path, fake_encoder):
+    pages = [f"Page {n}. {FILLER}" for n in range(1, 11)]
+    pages[6] = "Page 7. The lighthouse keeper logged a comet over the northern harbour."
+    make_pdf(tmp_path / "report.pdf", pages, title="Annual report")
+    [doc], skipped = documents(tmp_path)
+    assert not skipped and doc.title == "Annual report"
+    assert doc.metadata["pages"] == 10 and len(doc.metadata["page_starts"]) == 10
+    assert doc.metadata["type"] == "pdf" and doc.metadata["size"] == (tmp_path / "report.pdf").stat().st_size
+    assert doc.metadata["folder"] == str(tmp_path)
+    with Index.create(tmp_path / "idx", encoder=fake_encoder, chunk_tokens=48, overlap=0) as index:
+        index.add_paths([tmp_path / "report.pdf"])
+        hit = index.search("lighthouse keeper comet harbour", k=1, mode="keyword")[0]
+        assert hit.doc_id == str(tmp_path / "report.pdf") and "lighthouse" in hit.passage
+        assert hit.page == 7 and hit.to_dict()["page"] == 7
+        assert "page_starts" not in hit.metadata  # offsets stay in the stored document
+        other = index.search("Page 2 committee", k=5, mode="keyword")
+        assert {h.page for h in other} <= set(range(1, 11))
+
+
+def test_the_cli_and_the_api_carry_the_page(tmp_path, encoder):
+    make_pdf(tmp_path / "docs" / "a.pdf" if (tmp_path / "docs").mkdir() is None else None,
+             [FILLER, "The lighthouse keeper logged a comet."])
+    run = CliRunner().invoke(main, ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx")])
+    assert run.exit_code == 0, run.output
+    out = CliRunner().invoke(main, ["search", "lighthouse comet", "--index", str(tmp_path / "idx"), "--json",
+                                    "--mode", "keyword"])
+    assert json.loads(out.output)[0]["page"] == 2
+    from web import create_app
+
+    with Index.open(tmp_path / "idx", device="cpu") as index:
+        client = create_app(index).test_client()
+        assert client.get("/api/search?q=lighthouse+comet&mode=keyword").get_json()["results"][0]["page"] == 2
+        assert "page 2" in client.get("/?q=lighthouse+comet&mode=keyword").get_data(as_text=True)
+
+
+def test_bad_pdfs_are_skipped_with_their_reason_and_the_rest_is_indexed(tmp_path):
+    make_pdf(tmp_path / "good.pdf", ["A perfectly ordinary page about gardens."])
+    make_pdf(tmp_path / "locked.pdf", ["Secret minutes of the meeting."], password="letmein")
+    make_pdf(tmp_path / "scan.pdf", ["", ""], image=True)
+    good = (tmp_path / "good.pdf").read_bytes()
+    (tmp_path / "truncated.pdf").write_bytes(good[: len(good) // 3])
+    (tmp_path / "garbage.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(2000))
+    docs, skipped = documents(tmp_path)
+    assert [d.id for d in docs] == [str(tmp_path / "good.pdf")]
+    reasons = {os.path.basename(s.path): s.reason for s in skipped}
+    assert reasons["locked.pdf"].startswith("encrypted")
+    assert reasons["scan.pdf"].startswith("no text layer (scanned?)")
+    assert reasons["truncated.pdf"].startswith("damaged PDF") and reasons["garbage.pdf"].startswith("damaged PDF")
+
+
+def test_touching_a_file_costs_no_encoding_but_its_facts_follow(tmp_path, fake_encoder):
+    note = tmp_path / "note.md"
+    note.write_text("# Birds\n\nHerons wait in the reeds.")
+    with Index.create(tmp_path / "idx", encoder=fake_encoder) as index:
+        index.add_paths([note])
+        before = index.get_document(str(note))["metadata"]["modified"]
+        later = time.time() + 3600
+        os.utime(note, (later, later))
+        report = index.add_paths([note])
+        assert (report.unchanged, report.chunks) == (1, 0)  # nothing encoded
+        after = index.get_document(str(note))["metadata"]
+        assert after["modified"] != before and after["modified"].startswith(time.strftime("%Y", time.gmtime(later)))
+        assert after["type"] == "md" and after["size"] == note.stat().st_size
+
+
+def test_pdf_dates_become_iso_8601():
+    assert pdf_date("D:20250208122313Z") == "2025-02-08T12:23:13+00:00"
+    assert pdf_date("D:2024") == "2024-01-01T00:00:00+00:00"
+    assert pdf_date("yesterday") is None and pdf_date(None) is None
