@@ -283,7 +283,8 @@ def serve(index_dir, host, port, threads, device, precision):
               help="Serve MCP's streamable HTTP transport on 127.0.0.1:PORT instead of stdio.")
 @device_option
 @precision_option
-def mcp(index_dir, url, http_port, device, precision):
+@click.pass_context
+def mcp(ctx, index_dir, url, http_port, device, precision):
     """Serve the index to AI assistants over the Model Context Protocol (stdio by default).
 
     \b
@@ -299,12 +300,16 @@ def mcp(index_dir, url, http_port, device, precision):
     if url:
         from .remote import RemoteIndex
 
+        if ctx.get_parameter_source("index_dir") != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("give --index or --url, not both")
         try:
             source = RemoteIndex(url)
+            source.check()  # a wrong URL fails now, not as empty results later
         except ValueError as e:
             raise click.UsageError(str(e)) from None
     else:
         source = Index.open(index_dir, device=device, precision=precision)  # once: later commits show up anyway
+        source.search("warm up", k=1)  # the first forward pass is slow; pay it before the first call
     try:
         serve_mcp(source, http_port)
     finally:

@@ -92,6 +92,7 @@ class Index:
         self._writing = False  # a write session of this process keeps the vectors current itself
         self._readers = threading.local()
         self._stores: list[ContentStore] = []  # every connection opened, closed by close()
+        self._owners: dict[int, threading.Thread] = {}  # id of a read connection -> its thread
         self._write_store: ContentStore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._generation = -1
@@ -266,7 +267,7 @@ class Index:
         with self._lock:
             for store in self._stores:
                 store.close()
-            self._stores = []
+            self._stores, self._owners = [], {}
             self._write_store = None
             self._readers = threading.local()
             self.keywords.close()
@@ -370,8 +371,23 @@ class Index:
         if store is None:
             store = self._readers.store = ContentStore(self.path / DATABASE, readonly=True)
             with self._lock:
+                self._prune_finished_threads()
                 self._stores.append(store)
+                self._owners[id(store)] = threading.current_thread()
         return store
+
+    def _prune_finished_threads(self) -> None:
+        """Close the read connections of threads that have ended (a server's worker threads come
+        and go; their connections must not pile up until close())."""
+        keep = []
+        for store in self._stores:
+            owner = self._owners.get(id(store))
+            if owner is not None and not owner.is_alive():
+                store.close()
+                del self._owners[id(store)]
+            else:
+                keep.append(store)
+        self._stores = keep
 
     def _writable_store(self) -> ContentStore:
         """The one read-write connection, opened at the first write (reading never opens it);

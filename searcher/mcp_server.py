@@ -1,6 +1,6 @@
 """searcher as a Model Context Protocol server, for AI assistants (`searcher mcp`).
 
-Built on the official `mcp` SDK (its MCPServer; the optional extra `searcher[mcp]`). Tools:
+Built on the official `mcp` SDK (its MCPServer; the optional extra `mcp`). Tools:
 `search` (query, k, mode) and `get_document` (id, optionally a character range). The
 source is an `Index` opened once (a commit by another process shows up at the next call, as
 in `searcher serve`) or a `RemoteIndex` over a running `searcher serve`. A bad argument is a
@@ -8,13 +8,17 @@ tool error with the reason (the model reads it and can correct itself), never a 
 """
 
 
+# No `from __future__ import annotations` here: the SDK reads the tools' annotations at
+# run time, and they name pydantic's Field, imported only where the SDK is known to be there.
+import sqlite3
 from typing import Annotated, Literal
 
 from .errors import SearcherError
-from .retrieval import SEARCH_MODES, check_k
+from .remote import API_MAX_K
+from .retrieval import check_k
 
-INSTALL_HINT = "the MCP server needs the mcp package: pip install 'searcher[mcp]'"
-MAX_K = 100
+INSTALL_HINT = "the MCP server needs the mcp package: pip install -e '.[mcp]' (in the searcher checkout)"
+MAX_K = API_MAX_K  # as `searcher serve`'s API, so both sources take the same k
 MAX_TEXT = 100_000  # characters of a document one get_document call returns at most
 
 
@@ -51,24 +55,21 @@ def build_server(source, name: str = "searcher"):
             return call()
         except (ValueError, TypeError) as e:  # a bad argument: the reason goes back to the model
             raise ToolError(str(e)) from None
-        except SearcherError as e:  # the index cannot be read right now, or the server is away
+        except (SearcherError, sqlite3.Error, OSError, RuntimeError) as e:
+            # the index cannot be read right now (locked, damaged, being rebuilt), or the server is away
             raise ToolError(f"the index cannot be searched right now: {e}") from None
 
     @server.tool(description="Search the documents. Returns the best documents, each with its best "
                              "passage and the passage's character offsets in the document.")
     def search(
         query: Annotated[str, Field(description="What to look for, in words (a question, a phrase, an identifier)")],
-        k: Annotated[int, Field(description=f"How many documents to return, 1 to {MAX_K}")] = 10,
+        k: Annotated[int, Field(description=f"How many documents to return, 1 to {MAX_K}", ge=1, le=MAX_K)] = 10,
         mode: Annotated[Literal["hybrid", "dense", "keyword"] | None, Field(
             description="hybrid (default): meaning and words fused; dense: by meaning only; "
                         "keyword: BM25 over the words, for exact terms")] = None,
     ) -> dict:
         def run():
-            check_k(k)
-            if k > MAX_K:
-                raise ValueError(f"k must be at most {MAX_K}, not {k}")
-            if mode is not None and mode not in SEARCH_MODES:
-                raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+            check_k(k)  # (the schema's bounds are checked by the SDK before this runs)
             hits = source.search(query, k=k, mode=mode)
             return {"query": query, "results": [hit_result(h) for h in hits]}
         return guarded(run)
@@ -86,9 +87,10 @@ def build_server(source, name: str = "searcher"):
                 raise ValueError(f"no document with id {id[:200]!r}")
             text = doc.get("text") or ""
             lo = 0 if start is None else start
-            hi = len(text) if end is None else end
-            if not 0 <= lo <= hi <= len(text):
-                raise ValueError(f"the range [{lo}, {hi}) is not within the document's {len(text)} characters")
+            hi = len(text) if end is None else min(end, len(text))  # asking past the end is fine
+            if not 0 <= lo <= len(text) or hi < lo:
+                raise ValueError(f"the range [{start}, {end}) does not start within the document's "
+                                 f"{len(text)} characters, or ends before it starts")
             hi = min(hi, lo + MAX_TEXT)
             return {"id": doc.get("id", id), "title": doc.get("title") or "", "source": doc.get("source") or "",
                     "metadata": doc.get("metadata") or {}, "start": lo, "end": hi, "length": len(text),

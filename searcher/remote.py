@@ -27,24 +27,34 @@ class RemoteIndex:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _get(self, path: str, params: dict) -> dict | None:
-        """The JSON answer of GET path?params; None for a 404."""
+    def _get(self, path: str, params: dict, missing_ok: bool = False) -> dict | None:
+        """The JSON object GET path?params answers; None for the API's own 404 when `missing_ok`.
+        Anything that is not a searcher server's answer is a SearcherError saying so."""
         address = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(address, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                body = response.read()
         except urllib.error.HTTPError as e:
-            if e.code == 404:
+            answer = _json(e.read())
+            reason = answer.get("message", e.reason) if isinstance(answer, dict) else e.reason
+            if e.code == 404 and missing_ok and isinstance(answer, dict) and answer.get("error") == "not_found":
                 return None
-            try:
-                reason = json.loads(e.read()).get("message", e.reason)
-            except (ValueError, AttributeError):
-                reason = e.reason
-            if 400 <= e.code < 500:
+            if 400 <= e.code < 500 and e.code != 404 and isinstance(answer, dict) and "message" in answer:
                 raise ValueError(str(reason)) from None
-            raise SearcherError(f"{self.url} answered {e.code}: {reason}") from None
+            raise SearcherError(f"{address} answered {e.code} ({reason}): is {self.url} a searcher server?") from None
         except (urllib.error.URLError, OSError) as e:
             raise SearcherError(f"cannot reach the searcher server at {self.url}: {e}") from None
+        answer = _json(body)
+        if not isinstance(answer, dict):
+            raise SearcherError(f"{address} did not answer with JSON: is {self.url} a searcher server?")
+        return answer
+
+    def check(self) -> int:
+        """That the URL is a searcher server whose index can be read: its document count."""
+        health = self._get("/api/health", {})
+        if health.get("status") != "ok":
+            raise SearcherError(f"{self.url} is not a searcher server, or its index cannot be read: {health}")
+        return int(health.get("documents", 0))
 
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
         """The server's top `k` (at most API_MAX_K) as Hits; their metadata is not in the API's
@@ -52,15 +62,26 @@ class RemoteIndex:
         params = {"q": query, "k": k, "offset": offset}
         if mode is not None:
             params["mode"] = mode
-        page = self._get("/api/search", params) or {"results": []}
-        return [Hit(r["doc_id"], float(r["score"]), r.get("title") or "", r.get("source") or "", r["passage"],
-                    int(r["start"]), int(r["end"]), -1, {}, r.get("page")) for r in page["results"]]
+        page = self._get("/api/search", params)
+        try:
+            return [Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),
+                        r.get("title") or "", r.get("source") or "", r["passage"], int(r["start"]), int(r["end"]),
+                        -1, {}, r.get("page")) for r in page["results"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise SearcherError(f"{self.url}/api/search answered in a shape this client does not know ({e!r})") from None
 
     def get_document(self, doc_id: str) -> dict | None:
-        return self._get("/api/documents", {"id": doc_id})
+        return self._get("/api/documents", {"id": doc_id}, missing_ok=True)
 
     def __len__(self) -> int:
-        return int((self._get("/api/health", {}) or {}).get("documents", 0))
+        return self.check()
 
     def close(self) -> None:
         pass
+
+
+def _json(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -188,3 +188,22 @@ def test_open_or_create_and_reopen_keep_what_they_were_given(tmp_path, fake_enco
     assert again.encoder is None and len(again) == 0
     bare.close()
     again.close()
+
+
+def test_a_finished_threads_connection_is_not_kept(tmp_path, fake_encoder):
+    """Servers' worker threads come and go: their read connections must not pile up."""
+    import threading
+
+    index = Index.create(tmp_path / "idx", encoder=fake_encoder)
+    index.add_documents(ANIMALS)
+    for _ in range(5):
+        threads = [threading.Thread(target=index.search, args=("kittens",), kwargs={"mode": "keyword"})
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"
+    # The writer's, this thread's and the last burst's (closed when new threads come): not all 20.
+    assert len(index._stores) <= 2 + 4
+    index.close()

@@ -56,7 +56,7 @@ def test_a_langchain_document_carries_the_hit(animals_index):
     assert doc.page_content == hit.passage
     assert doc.id == "dog"
     assert doc.metadata == {"id": "dog", "title": "Dogs", "source": "pets/dogs.md", "score": hit.score,
-                            "start": hit.start, "end": hit.end,
+                            "start": hit.start, "end": hit.end, "page": None,
                             "metadata": {"author": "Ann", "title": "not the title"}}
 
 
@@ -72,7 +72,7 @@ def test_a_llamaindex_node_carries_the_hit(animals_index):
     assert node.ref_doc_id == "cat"
     assert (node.start_char_idx, node.end_char_idx) == (hit.start, hit.end)
     assert node.metadata == {"id": "cat", "title": "Cats", "source": hit.source, "score": hit.score,
-                             "start": hit.start, "end": hit.end, "metadata": {}}
+                             "start": hit.start, "end": hit.end, "page": None, "metadata": {}}
     for_llm = node.get_content(metadata_mode=MetadataMode.LLM)
     assert hit.source == ""  # so neither it nor the empty metadata is shown, nor id, score and offsets
     assert for_llm == f"title: Cats\n\n{hit.passage}"
@@ -175,4 +175,15 @@ def test_a_missing_framework_names_the_extra_to_install(monkeypatch, name, packa
     monkeypatch.delitem(sys.modules, f"searcher.integrations.{name}", raising=False)
     with pytest.raises(ImportError) as raised:
         importlib.import_module(f"searcher.integrations.{name}")
-    assert f"pip install 'searcher[{extra}]'" in str(raised.value)
+    assert f"pip install -e '.[{extra}]'" in str(raised.value)
+
+
+def test_changing_k_or_mode_on_a_retriever_takes_effect(animals_index):
+    for retriever, run in ((lc.SearcherRetriever(index=animals_index, k=3), lambda r: r.invoke("kittens")),
+                           (li.SearcherRetriever(index=animals_index, k=3), lambda r: r.retrieve("kittens"))):
+        assert len(run(retriever)) == 3
+        retriever.k = 1
+        assert len(run(retriever)) == 1
+        retriever.k = 0
+        with pytest.raises(ValueError, match="k must be at least 1"):
+            run(retriever)

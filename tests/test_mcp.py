@@ -59,7 +59,7 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
         assert [r["id"] for r in keyword["results"]] == ["car"]
 
         bad = await session.call_tool("search", {"query": "kittens", "k": 0})
-        assert bad.is_error and "k must be at least 1" in bad.content[0].text
+        assert bad.is_error and "greater than or equal to 1" in bad.content[0].text  # the schema's bound
         bad = await session.call_tool("search", {"query": "kittens", "mode": "fuzzy"})
         assert bad.is_error
         bad = await session.call_tool("search", {"query": "   "})
@@ -69,8 +69,10 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
         assert doc["text"] == top["passage"] and doc["title"] == top["title"]
         missing = await session.call_tool("get_document", {"id": "no such document"})
         assert missing.is_error and "no document with id" in missing.content[0].text
-        outside = await session.call_tool("get_document", {"id": "cat", "start": 5, "end": 10**6})
-        assert outside.is_error and "not within" in outside.content[0].text
+        past = results(await session.call_tool("get_document", {"id": "cat", "start": 5, "end": 10**6}))
+        assert past["text"] == ANIMALS[0]["text"][5:] and past["end"] == len(ANIMALS[0]["text"])  # clamped
+        outside = await session.call_tool("get_document", {"id": "cat", "start": 10**6})
+        assert outside.is_error and "does not start within" in outside.content[0].text
 
         # The index is opened once; a commit by another process shows up in the next call.
         small_index.add_documents([{"id": "zebra", "text": "Zebras graze on the savanna at dusk."}])
@@ -91,7 +93,7 @@ def test_the_url_mode_reads_a_running_searcher_serve(small_index):
         assert [r["id"] for r in found["results"]] == expected
         assert results(await session.call_tool("get_document", {"id": "cat"}))["text"] == ANIMALS[0]["text"]
         bad = await session.call_tool("search", {"query": "bread", "k": 500})
-        assert bad.is_error and "at most 100" in bad.content[0].text
+        assert bad.is_error and "less than or equal to 100" in bad.content[0].text
 
     with serving(create_app(small_index)) as url:
         asyncio.run(session_calls(["--url", url], steps))
@@ -102,7 +104,7 @@ def test_without_the_mcp_package_the_command_says_what_to_install(monkeypatch, t
         monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
     monkeypatch.delitem(sys.modules, "searcher.mcp_server", raising=False)
     result = CliRunner().invoke(main, ["mcp", "--index", str(tmp_path)])
-    assert result.exit_code != 0 and "pip install 'searcher[mcp]'" in result.output
+    assert result.exit_code != 0 and "pip install -e '.[mcp]'" in result.output
 
 
 def test_the_http_transport_serves_the_same_tools(small_index):
@@ -137,3 +139,14 @@ def test_the_http_transport_serves_the_same_tools(small_index):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_mcp_refuses_a_url_that_is_not_a_searcher_server_and_both_sources(small_index):
+    from web import create_app
+    from web.server import serving
+
+    with serving(create_app(small_index)) as url:
+        wrong = CliRunner().invoke(main, ["mcp", "--url", url + "/nothing-here"])
+        assert wrong.exit_code != 0 and "searcher server" in wrong.output
+        both = CliRunner().invoke(main, ["mcp", "--url", url, "--index", str(small_index.path)])
+        assert both.exit_code == 2 and "not both" in both.output

@@ -22,7 +22,12 @@ def test_a_remote_index_answers_as_the_index_does(web_app, web_index):  # noqa: 
             assert [round(h.score, 5) for h in far] == [round(h.score, 5) for h in local]
         assert remote.get_document("cat")["text"] == DOCS[0]["text"]
         assert remote.get_document("no such id") is None
-        assert len(remote) == len(DOCS)
+        assert len(remote) == len(DOCS) and remote.check() == len(DOCS)
+        wrong = RemoteIndex(url + "/search")  # a wrong path is not an empty index
+        with pytest.raises(SearcherError, match="is .* a searcher server"):
+            wrong.search("cats")
+        with pytest.raises(SearcherError, match="is .* a searcher server"):
+            wrong.get_document("cat")
         with pytest.raises(ValueError, match="k must be an integer from 1 to 100"):
             remote.search("cats", k=0)
         with pytest.raises(ValueError, match="unknown search mode"):

@@ -12,11 +12,11 @@ from ..retrieval import Hit, check_k, check_mode
 
 def install_hint(module: str, extra: str, package: str, error: ImportError) -> ImportError:
     """The ImportError a module raises when its framework is not installed."""
-    return ImportError(f"{module} needs {package}, which is not installed: pip install 'searcher[{extra}]' "
+    return ImportError(f"{module} needs {package}, which is not installed: pip install -e '.[{extra}]' "
                        f"({error})")
 
 
-def open_source(index: Any = None, url: str | None = None) -> tuple[Any, bool]:
+def resolve_source(index: Any = None, url: str | None = None) -> tuple[Any, bool]:
     """What the retriever searches, and whether the retriever opened it (and so closes it).
 
     Exactly one of `index` (an Index, anything with Index's search, or the path of an index,
@@ -50,15 +50,18 @@ def check_options(k: Any, mode: Any, remote: bool) -> tuple[int, str | None]:
     return k, mode
 
 
-class Searches:
-    """A retriever's searches: its source, k and mode, checked once, here."""
+class SearchSource:
+    """What a retriever searches (an index or a server), and whether it closes it. k and mode
+    are the retriever's, checked at each search, so changing them on a retriever takes effect."""
 
     def __init__(self, index: Any = None, url: str | None = None, k: Any = 10, mode: Any = None):
-        self.k, self.mode = check_options(k, mode, remote=url is not None)
-        self.source, self.owned = open_source(index, url)
+        check_options(k, mode, remote=url is not None)  # bad arguments fail at construction
+        self.remote = url is not None
+        self.source, self.owned = resolve_source(index, url)
 
-    def __call__(self, query: str) -> list[Hit]:
-        return self.source.search(query, k=self.k, mode=self.mode)
+    def search(self, query: str, k: Any, mode: Any) -> list[Hit]:
+        k, mode = check_options(k, mode, self.remote)
+        return self.source.search(query, k=k, mode=mode)
 
     def close(self) -> None:
         """Close the source if the retriever opened it (an Index passed in stays open)."""
@@ -71,4 +74,4 @@ def hit_metadata(hit: Hit) -> dict:
     so its keys never collide with these (it is {} for hits from a server: the API's search
     results do not carry it)."""
     return {"id": hit.doc_id, "title": hit.title, "source": hit.source, "score": hit.score,
-            "start": hit.start, "end": hit.end, "metadata": dict(hit.metadata)}
+            "start": hit.start, "end": hit.end, "page": hit.page, "metadata": dict(hit.metadata)}

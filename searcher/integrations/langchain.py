@@ -9,7 +9,7 @@ Each result is a `langchain_core.documents.Document`: `page_content` is the hit'
 best chunk), `id` the document id, and `metadata` holds id, title, source, score, start, end
 (the passage's character offsets in the document) and the document's own metadata under
 "metadata" (kept apart so that its keys never collide with these; {} with url=, whose search
-results do not carry it). Needs langchain-core: pip install 'searcher[langchain]'.
+results do not carry it). Needs langchain-core: pip install -e '.[langchain]'.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .common import Searches, hit_metadata, install_hint
+from .common import SearchSource, hit_metadata, install_hint
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -45,17 +45,17 @@ class SearcherRetriever(BaseRetriever):
     url: str | None = None
     k: int = 10
     mode: str | None = None
-    _searches: Searches = PrivateAttr()
+    _searches: SearchSource = PrivateAttr()
 
     def __init__(self, index: Any = None, *, url: str | None = None, k: int = 10, mode: str | None = None,
                  **kwargs: Any):
-        searches = Searches(index, url, k, mode)  # a plain ValueError for bad arguments, before pydantic
-        super().__init__(index=index, url=url, k=searches.k, mode=searches.mode, **kwargs)
+        searches = SearchSource(index, url, k, mode)  # a plain ValueError for bad arguments, before pydantic
+        super().__init__(index=index, url=url, k=k, mode=mode, **kwargs)
         self._searches = searches
 
     def _documents(self, query: str) -> list[Document]:
         return [Document(page_content=hit.passage, metadata=hit_metadata(hit), id=hit.doc_id)
-                for hit in self._searches(query)]
+                for hit in self._searches.search(query, self.k, self.mode)]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self._documents(query)

@@ -11,7 +11,7 @@ passage's offsets in the document, the document as its SOURCE relationship (node
 is the document id), and metadata id, title, source, score, start, end and the document's own
 metadata under "metadata" ({} with url=, whose search results do not carry it). Only title,
 source and metadata, those not empty, go into the text an LLM sees. Needs llama-index-core:
-pip install 'searcher[llamaindex]'.
+pip install -e '.[llamaindex]'.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .common import Searches, hit_metadata, install_hint
+from .common import SearchSource, hit_metadata, install_hint
 
 try:
     from llama_index.core.callbacks import CallbackManager
@@ -44,15 +44,15 @@ class SearcherRetriever(BaseRetriever):
 
     def __init__(self, index: Any = None, *, url: str | None = None, k: int = 10, mode: str | None = None,
                  callback_manager: CallbackManager | None = None, verbose: bool = False):
-        self._searches = Searches(index, url, k, mode)
-        self.k, self.mode = self._searches.k, self._searches.mode
+        self._searches = SearchSource(index, url, k, mode)
+        self.k, self.mode = k, mode
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _nodes(self, query: str) -> list[NodeWithScore]:
         nodes = []
-        for hit in self._searches(query):
+        for hit in self._searches.search(query, self.k, self.mode):
             metadata = hit_metadata(hit)
-            hidden = NOT_FOR_THE_LLM + [key for key in ("title", "source", "metadata") if not metadata[key]]
+            hidden = NOT_FOR_THE_LLM + [key for key in ("title", "source", "page", "metadata") if not metadata[key]]
             node = TextNode(
                 id_=f"{hit.doc_id}#{hit.start}", text=hit.passage, metadata=metadata,
                 start_char_idx=hit.start, end_char_idx=hit.end,

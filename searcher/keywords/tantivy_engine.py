@@ -180,7 +180,8 @@ class TantivyEngine(KeywordEngine):
         clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", term)) for term in terms]
         try:
             searcher = index.searcher()
-            found = searcher.search(tantivy.Query.boolean_query(clauses), int(limit), count=False)
+            limit = min(int(limit), max(1, searcher.num_docs))  # tantivy allocates for the whole limit
+            found = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
             if not found.hits:
                 return []
             ids = searcher.fast_field_values("id", [address for _, address in found.hits])
