@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .documents import Document, Skipped
+from .office_reader import read_docx, read_pptx
 from .pdf_reader import read_pdf
 from .sanitize import clean_metadata, clean_text
 
@@ -233,6 +234,84 @@ def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
         yield Skipped(f"{path}:{reader.line_num}", f"malformed CSV ({e}); rows before it were kept")
 
 
+def _mail_date(value) -> str | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.isoformat() if when.tzinfo else when.isoformat() + "+00:00"
+
+
+def _message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    """One e-mail: the message itself (subject as title; from, to, cc, date, message_id as
+    metadata), then each attachment in a supported format as a document of its own, with
+    the message as its `parent`."""
+    body = message.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if body is not None:
+        try:
+            text = body.get_content()
+        except (LookupError, ValueError, AttributeError) as e:  # an unknown charset, a broken part
+            yield Skipped(f"{source} [{doc_id}]", f"unreadable message body ({e})")
+        if body.get_content_subtype() == "html":
+            text = html_to_text(text)[1]
+    metadata = {}
+    for header, key in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Message-ID", "message_id")):
+        if message.get(header):
+            metadata[key] = str(message.get(header))
+    date = _mail_date(message.get("Date")) if message.get("Date") else None
+    if date:
+        metadata["date"] = date
+    subject = str(message.get("Subject") or "").strip()
+    yield Document(id=doc_id, text=text, title=subject or "(no subject)", source=source, metadata=metadata)
+    for number, part in enumerate(message.iter_attachments(), 1):
+        name = part.get_filename() or f"attachment-{number}"
+        reader = READERS.get(Path(name).suffix.lower())
+        if reader is None or reader in (_read_eml, _read_mbox):
+            continue
+        data = part.get_payload(decode=True) or b""
+        try:
+            for item in reader(Path(name), data, opts):
+                if isinstance(item, Document):
+                    item.id, item.source = f"{doc_id}/{name}", source
+                    item.metadata = {**item.metadata, "parent": doc_id, "attachment": name}
+                else:
+                    item = Skipped(f"{source} [{doc_id}/{name}]", item.reason)
+                yield item
+        except (ValueError, UnicodeError, RecursionError) as e:
+            yield Skipped(f"{source} [{doc_id}/{name}]", str(e))
+
+
+def _read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    import email
+    from email import policy
+
+    yield from _message_documents(email.message_from_bytes(data, policy=policy.default), str(path), str(path), opts)
+
+
+def _read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+    """One document per message, in the file's order: `<path>#<n>` (n from 1)."""
+    import email
+    from email import policy
+
+    if not data.startswith(b"From "):
+        yield Skipped(str(path), "not an mbox file (an mbox starts each message with a 'From ' line)")
+        return
+    # mailbox.mbox wants a file; the bytes are split on its "From " separator lines instead.
+    messages = re.split(rb"(?:^|\n)From [^\n]*\n", data)
+    found = 0
+    for raw in messages:
+        if not raw.strip():
+            continue
+        found += 1
+        message = email.message_from_bytes(raw, policy=policy.default)
+        yield from _message_documents(message, f"{path}#{found}", str(path), opts)
+    if not found:
+        yield Skipped(str(path), "no messages (an mbox starts each one with a 'From ' line)")
+
+
 READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skipped]]] = {
     ".txt": _read_plain,
     ".text": _read_plain,
@@ -245,6 +324,10 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
     ".csv": _read_csv,
     ".tsv": _read_csv,
     ".pdf": read_pdf,
+    ".docx": read_docx,
+    ".pptx": read_pptx,
+    ".eml": _read_eml,
+    ".mbox": _read_mbox,
 }
 
 

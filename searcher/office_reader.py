@@ -1,0 +1,120 @@
+"""Word (.docx, python-docx) and PowerPoint (.pptx, python-pptx) files.
+
+A DOCX is read in reading order: paragraphs and tables as they come in the body (a table
+row by row, its cells separated by " | "). A PPTX slide is a page: its shapes' text, then
+its speaker notes, and `metadata["page_starts"]` gives each slide's offset, so a hit carries
+its slide number as `page`. Both are zip files: one whose parts would unpack to more than
+MAX_UNPACKED_BYTES (a zip bomb dressed as a document) is skipped before it is parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+from .documents import Document, Skipped
+
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+PAGE_BREAK = "\n\n"
+
+
+def unpack_problem(data: bytes, kind: str) -> str | None:
+    """Why a zip-based document must not be opened (damaged, or unpacking too large), or None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            total = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        return f"damaged {kind}: not a valid zip package ({e})"
+    if total > MAX_UNPACKED_BYTES:
+        return f"{kind} would unpack to {total:,} bytes, over the {MAX_UNPACKED_BYTES:,}-byte limit (a zip bomb?)"
+    return None
+
+
+def core_metadata(props) -> dict:
+    """The Office core properties a filter can use: author, created, modified_by, subject, keywords."""
+    out = {}
+    for name, key in (("author", "author"), ("last_modified_by", "modified_by"), ("subject", "subject"),
+                      ("keywords", "keywords")):
+        value = (getattr(props, name, None) or "").strip()
+        if value:
+            out[key] = value
+    created = getattr(props, "created", None)
+    if created is not None:
+        out["created"] = created.isoformat() if created.tzinfo else created.isoformat() + "+00:00"
+    return out
+
+
+def read_docx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    problem = unpack_problem(data, "DOCX")
+    if problem:
+        yield Skipped(str(path), problem)
+        return
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks, heading = [], ""
+        for element in document.element.body.iterchildren():
+            tag = element.tag.rsplit("}", 1)[-1]
+            if tag == "p":
+                paragraph = Paragraph(element, document)
+                text = paragraph.text.strip()
+                style = (paragraph.style.name if paragraph.style is not None else "") or ""
+                if text and not heading and (style.startswith("Heading") or style == "Title"):
+                    heading = text
+                if text:
+                    blocks.append(text)
+            elif tag == "tbl":
+                for row in Table(element, document).rows:
+                    cells = [cell.text.strip() for cell in row.cells]
+                    if any(cells):
+                        blocks.append(" | ".join(cells))
+        props = document.core_properties
+    except Exception as e:  # python-docx raises many kinds (KeyError, lxml errors) on a damaged package
+        yield Skipped(str(path), f"damaged DOCX: {type(e).__name__}: {e}")
+        return
+    title = (props.title or "").strip() or heading or path.name
+    yield Document(id=str(path), text="\n\n".join(blocks), title=title, source=str(path),
+                   metadata=core_metadata(props))
+
+
+def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
+    import pptx
+
+    problem = unpack_problem(data, "PPTX")
+    if problem:
+        yield Skipped(str(path), problem)
+        return
+    try:
+        deck = pptx.Presentation(io.BytesIO(data))
+        slides, first_title = [], ""
+        for slide in deck.slides:
+            parts = []
+            if slide.shapes.title is not None and slide.shapes.title.text.strip() and not first_title:
+                first_title = slide.shapes.title.text.strip()
+            for shape in slide.shapes:
+                if shape.has_text_frame and shape.text_frame.text.strip():
+                    parts.append(shape.text_frame.text.strip())
+                elif getattr(shape, "has_table", False) and shape.has_table:
+                    for row in shape.table.rows:
+                        parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes = slide.notes_slide.notes_text_frame.text.strip()
+                if notes:
+                    parts.append(f"Notes: {notes}")
+            slides.append("\n".join(parts))
+        props = deck.core_properties
+    except Exception as e:
+        yield Skipped(str(path), f"damaged PPTX: {type(e).__name__}: {e}")
+        return
+    starts, offset = [], 0
+    for text in slides:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_BREAK)
+    metadata = {**core_metadata(props), "pages": len(slides), "page_starts": starts}
+    title = (props.title or "").strip() or first_title or path.name
+    yield Document(id=str(path), text=PAGE_BREAK.join(slides), title=title, source=str(path), metadata=metadata)
