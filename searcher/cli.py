@@ -14,7 +14,7 @@ import click
 from .encoder import ModelError
 from .folder import ensure_unlocked
 from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
-from .loaders import DEFAULT_MAX_FILE_BYTES, LoadOptions
+from .loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
 from .keywords import KEYWORD_ENGINES
 from .vectors import INDEX_TYPES
 
@@ -102,6 +102,10 @@ def main():
 @click.option("--csv-title-column", help="CSV column holding the title (default: title).")
 @click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
               help="Skip files larger than this.")
+@click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
+              help="Seconds one file's reading may take; a file that takes longer is skipped.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
 @click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
@@ -117,7 +121,7 @@ def main():
                    "or replace the other document (reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, prune, commit_every,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
@@ -146,7 +150,8 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         idx.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=True)
     if commit_every:
         idx.commit_chunks = commit_every
-    options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20))
+    options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
+                          workers=workers, file_timeout=file_timeout)
     with progress_bar() as update:
         report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict)
         if python_docs:

@@ -27,8 +27,13 @@ TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")
 ID_COLUMNS = ("id", "_id", "doc_id", "docid")
 
 
+DEFAULT_FILE_TIMEOUT = 60.0  # seconds one file's extraction may take before it is skipped
+
+
 class LoadOptions:
-    """Knobs for the readers (CSV columns, size limit)."""
+    """Knobs for the readers (CSV columns, size limit) and for reading in worker processes:
+    `workers` processes (0: in this process, with no time limit) and `file_timeout` seconds
+    a file may take."""
 
     def __init__(
         self,
@@ -36,11 +41,15 @@ class LoadOptions:
         csv_id_column: str | None = None,
         csv_title_column: str | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        workers: int | None = None,
+        file_timeout: float = DEFAULT_FILE_TIMEOUT,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
         self.csv_title_column = csv_title_column
         self.max_file_bytes = max_file_bytes
+        self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
+        self.file_timeout = float(file_timeout)
 
 
 def is_blank(text: str) -> bool:
@@ -430,10 +439,54 @@ def clean_document(doc: Document) -> Document:
                     source=clean_text(doc.source), metadata=clean_metadata(doc.metadata))
 
 
+def _read_in_worker(path: Path, opts: LoadOptions) -> list[Document | Skipped]:
+    return list(load_file(path, opts))
+
+
 def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
-    """Documents from every supported file under `paths`, with Skipped entries for the rest."""
-    for item in walk_paths(paths):
-        if isinstance(item, Skipped):
-            yield item
-        else:
-            yield from load_file(item, opts)
+    """Documents from every supported file under `paths`, with Skipped entries for the rest, in
+    the order the files are found.
+
+    Files are read by `opts.workers` worker processes (pebble's ProcessPool), a few files ahead
+    of what is yielded, so extraction runs beside encoding and on every core; a file whose
+    reader runs past `opts.file_timeout` seconds (a PDF that makes the parser loop) or kills its
+    process is skipped with that reason, and the worker is replaced."""
+    opts = opts or LoadOptions()
+    if opts.workers == 0:
+        for item in walk_paths(paths):
+            if isinstance(item, Skipped):
+                yield item
+            else:
+                yield from load_file(item, opts)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import TimeoutError as Timeout
+
+    import pebble
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers never tokenize
+    window: deque = deque()  # (path or None, future or [items]) in the order found
+    with pebble.ProcessPool(max_workers=opts.workers, context=multiprocessing.get_context("fork")) as pool:
+        def drain(keep: int):
+            while len(window) > keep:
+                path, work = window.popleft()
+                if isinstance(work, list):
+                    yield from work
+                    continue
+                try:
+                    yield from work.result()
+                except Timeout:
+                    yield Skipped(str(path), f"reading took over {opts.file_timeout:g} s (--file-timeout); skipped")
+                except pebble.ProcessExpired as e:
+                    yield Skipped(str(path), f"the reader's process died ({e}); skipped")
+                except Exception as e:  # a reader's own failure, raised in the worker
+                    yield Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")
+
+        for item in walk_paths(paths):
+            if isinstance(item, Skipped):
+                window.append((None, [item]))
+            else:
+                window.append((item, pool.schedule(_read_in_worker, (item, opts), timeout=opts.file_timeout)))
+            yield from drain(keep=4 * opts.workers)
+        yield from drain(keep=0)

@@ -48,13 +48,14 @@ class IndexReport:
     removed: int = 0
     chunks: int = 0
     tokens: int = 0
+    pages: int = 0  # of the paged documents (PDF pages, slides) indexed
     skipped: list[Skipped] = field(default_factory=list)
     replaced: list[Skipped] = field(default_factory=list)  # conflicts resolved by on_conflict="replace"
     seconds: float = 0.0
 
     def merge(self, other: "IndexReport") -> "IndexReport":
         """This report plus another run's (for one summary of several runs)."""
-        for name in ("added", "updated", "unchanged", "removed", "chunks", "tokens", "seconds"):
+        for name in ("added", "updated", "unchanged", "removed", "chunks", "tokens", "pages", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped += other.skipped
         self.replaced += other.replaced
@@ -69,7 +70,8 @@ class IndexReport:
         lines = [
             f"{self.indexed} documents indexed ({self.added} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.removed} removed), {self.chunks} chunks, "
-            f"{self.tokens} tokens in {self.seconds:.1f}s ({rate:.1f} documents/s)",
+            f"{self.tokens} tokens in {self.seconds:.1f}s ({rate:.1f} documents/s)"
+            + (f"; {self.pages} pages ({self.pages / self.seconds:.1f} pages/s)" if self.pages and self.seconds else ""),
         ]
         if self.skipped:
             lines.append(f"{len(self.skipped)} skipped:")
@@ -82,7 +84,7 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-            "removed": self.removed, "chunks": self.chunks, "tokens": self.tokens,
+            "removed": self.removed, "chunks": self.chunks, "tokens": self.tokens, "pages": self.pages,
             "seconds": round(self.seconds, 3),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "replaced": [{"path": s.path, "reason": s.reason} for s in self.replaced],
@@ -256,6 +258,8 @@ class Writer:
                 self.delete_ids.append(doc.id)
             else:
                 report.added += 1
+            pages = doc.metadata.get("pages")
+            report.pages += pages if isinstance(pages, int) and not isinstance(pages, bool) else 0
             row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
                    "content_hash": digest, "metadata": doc.metadata}
             title_ids = title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)

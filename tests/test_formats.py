@@ -117,3 +117,53 @@ def test_bad_office_files_and_mail_are_skipped_and_the_rest_indexed(tmp_path, mo
     assert "zip bomb" in skipped["bomb.docx"]
     assert skipped["notzip.pptx"].startswith("damaged PPTX")
     assert skipped["junk.mbox"].startswith("not an mbox file")
+
+
+def _hangs(path, data, opts):
+    import time
+
+    time.sleep(60)
+    yield from ()
+
+
+def _dies(path, data, opts):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield from ()
+
+
+def test_a_file_that_hangs_or_kills_its_reader_is_skipped_and_the_rest_is_read(tmp_path, monkeypatch):
+    import time
+
+    from searcher import loaders
+
+    monkeypatch.setitem(loaders.READERS, ".slow", _hangs)  # worker processes fork: they see it too
+    monkeypatch.setitem(loaders.READERS, ".boom", _dies)
+    (tmp_path / "a.txt").write_text("first good file")
+    (tmp_path / "b.slow").write_text("a file whose parser loops")
+    (tmp_path / "c.boom").write_text("a file whose parser crashes")
+    (tmp_path / "d.txt").write_text("second good file")
+    started = time.monotonic()
+    items = list(loaders.load_paths([tmp_path], loaders.LoadOptions(workers=2, file_timeout=2)))
+    assert time.monotonic() - started < 30  # not the minute the reader sleeps
+    assert [getattr(i, "text", None) for i in items if hasattr(i, "text")] == ["first good file", "second good file"]
+    reasons = {i.path.rsplit("/", 1)[-1]: i.reason for i in items if not hasattr(i, "text")}
+    assert "took over 2 s (--file-timeout)" in reasons["b.slow"]
+    assert "process died" in reasons["c.boom"]
+
+
+def test_the_cli_takes_a_file_timeout(tmp_path, encoder):
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("Herons wait in the reeds.")
+    result = CliRunner().invoke(main, ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"),
+                                       "--file-timeout", "5", "--workers", "1"])
+    assert result.exit_code == 0 and "1 documents indexed" in result.output, result.output
+    bad = CliRunner().invoke(main, ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"),
+                                    "--file-timeout", "0"])
+    assert bad.exit_code == 2

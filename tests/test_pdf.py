@@ -51,7 +51,8 @@ def test_a_sentence_on_page_seven_is_found_with_its_page(tmp_path, fake_encoder)
     assert doc.metadata["type"] == "pdf" and doc.metadata["size"] == (tmp_path / "report.pdf").stat().st_size
     assert doc.metadata["folder"] == str(tmp_path)
     with Index.create(tmp_path / "idx", encoder=fake_encoder, chunk_tokens=48, overlap=0) as index:
-        index.add_paths([tmp_path / "report.pdf"])
+        report = index.add_paths([tmp_path / "report.pdf"])
+        assert report.pages == 10 and "10 pages (" in report.summary()
         hit = index.search("lighthouse keeper comet harbour", k=1, mode="keyword")[0]
         assert hit.doc_id == str(tmp_path / "report.pdf") and "lighthouse" in hit.passage
         assert hit.page == 7 and hit.to_dict()["page"] == 7
