@@ -13,12 +13,12 @@ import io
 import json
 import os
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .documents import Document, Skipped
-from .office_reader import read_docx, read_pptx
+from .html_text import html_to_text
+from .office_reader import read_docx, read_epub, read_pptx
 from .pdf_reader import read_pdf
 from .sanitize import clean_metadata, clean_text
 
@@ -79,58 +79,6 @@ def decode_bytes(data: bytes) -> str:
     if control > max(8, len(text[:8192]) // 100):
         raise ValueError("binary file (not valid text in UTF-8 or a legacy encoding)")
     return text
-
-
-class _VisibleText(HTMLParser):
-    """Collect the visible text and <title> of an HTML page."""
-
-    HIDDEN = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
-    BLOCK = {
-        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
-        "th", "table", "section", "article", "header", "footer", "pre", "blockquote", "dd",
-        "dt", "nav", "aside", "main", "hr", "figcaption",
-    }
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title_parts: list[str] = []
-        self._hidden = 0
-        self._in_title = False
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "title":
-            self._in_title = True
-        elif tag in self.HIDDEN:
-            self._hidden += 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag == "title":
-            self._in_title = False
-        elif tag in self.HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if self._in_title:
-            self.title_parts.append(data)
-        elif not self._hidden:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> tuple[str, str]:
-    """Return (title, visible text) of an HTML page."""
-    parser = _VisibleText()
-    parser.feed(html)
-    parser.close()
-    text = "".join(parser.parts)
-    text = re.sub(r"[ \t\r\f\v]+", " ", text)
-    text = re.sub(r" ?\n[\n ]*", "\n\n", text).strip()
-    title = " ".join("".join(parser.title_parts).split())
-    return title, text
 
 
 def markdown_title(text: str) -> str:
@@ -335,6 +283,7 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
     ".pdf": read_pdf,
     ".docx": read_docx,
     ".pptx": read_pptx,
+    ".epub": read_epub,
     ".eml": _read_eml,
     ".mbox": _read_mbox,
 }

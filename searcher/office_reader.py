@@ -1,9 +1,10 @@
-"""Word (.docx, python-docx) and PowerPoint (.pptx, python-pptx) files.
+"""Zip-packaged documents: Word (.docx, python-docx), PowerPoint (.pptx, python-pptx) and
+EPUB e-books (.epub, ebooklib).
 
 A DOCX is read in reading order: paragraphs and tables as they come in the body (a table
 row by row, its cells separated by " | "). A PPTX slide is a page: its shapes' text, then
 its speaker notes, and `metadata["page_starts"]` gives each slide's offset, so a hit carries
-its slide number as `page`. Both are zip files: one whose parts would unpack to more than
+its slide number as `page`. An EPUB's chapters are read in spine (reading) order. All are zip files: one whose parts would unpack to more than
 MAX_UNPACKED_BYTES (a zip bomb dressed as a document) is skipped before it is parsed.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .documents import Document, Skipped
+from .html_text import html_to_text
 
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 PAGE_BREAK = "\n\n"
@@ -118,3 +120,38 @@ def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     metadata = {**core_metadata(props), "pages": len(slides), "page_starts": starts}
     title = (props.title or "").strip() or first_title or path.name
     yield Document(id=str(path), text=PAGE_BREAK.join(slides), title=title, source=str(path), metadata=metadata)
+
+
+def read_epub(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
+    import ebooklib
+    from ebooklib import epub
+
+    problem = unpack_problem(data, "EPUB")
+    if problem:
+        yield Skipped(str(path), problem)
+        return
+    try:
+        book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
+        chapters = []
+        for idref, _linear in book.spine:
+            item = book.get_item_with_id(idref)
+            if item is not None and item.get_type() == ebooklib.ITEM_DOCUMENT:
+                text = html_to_text(item.get_content().decode("utf-8", "replace"))[1]
+                if text:
+                    chapters.append(text)
+    except Exception as e:  # ebooklib raises many kinds on a damaged book
+        yield Skipped(str(path), f"damaged EPUB: {type(e).__name__}: {e}")
+        return
+
+    def first(name: str) -> str:
+        values = book.get_metadata("DC", name)
+        return str(values[0][0]).strip() if values else ""
+
+    metadata = {"chapters": len(chapters)}
+    for name, key in (("creator", "author"), ("language", "language"), ("subject", "subject")):
+        if first(name):
+            metadata[key] = first(name)
+    if first("date"):
+        metadata["created"] = first("date")
+    yield Document(id=str(path), text="\n\n".join(chapters), title=first("title") or path.name,
+                   source=str(path), metadata=metadata)

@@ -167,3 +167,29 @@ def test_the_cli_takes_a_file_timeout(tmp_path, encoder):
     bad = CliRunner().invoke(main, ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"),
                                     "--file-timeout", "0"])
     assert bad.exit_code == 2
+
+
+def test_an_epub_is_read_chapter_by_chapter_in_spine_order(tmp_path):
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("id-1")
+    book.set_title("Sea Stories")
+    book.add_author("Ann Archivist")
+    chapters = []
+    for n, body in ((1, "The ship left the harbour at dawn."), (2, "A storm rose over the reef.")):
+        chapter = epub.EpubHtml(title=f"Chapter {n}", file_name=f"c{n}.xhtml")
+        chapter.content = f"<h1>Chapter {n}</h1><p>{body}</p>"
+        book.add_item(chapter)
+        chapters.append(chapter)
+    book.spine = list(reversed(chapters))  # the reading order is the spine's, not the files'
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    epub.write_epub(str(tmp_path / "sea.epub"), book)
+    docs, skipped = read(tmp_path)
+    doc = docs[str(tmp_path / "sea.epub")]
+    assert not skipped and doc.title == "Sea Stories" and doc.metadata["author"] == "Ann Archivist"
+    assert doc.metadata["chapters"] == 2 and doc.text.index("storm") < doc.text.index("harbour")
+    (tmp_path / "broken.epub").write_bytes((tmp_path / "sea.epub").read_bytes()[:300])
+    _, skipped = read(tmp_path)
+    assert skipped["broken.epub"].startswith("damaged EPUB")

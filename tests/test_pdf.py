@@ -111,3 +111,17 @@ def test_pdf_dates_become_iso_8601():
     assert pdf_date("D:20250208122313Z") == "2025-02-08T12:23:13+00:00"
     assert pdf_date("D:2024") == "2024-01-01T00:00:00+00:00"
     assert pdf_date("yesterday") is None and pdf_date(None) is None
+
+
+def test_the_document_view_marks_pages_and_the_hit_on_its_page(tmp_path, fake_encoder):
+    from web import create_app
+
+    make_pdf(tmp_path / "p.pdf", ["First page text.", "Second page has the heron.", "Third page."])
+    with Index.create(tmp_path / "idx", encoder=fake_encoder) as index:
+        index.add_paths([tmp_path / "p.pdf"])
+        hit = index.search("heron", k=1, mode="keyword")[0]
+        assert hit.page == 2
+        client = create_app(index).test_client()
+        html = client.get(f"/document?id={hit.doc_id}&start={hit.start}&end={hit.end}&q=heron").get_data(as_text=True)
+    assert [f'id="page-{n}"' in html for n in (1, 2, 3)] == [True, True, True]
+    assert html.index('id="page-2"') < html.index('id="hit"') < html.index('id="page-3"')

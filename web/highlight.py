@@ -118,14 +118,28 @@ def valid_span(text: str, start: int | None, end: int | None) -> bool:
 
 
 def document_html(text: str, start: int | None, end: int | None, query: str = "",
-                  analyzer: Analyzer | None = None) -> Markup:
-    """The whole document, escaped, with text[start:end] in <mark id="hit"> (query words marked)."""
+                  analyzer: Analyzer | None = None, page_starts: list[int] | None = None) -> Markup:
+    """The whole document, escaped, with text[start:end] in <mark id="hit"> (query words marked).
+    A paged document (`page_starts`: a PDF's pages, a deck's slides) gets a marker where each
+    page begins, `<span class="page-mark" id="page-N">page N</span>`."""
     analyzer = analyzer or default_analyzer()
     terms = query_terms(query, analyzer)
-    if not valid_span(text, start, end):
-        return mark_terms(text, terms, analyzer)
-    return Markup("").join([
-        escape(text[:start]),
-        Markup('<mark id="hit" class="hit" tabindex="-1">%s</mark>') % mark_terms(text[start:end], terms, analyzer),
-        escape(text[end:]),
-    ])
+    hit = valid_span(text, start, end)
+    bounds = [b for b in (page_starts or []) if 0 <= b <= len(text)]
+    if not bounds:
+        bounds = [0]
+    outside = escape if hit else (lambda part: mark_terms(part, terms, analyzer))  # as before: terms in the hit
+    pieces = []
+    for number, (a, b) in enumerate(zip(bounds, [*bounds[1:], len(text)]), 1):
+        if page_starts:
+            pieces.append(Markup('<span class="page-mark" id="page-%d">page %d</span>') % (number, number))
+        piece = text[a:b]
+        if hit and a <= start < b:
+            stop = min(end, b)
+            pieces += [outside(piece[: start - a]),
+                       Markup('<mark id="hit" class="hit" tabindex="-1">%s</mark>')
+                       % mark_terms(text[start:stop], terms, analyzer),
+                       outside(text[stop:b])]
+        else:
+            pieces.append(outside(piece))
+    return Markup("").join(pieces)

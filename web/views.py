@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
+from searcher.documents import page_starts
+
 from .highlight import document_html, snippet, valid_span
 from .service import DEFAULT_K, BadRequest, SearchService, parse_search_args
 
@@ -71,7 +73,7 @@ def document():
         abort(404, description="There is no document with this id in the index.")
     q = request.args.get("q", "")[:1000]
     start, end = _opt_int("start"), _opt_int("end")
-    body = document_html(doc["text"], start, end, q, service().analyzer())
+    body = document_html(doc["text"], start, end, q, service().analyzer(), page_starts(doc.get("metadata") or {}))
     return render_template(
         "document.html", doc=doc, body=body, q=q, has_hit=valid_span(doc["text"], start, end),
         back_url=url_for("views.search", q=q) if q.strip() else None,
