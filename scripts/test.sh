@@ -11,6 +11,16 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${SEARCHER_CHROMIUM:-}" ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
 fi
+# --ocr's tests run Tesseract (Debian's tesseract-ocr); without it they are skipped.
+if ! command -v tesseract >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; } \
+      || echo "tesseract-ocr could not be installed: the OCR test skips"
+  else
+    { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; } \
+      || echo "tesseract-ocr could not be installed: the OCR test skips"
+  fi
+fi
 # shellcheck disable=SC1091
 . "${VENV:-.venv}/bin/activate"
 python -m pytest -q "$@"

@@ -106,6 +106,7 @@ def main():
               help="Seconds one file's reading may take; a file that takes longer is skipped.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
+@click.option("--ocr", is_flag=True, help="Read PDF pages without a text layer (scans) with OCRmyPDF and Tesseract.")
 @click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
@@ -121,7 +122,7 @@ def main():
                    "or replace the other document (reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, prune, commit_every,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, ocr, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
@@ -132,6 +133,11 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     """
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
+    if ocr:
+        from .pdf_reader import OCR_HINT, ocr_available
+
+        if not ocr_available():
+            raise click.ClickException(OCR_HINT)
     ensure_unlocked(index_dir)  # a second writer fails now, not after the model has loaded
     idx = Index.open_or_create(
         index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
@@ -151,7 +157,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     if commit_every:
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
-                          workers=workers, file_timeout=file_timeout)
+                          workers=workers, file_timeout=file_timeout, ocr=ocr)
     with progress_bar() as update:
         report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict)
         if python_docs:

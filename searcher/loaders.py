@@ -43,6 +43,7 @@ class LoadOptions:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         workers: int | None = None,
         file_timeout: float = DEFAULT_FILE_TIMEOUT,
+        ocr: bool = False,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
@@ -50,6 +51,7 @@ class LoadOptions:
         self.max_file_bytes = max_file_bytes
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
+        self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/pdf_reader.py)
 
 
 def is_blank(text: str) -> bool:

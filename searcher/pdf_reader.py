@@ -10,7 +10,12 @@ reason, never indexed empty.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +23,28 @@ from typing import Iterator
 from .documents import Document, Skipped
 
 PAGE_BREAK = "\n\n"
+OCR_HINT = ("--ocr needs OCRmyPDF and Tesseract: pip install -e '.[ocr]' (in the searcher checkout) "
+            "and apt-get install tesseract-ocr")
+
+
+def ocr_available() -> bool:
+    """Whether OCRmyPDF (the Python package) and Tesseract (the program) are installed."""
+    return importlib.util.find_spec("ocrmypdf") is not None and shutil.which("tesseract") is not None
+
+
+def ocr(data: bytes, timeout: float) -> bytes:
+    """The PDF with a text layer added by OCRmyPDF where a page has none (pages with text are
+    left as they are); RuntimeError with OCRmyPDF's reason when it fails."""
+    with tempfile.TemporaryDirectory(prefix="searcher-ocr-") as tmp:
+        source, target = f"{tmp}/in.pdf", f"{tmp}/out.pdf"
+        with open(source, "wb") as fh:
+            fh.write(data)
+        run = subprocess.run([sys.executable, "-m", "ocrmypdf", "--skip-text", "--output-type", "pdf", "-q",
+                              source, target], capture_output=True, text=True, timeout=timeout)
+        if run.returncode != 0:
+            raise RuntimeError((run.stderr or run.stdout).strip().splitlines()[-1:] or f"exit {run.returncode}")
+        with open(target, "rb") as fh:
+            return fh.read()
 _SOFT_HYPHEN = re.compile(r"\x02\r?\n?")  # PDFium marks a word hyphenated at a line end with \x02
 _PDF_DATE = re.compile(r"D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?")
 
@@ -47,18 +74,11 @@ def heading(first_page: str) -> str:
     return ""
 
 
-def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
+def extract_pages(data: bytes):
+    """(pages' text, metadata dict) of a PDF; raises pypdfium2's PdfiumError."""
     import pypdfium2 as pdfium
 
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as e:
-        reason = str(e)
-        if "password" in reason.lower():
-            yield Skipped(str(path), "encrypted PDF (needs a password)")
-        else:
-            yield Skipped(str(path), f"damaged PDF: {reason}")
-        return
+    pdf = pdfium.PdfDocument(data)
     try:
         pages = []
         for number in range(len(pdf)):
@@ -69,20 +89,43 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
                 textpage.close()
             finally:
                 page.close()
-        info = pdf.get_metadata_dict()
-    except pdfium.PdfiumError as e:
-        yield Skipped(str(path), f"damaged PDF: {e}")
-        return
+        return pages, pdf.get_metadata_dict()
     finally:
         pdf.close()
+
+
+def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
+    import pypdfium2 as pdfium
+
+    try:
+        pages, info = extract_pages(data)
+    except pdfium.PdfiumError as e:
+        reason = str(e)
+        if "password" in reason.lower():
+            yield Skipped(str(path), "encrypted PDF (needs a password)")
+        else:
+            yield Skipped(str(path), f"damaged PDF: {reason}")
+        return
+    ocred = False
+    if not all(pages) and getattr(opts, "ocr", False):
+        try:
+            pages, info = extract_pages(ocr(data, getattr(opts, "file_timeout", 600)))
+            ocred = True
+        except (RuntimeError, subprocess.TimeoutExpired, pdfium.PdfiumError) as e:
+            if not any(pages):
+                yield Skipped(str(path), f"no text layer (scanned?), and OCR failed: {e}")
+                return
     if not any(pages):
-        yield Skipped(str(path), f"no text layer (scanned?): none of its {len(pages)} pages has text")
+        hint = "" if getattr(opts, "ocr", False) else "; --ocr reads it with OCRmyPDF"
+        yield Skipped(str(path), f"no text layer (scanned?): none of its {len(pages)} pages has text{hint}")
         return
     starts, offset = [], 0
     for text in pages:
         starts.append(offset)
         offset += len(text) + len(PAGE_BREAK)
     metadata = {"pages": len(pages), "page_starts": starts}
+    if ocred:
+        metadata["ocr"] = True
     if not all(pages):
         metadata["pages_without_text"] = [i + 1 for i, text in enumerate(pages) if not text]
     for key, name in (("Author", "author"), ("Subject", "subject"), ("Keywords", "keywords")):

@@ -125,3 +125,45 @@ def test_the_document_view_marks_pages_and_the_hit_on_its_page(tmp_path, fake_en
         html = client.get(f"/document?id={hit.doc_id}&start={hit.start}&end={hit.end}&q=heron").get_data(as_text=True)
     assert [f'id="page-{n}"' in html for n in (1, 2, 3)] == [True, True, True]
     assert html.index('id="page-2"') < html.index('id="hit"') < html.index('id="page-3"')
+
+
+def scanned_pdf(path, words: str):
+    """A PDF whose only page is a picture of `words` (no text layer)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("L", (1400, 300), 255)
+    try:
+        font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 56)
+    except OSError:
+        font = ImageFont.load_default(size=56)
+    ImageDraw.Draw(image).text((40, 110), words, fill=0, font=font)
+    picture = path.with_suffix(".png")
+    image.save(picture)
+    pdf = fpdf.FPDF()
+    pdf.add_page()
+    pdf.image(str(picture), x=10, y=10, w=190)
+    pdf.output(str(path))
+    picture.unlink()
+
+
+def test_ocr_without_ocrmypdf_says_how_to_install_it(tmp_path, monkeypatch):
+    from searcher import pdf_reader
+
+    monkeypatch.setattr(pdf_reader, "ocr_available", lambda: False)
+    (tmp_path / "docs").mkdir()
+    result = CliRunner().invoke(main, ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"), "--ocr"])
+    assert result.exit_code == 1 and "pip install -e '.[ocr]'" in result.output and "tesseract-ocr" in result.output
+    assert not (tmp_path / "idx").exists()  # refused before anything was made
+
+
+def test_ocr_reads_a_scanned_page_when_ocrmypdf_is_installed(tmp_path):
+    from searcher.loaders import LoadOptions
+    from searcher.pdf_reader import ocr_available
+
+    if not ocr_available():
+        pytest.skip("OCRmyPDF and Tesseract are not installed (pip install -e '.[ocr]'; apt-get install tesseract-ocr)")
+    scanned_pdf(tmp_path / "scan.pdf", "The lighthouse keeper saw a comet")
+    [skipped] = list(load_paths([tmp_path], LoadOptions(workers=0)))
+    assert skipped.reason.startswith("no text layer (scanned?)") and "--ocr" in skipped.reason
+    [doc] = list(load_paths([tmp_path], LoadOptions(workers=0, ocr=True)))
+    assert "lighthouse" in doc.text.lower() and doc.metadata["ocr"] is True and doc.metadata["pages"] == 1
