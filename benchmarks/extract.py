@@ -2,6 +2,7 @@
 
     python benchmarks/extract.py                       # the PDFs Debian's doc packages installed
     python benchmarks/extract.py a.pdf b.pdf --repeat 3
+    python benchmarks/extract.py --index            # also `searcher index` on them, end to end
 
 Prints pages a second for each library (best of --repeat runs, each file read from memory),
 the characters each extracts, and how alike their words are (the share of pdfminer's words
@@ -64,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pdfs", nargs="*", help="default: /usr/share/doc/**/*.pdf")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--index", action="store_true",
+                        help="also index the PDFs with the default model (as `searcher index` does) and time it")
     args = parser.parse_args()
     files = args.pdfs or sorted(glob.glob("/usr/share/doc/**/*.pdf", recursive=True))
     if not files:
@@ -85,6 +88,20 @@ def main() -> None:
               f"{sum(map(len, a)):,} / {sum(map(len, b)):,} | {shared:.3f} |")
     print(f"| all | {totals['pages']} | {totals['pages'] / totals['pdfium']:.0f} | "
           f"{totals['pages'] / totals['pdfminer']:.0f} | | |")
+    if args.index:
+        import shutil
+        import tempfile
+
+        from searcher import Index
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in files:
+                shutil.copy(name, tmp)
+            with Index.create(Path(tmp) / "idx", device="cpu") as index:
+                index.search("warm up", k=1)
+                report = index.add_paths([tmp])
+            print(f"\nsearcher index, end to end (default model, CPU): {report.pages} pages, {report.chunks} chunks "
+                  f"in {report.seconds:.1f} s: {report.pages / report.seconds:.1f} pages/s")
 
 
 if __name__ == "__main__":
