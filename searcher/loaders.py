@@ -205,42 +205,48 @@ def _mail_date(value) -> str | None:
 
 def _message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> Iterator[Document | Skipped]:
     """One e-mail: the message itself (subject as title; from, to, cc, date, message_id as
-    metadata), then each attachment in a supported format as a document of its own, with
-    the message as its `parent`."""
-    body = message.get_body(preferencelist=("plain", "html"))
-    text = ""
-    if body is not None:
-        try:
+    metadata), then each attachment in a supported format (other than e-mail) as a document of
+    its own, `<message id>/<n>-<file name>`, with the message as its `parent`. A message that
+    cannot be read is skipped alone: the other messages of its mailbox are still read."""
+    try:
+        body = message.get_body(preferencelist=("plain", "html"))
+        text = ""
+        if body is not None:
             text = body.get_content()
-        except (LookupError, ValueError, AttributeError) as e:  # an unknown charset, a broken part
-            yield Skipped(f"{source} [{doc_id}]", f"unreadable message body ({e})")
-        if body.get_content_subtype() == "html":
-            text = html_to_text(text)[1]
-    metadata = {}
-    for header, key in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Message-ID", "message_id")):
-        if message.get(header):
-            metadata[key] = str(message.get(header))
-    date = _mail_date(message.get("Date")) if message.get("Date") else None
-    if date:
-        metadata["date"] = date
-    subject = str(message.get("Subject") or "").strip()
+            if body.get_content_subtype() == "html":
+                text = html_to_text(text)[1]
+        metadata = {}
+        for header, key in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Message-ID", "message_id")):
+            if message.get(header):
+                metadata[key] = str(message.get(header))
+        date = _mail_date(message.get("Date")) if message.get("Date") else None
+        if date:
+            metadata["date"] = date
+        subject = str(message.get("Subject") or "").strip()
+        attachments = list(message.iter_attachments())
+    except Exception as e:  # the email package raises many kinds on broken headers and parts
+        yield Skipped(f"{source} [{doc_id}]", f"unreadable message ({type(e).__name__}: {e})")
+        return
     yield Document(id=doc_id, text=text, title=subject or "(no subject)", source=source, metadata=metadata)
-    for number, part in enumerate(message.iter_attachments(), 1):
+    for number, part in enumerate(attachments, 1):
         name = part.get_filename() or f"attachment-{number}"
         reader = READERS.get(Path(name).suffix.lower())
         if reader is None or reader in (_read_eml, _read_mbox):
             continue
-        data = part.get_payload(decode=True) or b""
+        part_id = f"{doc_id}/{number}-{name}"
         try:
+            data = part.get_payload(decode=True) or b""
             for item in reader(Path(name), data, opts):
                 if isinstance(item, Document):
-                    item.id, item.source = f"{doc_id}/{name}", source
-                    item.metadata = {**item.metadata, "parent": doc_id, "attachment": name}
+                    own = "" if item.id == name else f"#{item.id}"  # a row of a CSV or JSON Lines attachment
+                    item.id, item.source = part_id + own, source
+                    item.metadata = {**item.metadata, "parent": doc_id, "attachment": name,
+                                     "type": Path(name).suffix.lower().lstrip(".")}
                 else:
-                    item = Skipped(f"{source} [{doc_id}/{name}]", item.reason)
+                    item = Skipped(f"{source} [{part_id}]", item.reason)
                 yield item
-        except (ValueError, UnicodeError, RecursionError) as e:
-            yield Skipped(f"{source} [{doc_id}/{name}]", str(e))
+        except Exception as e:
+            yield Skipped(f"{source} [{part_id}]", f"unreadable attachment ({type(e).__name__}: {e})")
 
 
 def _read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
@@ -248,6 +254,9 @@ def _read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
     from email import policy
 
     yield from _message_documents(email.message_from_bytes(data, policy=policy.default), str(path), str(path), opts)
+
+
+_MBOX_SEPARATOR = re.compile(rb"(?:\A|\n\n|\r\n\r\n)From \S+ [^\n]*\d{1,2}:\d{2}[^\n]*\r?\n")
 
 
 def _read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
@@ -258,14 +267,16 @@ def _read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document 
     if not data.startswith(b"From "):
         yield Skipped(str(path), "not an mbox file (an mbox starts each message with a 'From ' line)")
         return
-    # mailbox.mbox wants a file; the bytes are split on its "From " separator lines instead.
-    messages = re.split(rb"(?:^|\n)From [^\n]*\n", data)
+    # mailbox.mbox wants a file; the bytes are split on its separator lines instead: "From "
+    # at the start of the file or after a blank line, with an address and a time (a body line
+    # that begins with "From " is not one; mbox writers escape those as ">From ").
+    messages = _MBOX_SEPARATOR.split(data)
     found = 0
     for raw in messages:
         if not raw.strip():
             continue
         found += 1
-        message = email.message_from_bytes(raw, policy=policy.default)
+        message = email.message_from_bytes(re.sub(rb"(?m)^>(>*From )", rb"\1", raw), policy=policy.default)
         yield from _message_documents(message, f"{path}#{found}", str(path), opts)
     if not found:
         yield Skipped(str(path), "no messages (an mbox starts each one with a 'From ' line)")
@@ -382,6 +393,8 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
                 yield item
     except (ValueError, UnicodeError, RecursionError) as e:
         yield Skipped(str(path), str(e))
+    except Exception as e:  # a reader's bug on one odd file must not stop the run
+        yield Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")
 
 
 def clean_document(doc: Document) -> Document:
@@ -391,7 +404,12 @@ def clean_document(doc: Document) -> Document:
 
 
 def _read_in_worker(path: Path, opts: LoadOptions) -> list[Document | Skipped]:
-    return list(load_file(path, opts))
+    """What a worker sends back: plain documents and skips, never an exception (one the parent
+    could not rebuild would break the pool)."""
+    try:
+        return list(load_file(path, opts))
+    except BaseException as e:
+        return [Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")]
 
 
 def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
@@ -426,7 +444,8 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
                     yield from work
                     continue
                 try:
-                    yield from work.result()
+                    # The oldest file in the window is being read, or done: bound the wait anyway.
+                    yield from work.result(timeout=opts.file_timeout + 60)
                 except Timeout:
                     yield Skipped(str(path), f"reading took over {opts.file_timeout:g} s (--file-timeout); skipped")
                 except pebble.ProcessExpired as e:
@@ -434,10 +453,18 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
                 except Exception as e:  # a reader's own failure, raised in the worker
                     yield Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")
 
-        for item in walk_paths(paths):
-            if isinstance(item, Skipped):
-                window.append((None, [item]))
-            else:
-                window.append((item, pool.schedule(_read_in_worker, (item, opts), timeout=opts.file_timeout)))
-            yield from drain(keep=4 * opts.workers)
-        yield from drain(keep=0)
+        try:
+            for item in walk_paths(paths):
+                if isinstance(item, Skipped):
+                    window.append((None, [item]))
+                else:
+                    try:
+                        work = pool.schedule(_read_in_worker, (item, opts), timeout=opts.file_timeout)
+                    except RuntimeError:  # the pool broke: read this file here
+                        work = list(load_file(item, opts))
+                    window.append((item, work))
+                yield from drain(keep=4 * opts.workers)
+            yield from drain(keep=0)
+        except BaseException:  # the consumer failed or stopped: do not wait for the files ahead
+            pool.stop()
+            raise

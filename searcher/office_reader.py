@@ -18,7 +18,7 @@ from typing import Iterator
 from .documents import Document, Skipped
 from .html_text import html_to_text
 
-MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a parsed XML tree takes several times this in memory
 PAGE_BREAK = "\n\n"
 
 
@@ -60,8 +60,18 @@ def read_docx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     try:
         document = docx.Document(io.BytesIO(data))
         blocks, heading = [], ""
-        for element in document.element.body.iterchildren():
-            tag = element.tag.rsplit("}", 1)[-1]
+        def body_blocks(parent):
+            """Paragraphs and tables in order, those inside content controls (w:sdt) included."""
+            for element in parent.iterchildren():
+                tag = element.tag.rsplit("}", 1)[-1]
+                if tag == "sdt":
+                    for content in element.iterchildren():
+                        if content.tag.rsplit("}", 1)[-1] == "sdtContent":
+                            yield from body_blocks(content)
+                else:
+                    yield tag, element
+
+        for tag, element in body_blocks(document.element.body):
             if tag == "p":
                 paragraph = Paragraph(element, document)
                 text = paragraph.text.strip()
@@ -84,6 +94,15 @@ def read_docx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
                    metadata=core_metadata(props))
 
 
+def _shapes(shapes):
+    """A slide's shapes, those inside groups included."""
+    for shape in shapes:
+        if hasattr(shape, "shapes"):  # a group shape
+            yield from _shapes(shape.shapes)
+        else:
+            yield shape
+
+
 def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     import pptx
 
@@ -98,7 +117,7 @@ def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
             parts = []
             if slide.shapes.title is not None and slide.shapes.title.text.strip() and not first_title:
                 first_title = slide.shapes.title.text.strip()
-            for shape in slide.shapes:
+            for shape in _shapes(slide.shapes):
                 if shape.has_text_frame and shape.text_frame.text.strip():
                     parts.append(shape.text_frame.text.strip())
                 elif getattr(shape, "has_table", False) and shape.has_table:

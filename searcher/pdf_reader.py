@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -32,19 +33,45 @@ def ocr_available() -> bool:
     return importlib.util.find_spec("ocrmypdf") is not None and shutil.which("tesseract") is not None
 
 
-def ocr(data: bytes, timeout: float) -> bytes:
-    """The PDF with a text layer added by OCRmyPDF where a page has none (pages with text are
-    left as they are); RuntimeError with OCRmyPDF's reason when it fails."""
+def ocr(data: bytes, pages: list[int], timeout: float) -> bytes:
+    """The PDF with a text layer added by OCRmyPDF on `pages` (numbers from 1, those without
+    text); RuntimeError with OCRmyPDF's reason when it fails or runs past `timeout` seconds.
+    It runs in its own process group, killed whole on a timeout or when this process is
+    told to stop (a worker past --file-timeout), so no OCR process outlives the run."""
+    import os
+    import signal
+
     with tempfile.TemporaryDirectory(prefix="searcher-ocr-") as tmp:
         source, target = f"{tmp}/in.pdf", f"{tmp}/out.pdf"
         with open(source, "wb") as fh:
             fh.write(data)
-        run = subprocess.run([sys.executable, "-m", "ocrmypdf", "--skip-text", "--output-type", "pdf", "-q",
-                              source, target], capture_output=True, text=True, timeout=timeout)
-        if run.returncode != 0:
-            raise RuntimeError((run.stderr or run.stdout).strip().splitlines()[-1:] or f"exit {run.returncode}")
+        command = [sys.executable, "-m", "ocrmypdf", "--skip-text", "--output-type", "pdf", "-q", "--jobs", "1",
+                   "--pages", ",".join(map(str, pages)), source, target]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+
+        def stop(*_):
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        previous = signal.signal(signal.SIGTERM, lambda *a: (stop(), os._exit(1)))
+        try:
+            _, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop()
+            child.communicate()
+            raise RuntimeError(f"OCR took over {timeout:.0f} s") from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if child.returncode != 0:
+            lines = (err or "").strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"OCRmyPDF exited with {child.returncode}")
         with open(target, "rb") as fh:
             return fh.read()
+
+
 _SOFT_HYPHEN = re.compile(r"\x02\r?\n?")  # PDFium marks a word hyphenated at a line end with \x02
 _PDF_DATE = re.compile(r"D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?")
 
@@ -97,6 +124,7 @@ def extract_pages(data: bytes):
 def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     import pypdfium2 as pdfium
 
+    started = time.monotonic()
     try:
         pages, info = extract_pages(data)
     except pdfium.PdfiumError as e:
@@ -108,10 +136,13 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         return
     ocred = False
     if not all(pages) and getattr(opts, "ocr", False):
+        # OCR gets most of the file's time, so that a PDF with text keeps it if OCR runs out.
+        budget = max(1.0, 0.8 * getattr(opts, "file_timeout", 600) - (time.monotonic() - started))
         try:
-            pages, info = extract_pages(ocr(data, getattr(opts, "file_timeout", 600)))
+            blank = [number for number, text in enumerate(pages, 1) if not text]
+            pages, info = extract_pages(ocr(data, blank, budget))
             ocred = True
-        except (RuntimeError, subprocess.TimeoutExpired, pdfium.PdfiumError) as e:
+        except (RuntimeError, OSError, pdfium.PdfiumError) as e:
             if not any(pages):
                 yield Skipped(str(path), f"no text layer (scanned?), and OCR failed: {e}")
                 return

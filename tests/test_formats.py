@@ -91,9 +91,9 @@ def test_an_mbox_gives_a_document_a_message_and_one_for_its_attachment(tmp_path)
     assert [docs[f"{mbox}#{n}"].title for n in (1, 2, 3)] == ["Invoice 17", "Lunch", "Minutes"]
     first = docs[f"{mbox}#1"]
     assert first.metadata["from"] == "ann@example.org" and first.metadata["date"] == "2026-12-01T10:00:00+01:00"
-    attachment = docs[f"{mbox}#1/invoice.txt"]
+    attachment = docs[f"{mbox}#1/1-invoice.txt"]
     assert "42 euros" in attachment.text and attachment.metadata["parent"] == f"{mbox}#1"
-    assert attachment.source == mbox
+    assert attachment.source == mbox and attachment.metadata["type"] == "txt"
     assert docs[str(tmp_path / "one.eml")].title == "Single"
     assert len([d for d in docs if d.startswith(mbox)]) == 4
 
@@ -193,3 +193,22 @@ def test_an_epub_is_read_chapter_by_chapter_in_spine_order(tmp_path):
     (tmp_path / "broken.epub").write_bytes((tmp_path / "sea.epub").read_bytes()[:300])
     _, skipped = read(tmp_path)
     assert skipped["broken.epub"].startswith("damaged EPUB")
+
+
+def test_an_mbox_survives_a_from_line_in_a_body_a_broken_header_and_twin_attachments(tmp_path):
+    twins = EmailMessage()
+    twins["Subject"], twins["From"] = "Twins", "ann@example.org"
+    twins.set_content("Two notes attached.")
+    for text in (b"first note", b"second note"):
+        twins.add_attachment(text, maintype="text", subtype="plain", filename="notes.txt")
+    broken = b"Subject: Broken\nMessage-ID: <[\nFrom: x@example.org\n\nA body.\n"
+    chatty = message("Chatty", "Hello.\nFrom what I heard, the meeting moved.\nBye.")
+    separator = b"From ann@example.org Tue Dec  1 10:00:00 2026\n"
+    (tmp_path / "box.mbox").write_bytes(b"\n".join(separator + m for m in (chatty, broken, bytes(twins))))
+    docs, skipped = read(tmp_path)
+    box = str(tmp_path / "box.mbox")
+    assert docs[f"{box}#1"].title == "Chatty" and "From what I heard" in docs[f"{box}#1"].text
+    assert docs[f"{box}#3"].title == "Twins"
+    assert {docs[f"{box}#3/1-notes.txt"].text, docs[f"{box}#3/2-notes.txt"].text} == {"first note", "second note"}
+    assert f"{box}#2" not in docs  # the message with the broken header is skipped alone,
+    assert any(r.startswith("unreadable message") for r in skipped.values())  # with its reason

@@ -126,12 +126,12 @@ def document_html(text: str, start: int | None, end: int | None, query: str = ""
     terms = query_terms(query, analyzer)
     hit = valid_span(text, start, end)
     bounds = [b for b in (page_starts or []) if 0 <= b <= len(text)]
-    if not bounds:
-        bounds = [0]
+    lead = not bounds or bounds[0] > 0  # text before the first page start: shown, unmarked
+    bounds = ([0] if lead else []) + bounds
     outside = escape if hit else (lambda part: mark_terms(part, terms, analyzer))  # as before: terms in the hit
     pieces = []
-    for number, (a, b) in enumerate(zip(bounds, [*bounds[1:], len(text)]), 1):
-        if page_starts:
+    for number, (a, b) in enumerate(zip(bounds, [*bounds[1:], len(text)]), 0 if lead else 1):
+        if page_starts and number:
             pieces.append(Markup('<span class="page-mark" id="page-%d">page %d</span>') % (number, number))
         piece = text[a:b]
         if hit and a <= start < b:
