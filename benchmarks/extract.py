@@ -52,6 +52,27 @@ def with_pdfminer(data: bytes) -> list[str]:
             for page in extract_pages(io.BytesIO(data))]
 
 
+def two_column_pdf() -> bytes:
+    """A page set in two columns (fpdf2's text_columns), each sentence numbered, to see whether
+    a library reads the left column to its end before the right one."""
+    import fpdf
+
+    pdf = fpdf.FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=10)
+    with pdf.text_columns(ncols=2, gutter=8) as columns:
+        columns.write(text=" ".join(f"Left{i:02d} alpha words continue here." for i in range(30)))
+        columns.new_column()
+        columns.write(text=" ".join(f"Right{i:02d} beta words continue there." for i in range(30)))
+    return bytes(pdf.output())
+
+
+def reads_columns_in_order(pages: list[str]) -> bool:
+    marks = re.findall(r"(Left|Right)(\d\d)", " ".join(pages))
+    expected = [("Left", f"{i:02d}") for i in range(30)] + [("Right", f"{i:02d}") for i in range(30)]
+    return marks == expected
+
+
 def best_time(fn, data: bytes, repeat: int) -> tuple[float, list[str]]:
     best, pages = float("inf"), []
     for _ in range(repeat):
@@ -88,6 +109,12 @@ def main() -> None:
               f"{sum(map(len, a)):,} / {sum(map(len, b)):,} | {shared:.3f} |")
     print(f"| all | {totals['pages']} | {totals['pages'] / totals['pdfium']:.0f} | "
           f"{totals['pages'] / totals['pdfminer']:.0f} | | |")
+    try:
+        page = two_column_pdf()
+        print(f"\ntwo columns read in order (a generated page): pypdfium2 {reads_columns_in_order(with_pdfium(page))}, "
+              f"pdfminer.six {reads_columns_in_order(with_pdfminer(page))}")
+    except ImportError:
+        print("\n(fpdf2 is not installed: no two-column check)")
     if args.index:
         import shutil
         import tempfile
