@@ -44,3 +44,15 @@ def page_starts(metadata: dict) -> list[int] | None:
     if any(b < a for a, b in zip(starts, starts[1:])):
         return None
     return starts
+
+
+PAGE_BREAK = "\n\n"
+
+
+def join_pages(pages: list[str]) -> tuple[str, list[int]]:
+    """A paged document's text (its pages joined by blank lines) and where each page begins."""
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_BREAK)
+    return PAGE_BREAK.join(pages), starts

@@ -15,11 +15,10 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from .documents import Document, Skipped
+from .documents import Document, Skipped, join_pages
 from .html_text import html_to_text
 
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a parsed XML tree takes several times this in memory
-PAGE_BREAK = "\n\n"
 
 
 def unpack_problem(data: bytes, kind: str) -> str | None:
@@ -132,13 +131,10 @@ def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     except Exception as e:
         yield Skipped(str(path), f"damaged PPTX: {type(e).__name__}: {e}")
         return
-    starts, offset = [], 0
-    for text in slides:
-        starts.append(offset)
-        offset += len(text) + len(PAGE_BREAK)
+    text, starts = join_pages(slides)
     metadata = {**core_metadata(props), "pages": len(slides), "page_starts": starts}
     title = (props.title or "").strip() or first_title or path.name
-    yield Document(id=str(path), text=PAGE_BREAK.join(slides), title=title, source=str(path), metadata=metadata)
+    yield Document(id=str(path), text=text, title=title, source=str(path), metadata=metadata)
 
 
 def read_epub(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:

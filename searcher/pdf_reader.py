@@ -21,9 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .documents import Document, Skipped
+from .documents import Document, Skipped, join_pages
 
-PAGE_BREAK = "\n\n"
 OCR_HINT = ("--ocr needs OCRmyPDF and Tesseract: pip install -e '.[ocr]' (in the searcher checkout) "
             "and apt-get install tesseract-ocr")
 
@@ -150,10 +149,7 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         hint = "" if getattr(opts, "ocr", False) else "; --ocr reads it with OCRmyPDF"
         yield Skipped(str(path), f"no text layer (scanned?): none of its {len(pages)} pages has text{hint}")
         return
-    starts, offset = [], 0
-    for text in pages:
-        starts.append(offset)
-        offset += len(text) + len(PAGE_BREAK)
+    text, starts = join_pages(pages)
     metadata = {"pages": len(pages), "page_starts": starts}
     if ocred:
         metadata["ocr"] = True
@@ -166,4 +162,4 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
     if created:
         metadata["created"] = created
     title = (info.get("Title") or "").strip() or heading(next(p for p in pages if p)) or path.name
-    yield Document(id=str(path), text=PAGE_BREAK.join(pages), title=title, source=str(path), metadata=metadata)
+    yield Document(id=str(path), text=text, title=title, source=str(path), metadata=metadata)
