@@ -179,16 +179,32 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
 @click.option("--model", help="Model the index was built with (checked against the index).")
 @device_option
 @precision_option
+@click.option("--where", "wheres", multiple=True,
+              help="A filter condition field=value (or != >= > <= <), repeatable, all must hold: --where type=pdf.")
+@click.option("--where-json", help='A filter as JSON: \'{"type": {"$in": ["pdf", "docx"]}}\' (see README).')
 @click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
-def search(query, index_dir, k, mode, model, device, precision, as_json):
+def search(query, index_dir, k, mode, model, device, precision, wheres, where_json, as_json):
     """Find the documents that best match QUERY.
 
     \b
     searcher search "how do I read a file line by line" -k 5
     searcher search "XQ-7781" --mode keyword
+    searcher search "budget" --where type=pdf --where 'modified>=2024-01-01'
     """
+    from .filters import compile_where, parse_where_option
+
+    try:
+        conditions = [parse_where_option(w) for w in wheres]
+        if where_json is not None:
+            parsed = json.loads(where_json)
+            conditions.append(parsed)
+        where = None if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        if where is not None:
+            compile_where(where)  # a malformed filter fails before the model loads
+    except ValueError as e:  # json.JSONDecodeError is a ValueError too
+        raise click.UsageError(f"bad filter: {e}") from None
     idx = Index.open(index_dir, model, device=device, precision=precision)
-    hits = idx.search(query, k=k, mode=mode)
+    hits = idx.search(query, k=k, mode=mode, where=where)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return

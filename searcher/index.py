@@ -21,16 +21,20 @@ and swapping in the new generation take it, so searches answer while a write enc
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from .chunker import Chunker
 from .encoder import Encoder, get_encoder, resolve_model_path
@@ -38,6 +42,7 @@ from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, Inde
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
                      read_manifest, vectors_path, write_manifest, write_vectors)
+from .filters import compile_where
 from .fusion import Fusion
 from .keywords import check_keyword_engine, open_keywords
 from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
@@ -57,6 +62,7 @@ __all__ = [  # re-exported: these lived here before the modules above
     "doc_location", "get_encoder", "read_manifest", "title_token_ids", "vectors_path", "write_manifest",
 ]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
+FILTER_CACHE_SIZE = 32
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +102,7 @@ class Index:
         self._write_store: ContentStore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._generation = -1
+        self._filter_cache: OrderedDict = OrderedDict()  # (generation, filter) -> allowed chunk ids
         self.vectors: VectorBackend | None = None
         try:
             self._reload_if_changed()  # and applies keyword changes a crash left waiting
@@ -330,12 +337,15 @@ class Index:
 
     @reading
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               fusion: Fusion | None = None) -> list[Hit]:
+               fusion: Fusion | None = None, where: dict | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
         or "hybrid" (the two fused by `fusion`, else this index's `fusion`); None means
-        DEFAULT_MODE. In hybrid mode Hit.score is the fused score.
+        DEFAULT_MODE. In hybrid mode Hit.score is the fused score. `where`: a filter
+        (searcher/filters.py) applied before ranking: the hits are the best of the documents
+        that match it, as an exhaustive search over those alone would rank them (exactly so
+        with the flat index type).
         """
         mode = check_mode(mode)
         if not isinstance(query, str):
@@ -349,13 +359,30 @@ class Index:
             raise SearcherError(f"{self.path}: {self.keywords.missing()}")
         if mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
+        compiled = compile_where(where) if where is not None else None
         with self._lock:
             self._reload_if_changed()
-            vectors = self.vectors
-        view = View(self._read_store, vectors, self.keywords, self._lock, self._background)
+            vectors, generation = self.vectors, self._generation
+        allowed = self._allowed(store, generation, compiled) if compiled is not None else None
+        view = View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
         ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
                                               fusion or self.fusion), offset + k)
         return hits(store, ranked, offset, offset + k)
+
+    def _allowed(self, store: ContentStore, generation: int, compiled: tuple[str, list]) -> np.ndarray:
+        """The chunk ids a compiled filter allows, cached per generation (a page of results, its
+        next page and a facet click ask for the same set)."""
+        key = (generation, compiled[0], json.dumps(compiled[1], default=str))
+        with self._lock:
+            if key in self._filter_cache:
+                self._filter_cache.move_to_end(key)
+                return self._filter_cache[key]
+        allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
+        with self._lock:
+            self._filter_cache[key] = allowed
+            while len(self._filter_cache) > FILTER_CACHE_SIZE:
+                self._filter_cache.popitem(last=False)
+        return allowed
 
     def _background(self) -> ThreadPoolExecutor:
         """Threads for the keyword half of hybrid searches (each with its own read connection)."""

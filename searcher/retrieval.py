@@ -84,6 +84,7 @@ class View:
     keywords: object
     lock: threading.RLock
     background: Callable[[], Executor]  # threads for the keyword half of hybrid searches
+    allowed: np.ndarray | None = None  # a filter's chunk ids (sorted): only these are candidates
 
 
 @dataclass
@@ -104,12 +105,12 @@ def dense(view: View, query: Query, want: int) -> Ranked:
     """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents."""
     vectors, store = view.vectors, view.store()
     qv = query.vector
-    n = len(vectors)
+    n = len(vectors) if view.allowed is None else len(view.allowed)
     fetch = min(n, max(want * 5, 50))
     best: Ranked = {}
     while n:
         with view.lock:
-            scores, ids = vectors.search(qv, fetch)
+            scores, ids = vectors.search(qv, fetch, view.allowed)
         found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
         owners = store.chunk_doc_ids([c for _, c in found])
         best = {}
@@ -129,14 +130,18 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
     store = view.store()
     fetch = max(want * 5, 50)
     while True:
-        rows = view.keywords.search(store, query.text, fetch)
+        found = view.keywords.search(store, query.text, fetch)
+        rows = found
+        if view.allowed is not None:  # BM25 ranks all chunks alike: keeping the allowed ones is exact
+            keep = np.isin(np.array([cid for cid, _ in found], dtype=np.int64), view.allowed)
+            rows = [row for row, ok in zip(found, keep) if ok]
         owners = store.chunk_doc_ids([cid for cid, _ in rows])
         best: Ranked = {}
         for cid, score in rows:  # best first
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
-        if len(best) >= want or len(rows) < fetch:
+        if len(best) >= want or len(found) < fetch:
             return dict(list(best.items())[:want])
         fetch *= 4
 

@@ -212,6 +212,11 @@ class ContentStore:
                 out[doc["id"]] = doc
         return out
 
+    def chunk_ids_where(self, sql: str, params: list) -> list[int]:
+        """The ids of the chunks whose documents match a compiled filter (searcher/filters.py)."""
+        q = f"select c.id from chunks c join documents d on d.id = c.doc_id where {sql} order by c.id"
+        return [r[0] for r in self.db.execute(q, params).fetchall()]
+
     def document_sources(self) -> list[tuple[str, str]]:
         return self.db.execute("select id, source from documents").fetchall()
 

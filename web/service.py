@@ -13,6 +13,7 @@ see `SearchService`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sqlite3
@@ -45,6 +46,7 @@ class SearchRequest:
     k: int = DEFAULT_K
     offset: int = 0
     mode: str | None = None
+    where: dict | None = None  # a filter (searcher/filters.py), from ?where=<JSON>
 
 
 # Hit.to_dict() fields that /api/search leaves out: a document's metadata is served by
@@ -108,7 +110,17 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
     mode = args.get("mode")
     if mode is not None:
         mode = mode.strip() or None
-    return SearchRequest(query.strip(), k, offset, mode)
+    where = None
+    raw = args.get("where")
+    if raw is not None and raw.strip():
+        from searcher.filters import compile_where
+
+        try:
+            where = json.loads(raw)
+            compile_where(where)
+        except ValueError as e:
+            raise BadRequest(f"where is not a valid filter: {e}") from None
+    return SearchRequest(query.strip(), k, offset, mode, where)
 
 
 # What reading a damaged index raises: SQLite's errors (a truncated or replaced content.db:
@@ -205,7 +217,11 @@ class SearchService:
             raise BadRequest(str(e)) from e
         started = time.perf_counter()
         # One extra hit tells whether a next page exists.
-        hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode))
+        extra = {"where": req.where} if req.where is not None else {}
+        try:
+            hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode, **extra))
+        except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
+            raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
 

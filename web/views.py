@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from searcher.documents import page_starts
@@ -23,6 +25,8 @@ def page_url(req, offset: int) -> str:
         args["k"] = req.k
     if req.mode:
         args["mode"] = req.mode
+    if req.where is not None:
+        args["where"] = json.dumps(req.where, separators=(",", ":"))
     if offset:
         args["offset"] = offset
     return url_for("views.search", **args)

@@ -48,8 +48,9 @@ class VectorBackend(ABC):
         """Remove these chunk ids (absent ones are ignored); how many were there."""
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (len(queries), <= k), best first; scores are cosines; id -1 pads."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (len(queries), <= k), best first; scores are cosines; id -1 pads.
+        `allowed`: only these ids are candidates (a filter, applied before ranking, not after)."""
 
     @abstractmethod
     def __len__(self) -> int:

@@ -77,6 +77,7 @@ DEFAULT_EF_SEARCH = 1024  # recall@10 0.95 at 1M on benchmarks/scale.py (0.81 at
 DEFAULT_NPROBE = 64  # ivf recall@10 0.996 at 1M (4096 lists), 0.98 at 100k (1024 lists) on benchmarks/scale.py
 TRAIN_POINTS_PER_LIST = 40  # k-means sample: 40 points a list (FAISS warns under 39)
 MIN_POINTS_PER_LIST = 39
+FILTER_SCAN_ALL_BELOW = 20_000  # a filter allowing fewer ids makes ivf visit every list (exact over them)
 SINGLE_THREAD_BELOW = 4  # searches of fewer queries than this use one OpenMP thread
 HNSW_COMPACT_SHARE = 0.1  # rebuild an hnsw graph when this share of it is tombstones
 _LIVE = faiss.IDSelectorRange(0, 1 << 62)  # ids >= 0: not tombstones
@@ -384,12 +385,17 @@ class FaissVectorIndex(VectorBackend):
         return rebuilt
 
     # -- search -------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k nearest vectors to each query; ids are -1 where fewer exist."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest vectors to each query; ids are -1 where fewer exist.
+        `allowed`: the candidates, through an IDSelector in FAISS's search parameters, so the
+        filter runs inside the search. An inverted-list index visits every list when few ids
+        are allowed (FILTER_SCAN_ALL_BELOW), so a selective filter still finds its best."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if len(self) == 0:
+        if len(self) == 0 or (allowed is not None and len(allowed) == 0):
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        if allowed is not None:
+            return self._search_allowed(queries, k, np.ascontiguousarray(allowed, dtype=np.int64))
         k = max(1, min(k, len(self)))
         # A few queries run on this thread alone: FAISS splits work by query, so a second
         # OpenMP thread adds nothing but a wake-up, which costs milliseconds whenever the
@@ -405,6 +411,18 @@ class FaissVectorIndex(VectorBackend):
         finally:
             if threads > 1:
                 faiss.omp_set_num_threads(threads)
+
+    def _search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray):
+        k = max(1, min(k, len(allowed)))
+        selector = faiss.IDSelectorBatch(allowed)
+        if self.kind in ("ivf", "ivfpq"):
+            few = len(allowed) < FILTER_SCAN_ALL_BELOW
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(self.index.nlist if few else self.index.nprobe))
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(int(self.inner.hnsw.efSearch), k))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self.index.search(queries, k, params=params)
 
     def _searcher(self):
         if not self.use_gpu or self.kind == "hnsw":
