@@ -67,10 +67,14 @@ def build_server(source, name: str = "searcher"):
         mode: Annotated[Literal["hybrid", "dense", "keyword"] | None, Field(
             description="hybrid (default): meaning and words fused; dense: by meaning only; "
                         "keyword: BM25 over the words, for exact terms")] = None,
+        where: Annotated[dict | None, Field(
+            description='A filter on document fields, applied before ranking: {"type": "pdf"}, '
+                        '{"modified": {"$gte": "2024-01-01"}}, {"folder": {"$under": "/docs"}}; operators '
+                        '$eq $ne $gt $gte $lt $lte $in $nin $under $and $or $not')] = None,
     ) -> dict:
         def run():
             check_k(k)  # (the schema's bounds are checked by the SDK before this runs)
-            hits = source.search(query, k=k, mode=mode)
+            hits = source.search(query, k=k, mode=mode, **({"where": where} if where is not None else {}))
             return {"query": query, "results": [hit_result(h) for h in hits]}
         return guarded(run)
 

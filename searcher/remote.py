@@ -56,12 +56,15 @@ class RemoteIndex:
             raise SearcherError(f"{self.url} is not a searcher server, or its index cannot be read: {health}")
         return int(health.get("documents", 0))
 
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None) -> list[Hit]:
-        """The server's top `k` (at most API_MAX_K) as Hits; their metadata is not in the API's
-        results (get_document has it) and chunk_id is -1."""
+    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
+               where: dict | None = None) -> list[Hit]:
+        """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` as Index.search
+        is; their metadata is not in the API's results (get_document has it) and chunk_id is -1."""
         params = {"q": query, "k": k, "offset": offset}
         if mode is not None:
             params["mode"] = mode
+        if where is not None:
+            params["where"] = json.dumps(where)
         page = self._get("/api/search", params)
         try:
             return [Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),

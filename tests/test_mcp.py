@@ -57,6 +57,10 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
         assert {"id", "title", "source", "score", "passage", "start", "end"} <= set(top)
         keyword = results(await session.call_tool("search", {"query": "petrol", "k": 1, "mode": "keyword"}))
         assert [r["id"] for r in keyword["results"]] == ["car"]
+        only = results(await session.call_tool("search", {"query": "kittens", "k": 5, "where": {"id": {"$in": ["sea", "code"]}}}))
+        assert {r["id"] for r in only["results"]} <= {"sea", "code"} and only["results"]
+        bad = await session.call_tool("search", {"query": "kittens", "where": {"id": {"$like": "x"}}})
+        assert bad.is_error and "unknown filter operator" in bad.content[0].text
 
         bad = await session.call_tool("search", {"query": "kittens", "k": 0})
         assert bad.is_error and "greater than or equal to 1" in bad.content[0].text  # the schema's bound

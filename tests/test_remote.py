@@ -21,6 +21,11 @@ def test_a_remote_index_answers_as_the_index_does(web_app, web_index):  # noqa: 
             assert [(h.passage, h.start, h.end) for h in far] == [(h.passage, h.start, h.end) for h in local]
             assert [round(h.score, 5) for h in far] == [round(h.score, 5) for h in local]
         assert remote.get_document("cat")["text"] == DOCS[0]["text"]
+        where = {"id": {"$in": ["car", "sea"]}}
+        assert [h.doc_id for h in remote.search("kittens", k=5, where=where)] == \
+            [h.doc_id for h in web_index.search("kittens", k=5, where=where)]
+        with pytest.raises(ValueError, match="unknown filter operator"):
+            remote.search("cats", where={"id": {"$like": "c"}})
         assert remote.get_document("no such id") is None
         assert len(remote) == len(DOCS) and remote.check() == len(DOCS)
         wrong = RemoteIndex(url + "/search")  # a wrong path is not an empty index
