@@ -218,6 +218,32 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
 
 
 @main.command()
+@click.argument("doc_id")
+@index_option
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Documents to return.")
+@device_option
+@precision_option
+@click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
+def similar(doc_id, index_dir, k, device, precision, as_json):
+    """Documents like DOC_ID (a file's id is its absolute path), never itself.
+
+    \b
+    searcher similar /home/ann/notes/garden.md -k 5
+    """
+    idx = Index.open(index_dir, device=device, precision=precision)
+    try:
+        hits = idx.similar(doc_id, k=k)
+    except KeyError as e:
+        raise click.ClickException(str(e).strip("'\"")) from None
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    for rank, hit in enumerate(hits, 1):
+        click.echo(click.style(f"{rank}. {printable(hit.title or hit.doc_id)}", bold=True) + f"  ({hit.score:.3f})")
+        click.echo(f"   {printable(hit.source or hit.doc_id)}")
+
+
+@main.command()
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(index_dir, as_json):

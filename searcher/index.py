@@ -63,6 +63,7 @@ __all__ = [  # re-exported: these lived here before the modules above
 ]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
 FILTER_CACHE_SIZE = 32
+SIMILAR_CHUNKS = 8  # chunks of a document that make its "more like this" vector
 log = logging.getLogger(__name__)
 
 
@@ -432,6 +433,39 @@ class Index:
         manifest["index_factory"] = factory
         write_manifest(self.path, manifest)
         self.manifest = {**self.manifest, "index_factory": factory}
+
+    @reading
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+        """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
+        filtered by `where`. Its vector is the mean of its first SIMILAR_CHUNKS chunks' vectors,
+        encoded from their stored text as indexing encoded them (title tokens first), so every
+        index type can answer, whatever its vectors can give back. KeyError: no such document."""
+        k, _ = check_k(k)
+        if self.encoder is None:
+            raise SearcherError(f"{self.path} was opened without its model: similar needs it")
+        doc_id = document_id(doc_id)
+        store = self._read_store()
+        doc = store.documents([doc_id]).get(doc_id)
+        if doc is None:
+            raise KeyError(f"no document with id {doc_id!r}")
+        chunks = sorted(store.chunks(store.chunk_ids_of([doc_id])).values(), key=lambda c: c.position)
+        if not chunks:
+            return []
+        title_ids = title_token_ids(self.encoder.tokenizer, doc["title"] or "", self.chunker.budget)
+        inputs = [self.encoder.with_special_tokens(
+            (title_ids + self.encoder.tokenizer(c.text, add_special_tokens=False, verbose=False)["input_ids"])
+            [: self.chunker.budget]) for c in chunks[:SIMILAR_CHUNKS]]
+        vector = self.encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
+        vector /= max(float(np.linalg.norm(vector)), 1e-12)
+        compiled = compile_where(where) if where is not None else None
+        with self._lock:
+            self._reload_if_changed()
+            vectors, generation = self.vectors, self._generation
+        allowed = self._allowed(store, generation, compiled) if compiled is not None else None
+        view = View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
+        ranked = RETRIEVERS["dense"](view, Query(doc_id, None, self.fusion, vector.astype(np.float32)), k + 1)
+        ranked.pop(doc_id, None)
+        return hits(store, dict(list(ranked.items())[:k]), 0, k)
 
     @reading
     def get_document(self, doc_id: str) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import RETRY_AFTER, json_error
-from .service import BadRequest, IndexUnavailable, SearchService, parse_search_args
+from .service import BadRequest, IndexUnavailable, SearchService, hit_json, parse_search_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -22,6 +22,22 @@ def search():
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     return jsonify(page.to_dict())
+
+
+@bp.get("/similar")
+def similar():
+    """?id=...&k=10 -> id, results: the documents nearest in meaning to that one (never itself)."""
+    doc_id = request.args.get("id", "")
+    if not doc_id:
+        return json_error(400, "give a document id: /api/similar?id=<id>", "Bad Request")
+    raw = request.args.get("k", "10").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        return json_error(400, f"k must be an integer from 1 to 100, not {raw[:20]!r}", "Bad Request")
+    try:
+        hits = service().similar(doc_id, int(raw))
+    except KeyError:
+        return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
+    return jsonify({"id": doc_id, "results": [hit_json(h) for h in hits]})
 
 
 @bp.get("/documents", defaults={"doc_id": None})

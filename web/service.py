@@ -228,6 +228,10 @@ class SearchService:
     def document(self, doc_id: str) -> dict | None:
         return self._call(lambda index: index.get_document(doc_id))
 
+    def similar(self, doc_id: str, k: int) -> list:
+        """Index.similar through the same guard as searches (KeyError: no such document)."""
+        return self._call(lambda index: index.similar(doc_id, k=k))
+
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""
         return getattr(getattr(self.index, "keywords", None), "analyzer", None)
