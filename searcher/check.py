@@ -33,7 +33,7 @@ from .encoder import get_encoder
 from .keywords import open_keywords
 from .store import ContentStore, readable
 from .vectors import VectorBackend, empty_vectors, open_vectors
-from .writer import title_token_ids
+from .writer import stored_chunk_input
 
 
 @dataclass
@@ -337,15 +337,9 @@ def _encode_chunks(store: ContentStore, manifest: dict, chunk_ids: np.ndarray, d
         raise SearcherError("cannot re-encode: the model differs from the one the index was built with")
     chunks = store.chunks([int(c) for c in chunk_ids])
     titles = {d: doc["title"] for d, doc in store.documents(list({c.doc_id for c in chunks.values()})).items()}
-    tok = encoder.tokenizer
-    budget = manifest["chunk_tokens"] - tok.num_special_tokens_to_add(pair=False)
-    inputs = []
-    for cid in chunk_ids:
-        chunk = chunks[int(cid)]
-        title_ids = title_token_ids(tok, titles.get(chunk.doc_id) or "", budget)
-        ids = tok(chunk.text, add_special_tokens=False)["input_ids"]
-        inputs.append(encoder.with_special_tokens((title_ids + ids)[:budget]))
-    return encoder.encode_ids(inputs)
+    budget = manifest["chunk_tokens"] - encoder.tokenizer.num_special_tokens_to_add(pair=False)
+    return encoder.encode_ids([stored_chunk_input(encoder, titles.get(chunks[int(c)].doc_id), chunks[int(c)].text, budget)
+                               for c in chunk_ids])
 
 
 def _recover_database(path: Path, report: CheckReport) -> bool:

@@ -53,7 +53,7 @@ from .sanitize import clean_text, document_id
 from .store import ContentStore, readable
 from .vectors import VectorBackend, backend_class, check_index_type, empty_vectors
 from .writer import (COMMIT_CHUNKS, ON_CONFLICT, UNFINISHED, Changes, IndexReport, Writer, as_document,
-                     content_hash, doc_location, title_token_ids)
+                     content_hash, doc_location, stored_chunk_input, title_token_ids)
 
 __all__ = [  # re-exported: these lived here before the modules above
     "DATABASE", "DEFAULT_MODE", "FORMAT_VERSION", "MANIFEST", "ON_CONFLICT", "SEARCH_MODES", "UNFINISHED",
@@ -360,15 +360,20 @@ class Index:
             raise SearcherError(f"{self.path}: {self.keywords.missing()}")
         if mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
+        view = self._view(store, where)
+        ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
+                                              fusion or self.fusion), offset + k)
+        return hits(store, ranked, offset, offset + k)
+
+    def _view(self, store: ContentStore, where: dict | None) -> View:
+        """What a search reads: the live vectors (reloaded if another process committed), the
+        keyword engine, and the chunk ids `where` allows (None: all)."""
         compiled = compile_where(where) if where is not None else None
         with self._lock:
             self._reload_if_changed()
             vectors, generation = self.vectors, self._generation
         allowed = self._allowed(store, generation, compiled) if compiled is not None else None
-        view = View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
-        ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
-                                              fusion or self.fusion), offset + k)
-        return hits(store, ranked, offset, offset + k)
+        return View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
 
     def _allowed(self, store: ContentStore, generation: int, compiled: tuple[str, list]) -> np.ndarray:
         """The chunk ids a compiled filter allows, cached per generation (a page of results, its
@@ -451,18 +456,11 @@ class Index:
         chunks = sorted(store.chunks(store.chunk_ids_of([doc_id])).values(), key=lambda c: c.position)
         if not chunks:
             return []
-        title_ids = title_token_ids(self.encoder.tokenizer, doc["title"] or "", self.chunker.budget)
-        inputs = [self.encoder.with_special_tokens(
-            (title_ids + self.encoder.tokenizer(c.text, add_special_tokens=False, verbose=False)["input_ids"])
-            [: self.chunker.budget]) for c in chunks[:SIMILAR_CHUNKS]]
+        inputs = [stored_chunk_input(self.encoder, doc["title"], c.text, self.chunker.budget)
+                  for c in chunks[:SIMILAR_CHUNKS]]
         vector = self.encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
-        compiled = compile_where(where) if where is not None else None
-        with self._lock:
-            self._reload_if_changed()
-            vectors, generation = self.vectors, self._generation
-        allowed = self._allowed(store, generation, compiled) if compiled is not None else None
-        view = View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
+        view = self._view(store, where)
         ranked = RETRIEVERS["dense"](view, Query(doc_id, None, self.fusion, vector.astype(np.float32)), k + 1)
         ranked.pop(doc_id, None)
         return hits(store, dict(list(ranked.items())[:k]), 0, k)

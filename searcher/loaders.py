@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -161,8 +162,6 @@ FILE_KEYS = ("type", "size", "modified", "folder")
 
 
 def file_facts(path: Path, size: int, mtime: float) -> dict:
-    from datetime import datetime, timezone
-
     return {"type": path.suffix.lower().lstrip("."), "size": size,
             "modified": datetime.fromtimestamp(mtime, timezone.utc).isoformat(timespec="seconds"),
             "folder": str(path.parent)}

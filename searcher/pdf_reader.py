@@ -11,7 +11,9 @@ reason, never indexed empty.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -37,9 +39,6 @@ def ocr(data: bytes, pages: list[int], timeout: float) -> bytes:
     text); RuntimeError with OCRmyPDF's reason when it fails or runs past `timeout` seconds.
     It runs in its own process group, killed whole on a timeout or when this process is
     told to stop (a worker past --file-timeout), so no OCR process outlives the run."""
-    import os
-    import signal
-
     with tempfile.TemporaryDirectory(prefix="searcher-ocr-") as tmp:
         source, target = f"{tmp}/in.pdf", f"{tmp}/out.pdf"
         with open(source, "wb") as fh:

@@ -156,6 +156,14 @@ def title_token_ids(tokenizer, title: str, budget: int) -> list[int]:
 
 
 
+def stored_chunk_input(encoder, title: str, text: str, budget: int) -> list[int]:
+    """A stored chunk's model input as indexing made it: its document's title tokens, then its
+    text's, cut to `budget`, wrapped in special tokens (re-encoding for repair and `similar`)."""
+    title_ids = title_token_ids(encoder.tokenizer, title or "", budget)
+    ids = encoder.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    return encoder.with_special_tokens((title_ids + ids)[:budget])
+
+
 class Writer:
     """Stages added/deleted documents and commits them in batches (vectors first, then SQLite).
 
@@ -238,6 +246,8 @@ class Writer:
         for doc in batch:
             digest = content_hash(doc)
             old = stored.get(doc.id)
+            row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
+                   "content_hash": digest, "metadata": doc.metadata}
             if old is not None and (old["source"] or "") != doc.source:
                 other = old["source"] or "(no source: added through the API)"
                 if on_conflict == "skip":
@@ -250,8 +260,7 @@ class Writer:
                 report.unchanged += 1
                 if old["metadata"] != doc.metadata:
                     # Only the file's facts moved (or a row's line): the stored row follows, no encoding.
-                    self.docs.append({"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
-                                      "content_hash": digest, "metadata": doc.metadata})
+                    self.docs.append(row)
                 continue
             if old is not None:
                 report.updated += 1
@@ -260,8 +269,6 @@ class Writer:
                 report.added += 1
             pages = doc.metadata.get("pages")
             report.pages += pages if isinstance(pages, int) and not isinstance(pages, bool) else 0
-            row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
-                   "content_hash": digest, "metadata": doc.metadata}
             title_ids = title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)
             own = 0  # this document's chunks staged since the last commit
             starts = page_starts(doc.metadata)

@@ -10,7 +10,6 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from searcher import Index
 from searcher.cli import main
 
 from .conftest import ANIMALS
@@ -36,11 +35,8 @@ async def session_calls(args: list[str], steps):
 
 
 @pytest.fixture
-def small_index(tmp_path, encoder):
-    index = Index.create(tmp_path / "idx", device="cpu")
-    index.add_documents(ANIMALS)
-    yield index
-    index.close()
+def small_index(animals_index):
+    return animals_index  # conftest's: ANIMALS in an index of the real model
 
 
 def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
