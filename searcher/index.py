@@ -42,6 +42,8 @@ from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, Inde
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
                      read_manifest, vectors_path, write_manifest, write_vectors)
+from .facets import (DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort,
+                     count_facets, reorder)
 from .filters import compile_where
 from .fusion import Fusion
 from .keywords import check_keyword_engine, open_keywords
@@ -338,7 +340,8 @@ class Index:
 
     @reading
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               fusion: Fusion | None = None, where: dict | None = None) -> list[Hit]:
+               fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
+               recency: float | None = None, now: datetime | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
@@ -347,14 +350,40 @@ class Index:
         (searcher/filters.py) applied before ranking: the hits are the best of the documents
         that match it, as an exhaustive search over those alone would rank them (exactly so
         with the flat index type).
+
+        `sort="modified"` orders the best FACET_DEPTH documents (or offset + k, if more) by
+        their `modified` date, newest first; `recency` (a half-life in days) weights each of
+        their scores by age, halving it for every half-life before `now` (default: the present).
         """
+        sort, recency = check_sort(sort), check_recency(recency)
+        k, offset = check_k(k, offset)
+        reordered = sort != "relevance" or recency is not None
+        depth = max(offset + k, FACET_DEPTH) if reordered else offset + k
+        store, ranked = self._rank(query, depth, mode, fusion, where)
+        if reordered:
+            metadatas = {d: doc["metadata"] for d, doc in store.documents(list(ranked)).items()}
+            ranked = reorder(ranked, metadatas, sort, recency, now or datetime.now(timezone.utc))
+        return hits(store, ranked, offset, offset + k)
+
+    @reading
+    def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
+               mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None) -> dict[str, dict]:
+        """{field: {value: count}} among the best `depth` documents for `query` within `where`
+        (searcher/facets.py: a field is a metadata key, or `year` of `modified`)."""
+        fields = check_facet_fields(fields)
+        depth, _ = check_k(depth)
+        store, ranked = self._rank(query, depth, mode, fusion, where)
+        return count_facets((doc["metadata"] for doc in store.documents(list(ranked)).values()), fields)
+
+    def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None,
+              where: dict | None) -> tuple[ContentStore, dict]:
+        """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best first)."""
         mode = check_mode(mode)
         if not isinstance(query, str):
             raise TypeError(f"the query must be a string, not {type(query).__name__}")
         query = clean_text(query)
         if is_blank(query):
             raise ValueError("the query is empty")
-        k, offset = check_k(k, offset)
         store = self._read_store()
         if mode != "dense" and not self.keywords.ready(store):
             raise SearcherError(f"{self.path}: {self.keywords.missing()}")
@@ -362,8 +391,8 @@ class Index:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self._view(store, where)
         ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
-                                              fusion or self.fusion), offset + k)
-        return hits(store, ranked, offset, offset + k)
+                                              fusion or self.fusion), want)
+        return store, ranked
 
     def _view(self, store: ContentStore, where: dict | None) -> View:
         """What a search reads: the live vectors (reloaded if another process committed), the

@@ -147,8 +147,11 @@ def test_each_mode_is_passed_through(web_client, mode):
 class EmptyIndex:
     """A stand-in with no documents, so that many generated requests run without the model."""
 
-    def search(self, query, k=10, offset=0, mode=None):
+    def search(self, query, k=10, offset=0, mode=None, **narrowing):
         return []
+
+    def facets(self, query, fields, mode=None, **narrowing):
+        return {name: {} for name in fields}
 
     def __len__(self):
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import RETRY_AFTER, json_error
-from .service import BadRequest, IndexUnavailable, SearchService, hit_json, parse_search_args
+from .service import BadRequest, IndexUnavailable, SearchService, hit_json, parse_search_args, parse_where
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -16,7 +16,8 @@ def service() -> SearchService:
 
 @bp.get("/search")
 def search():
-    """?q=...&k=10&offset=0[&mode=...] -> query, took_ms, results, has_more, next_offset."""
+    """?q=...&k=10&offset=0[&mode=...&where=<JSON>&facets=type,folder,year&sort=modified&recency=DAYS]
+    -> query, took_ms, results, has_more, next_offset[, facets]."""
     try:
         page = service().search(parse_search_args(request.args))
     except BadRequest as e:
@@ -26,7 +27,8 @@ def search():
 
 @bp.get("/similar")
 def similar():
-    """?id=...&k=10 -> id, results: the documents nearest in meaning to that one (never itself)."""
+    """?id=...&k=10[&where=<JSON>] -> id, results: the documents nearest in meaning to that one
+    (never itself), within the filter."""
     doc_id = request.args.get("id", "")
     if not doc_id:
         return json_error(400, "give a document id: /api/similar?id=<id>", "Bad Request")
@@ -34,7 +36,9 @@ def similar():
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
         return json_error(400, f"k must be an integer from 1 to 100, not {raw[:20]!r}", "Bad Request")
     try:
-        hits = service().similar(doc_id, int(raw))
+        hits = service().similar(doc_id, int(raw), parse_where(request.args))
+    except BadRequest as e:
+        return json_error(400, str(e), "Bad Request")
     except KeyError:
         return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
     return jsonify({"id": doc_id, "results": [hit_json(h) for h in hits]})

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from searcher.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
+from searcher.filters import compile_where
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
 
@@ -47,6 +49,9 @@ class SearchRequest:
     offset: int = 0
     mode: str | None = None
     where: dict | None = None  # a filter (searcher/filters.py), from ?where=<JSON>
+    facets: tuple[str, ...] = ()  # fields to count (searcher/facets.py), from ?facets=type,folder
+    sort: str | None = None  # "relevance" (None) or "modified"
+    recency: float | None = None  # the recency boost's half-life in days
 
 
 # Hit.to_dict() fields that /api/search leaves out: a document's metadata is served by
@@ -72,6 +77,7 @@ class SearchPage:
     hits: list = field(default_factory=list)
     has_more: bool = False
     took_ms: float = 0.0
+    facets: dict | None = None  # {field: {value: count}} when the request asked for facets
 
     def to_dict(self) -> dict:
         r = self.request
@@ -83,6 +89,14 @@ class SearchPage:
         }
         if r.mode is not None:
             out["mode"] = r.mode
+        if r.where is not None:
+            out["where"] = r.where
+        if r.sort is not None:
+            out["sort"] = r.sort
+        if r.recency is not None:
+            out["recency"] = r.recency
+        if self.facets is not None:
+            out["facets"] = self.facets
         return out
 
 
@@ -110,17 +124,41 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
     mode = args.get("mode")
     if mode is not None:
         mode = mode.strip() or None
-    where = None
-    raw = args.get("where")
-    if raw is not None and raw.strip():
-        from searcher.filters import compile_where
+    return SearchRequest(query.strip(), k, offset, mode, parse_where(args), *_narrowing_args(args))
 
+
+def parse_where(args: Mapping[str, str]) -> dict | None:
+    """The filter in ?where=<JSON> (searcher/filters.py), checked; None when absent."""
+    raw = args.get("where")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        where = json.loads(raw)
+        compile_where(where)
+    except ValueError as e:
+        raise BadRequest(f"where is not a valid filter: {e}") from None
+    return where
+
+
+def _narrowing_args(args: Mapping[str, str]) -> tuple[tuple[str, ...], str | None, float | None]:
+    """facets (a comma-separated list, or `default`), sort and recency from a query string."""
+    facets: tuple[str, ...] = ()
+    raw = (args.get("facets") or "").strip()
+    try:
+        if raw:
+            facets = DEFAULT_FACETS if raw == "default" else check_facet_fields(raw.split(","))
+        sort = (args.get("sort") or "").strip() or None
+        check_sort(sort)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    recency = None
+    raw = (args.get("recency") or "").strip()
+    if raw:
         try:
-            where = json.loads(raw)
-            compile_where(where)
-        except ValueError as e:
-            raise BadRequest(f"where is not a valid filter: {e}") from None
-    return SearchRequest(query.strip(), k, offset, mode, where)
+            recency = check_recency(float(raw) if len(raw) < 20 else None)
+        except ValueError:
+            raise BadRequest(f"recency is a half-life in days, a positive number, not {raw[:20]!r}") from None
+    return facets, sort, recency
 
 
 # What reading a damaged index raises: SQLite's errors (a truncated or replaced content.db:
@@ -217,20 +255,28 @@ class SearchService:
             raise BadRequest(str(e)) from e
         started = time.perf_counter()
         # One extra hit tells whether a next page exists.
-        extra = {"where": req.where} if req.where is not None else {}
+        options = {"where": req.where, "sort": req.sort, "recency": req.recency}
+        options = {name: value for name, value in options.items() if value is not None}
         try:
-            hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode, **extra))
+            hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode, **options))
+            facets = None
+            if req.facets:
+                where = {"where": req.where} if req.where is not None else {}
+                facets = self._call(lambda index: index.facets(req.query, req.facets, mode=mode, **where))
         except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
-        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms)
+        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets)
+
+    def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
+        """Index.similar through the same guard as searches (KeyError: no such document)."""
+        try:
+            return self._call(lambda index: index.similar(doc_id, k=k, where=where))
+        except ValueError as e:
+            raise BadRequest(str(e)) from e
 
     def document(self, doc_id: str) -> dict | None:
         return self._call(lambda index: index.get_document(doc_id))
-
-    def similar(self, doc_id: str, k: int) -> list:
-        """Index.similar through the same guard as searches (KeyError: no such document)."""
-        return self._call(lambda index: index.similar(doc_id, k=k))
 
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""

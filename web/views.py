@@ -1,4 +1,5 @@
-"""The HTML pages: the search page (/) and the document view (/document?id=...)."""
+"""The HTML pages: the search page (/), the document view (/document?id=...) and the
+documents like one (/similar?id=...)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from searcher.documents import page_starts
+from searcher.facets import DEFAULT_FACETS, add_filter, facet_filter
 
 from .highlight import document_html, snippet, valid_span
-from .service import DEFAULT_K, BadRequest, SearchService, parse_search_args
+from .service import DEFAULT_K, BadRequest, SearchService, parse_search_args, parse_where
 
 bp = Blueprint("views", __name__)
 
@@ -18,18 +20,90 @@ def service() -> SearchService:
     return current_app.extensions["searcher"]
 
 
-def page_url(req, offset: int) -> str:
-    """The URL of another page of the same search (k and mode kept only when not the default)."""
+def search_url(req, offset: int = 0, **changes) -> str:
+    """The URL of this search with `changes` (where, sort...) and page `offset`; k, mode, sort
+    and recency kept only when not the default."""
+    where = changes.get("where", req.where)
+    sort = changes.get("sort", req.sort)
     args = {"q": req.query}
     if req.k != DEFAULT_K:
         args["k"] = req.k
     if req.mode:
         args["mode"] = req.mode
-    if req.where is not None:
-        args["where"] = json.dumps(req.where, separators=(",", ":"))
+    if where:
+        args["where"] = json.dumps(where, separators=(",", ":"), ensure_ascii=False)
+    if sort and sort != "relevance":
+        args["sort"] = sort
+    if req.recency is not None:
+        args["recency"] = f"{req.recency:g}"
     if offset:
         args["offset"] = offset
     return url_for("views.search", **args)
+
+
+def page_url(req, offset: int) -> str:
+    """The URL of another page of the same search."""
+    return search_url(req, offset)
+
+
+def filter_label(key: str, value) -> str:
+    """How one top-level entry of a filter reads on the page: `type: pdf`, `year 2024`."""
+    if key == "modified" and isinstance(value, dict) and set(value) == {"$gte", "$lt"}:
+        low, high = str(value["$gte"]), str(value["$lt"])
+        if low.isdigit() and high.isdigit() and len(low) == 4 and int(high) == int(low) + 1:
+            return f"year {low}"
+    if key.startswith("$") or isinstance(value, (dict, list)):
+        return f"{key}: {json.dumps(value, ensure_ascii=False)}" if not key.startswith("$") else \
+            json.dumps({key: value}, ensure_ascii=False)
+    return f"{key}: {value}"
+
+
+def facet_label(field: str, value) -> str:
+    """A facet value as listed: a folder by its last two parts (the full path is its tooltip)."""
+    text = str(value)
+    if field == "folder":
+        parts = [p for p in text.split("/") if p]
+        return ("…/" if len(parts) > 2 else "/") + "/".join(parts[-2:]) if parts else text
+    return text
+
+
+def narrowing(req, facets: dict | None) -> dict:
+    """The page's filters in force (each with a link that removes it), the facets' values (each
+    a link that adds it as a filter) and the sort choices, all as URLs of this search."""
+    where = req.where or {}
+    active = [{"label": filter_label(key, value),
+               "remove_url": search_url(req, where={k: v for k, v in where.items() if k != key})}
+              for key, value in where.items()]
+    groups = []
+    for field, values in (facets or {}).items():
+        items = []
+        for value, count in values.items():
+            condition = facet_filter(field, value)
+            (key, wanted), = condition.items()
+            items.append({"label": facet_label(field, value), "title": str(value), "count": count,
+                          "active": where.get(key) == wanted,
+                          "url": search_url(req, where=add_filter(where, condition))})
+        if items:
+            groups.append({"field": field, "items": items})
+    sorts = [{"label": label, "active": (req.sort or "relevance") == name, "url": search_url(req, sort=name)}
+             for name, label in (("relevance", "Relevance"), ("modified", "Newest first"))]
+    return {"active": active, "groups": groups, "sorts": sorts}
+
+
+def result_rows(hits, query: str | None) -> list[dict]:
+    """What the page shows of each hit: its snippet, a link to it in the document, and a link
+    to the documents like it."""
+    analyzer = service().analyzer()
+    return [
+        {
+            "hit": hit,
+            "snippet": snippet(hit.passage, query or "", analyzer),
+            "url": url_for("views.document", id=hit.doc_id, start=hit.start, end=hit.end, q=query or None,
+                           _anchor="hit"),
+            "similar_url": url_for("views.similar", id=hit.doc_id),
+        }
+        for hit in hits
+    ]
 
 
 @bp.get("/")
@@ -39,6 +113,8 @@ def search():
     context = {"q": q, "mode": request.args.get("mode", ""), "documents": service().count()}
     try:
         req = parse_search_args(request.args, require_query=False)
+        if req is not None and not req.facets:
+            req.facets = DEFAULT_FACETS  # the page always lists the default facets
         page = service().search(req) if req else None
     except BadRequest as e:
         return render_template("search.html", error=str(e), **context), 400
@@ -46,21 +122,30 @@ def search():
         context["k"] = req.k  # a new search from the box keeps the page size
     if page is None:
         return render_template("search.html", **context)
-    analyzer = service().analyzer()
-    results = [
-        {
-            "hit": hit,
-            "snippet": snippet(hit.passage, req.query, analyzer),
-            "url": url_for("views.document", id=hit.doc_id, start=hit.start, end=hit.end, q=req.query, _anchor="hit"),
-        }
-        for hit in page.hits
-    ]
+    if req.where:
+        context["where"] = json.dumps(req.where, separators=(",", ":"), ensure_ascii=False)
     return render_template(
-        "search.html", page=page, results=results,
+        "search.html", page=page, results=result_rows(page.hits, req.query), narrow=narrowing(req, page.facets),
         prev_url=page_url(req, max(0, req.offset - req.k)) if req.offset else None,
         next_url=page_url(req, req.offset + req.k) if page.has_more else None,
         first_url=page_url(req, 0), **context,
     )
+
+
+@bp.get("/similar")
+def similar():
+    """The documents nearest in meaning to one (/similar?id=...), never the document itself."""
+    doc_id = request.args.get("id", "")
+    doc = service().document(doc_id) if doc_id else None
+    if doc is None:
+        abort(404, description="There is no document with this id in the index.")
+    try:
+        where = parse_where(request.args)
+        hits = service().similar(doc_id, DEFAULT_K, where)
+    except BadRequest as e:
+        abort(400, description=str(e))
+    return render_template("similar.html", doc=doc, results=result_rows(hits, None), q="",
+                           documents=service().count())
 
 
 def _opt_int(name: str) -> int | None:
@@ -81,4 +166,5 @@ def document():
     return render_template(
         "document.html", doc=doc, body=body, q=q, has_hit=valid_span(doc["text"], start, end),
         back_url=url_for("views.search", q=q) if q.strip() else None,
+        similar_url=url_for("views.similar", id=doc["id"]),
     )
