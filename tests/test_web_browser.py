@@ -157,3 +157,41 @@ def test_fits_a_phone_screen(browser, base_url):
     box = page.locator("#q").bounding_box()
     assert box["width"] > 200  # the search box gets the full width
     context.close()
+
+
+def test_click_a_facet_then_remove_the_filter(page):
+    search(page, "water")
+    total = page.locator(".result").count()
+    pdf = page.locator('.facet[data-field="type"] a', has_text="pdf")
+    expect(pdf).to_be_visible()  # beside the results on a desktop screen
+    pdf.click()
+    expect(page.locator(".active-filters")).to_contain_text("type: pdf")
+    expect(page.locator(".result")).to_have_count(2)
+    assert sorted(page.locator(".result h2").all_inner_texts()) == ["Engines", "Oceans"]  # the two PDFs
+    assert '"type":"pdf"' in parse_qs(urlparse(page.url).query)["where"][0]
+    # A new query from the box keeps the filter...
+    page.locator("#q").fill("petrol")
+    page.locator("#q").press("Enter")
+    expect(page.locator(".active-filters")).to_contain_text("type: pdf")
+    expect(page.locator(".result h2").first).to_have_text("Engines")
+    # ...until it is removed.
+    page.get_by_role("link", name="Remove the filter type: pdf").click()
+    expect(page.locator(".active-filters")).to_have_count(0)
+    assert "where" not in parse_qs(urlparse(page.url).query)
+    page.goto("/?q=water")
+    expect(page.locator(".result")).to_have_count(total)
+
+
+def test_open_the_documents_like_a_result(page):
+    search(page, "kittens")
+    first = page.locator(".result").first
+    expect(first.locator("h2")).to_have_text("Cats")
+    first.get_by_role("link", name="Documents similar to Cats").click()
+    expect(page.locator("h1")).to_contain_text("Documents like")
+    titles = page.locator(".result h2").all_inner_texts()
+    assert titles and "Cats" not in titles
+    # From a similar document's view, its own similar list.
+    page.locator(".result h2 a").first.click()
+    expect(page.locator(".document h1")).to_be_visible()
+    page.get_by_role("link", name="Similar documents").click()
+    expect(page.locator("h1")).to_contain_text("Documents like")

@@ -20,16 +20,28 @@ LONG_TEXT = (
     + FILLER
 )
 
+def file_facts(kind: str, folder: str, modified: str) -> dict:
+    """The metadata a file document carries (searcher/loaders.py FILE_KEYS), for the facets."""
+    return {"type": kind, "folder": folder, "modified": modified, "size": 1000}
+
+
 DOCS = [
-    {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
-    {"id": "car", "title": "Engines", "text": "An automobile engine burns petrol so that the wheels turn."},
-    {"id": "bread", "title": "Baking", "text": "Dough of flour, water and yeast rises before it is baked in an oven."},
-    {"id": "sea", "title": "Oceans", "text": "Salt water covers most of the planet, with deep trenches and coral reefs."},
-    {"id": "code", "title": "Compilers", "text": "A compiler translates source code into machine instructions."},
+    {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows.",
+     "metadata": file_facts("md", "/home/user/notes/pets", "2023-05-01T10:00:00+00:00")},
+    {"id": "car", "title": "Engines", "text": "An automobile engine burns petrol so that the wheels turn.",
+     "metadata": file_facts("pdf", "/home/user/notes/machines", "2024-02-03T10:00:00+00:00")},
+    {"id": "bread", "title": "Baking", "text": "Dough of flour, water and yeast rises before it is baked in an oven.",
+     "metadata": file_facts("md", "/home/user/notes/kitchen", "2024-06-10T10:00:00+00:00")},
+    {"id": "sea", "title": "Oceans", "text": "Salt water covers most of the planet, with deep trenches and coral reefs.",
+     "metadata": file_facts("pdf", "/home/user/notes/planet", "2022-08-20T10:00:00+00:00")},
+    {"id": "code", "title": "Compilers", "text": "A compiler translates source code into machine instructions.",
+     "metadata": file_facts("txt", "/home/user/notes/machines", "2024-09-30T10:00:00+00:00")},
     {"id": "xss", "title": "<b>Injected</b> & \"markup\" <img src=x onerror=alert(2)>",
      "source": "<i>evil</i>.html",
-     "text": f"Beware of injected web page markup. {XSS_TEXT} must show as text and never run as a script."},
-    {"id": LONG_ID, "title": "Python notes", "source": LONG_ID, "text": LONG_TEXT},
+     "text": f"Beware of injected web page markup. {XSS_TEXT} must show as text and never run as a script.",
+     "metadata": file_facts("<b>html</b>", "/home/user/<i>web</i>", "2021-01-01T10:00:00+00:00")},
+    {"id": LONG_ID, "title": "Python notes", "source": LONG_ID, "text": LONG_TEXT,
+     "metadata": file_facts("md", "/home/user/notes", "2025-01-15T10:00:00+00:00")},
 ]
 
 

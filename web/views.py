@@ -84,7 +84,7 @@ def narrowing(req, facets: dict | None) -> dict:
                           "active": where.get(key) == wanted,
                           "url": search_url(req, where=add_filter(where, condition))})
         if items:
-            groups.append({"field": field, "items": items})
+            groups.append({"field": field, "entries": items})
     sorts = [{"label": label, "active": (req.sort or "relevance") == name, "url": search_url(req, sort=name)}
              for name, label in (("relevance", "Relevance"), ("modified", "Newest first"))]
     return {"active": active, "groups": groups, "sorts": sorts}
