@@ -1,7 +1,8 @@
 """searcher as a Model Context Protocol server, for AI assistants (`searcher mcp`).
 
 Built on the official `mcp` SDK (its MCPServer; the optional extra `mcp`). Tools:
-`search` (query, k, mode) and `get_document` (id, optionally a character range). The
+`search` (query, k, mode, where), `similar` (id, k, where: more like this) and
+`get_document` (id, optionally a character range). The
 source is an `Index` opened once (a commit by another process shows up at the next call, as
 in `searcher serve`) or a `RemoteIndex` over a running `searcher serve`. A bad argument is a
 tool error with the reason (the model reads it and can correct itself), never a crash.
@@ -47,7 +48,7 @@ def build_server(source, name: str = "searcher"):
     server = MCPServer(
         name=name,
         instructions=("Search the user's own documents by meaning and by keyword. Call search first, "
-                      "then get_document for the full text of a result."),
+                      "then get_document for the full text of a result, or similar for more like it."),
     )
 
     def guarded(call):
@@ -76,6 +77,23 @@ def build_server(source, name: str = "searcher"):
             check_k(k)  # (the schema's bounds are checked by the SDK before this runs)
             hits = source.search(query, k=k, mode=mode, **({"where": where} if where is not None else {}))
             return {"query": query, "results": [hit_result(h) for h in hits]}
+        return guarded(run)
+
+    @server.tool(description="More like this: the documents nearest in meaning to one document (by its "
+                             "id, as search returned it), never the document itself.")
+    def similar(
+        id: Annotated[str, Field(description="The document id, as in a search result")],
+        k: Annotated[int, Field(description=f"How many documents to return, 1 to {MAX_K}", ge=1, le=MAX_K)] = 10,
+        where: Annotated[dict | None, Field(
+            description='A filter on document fields, as search takes it: {"type": "pdf"}')] = None,
+    ) -> dict:
+        def run():
+            check_k(k)
+            try:
+                hits = source.similar(id, k=k, **({"where": where} if where is not None else {}))
+            except KeyError:
+                raise ValueError(f"no document with id {id[:200]!r}") from None
+            return {"id": id, "results": [hit_result(h) for h in hits]}
         return guarded(run)
 
     @server.tool(description="The stored text of one document by its id (as search returned it), "

@@ -57,21 +57,34 @@ class RemoteIndex:
         return int(health.get("documents", 0))
 
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               where: dict | None = None) -> list[Hit]:
-        """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` as Index.search
-        is; their metadata is not in the API's results (get_document has it) and chunk_id is -1."""
-        params = {"q": query, "k": k, "offset": offset}
-        if mode is not None:
-            params["mode"] = mode
+               where: dict | None = None, sort: str | None = None, recency: float | None = None) -> list[Hit]:
+        """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` and ordered by
+        `sort`/`recency` as Index.search is; their metadata is not in the API's results
+        (get_document has it) and chunk_id is -1."""
+        params = {"q": query, "k": k, "offset": offset, "mode": mode, "sort": sort, "recency": recency}
+        params = {name: value for name, value in params.items() if value is not None}
         if where is not None:
             params["where"] = json.dumps(where)
-        page = self._get("/api/search", params)
+        return self._hits("/api/search", self._get("/api/search", params))
+
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+        """The documents the server finds nearest in meaning to `doc_id` (never itself), as
+        Index.similar; KeyError when the server has no such document."""
+        params: dict = {"id": doc_id, "k": k}
+        if where is not None:
+            params["where"] = json.dumps(where)
+        answer = self._get("/api/similar", params, missing_ok=True)
+        if answer is None:
+            raise KeyError(f"no document with id {doc_id!r}")
+        return self._hits("/api/similar", answer)
+
+    def _hits(self, path: str, answer: dict) -> list[Hit]:
         try:
             return [Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),
                         r.get("title") or "", r.get("source") or "", r["passage"], int(r["start"]), int(r["end"]),
-                        -1, {}, r.get("page")) for r in page["results"]]
+                        -1, {}, r.get("page")) for r in answer["results"]]
         except (KeyError, TypeError, ValueError) as e:
-            raise SearcherError(f"{self.url}/api/search answered in a shape this client does not know ({e!r})") from None
+            raise SearcherError(f"{self.url}{path} answered in a shape this client does not know ({e!r})") from None
 
     def get_document(self, doc_id: str) -> dict | None:
         return self._get("/api/documents", {"id": doc_id}, missing_ok=True)

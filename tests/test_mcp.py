@@ -44,7 +44,7 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
 
     async def steps(session):
         tools = {t.name: t for t in (await session.list_tools()).tools}
-        assert {"search", "get_document"} <= set(tools)
+        assert {"search", "similar", "get_document"} <= set(tools)
         props = tools["search"].input_schema["properties"]
         assert props["query"]["description"] and props["k"]["description"] and "mode" in props
         found = results(await session.call_tool("search", {"query": "kittens chasing mice", "k": 3}))
@@ -74,6 +74,14 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
         outside = await session.call_tool("get_document", {"id": "cat", "start": 10**6})
         assert outside.is_error and "does not start within" in outside.content[0].text
 
+        like = results(await session.call_tool("similar", {"id": "cat", "k": 3}))
+        assert [r["id"] for r in like["results"]] == [h.doc_id for h in small_index.similar("cat", k=3)]
+        assert "cat" not in [r["id"] for r in like["results"]]
+        pets = results(await session.call_tool("similar", {"id": "cat", "where": {"id": {"$in": ["sea", "car"]}}}))
+        assert {r["id"] for r in pets["results"]} == {"sea", "car"}
+        nope = await session.call_tool("similar", {"id": "no such document"})
+        assert nope.is_error and "no document with id" in nope.content[0].text
+
         # The index is opened once; a commit by another process shows up in the next call.
         small_index.add_documents([{"id": "zebra", "text": "Zebras graze on the savanna at dusk."}])
         later = results(await session.call_tool("search", {"query": "zebras savanna", "k": 1, "mode": "keyword"}))
@@ -92,6 +100,8 @@ def test_the_url_mode_reads_a_running_searcher_serve(small_index):
         found = results(await session.call_tool("search", {"query": "baking bread", "k": 2}))
         assert [r["id"] for r in found["results"]] == expected
         assert results(await session.call_tool("get_document", {"id": "cat"}))["text"] == ANIMALS[0]["text"]
+        like = results(await session.call_tool("similar", {"id": "cat", "k": 2}))
+        assert [r["id"] for r in like["results"]] == [h.doc_id for h in small_index.similar("cat", k=2)]
         bad = await session.call_tool("search", {"query": "bread", "k": 500})
         assert bad.is_error and "less than or equal to 100" in bad.content[0].text
 

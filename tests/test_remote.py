@@ -27,6 +27,12 @@ def test_a_remote_index_answers_as_the_index_does(web_app, web_index):  # noqa: 
         with pytest.raises(ValueError, match="unknown filter operator"):
             remote.search("cats", where={"id": {"$like": "c"}})
         assert remote.get_document("no such id") is None
+        assert [h.doc_id for h in remote.similar("cat", k=3)] == [h.doc_id for h in web_index.similar("cat", k=3)]
+        assert {h.doc_id for h in remote.similar("cat", where={"type": "pdf"})} == {"car", "sea"}
+        with pytest.raises(KeyError):
+            remote.similar("no such id")
+        newest = remote.search("water", k=7, mode="dense", sort="modified")
+        assert [h.doc_id for h in newest] == [h.doc_id for h in web_index.search("water", k=7, mode="dense", sort="modified")]
         assert len(remote) == len(DOCS) and remote.check() == len(DOCS)
         wrong = RemoteIndex(url + "/search")  # a wrong path is not an empty index
         with pytest.raises(SearcherError, match="is .* a searcher server"):
