@@ -182,15 +182,25 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
 @click.option("--where", "wheres", multiple=True,
               help="A filter condition field=value (or != >= > <= <), repeatable, all must hold: --where type=pdf.")
 @click.option("--where-json", help='A filter as JSON: \'{"type": {"$in": ["pdf", "docx"]}}\' (see README).')
-@click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list.")
-def search(query, index_dir, k, mode, model, device, precision, wheres, where_json, as_json):
+@click.option("--sort", type=click.Choice(["relevance", "modified"]), default="relevance", show_default=True,
+              help="modified: the best documents newest first.")
+@click.option("--recency", type=click.FloatRange(min=0, min_open=True), metavar="DAYS",
+              help="Boost recent documents: a score halves for every DAYS of age.")
+@click.option("--facets", "facet_fields", metavar="FIELDS",
+              help="Also count these fields' values among the best documents: --facets type,folder,year.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as a JSON list (an object with facets).")
+def search(query, index_dir, k, mode, model, device, precision, wheres, where_json, sort, recency, facet_fields,
+           as_json):
     """Find the documents that best match QUERY.
 
     \b
     searcher search "how do I read a file line by line" -k 5
     searcher search "XQ-7781" --mode keyword
     searcher search "budget" --where type=pdf --where 'modified>=2024-01-01'
+    searcher search "budget" --sort modified --facets type,year
     """
+    from .facets import check_facet_fields
+
     from .filters import compile_where, parse_where_option
 
     try:
@@ -203,10 +213,17 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
             compile_where(where)  # a malformed filter fails before the model loads
     except ValueError as e:  # json.JSONDecodeError is a ValueError too
         raise click.UsageError(f"bad filter: {e}") from None
+    try:
+        fields = check_facet_fields(facet_fields.split(",")) if facet_fields else ()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     idx = Index.open(index_dir, model, device=device, precision=precision)
-    hits = idx.search(query, k=k, mode=mode, where=where)
+    hits = idx.search(query, k=k, mode=mode, where=where, sort=sort, recency=recency)
+    facets = idx.facets(query, fields, where=where, mode=mode) if fields else None
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        results = [h.to_dict() for h in hits]
+        click.echo(json.dumps(results if facets is None else {"results": results, "facets": facets},
+                              indent=2, ensure_ascii=False))
         return
     if not hits:
         click.echo("No results.")
@@ -215,6 +232,9 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
         click.echo(f"   {printable(hit.source or hit.doc_id)}")
         passage = printable(" ".join(hit.passage.split()))
         click.echo(f"   {passage[:300]}{'...' if len(passage) > 300 else ''}\n")
+    for field, values in (facets or {}).items():
+        listed = ", ".join(f"{printable(str(v))} ({n})" for v, n in values.items())
+        click.echo(f"{field}: {listed or '-'}")
 
 
 @main.command()

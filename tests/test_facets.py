@@ -155,3 +155,31 @@ def test_reorder_keeps_relevance_order_among_equal_dates():
     metas = {"a": {}, "b": {"modified": "2024-01-01"}, "c": {"modified": "2024-01-01"}, "d": {"modified": "2025-01-01"}}
     out = reorder(scored, metas, "modified", None, datetime(2025, 6, 1, tzinfo=timezone.utc))
     assert list(out) == ["d", "b", "c", "a"]
+
+
+def test_cli_sort_recency_and_facets(tmp_path, encoder):
+    import json
+
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    path = tmp_path / "idx"
+    docs = [{"id": f"n{i}", "title": f"Note {i}", "text": f"Garden note {i}: water the beans and tomatoes.",
+             "metadata": {"type": "md" if i % 2 else "pdf", "modified": f"202{i}-01-01T00:00:00+00:00"}}
+            for i in range(4)]
+    with Index.create(path, device="cpu") as idx:
+        idx.add_documents(docs)
+    run = CliRunner().invoke(main, ["search", "garden beans", "--index", str(path), "--sort", "modified",
+                                    "--facets", "type,year", "--json"])
+    assert run.exit_code == 0, run.output
+    body = json.loads(run.output)
+    assert [r["doc_id"] for r in body["results"]] == ["n3", "n2", "n1", "n0"]
+    assert body["facets"] == {"type": {"md": 2, "pdf": 2}, "year": {"2020": 1, "2021": 1, "2022": 1, "2023": 1}}
+    text = CliRunner().invoke(main, ["search", "garden beans", "--index", str(path), "--facets", "type",
+                                     "--recency", "30"])
+    assert text.exit_code == 0 and "type: md (2), pdf (2)" in text.output
+    for args, reason in ((["--sort", "size"], "Invalid value for '--sort'"), (["--recency", "0"], "--recency"),
+                         (["--facets", "a b"], "facet is a field name")):
+        bad = CliRunner().invoke(main, ["search", "garden", "--index", str(path), *args])
+        assert bad.exit_code == 2 and reason in bad.output, bad.output
