@@ -14,4 +14,4 @@ for q in "read a file line by line" "compress data to a zip archive" "run a func
   searcher search "$q" --index "$INDEX" -k 3
 done
 echo
-searcher serve --index "$INDEX" --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"
+searcher serve --index "$INDEX" --facets kind,folder --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

@@ -317,21 +317,30 @@ def delete(doc_ids, index_dir):
               help="Port to listen on (0: any free port).")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Request threads (concurrent queries are encoded together in one batch).")
+@click.option("--facets", "facet_fields", default="type,folder,year", show_default=True, metavar="FIELDS",
+              help="The fields the page lists beside the results, with counts (metadata keys, or year).")
 @device_option
 @precision_option
-def serve(index_dir, host, port, threads, device, precision):
+def serve(index_dir, host, port, threads, facet_fields, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
     searcher serve --index indexes/notes --port 8080
+    searcher serve --facets author,type,year
     """
     from web import create_app
     from web.server import make_server
 
+    from .facets import check_facet_fields
+
+    try:
+        facets = check_facet_fields(f for f in facet_fields.split(",") if f.strip())
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     idx = Index.open(index_dir, device=device, precision=precision)  # the model and the index load once, here
     idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
     try:
-        server = make_server(create_app(idx), host, port, threads)
+        server = make_server(create_app(idx, facets=facets), host, port, threads)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -41,7 +41,7 @@ def _documents_in(tree: ast.Module, module: str, path: Path) -> Iterator[Documen
     doc = ast.get_docstring(tree)
     if doc and len(doc) >= MIN_CHARS:
         yield Document(f"python:{module}", doc, f"{module} (module)", f"{path}:1",
-                       {"module": module, "kind": "module", "line": 1})
+                       {"module": module, "kind": "module", "line": 1, "folder": str(path.parent)})
 
     def visit(body, prefix):
         for node in body:
@@ -55,7 +55,8 @@ def _documents_in(tree: ast.Module, module: str, path: Path) -> Iterator[Documen
                 kind = "class" if isinstance(node, ast.ClassDef) else ("method" if prefix != f"{module}." else "function")
                 sig = "" if isinstance(node, ast.ClassDef) else _signature(node)
                 yield Document(f"python:{qualname}", inspect.cleandoc(doc), f"{qualname}{sig}",
-                               f"{path}:{node.lineno}", {"module": module, "kind": kind, "line": node.lineno})
+                               f"{path}:{node.lineno}",
+                               {"module": module, "kind": kind, "line": node.lineno, "folder": str(path.parent)})
             if isinstance(node, ast.ClassDef):
                 yield from visit(node.body, f"{qualname}.")
 

@@ -129,3 +129,15 @@ def test_api_similar_takes_a_filter(web_client):
     assert sorted(r["doc_id"] for r in body["results"]) == ["car", "sea"]
     bad = web_client.get("/api/similar", query_string={"id": "cat", "where": '{"type": {"$near": 1}}'})
     assert bad.status_code == 400 and "$near" in bad.get_json()["message"]
+
+
+def test_the_page_lists_the_facets_the_app_was_given(web_index, tmp_path):
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+    from web import create_app
+
+    body = create_app(web_index, facets=("type",)).test_client().get("/?q=water").get_data(as_text=True)
+    assert re.findall(r'class="facet" data-field="([^"]+)"', body) == ["type"]
+    bad = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "none"), "--facets", "type,$x"])
+    assert bad.exit_code == 2 and "facet is a field name" in bad.output

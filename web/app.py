@@ -11,6 +11,8 @@ from flask import Flask, abort, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
+from searcher.facets import DEFAULT_FACETS
+
 from .api import bp as api_bp
 from .errors import register_error_handlers
 from .server import MAX_BODY_BYTES
@@ -85,14 +87,16 @@ def url_not_utf8() -> str | None:
 
 
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
-               precision: str = "auto") -> Flask:
-    """Build the app around `index`, or open the index in `index_dir` (model loaded once, here)."""
+               precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS) -> Flask:
+    """Build the app around `index`, or open the index in `index_dir` (model loaded once, here).
+    `facets`: the fields the page lists beside its results."""
     if index is None:
         from searcher.index import DEFAULT_INDEX_DIR, Index
 
         index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
+                      SEARCHER_FACETS=tuple(facets))
     app.json = FiniteJSONProvider(app)
     app.json.sort_keys = False
     # Werkzeug answers //api//health with a redirect to the merged path, an absolute URL on

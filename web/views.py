@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from searcher.documents import page_starts
-from searcher.facets import DEFAULT_FACETS, add_filter, facet_filter
+from searcher.facets import add_filter, facet_filter
 
 from .highlight import document_html, snippet, valid_span
 from .service import DEFAULT_K, BadRequest, SearchService, parse_search_args, parse_where
@@ -114,7 +114,7 @@ def search():
     try:
         req = parse_search_args(request.args, require_query=False)
         if req is not None and not req.facets:
-            req.facets = DEFAULT_FACETS  # the page always lists the default facets
+            req.facets = current_app.config["SEARCHER_FACETS"]  # the page always lists its facets
         page = service().search(req) if req else None
     except BadRequest as e:
         return render_template("search.html", error=str(e), **context), 400
