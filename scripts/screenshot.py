@@ -1,14 +1,19 @@
-"""Save a screenshot of the results page (docs/screenshot.png) with Debian's Chromium.
+"""Save screenshots of the results page (docs/screenshot.png) and of the index's report page
+/about (docs/about.png) with Debian's Chromium.
 
     python scripts/screenshot.py --index /tmp/web-pyd --query "read a file line by line"
+    python scripts/screenshot.py --index /tmp/scifact --pages about   # after `searcher eval --index`
 
-Serves the index with waitress on a free loopback port, opens the page in headless Chromium
-through Playwright (no browser download: the system binary is used) and writes the PNG.
+Serves the index with waitress on a free loopback port, opens the pages in headless Chromium
+through Playwright (no browser download: the system binary is used) and writes the PNGs.
+Before /about it runs `--searches` searches (the queries of `--queries-file`, a BEIR
+queries.jsonl, or the query repeated), so the page has latencies to show.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from urllib.parse import urlencode
@@ -33,24 +38,52 @@ def main() -> None:
     parser.add_argument("--query", default="read a file line by line")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
+    parser.add_argument("--about-out", type=Path, default=ROOT / "docs" / "about.png")
+    parser.add_argument("--pages", default="results,about", help="which to take: results, about or both")
+    parser.add_argument("--searches", type=int, default=50, help="searches run before /about")
+    parser.add_argument("--queries-file", type=Path, help="a queries.jsonl to take those searches from")
+    parser.add_argument("--about-height", type=int, default=960)
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--height", type=int, default=860)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
 
+    pages = {p.strip() for p in args.pages.split(",") if p.strip()}
+    if not pages <= {"results", "about"}:
+        parser.error("--pages takes results, about or both (comma-separated)")
     app = create_app(index_dir=args.index, device="cpu")
     with serving(app) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height}, color_scheme="light")
         page.goto(f"{url}/api/search?q=warm+up")  # the first search is slow; time a warm one
-        page.goto(f"{url}/?{urlencode({'q': args.query, 'k': args.k})}")
-        expect(page.locator(".result").first).to_be_visible(timeout=30_000)
-        page.locator("#q").blur()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(args.out))
+        if "results" in pages:
+            page.goto(f"{url}/?{urlencode({'q': args.query, 'k': args.k})}")
+            expect(page.locator(".result").first).to_be_visible(timeout=30_000)
+            page.locator("#q").blur()
+            save(page, args.out)
+        if "about" in pages:
+            for query in sample_queries(args.queries_file, args.query, args.searches):
+                page.request.get(f"{url}/api/search?{urlencode({'q': query, 'k': args.k})}")
+            page.set_viewport_size({"width": args.width, "height": args.about_height})
+            page.goto(f"{url}/about")
+            expect(page.locator(".about h1")).to_be_visible(timeout=30_000)
+            save(page, args.about_out, full_page=True)
         browser.close()
-    print(f"wrote {args.out}")
 
+
+def sample_queries(path: Path | None, fallback: str, n: int) -> list[str]:
+    """`n` queries: the first of a BEIR queries.jsonl, else `fallback` n times."""
+    if path is None:
+        return [fallback] * n
+    with open(path, encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for line in fh if line.strip()]
+    return [texts[i % len(texts)] for i in range(n)] if texts else [fallback] * n
+
+
+def save(page, out: Path, full_page: bool = False) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out), full_page=full_page)
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     main()

@@ -275,7 +275,21 @@ def info(index_dir, as_json):
     for key, value in data.items():
         if key == "size_bytes":
             value = f"{value / 2**20:.1f} MiB"
+        elif key == "disk":
+            value = ", ".join(f"{kind} {size / 2**20:.1f} MiB" for kind, size in value.items() if kind != "total")
+        elif key == "evaluations":
+            if not value:
+                continue
+            value = "\n".join(" " * 16 * (n > 0) + evaluation_line(e) for n, e in enumerate(value))
         click.echo(f"{key:>14}: {value}")
+
+
+def evaluation_line(record: dict) -> str:
+    """One stored `searcher eval` result on one line (searcher info)."""
+    metrics = ", ".join(f"{name} {value:.4f}" if isinstance(value, (int, float)) else f"{name} {value}"
+                        for name, value in (record.get("metrics") or {}).items())
+    return (f"{record.get('dataset')} ({record.get('split')}, {record.get('mode')}): {metrics}; "
+            f"{record.get('queries')} queries, generation {record.get('generation')}, {record.get('recorded_at')}")
 
 
 @main.command()
@@ -437,6 +451,10 @@ def evaluate(dataset_dir, mode, index_dir, split, model, device, precision, batc
         click.echo(f"{'indexing':>11}: {result['index_seconds']:.1f}s ({result['indexed']} documents)")
     if index_dir is None and result["indexed"]:
         click.echo("(the index was temporary; give --index DIR to keep it and reuse it next time)")
+    if result.get("recorded"):
+        click.echo(f"(stored in {index_dir}: `searcher info` and the server's /about show it)")
+    elif result.get("recorded") is False:
+        click.echo(f"warning: the figures could not be stored in {index_dir} (see the log above)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -22,6 +25,7 @@ from .loaders import is_blank
 
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 RUN_DEPTH = 100  # documents retrieved per query: enough for Recall@100
+log = logging.getLogger(__name__)
 
 
 class DatasetError(SearcherError):
@@ -159,12 +163,19 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     index: Index | None = None,
     precision: str = "auto",
+    record: bool | None = None,
 ) -> dict:
     """Index the collection (or reuse `index_dir` / `index`), run the judged queries, score them.
 
     Returns a dict with the metrics (METRICS as keys) and how long indexing and searching took.
     `index_dir` that holds no index yet is built there and kept; with neither `index_dir` nor
     `index` the index goes to a temporary folder that is removed afterwards.
+
+    `record` (default: when `index_dir` is given) stores the figures in the index
+    (`evaluation_record`, `Index.record_evaluation`): the last run per dataset, split and
+    mode, which `searcher info` and the server's /about show. `recorded` in the result says
+    whether that worked (a write lock held too long by another process, or a read-only
+    folder, leaves the index as it was and logs a warning).
     """
     mode = check_mode(mode)
     dataset = load_dataset(dataset_dir, split)
@@ -179,6 +190,8 @@ def evaluate(
         try:
             result = _evaluate_on(index, dataset, mode, progress)
             result["index"] = str(index_dir) if index_dir is not None else (None if own else str(index.path))
+            if record if record is not None else index_dir is not None:
+                result["recorded"] = _record(index, evaluation_record(index, dataset, result))
             return result
         finally:
             if own:
@@ -214,3 +227,34 @@ def _evaluate_on(index: Index, dataset: Dataset, mode: str, progress) -> dict:
         "search_seconds": round(search_seconds, 2),
         "ms_per_query": round(1000 * search_seconds / n, 2) if n else 0.0,
     }
+
+
+def evaluation_record(index: Index, dataset: Dataset, result: dict) -> dict:
+    """What an index keeps of an evaluation run on it: the dataset (by folder name, and its
+    path), split, mode, metrics, how many queries, when, the generation searched and the
+    model and precision that encoded the queries."""
+    encoder = index.encoder
+    return {
+        "dataset": dataset.name,
+        "dataset_path": str(dataset.path.resolve()),
+        "split": result["split"],
+        "mode": result["mode"],
+        "metrics": {name: result[name] for name in METRICS},
+        "queries": result["queries"],
+        "documents": result["documents"],
+        "ms_per_query": result["ms_per_query"],
+        "generation": index.generation,
+        "model": index.manifest["model"],
+        "precision": getattr(encoder, "precision", None),
+        "backend": getattr(encoder, "backend", None),
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _record(index: Index, record: dict) -> bool:
+    try:
+        index.record_evaluation(record)
+    except (SearcherError, OSError, sqlite3.Error) as e:
+        log.warning("%s: the evaluation's figures were not stored in the index: %s", index.path, e)
+        return False
+    return True

@@ -66,6 +66,7 @@ __all__ = [  # re-exported: these lived here before the modules above
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
 FILTER_CACHE_SIZE = 32
 SIMILAR_CHUNKS = 8  # chunks of a document that make its "more like this" vector
+RECORD_WAIT = 10.0  # seconds record_evaluation waits for another process's write lock
 log = logging.getLogger(__name__)
 
 
@@ -503,9 +504,12 @@ class Index:
 
     @reading
     def info(self) -> dict:
+        """What the index holds and how it is set up: counts, model, engines, search
+        parameters, generation and the time of its commit, sizes on disk (`size_bytes`, and
+        `disk` by kind), and the stored `searcher eval` results (`evaluations`, newest first)."""
         self._reload_if_changed()
         store = self._read_store()
-        size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        disk = self.disk_usage()
         return {
             "path": str(self.path),
             "documents": store.count_documents(),
@@ -523,10 +527,81 @@ class Index:
             "keyword_engine": self.keywords.name,
             "keyword_pending": self.keywords.pending(store),
             "device": self.encoder.device if self.encoder is not None else None,
+            "precision": getattr(self.encoder, "precision", None),
             "backend": self.encoder.backend if self.encoder is not None else None,
             "generation": self._generation,
-            "size_bytes": size,
+            "committed_at": self._committed_at(store),
+            "created_at": self.manifest.get("created_at"),
+            "size_bytes": disk["total"],
+            "disk": disk,
+            "evaluations": store.evaluations(),
         }
+
+    @property
+    def generation(self) -> int:
+        """The generation this process reads (the live one as of its last reload)."""
+        return self._generation
+
+    def _committed_at(self, store: ContentStore) -> str | None:
+        """When the live generation was committed (ISO 8601, UTC): recorded by the commit, or,
+        for an index last committed before commits recorded it, its vectors file's time."""
+        seconds = store.committed_at()
+        if seconds is None:
+            try:
+                seconds = vectors_path(self.path, self._generation).stat().st_mtime
+            except OSError:
+                return None
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk by kind: `database` (content.db and its -wal/-shm; the fts5 keyword
+        table lives in it), `vectors` (the live generation's file), `keywords` (the keyword
+        engine's own folder, tantivy's), `other` (the manifest, the lock, leftovers of
+        interrupted writes) and `total`, all the folder's files."""
+        sizes = {"database": 0, "vectors": 0, "keywords": 0, "other": 0}
+        live = vectors_path(self.path, self._generation).name
+        keyword_dir = getattr(self.keywords, "path", None)
+        for p in self.path.rglob("*"):
+            try:
+                if not p.is_file():
+                    continue
+                size = p.stat().st_size
+            except OSError:  # removed meanwhile (a commit's old files, SQLite's -shm)
+                continue
+            rel = p.relative_to(self.path)
+            if len(rel.parts) == 1 and p.name in (DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm"):
+                kind = "database"
+            elif len(rel.parts) == 1 and p.name == live:
+                kind = "vectors"
+            elif keyword_dir is not None and Path(keyword_dir) in p.parents:
+                kind = "keywords"
+            else:
+                kind = "other"
+            sizes[kind] += size
+        sizes["total"] = sum(sizes.values())
+        return sizes
+
+    def record_evaluation(self, result: dict, wait: float | None = None) -> None:
+        """Store `result` (a `searcher eval` run's figures, with `dataset`, `split` and `mode`)
+        in the index, replacing the last one of the same dataset, split and mode. Its own
+        SQLite transaction under the write lock (waiting up to `wait` seconds, default
+        RECORD_WAIT, for another writer); it changes no generation. IndexLockedError if the
+        lock stays taken."""
+        deadline = time.monotonic() + (RECORD_WAIT if wait is None else wait)
+        with self._write_lock:
+            while True:
+                try:
+                    with exclusive_lock(self.path), readable(self.path / DATABASE):
+                        store = ContentStore(self.path / DATABASE)
+                        try:
+                            store.record_evaluation(result)
+                        finally:
+                            store.close()
+                    return
+                except IndexLockedError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
 
     # -- writing -------------------------------------------------------------------------
     def add_paths(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,12 +60,15 @@ class StoredChunk:
 
 
 CHECKSUMS = "checksums"  # file name -> SHA-256, written in the commit that makes the file live
+COMMITTED_AT = "committed_at_ms"  # state key: when the live generation was committed (Unix time, ms)
+EVALUATIONS = "evaluations"  # the last `searcher eval` result per (dataset, split, mode), made at the first
 TABLES = ("documents", "chunks", "state")
 
 
 class ContentStore:
-    """SQLite tables `documents`, `chunks`, `state` (key/value: generation, next chunk id) and
-    `checksums` (the live vectors file's SHA-256).
+    """SQLite tables `documents`, `chunks`, `state` (key/value: generation, next chunk id, time
+    of the last commit), `checksums` (the live vectors file's SHA-256) and, once `searcher eval
+    --index` has run, `evaluations` (its last figures per dataset, split and mode).
 
     `readonly` connections never create or change anything (SQLite may add its -wal/-shm
     coordination files beside a WAL database); `create` makes the schema in a new file. A
@@ -149,6 +153,27 @@ class ContentStore:
             return None
         row = self.db.execute(f"select sha256 from [{CHECKSUMS}] where name = ?", [name]).fetchone()
         return row[0] if row else None
+
+    def committed_at(self) -> float | None:
+        """When the live generation was committed (Unix time, seconds), or None: an index
+        last committed before this was recorded."""
+        ms = self.state(COMMITTED_AT)
+        return ms / 1000 if ms else None
+
+    def evaluations(self) -> list[dict]:
+        """The stored `searcher eval` results (see `record_evaluation`), newest first."""
+        if not self.has_table(EVALUATIONS):
+            return []
+        rows = self.db.execute(f"select result from [{EVALUATIONS}] order by recorded_at desc, dataset, split, mode")
+        out = []
+        for (raw,) in rows.fetchall():
+            try:
+                result = json.loads(raw)
+            except (TypeError, ValueError):
+                continue  # one unreadable row hides only itself
+            if isinstance(result, dict):
+                out.append(result)
+        return out
 
     def has_table(self, name: str) -> bool:
         return bool(self.db.execute("select 1 from sqlite_master where name = ?", [name]).fetchone())
@@ -259,11 +284,25 @@ class ContentStore:
             record_keywords(self, [int(c["id"]) for c in chunks], removed)
             self.set_state(generation, next_chunk_id, checksums)
 
+    def record_evaluation(self, result: dict) -> None:
+        """Keep `result` (an evaluation's figures: `dataset`, `split`, `mode`, metrics, ...) as the
+        last one of its (dataset, split, mode), replacing the one before, in its own
+        transaction. It is not part of any generation: commits leave it alone."""
+        row = {"dataset": str(result["dataset"]), "split": str(result["split"]), "mode": str(result["mode"]),
+               "recorded_at": str(result.get("recorded_at") or ""),
+               "result": json.dumps(result, ensure_ascii=False, allow_nan=False)}
+        with self.db.atomic():
+            self.db.execute(f"create table if not exists [{EVALUATIONS}] (dataset text not null, split text not null, "
+                            f"mode text not null, recorded_at text, result text not null, "
+                            f"primary key (dataset, split, mode))")
+            self.db[EVALUATIONS].upsert(row, pk=("dataset", "split", "mode"))
+
     def set_state(self, generation: int, next_chunk_id: int, checksums: dict[str, str] | None) -> None:
-        """Record the live generation, the next chunk id and the live files' checksums (inside
-        the caller's transaction)."""
+        """Record the live generation, the next chunk id, the time of this commit and the live
+        files' checksums (inside the caller's transaction)."""
         self.db["state"].upsert_all(
-            [{"key": "generation", "value": generation}, {"key": "next_chunk_id", "value": next_chunk_id}],
+            [{"key": "generation", "value": generation}, {"key": "next_chunk_id", "value": next_chunk_id},
+             {"key": COMMITTED_AT, "value": int(time.time() * 1000)}],
             pk="key",
         )
         if checksums is not None:

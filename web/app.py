@@ -13,6 +13,7 @@ from werkzeug.routing import BaseConverter
 
 from searcher.facets import DEFAULT_FACETS
 
+from .about import bp as about_bp
 from .api import bp as api_bp
 from .errors import register_error_handlers
 from .server import MAX_BODY_BYTES
@@ -108,6 +109,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
 
     app.register_blueprint(api_bp)
     app.register_blueprint(views_bp)
+    app.register_blueprint(about_bp)
 
     @app.before_request
     def refuse_large_bodies():

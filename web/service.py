@@ -28,6 +28,8 @@ from searcher.filters import compile_where
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
 
+from .latency import LatencyWindow
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -246,6 +248,7 @@ class SearchService:
         path = getattr(index, "path", None)
         self._db = Path(path) / DATABASE if path is not None else None
         self._identity = database_identity(self._db)
+        self.latency = LatencyWindow()  # the durations of recent searches, for /about
 
     # -- the guarded reads ---------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
@@ -266,6 +269,7 @@ class SearchService:
         except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
+        self.latency.record(took_ms)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets)
 
     def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
@@ -286,6 +290,10 @@ class SearchService:
         info = self._call(lambda index: index.info())
         keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")
         return {k: info[k] for k in keys if k in info}
+
+    def about(self) -> dict:
+        """The index's own report (`Index.info()`) and this server's recent search latencies."""
+        return {**self._call(lambda index: index.info()), "latency": self.latency.summary()}
 
     def count(self) -> int:
         return self._call(len)
