@@ -1,7 +1,7 @@
 """Save screenshots of the results page (docs/screenshot.png) and of the index's report page
 /about (docs/about.png) with Debian's Chromium.
 
-    python scripts/screenshot.py --index /tmp/web-pyd --query "read a file line by line"
+    python scripts/screenshot.py --index /tmp/web-pyd --query "read a file line by line" --pages results
     python scripts/screenshot.py --index /tmp/scifact --pages about   # after `searcher eval --index`
 
 Serves the index with waitress on a free loopback port, opens the pages in headless Chromium
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=50, help="searches run before /about")
     parser.add_argument("--queries-file", type=Path, help="a queries.jsonl to take those searches from")
     parser.add_argument("--about-height", type=int, default=960)
-    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--facets", default="kind,folder", help="the fields the results page lists beside them")
+    parser.add_argument("--width", type=int, default=1200)
     parser.add_argument("--height", type=int, default=860)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
@@ -51,7 +52,8 @@ def main() -> None:
     pages = {p.strip() for p in args.pages.split(",") if p.strip()}
     if not pages <= {"results", "about"}:
         parser.error("--pages takes results, about or both (comma-separated)")
-    app = create_app(index_dir=args.index, device="cpu")
+    facets = tuple(f.strip() for f in args.facets.split(",") if f.strip())
+    app = create_app(index_dir=args.index, device="cpu", facets=facets)
     with serving(app) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height}, color_scheme="light")
@@ -84,6 +86,7 @@ def save(page, out: Path, full_page: bool = False) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out), full_page=full_page)
     print(f"wrote {out}")
+
 
 if __name__ == "__main__":
     main()

@@ -135,10 +135,7 @@ def search():
 @bp.get("/similar")
 def similar():
     """The documents nearest in meaning to one (/similar?id=...), never the document itself."""
-    doc_id = request.args.get("id", "")
-    doc = service().document(doc_id) if doc_id else None
-    if doc is None:
-        abort(404, description="There is no document with this id in the index.")
+    doc_id, doc = requested_document()
     try:
         where = parse_where(request.args)
         hits = service().similar(doc_id, DEFAULT_K, where)
@@ -146,6 +143,15 @@ def similar():
         abort(400, description=str(e))
     return render_template("similar.html", doc=doc, results=result_rows(hits, None), q="",
                            documents=service().count())
+
+
+def requested_document() -> tuple[str, dict]:
+    """(id, stored document) of ?id=...; a 404 page when there is no such document."""
+    doc_id = request.args.get("id", "")
+    doc = service().document(doc_id) if doc_id else None
+    if doc is None:
+        abort(404, description="There is no document with this id in the index.")
+    return doc_id, doc
 
 
 def _opt_int(name: str) -> int | None:
@@ -156,10 +162,7 @@ def _opt_int(name: str) -> int | None:
 @bp.get("/document")
 def document():
     """A whole document, the passage [start:end] of a result in <mark id="hit">."""
-    doc_id = request.args.get("id", "")
-    doc = service().document(doc_id) if doc_id else None
-    if doc is None:
-        abort(404, description="There is no document with this id in the index.")
+    _, doc = requested_document()
     q = request.args.get("q", "")[:1000]
     start, end = _opt_int("start"), _opt_int("end")
     body = document_html(doc["text"], start, end, q, service().analyzer(), page_starts(doc.get("metadata") or {}))
