@@ -2,7 +2,8 @@
 documents a query ranks, the filter that keeps one value, and re-ordering by date.
 
 A semantic search ranks every document, so "the documents that match" are the best `depth`
-of the ranking (FACET_DEPTH by default), within the search's filter: the counts describe the
+of the ranking (FACET_DEPTH, 100, by default: as deep as hybrid search fuses, so a
+page with facets ranks as one without), within the search's filter: the counts describe the
 top of the ranking, where the results are. A field is a metadata key (`type`, `folder`,
 `author`, ...), or `year`, the year of `modified` (a file's modification time). A list value
 (an e-mail's `to`) counts each of its items.
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 DEFAULT_FACETS = ("type", "folder", "year")
-FACET_DEPTH = 200  # documents of the ranking that facets count, and that sort/recency re-order
+FACET_DEPTH = 100  # documents of the ranking that facets count and sort/recency re-order (hybrid's fusion depth)
 MAX_VALUES = 20  # values listed per field, the most frequent first
 MAX_FIELDS = 10
 SORTS = ("relevance", "modified")

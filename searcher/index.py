@@ -356,25 +356,39 @@ class Index:
         their `modified` date, newest first; `recency` (a half-life in days) weights each of
         their scores by age, halving it for every half-life before `now` (default: the present).
         """
-        sort, recency = check_sort(sort), check_recency(recency)
-        k, offset = check_k(k, offset)
-        reordered = sort != "relevance" or recency is not None
-        depth = max(offset + k, FACET_DEPTH) if reordered else offset + k
-        store, ranked = self._rank(query, depth, mode, fusion, where)
-        if reordered:
-            metadatas = {d: doc["metadata"] for d, doc in store.documents(list(ranked)).items()}
-            ranked = reorder(ranked, metadatas, sort, recency, now or datetime.now(timezone.utc))
-        return hits(store, ranked, offset, offset + k)
+        return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
+                                       recency=recency, now=now)[0]
 
     @reading
     def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None) -> dict[str, dict]:
         """{field: {value: count}} among the best `depth` documents for `query` within `where`
         (searcher/facets.py: a field is a metadata key, or `year` of `modified`)."""
+        return self.search_with_facets(query, 1, 0, fields, mode=mode, fusion=fusion, where=where,
+                                       facet_depth=depth)[1]
+
+    @reading
+    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
+                           *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
+                           sort: str | None = None, recency: float | None = None, now: datetime | None = None,
+                           facet_depth: int = FACET_DEPTH) -> tuple[list[Hit], dict[str, dict]]:
+        """`search` and `facets` from one ranking (what the search page shows): the page of hits,
+        and the counts of `fields` among the best `facet_depth` documents."""
+        sort, recency = check_sort(sort), check_recency(recency)
         fields = check_facet_fields(fields)
-        depth, _ = check_k(depth)
-        store, ranked = self._rank(query, depth, mode, fusion, where)
-        return count_facets((doc["metadata"] for doc in store.documents(list(ranked)).values()), fields)
+        k, offset = check_k(k, offset)
+        facet_depth, _ = check_k(facet_depth)
+        reordered = sort != "relevance" or recency is not None
+        order_depth = max(offset + k, FACET_DEPTH) if reordered else offset + k
+        store, ranked = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where)
+        metadatas = {}
+        if reordered or fields:
+            metadatas = {d: doc["metadata"] for d, doc in store.documents(list(ranked)).items()}
+        counts = count_facets((metadatas[d] for d in list(ranked)[:facet_depth] if d in metadatas), fields)
+        if reordered:
+            ranked = reorder(dict(list(ranked.items())[:order_depth]), metadatas, sort, recency,
+                             now or datetime.now(timezone.utc))
+        return hits(store, ranked, offset, offset + k), counts
 
     def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None,
               where: dict | None) -> tuple[ContentStore, dict]:

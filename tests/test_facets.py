@@ -105,8 +105,22 @@ def test_sort_by_modified_orders_the_best_documents_newest_first(facet_index):
     page2 = idx.search("engine bread", k=10, offset=10, mode="dense", sort="modified")
     assert [h.doc_id for h in page2] == [h.doc_id for h in by_date[10:20]]
     # Within a filter, only the matching documents, still newest first.
+    pdf_ranking = [h.doc_id for h in idx.search("engine bread", k=100, mode="dense", where={"type": "pdf"})]
     pdfs = idx.search("engine bread", k=100, mode="dense", sort="modified", where={"type": "pdf"})
-    assert [h.doc_id for h in pdfs] == [d for d in newest_first if metas[d]["type"] == "pdf"]
+    assert sorted(h.doc_id for h in pdfs) == sorted(d for d, m in metas.items() if m["type"] == "pdf")
+    assert [h.doc_id for h in pdfs] == sorted(pdf_ranking, key=lambda d: (
+        "modified" not in metas[d], -datetime.fromisoformat(metas[d].get("modified", "2000-01-01")).timestamp()))
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+def test_one_ranking_gives_the_page_and_its_facets_as_the_two_calls_do(facet_index, mode):
+    idx, _ = facet_index
+    for options in ({}, {"where": {"folder": "/data/a"}}, {"sort": "modified"}):
+        hits, facets = idx.search_with_facets("kitten library", 10, 5, ["type", "year"], mode=mode, **options)
+        alone = idx.search("kitten library", 10, 5, mode=mode, **options)
+        assert [(h.doc_id, h.score) for h in hits] == [(h.doc_id, h.score) for h in alone]
+        where = {"where": options["where"]} if "where" in options else {}
+        assert facets == idx.facets("kitten library", ["type", "year"], mode=mode, **where)
 
 
 def test_recency_boost_weights_scores_by_age(facet_index):

@@ -150,8 +150,8 @@ class EmptyIndex:
     def search(self, query, k=10, offset=0, mode=None, **narrowing):
         return []
 
-    def facets(self, query, fields, mode=None, **narrowing):
-        return {name: {} for name in fields}
+    def search_with_facets(self, query, k, offset, fields, mode=None, **narrowing):
+        return [], {name: {} for name in fields}
 
     def __len__(self):
         return 0
@@ -227,6 +227,7 @@ def test_unexpected_errors_give_a_500_without_details(web_app, web_client, monke
         raise RuntimeError("secret internals at /srv/private")
 
     monkeypatch.setattr(service.index, "search", broken)
+    monkeypatch.setattr(service.index, "search_with_facets", broken)
     r = web_client.get("/api/search?q=cats")
     body = api_error(r, 500)
     assert "secret" not in r.get_data(as_text=True)

@@ -261,11 +261,12 @@ class SearchService:
         options = {"where": req.where, "sort": req.sort, "recency": req.recency}
         options = {name: value for name, value in options.items() if value is not None}
         try:
-            hits = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode, **options))
-            facets = None
             if req.facets:
-                where = {"where": req.where} if req.where is not None else {}
-                facets = self._call(lambda index: index.facets(req.query, req.facets, mode=mode, **where))
+                hits, facets = self._call(lambda index: index.search_with_facets(
+                    req.query, req.k + 1, req.offset, req.facets, mode=mode, **options))
+            else:
+                hits, facets = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode,
+                                                                     **options)), None
         except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
