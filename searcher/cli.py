@@ -18,6 +18,8 @@ from .loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
 from .keywords import KEYWORD_ENGINES
 from .vectors import INDEX_TYPES
 
+MAX_WRITE_BYTES = 4 * 1024 * 1024  # web.server.MAX_WRITE_BYTES, without importing the web layer here
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -325,46 +327,83 @@ def delete(doc_ids, index_dir):
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or name to listen on) is this machine's loopback only."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @main.command()
 @index_option
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback only unless you change it).")
+              help="Address to listen on; any other than loopback needs --api-keys (or --no-auth).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Request threads (concurrent queries are encoded together in one batch).")
 @click.option("--facets", "facet_fields", default="type,folder,year", show_default=True, metavar="FIELDS",
               help="The fields the page lists beside the results, with counts (metadata keys, or year).")
+@click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Every request needs one of the keys in FILE (`searcher keys add`); admin keys may write.")
+@click.option("--no-auth", is_flag=True,
+              help="Serve beyond loopback without keys: anyone who can reach it can search (never write).")
+@click.option("--max-write-mb", type=click.FloatRange(min=0.01, max=1024), default=MAX_WRITE_BYTES / 2**20,
+              show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @device_option
 @precision_option
-def serve(index_dir, host, port, threads, facet_fields, device, precision):
+def serve(index_dir, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
     searcher serve --index indexes/notes --port 8080
     searcher serve --facets author,type,year
+    searcher serve --host 0.0.0.0 --api-keys keys.txt
     """
     from web import create_app
+    from web.auth import KeyRing
     from web.server import make_server
 
     from .facets import check_facet_fields
 
+    if api_keys is not None and no_auth:
+        raise click.UsageError("--api-keys and --no-auth contradict each other: give one")
+    if api_keys is None and not no_auth and not is_loopback(host):
+        raise click.UsageError(
+            f"refusing to listen on {host} without API keys: anyone who can reach it could search "
+            f"this index. Give --api-keys FILE (make one with `searcher keys add --scope read --file FILE`), "
+            f"or --no-auth to serve it to everyone anyway.")
     try:
         facets = check_facet_fields(f for f in facet_fields.split(",") if f.strip())
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    keys = None
+    if api_keys is not None:
+        keys = KeyRing.from_file(api_keys)  # a bad file: KeyFileError, a ValueError (one line, exit 1)
+        if not len(keys):
+            raise click.UsageError(f"{api_keys} holds no keys: add one with "
+                                   f"`searcher keys add --scope admin --file {api_keys}`")
     idx = Index.open(index_dir, device=device, precision=precision)  # the model and the index load once, here
     idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
+    app = create_app(idx, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
     try:
-        server = make_server(create_app(idx, facets=facets), host, port, threads)
+        server = make_server(app, host, port, threads)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: listening on {host}: anyone who can reach it can search this index", err=True)
+    if keys is None and not is_loopback(host):
+        click.echo(f"warning: listening on {host} without keys (--no-auth): anyone who can reach it "
+                   f"can search this index", err=True)
     url_host = f"[{host}]" if ":" in host else host
     port = getattr(server, "effective_port", port)  # a name like localhost gets several sockets
+    access = (f"{len(keys)} API keys from {api_keys}" if keys is not None
+              else "no keys, read-only API")
     click.echo(f"Serving {len(idx)} documents from {index_dir} on http://{url_host}:{port}/ "
-               f"(Ctrl+C to stop)")
+               f"({access}; Ctrl+C to stop)")
     try:
         server.run()
     except KeyboardInterrupt:
@@ -372,6 +411,65 @@ def serve(index_dir, host, port, threads, facet_fields, device, precision):
     finally:
         server.close()
         idx.close()
+
+
+key_file_option = click.option(
+    "--file", "key_file", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE",
+    help="The key file (`searcher serve --api-keys FILE`).",
+)
+
+
+@main.group(cls=Group)
+def keys():
+    """Manage the API keys of `searcher serve --api-keys FILE` (only their hashes are stored).
+
+    \b
+    searcher keys add --scope read --file keys.txt     # prints the new key, once
+    searcher keys list --file keys.txt
+    searcher keys remove 3f9c01ab --file keys.txt
+    """
+
+
+@keys.command("add")
+@click.option("--scope", type=click.Choice(["read", "admin"]), required=True,
+              help="read: searches, documents, the page; admin: also the write API.")
+@key_file_option
+def keys_add(scope, key_file):
+    """Make a key; prints it once (stdout), stores only its hash."""
+    from web.auth import add_key
+
+    entry, key = add_key(key_file, scope)
+    click.echo(key)
+    click.echo(f"added key {entry.id} ({scope}) to {key_file}; it is shown only now, so keep it somewhere safe. "
+               f"A running server picks it up at once.", err=True)
+
+
+@keys.command("list")
+@key_file_option
+def keys_list(key_file):
+    """The keys' ids and scopes (a key is srch_<id>_..., so each key says which it is)."""
+    from web.auth import read_key_file
+
+    entries = read_key_file(key_file)
+    if not entries:
+        click.echo(f"no keys in {key_file}", err=True)
+        return
+    click.echo(f"{'ID':<10} {'SCOPE':<6} INDEXES")
+    for entry in entries:
+        click.echo(f"{entry.id:<10} {entry.scope:<6} {entry.indexes}")
+
+
+@keys.command("remove")
+@click.argument("key_id")
+@key_file_option
+def keys_remove(key_id, key_file):
+    """Remove a key by its id (or the key itself); a running server refuses it at once."""
+    from web.auth import key_id as id_in_key, remove_key
+
+    shown = id_in_key(key_id) or key_id[:40]  # never echo a whole key
+    if not remove_key(key_file, key_id):
+        raise click.ClickException(f"no key {shown!r} in {key_file} (`searcher keys list --file {key_file}`)")
+    click.echo(f"removed key {shown} from {key_file}")
 
 
 @main.command("mcp")

@@ -91,3 +91,59 @@ def test_index_type_and_search_params_options(tmp_path):
     result = run("index", docs, "--index", index_dir, "--index-type", "ivf")
     assert result.exit_code != 0 and "is an index of type hnsw" in result.output
     assert run("index", docs, "--index", index_dir, "--index-type", "bogus").exit_code != 0
+
+
+# -- API keys and serve's refusal to listen beyond loopback without them ---------------------
+
+def test_keys_add_list_remove(tmp_path):
+    from web.auth import KeyRing
+
+    path = tmp_path / "keys.txt"
+    added = CliRunner().invoke(main, ["keys", "add", "--scope", "read", "--file", str(path)])
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip()  # the key alone on stdout, for scripts; the note on stderr
+    assert key.startswith("srch_") and "shown only now" in added.stderr
+    assert key not in path.read_text() and KeyRing.from_file(path).check(key) == "read"
+    admin = CliRunner().invoke(main, ["keys", "add", "--scope", "admin", "--file", str(path)]).stdout.strip()
+
+    listed = run("keys", "list", "--file", path)
+    assert listed.exit_code == 0 and key not in listed.output and admin not in listed.output
+    kid = key.split("_")[1]
+    assert any(line.split()[:2] == [kid, "read"] for line in listed.output.splitlines())
+    assert any(line.split()[1:2] == ["admin"] for line in listed.output.splitlines())
+
+    removed = run("keys", "remove", kid, "--file", path)
+    assert removed.exit_code == 0 and f"removed key {kid}" in removed.output
+    assert KeyRing.from_file(path).check(key) is None and KeyRing.from_file(path).check(admin) == "admin"
+    again = run("keys", "remove", kid, "--file", path)
+    assert again.exit_code == 1 and "no key" in again.output
+    assert run("keys", "add", "--scope", "write", "--file", path).exit_code == 2
+    path.write_text("broken line\n")
+    bad = run("keys", "list", "--file", path)
+    assert bad.exit_code == 1 and "keys.txt:1" in bad.output and "Traceback" not in bad.output
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
+    missing = tmp_path / "no-index"
+    for host in ("0.0.0.0", "192.168.1.20", "::", "example.com"):
+        result = run("serve", "--index", missing, "--host", host)
+        assert result.exit_code == 2, (host, result.output)
+        assert "without API keys" in result.output and "--api-keys" in result.output and "--no-auth" in result.output
+    # --no-auth says so explicitly: the refusal is passed (then the missing index stops it).
+    result = run("serve", "--index", missing, "--host", "0.0.0.0", "--no-auth")
+    assert result.exit_code == 1 and "without API keys" not in result.output
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):  # loopback needs no keys
+        assert "without API keys" not in run("serve", "--index", missing, "--host", host).output
+    keys = tmp_path / "keys.txt"
+    keys.write_text("")
+    empty = run("serve", "--index", missing, "--host", "0.0.0.0", "--api-keys", keys)
+    assert empty.exit_code == 2 and "holds no keys" in empty.output
+    both = run("serve", "--index", missing, "--api-keys", keys, "--no-auth")
+    assert both.exit_code == 2 and "contradict" in both.output
+
+
+def test_serve_default_write_limit_matches_the_web_layer():
+    from searcher.cli import MAX_WRITE_BYTES
+    from web.server import MAX_WRITE_BYTES as WEB_MAX_WRITE_BYTES
+
+    assert MAX_WRITE_BYTES == WEB_MAX_WRITE_BYTES

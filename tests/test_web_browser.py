@@ -195,3 +195,57 @@ def test_open_the_documents_like_a_result(page):
     expect(page.locator(".document h1")).to_be_visible()
     page.get_by_role("link", name="Similar documents").click()
     expect(page.locator("h1")).to_contain_text("Documents like")
+
+
+# -- signing in (a server with API keys) -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keyed_server(web_index, tmp_path_factory):
+    """(base URL, read key) of a second server over the same index, with API keys."""
+    from web import create_app
+    from web.auth import KeyRing, add_key
+
+    path = tmp_path_factory.mktemp("keys") / "keys.txt"
+    _, key = add_key(path, "read")
+    with serving(create_app(web_index, keys=KeyRing.from_file(path))) as url:
+        yield url, key
+
+
+def test_sign_in_once_then_search_then_sign_out(browser, keyed_server):
+    url, key = keyed_server
+    context = browser.new_context(base_url=url, viewport={"width": 1024, "height": 720})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(15_000)
+
+    page.goto("/?q=kittens")
+    assert urlparse(page.url).path == "/sign-in"  # sent to sign in, the search kept for after
+    expect(page.locator("#key")).to_be_focused()
+    page.keyboard.type("srch_00000000_wrong")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("not valid")
+    assert context.cookies() == []
+
+    page.locator("#key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".result h2").first).to_have_text("Cats")  # back at the search asked for
+    assert parse_qs(urlparse(page.url).query)["q"] == ["kittens"]
+    [cookie] = context.cookies()
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert key not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script can read it
+    # Signed in once: other pages and the API (same site) need nothing more.
+    page.goto("/document?id=cat")
+    expect(page.locator(".document h1")).to_have_text("Cats")
+    assert page.evaluate("fetch('/api/health').then(r => r.status)") == 200
+    # The cookie only reads: a write from the page is refused even with it.
+    assert page.evaluate("fetch('/api/documents', {method: 'POST', headers: {'Content-Type': "
+                         "'application/json'}, body: '{}'}).then(r => r.status)") == 403
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#key")).to_be_visible()
+    page.goto("/")
+    assert urlparse(page.url).path == "/sign-in"
+    assert errors == []
+    context.close()

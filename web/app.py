@@ -15,10 +15,12 @@ from searcher.facets import DEFAULT_FACETS
 
 from .about import bp as about_bp
 from .api import bp as api_bp
+from .auth import KeyRing, install as install_auth
 from .errors import register_error_handlers
-from .server import MAX_BODY_BYTES
+from .server import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from .service import SearchService
 from .views import bp as views_bp
+from .writes import bp as writes_bp
 
 SECURITY_HEADERS = {
     # Defence in depth behind Jinja's escaping: no inline script, nothing from elsewhere.
@@ -87,17 +89,28 @@ def url_not_utf8() -> str | None:
     return None
 
 
+def body_limit(max_write_bytes: int) -> int:
+    """The largest body this request may have: `max_write_bytes` for POST /api/documents (the
+    write API), MAX_BODY_BYTES for everything else."""
+    if request.method == "POST" and request.path == "/api/documents":
+        return max_write_bytes
+    return MAX_BODY_BYTES
+
+
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
-               precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS) -> Flask:
+               precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
+               keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here).
-    `facets`: the fields the page lists beside its results."""
+    `facets`: the fields the page lists beside its results. `keys`: the API keys every request
+    must show (web/auth.py); None serves without keys, and refuses every write.
+    `max_write_bytes`: the largest body of a POST /api/documents."""
     if index is None:
         from searcher.index import DEFAULT_INDEX_DIR, Index
 
         index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
-                      SEARCHER_FACETS=tuple(facets))
+                      SEARCHER_FACETS=tuple(facets), SEARCHER_MAX_WRITE_BYTES=int(max_write_bytes))
     app.json = FiniteJSONProvider(app)
     app.json.sort_keys = False
     # Werkzeug answers //api//health with a redirect to the merged path, an absolute URL on
@@ -107,14 +120,19 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.extensions["searcher"] = SearchService(index)
     app.url_map.converters["docid"] = DocIdConverter
 
+    if keys is not None:
+        install_auth(app, keys)  # its check runs before the other request hooks
     app.register_blueprint(api_bp)
+    app.register_blueprint(writes_bp)
     app.register_blueprint(views_bp)
     app.register_blueprint(about_bp)
 
     @app.before_request
     def refuse_large_bodies():
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            abort(413)
+        limit = body_limit(app.config["SEARCHER_MAX_WRITE_BYTES"])
+        if (request.content_length or 0) > limit:
+            abort(413, description=f"The body is larger than this request's limit of {limit:,} bytes.")
+        request.max_content_length = limit  # also for a body without Content-Length (chunked)
 
     @app.before_request
     def refuse_urls_not_utf8():

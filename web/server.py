@@ -14,7 +14,8 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 
-MAX_BODY_BYTES = 64 * 1024  # the API takes no bodies: Flask answers larger ones with a JSON 413
+MAX_BODY_BYTES = 64 * 1024  # reads take no bodies: Flask answers larger ones with a JSON 413
+MAX_WRITE_BYTES = 4 * 1024 * 1024  # POST /api/documents (create_app(max_write_bytes=), serve --max-write-mb)
 SERVER_MAX_BODY_BYTES = 1024 * 1024  # waitress's own backstop (plain-text 413), for huge bodies
 QUEUE_LOG_INTERVAL = 60.0  # seconds between two of waitress's "Task queue depth is N" warnings
 
@@ -86,12 +87,20 @@ class Channel(HTTPChannel):
     parser_class = RequestParser
 
 
+def server_body_limit(app) -> int:
+    """waitress's limit: SERVER_MAX_BODY_BYTES above the app's write limit (so that the app, not
+    waitress, answers a body somewhat over it, with a JSON 413); SERVER_MAX_BODY_BYTES for an
+    app without one."""
+    writes = getattr(app, "config", {}).get("SEARCHER_MAX_WRITE_BYTES") or 0
+    return SERVER_MAX_BODY_BYTES + writes
+
+
 def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4):
     """A waitress server for `app` (port 0 picks a free port: see `.effective_port`)."""
     quiet_queue_warnings()
     server = waitress.create_server(
         app, host=host, port=port, threads=threads, ident="searcher",
-        max_request_body_size=SERVER_MAX_BODY_BYTES, clear_untrusted_proxy_headers=True,
+        max_request_body_size=server_body_limit(app), clear_untrusted_proxy_headers=True,
     )
     # One listening socket is the server itself; several (a name like localhost) are in its map.
     for listener in [server, *getattr(server, "map", {}).values()]:

@@ -9,6 +9,11 @@ When the index's files become unreadable under a running server (content.db trun
 deleted or replaced, a vectors file missing), requests get `IndexUnavailable` (a JSON 503
 under /api) instead of a bare 500, and the service reopens the index once it reads again:
 see `SearchService`.
+
+Writes (the write API: `add_documents`, `delete`) go through the service too, one at a time
+(its write lock; `Index` also allows one writer per process, and the index folder's lock
+one per folder). Each commits a new generation; `Index` encodes outside its search lock, so
+searches go on answering while a write encodes, each on one whole generation.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
@@ -33,6 +39,7 @@ from .latency import LatencyWindow
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+WRITE_WAIT = 60.0  # seconds a write waits for the one before it, then WriteBusy
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -171,6 +178,10 @@ INDEX_ERRORS = (sqlite3.DatabaseError, SearcherError, OSError)
 PROBE_QUERY = "health check"
 
 
+class WriteBusy(Exception):
+    """Another write has held the service's write lock for WRITE_WAIT seconds."""
+
+
 class IndexUnavailable(Exception):
     """The index cannot be read right now; the message says why, without server paths."""
 
@@ -249,6 +260,8 @@ class SearchService:
         self._db = Path(path) / DATABASE if path is not None else None
         self._identity = database_identity(self._db)
         self.latency = LatencyWindow()  # the durations of recent searches, for /about
+        self._write_lock = threading.Lock()  # one write at a time, in arrival order (roughly)
+        self.write_wait = WRITE_WAIT
 
     # -- the guarded reads ---------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
@@ -302,6 +315,29 @@ class SearchService:
     def health(self) -> int:
         """The document count after a real probe of the index; IndexUnavailable if it fails."""
         return self._call(probe)
+
+    # -- writes ------------------------------------------------------------------------------
+    def add_documents(self, documents: list[dict], on_conflict: str = "skip"):
+        """Index.add_documents, one write at a time; returns its IndexReport. IndexLockedError
+        when another process is writing to the index, WriteBusy when this one has been busy
+        for `write_wait` seconds."""
+        documents = list(documents)
+        with self._writing():
+            return self._call(lambda index: index.add_documents(documents, on_conflict=on_conflict))
+
+    def delete(self, doc_ids: list[str]) -> int:
+        """Index.delete, one write at a time: how many of the documents were there."""
+        with self._writing():
+            return self._call(lambda index: index.delete(doc_ids))
+
+    @contextmanager
+    def _writing(self):
+        if not self._write_lock.acquire(timeout=self.write_wait):
+            raise WriteBusy(f"another write has been running for over {self.write_wait:.0f} seconds; try again later")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     # -- damage and recovery -------------------------------------------------------------
     def _call(self, read: Callable[[Any], T]) -> T:

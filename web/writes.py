@@ -1,0 +1,104 @@
+"""The write API (admin keys only): POST /api/documents, DELETE /api/documents/<id>.
+
+A POST takes one document (a JSON object) or a list of them, with the fields
+`Index.add_documents` takes (`id`, `text`, optional `title`, `source`, `metadata`; other
+keys become metadata), in a body of at most the app's SEARCHER_MAX_WRITE_BYTES (the other
+endpoints keep the 64 KiB limit). Every document is checked before anything is written: a
+body that is not JSON, or a document that cannot be one, is a 400 naming it and nothing is
+written. The answer is 201 with the indexing report (`IndexReport.to_dict()`: what was
+added, updated, unchanged or skipped, and why) and the ids sent.
+
+Writes go through `SearchService` one at a time; searches keep answering meanwhile (see
+web/service.py). Without API keys (a server started without --api-keys) there is no admin,
+so every write is refused with a 403 that says how to enable them.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+
+from searcher.errors import IndexLockedError
+from searcher.writer import ON_CONFLICT, as_document
+
+from .auth import require_admin
+from .errors import json_error
+from .service import BadRequest, SearchService, WriteBusy
+
+bp = Blueprint("writes", __name__, url_prefix="/api")
+bp.before_request(require_admin)
+
+BUSY_RETRY_AFTER = "5"  # seconds
+
+
+def service() -> SearchService:
+    return current_app.extensions["searcher"]
+
+
+def parse_documents(body: bytes) -> list[dict]:
+    """The documents in a POST body, each checked as add_documents would take it; BadRequest
+    says what is wrong (and which document)."""
+    if not body.strip():
+        raise BadRequest("the body is empty: send one document as a JSON object, or a list of them")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise BadRequest(f"the body is not valid JSON: {str(e)[:200]}") from None
+    documents = [data] if isinstance(data, dict) else data
+    if not isinstance(documents, list):
+        raise BadRequest(f"the body must be a JSON object (one document) or a list of them, not {type(data).__name__}")
+    if not documents:
+        raise BadRequest("the list of documents is empty")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            raise BadRequest(f"document {i}: must be a JSON object, not {type(doc).__name__}")
+        try:
+            as_document(doc)
+        except (TypeError, ValueError) as e:
+            raise BadRequest(f"document {i}: {str(e)[:300]}") from None
+    return documents
+
+
+def write_error(e: Exception):
+    """The answer to a write that could not run: another process holds the index, or this one is busy."""
+    if isinstance(e, IndexLockedError):
+        return json_error(409, "Another process is writing to the index; try again when it has finished.", "Conflict")
+    response = json_error(503, str(e), "Service Unavailable")
+    response.headers["Retry-After"] = BUSY_RETRY_AFTER
+    return response
+
+
+@bp.post("/documents")
+def add_documents():
+    """One document or a list -> 201 with the indexing report and the ids sent."""
+    on_conflict = request.args.get("on_conflict", "skip")
+    if on_conflict not in ON_CONFLICT:
+        return json_error(400, f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict[:40]!r}",
+                          "Bad Request")
+    try:
+        documents = parse_documents(request.get_data(cache=False))
+    except BadRequest as e:
+        return json_error(400, str(e), "Bad Request")
+    try:
+        report = service().add_documents(documents, on_conflict)
+    except (IndexLockedError, WriteBusy) as e:
+        return write_error(e)
+    ids = [as_document(doc).id for doc in documents]
+    return jsonify({**report.to_dict(), "ids": ids}), 201
+
+
+@bp.delete("/documents", defaults={"doc_id": None})
+@bp.delete("/documents/<docid:doc_id>", merge_slashes=False)
+def delete_document(doc_id: str | None):
+    """A document by id (in the path, or as ?id=) -> 200 {"id", "deleted": 1}; 404 when unknown."""
+    doc_id = doc_id if doc_id is not None else request.args.get("id", "")
+    if not doc_id:
+        return json_error(400, "give a document id: /api/documents/<id> or /api/documents?id=<id>", "Bad Request")
+    try:
+        deleted = service().delete([doc_id])
+    except (IndexLockedError, WriteBusy) as e:
+        return write_error(e)
+    if not deleted:
+        return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
+    return jsonify({"id": doc_id, "deleted": deleted})
