@@ -428,6 +428,7 @@ class Index:
                 self._filter_cache.move_to_end(key)
                 return self._filter_cache[key]
         allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
+        allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
         with self._lock:
             self._filter_cache[key] = allowed
             while len(self._filter_cache) > FILTER_CACHE_SIZE:

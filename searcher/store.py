@@ -238,8 +238,12 @@ class ContentStore:
         return out
 
     def chunk_ids_where(self, sql: str, params: list) -> list[int]:
-        """The ids of the chunks whose documents match a compiled filter (searcher/filters.py)."""
-        q = f"select c.id from chunks c join documents d on d.id = c.doc_id where {sql} order by c.id"
+        """The ids of the chunks whose documents match a compiled filter (searcher/filters.py),
+        in order. The filter runs once a document, in a subquery, and its chunks come from the
+        doc_id index: as a join, SQLite scanned the chunks and evaluated the filter (its
+        json_extract) once a chunk, 3-4x slower (0.79 s against 0.23 s for 100k of a million
+        chunks: benchmarks/README.md, "Filtered search")."""
+        q = f"select c.id from chunks c where c.doc_id in (select d.id from documents d where {sql}) order by c.id"
         return [r[0] for r in self.db.execute(q, params).fetchall()]
 
     def document_sources(self) -> list[tuple[str, str]]:

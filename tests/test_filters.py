@@ -113,6 +113,17 @@ def test_a_filter_that_keeps_one_document_among_thousands_finds_it(tmp_path, fak
         assert index.search("violin", where={"kind": "nothing has this"}) == []
 
 
+def test_a_repeated_filter_reuses_its_allowed_ids_and_their_selector(tmp_path, fake_encoder):
+    with Index.create(tmp_path / "idx", encoder=fake_encoder, index_type="ivf") as index:
+        index.add_documents(corpus(600, seed=4))
+        where = {"kind": "memo"}
+        first = index.search("comet", k=5, mode="dense", where=where)
+        assert index.search("comet", k=5, mode="dense", where=where) == first
+        (allowed,) = index._filter_cache.values()  # read-only and sorted: the backend may keep its selector
+        assert not allowed.flags.writeable and np.all(np.diff(allowed) > 0) and len(allowed) == 200
+        assert len(index.vectors._selectors) == 1
+
+
 @pytest.mark.parametrize("bad, reason", [
     ({"kind": {"$regex": "m.*"}}, "unknown filter operator '\\$regex'"),
     ({"$xor": []}, "unknown filter operator or field"),

@@ -181,3 +181,77 @@ def test_an_ivf_index_rebuilt_for_more_vectors_gets_the_nprobe_of_its_new_size()
     small.add(ids[10:], x[10:])
     grown = small.replan("ivf")
     assert grown.nlist > 1 and grown.search_params() == {"nprobe": min(V.DEFAULT_NPROBE, grown.nlist)}
+
+
+# -- filtered search (allowed ids) -----------------------------------------------------------
+def clustered(n, seed, centres=200, d=D):
+    """Unit vectors around `centres` random centres (labels too): structure an IVF index can use."""
+    rng = np.random.default_rng(seed)
+    c = unit(centres, 99, d)  # the same centres for every seed: queries come from the data's distribution
+    labels = rng.integers(0, centres, n)
+    x = c[labels] + rng.standard_normal((n, d)).astype(np.float32) * 0.25 / np.sqrt(d)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def filtered_recall(index, x, ids, queries, allowed):
+    keep = np.isin(ids, allowed)
+    exact = np.argsort(-(queries @ x[keep].T), axis=1)[:, :10]
+    _, found = index.search(queries, 10, np.sort(allowed))
+    return np.mean([len(set(f) & set(ids[keep][e])) / 10 for f, e in zip(found, exact)])
+
+
+def test_a_filtered_ivf_search_keeps_its_recall_at_every_selectivity(monkeypatch):
+    """Recall@10 against an exhaustive search over the allowed vectors, for random filters
+    that keep 50%, 10% and 2% of the vectors and a topical one (the vectors of 4 of the 200
+    clusters: they sit in a few lists, far from most queries), above the exact-scan limit."""
+    monkeypatch.setattr(V, "FILTER_SCAN_ALL_BELOW", 100)  # so that these small sets use the list plan
+    x, labels = clustered(20_000, 0)
+    ids = np.arange(1, 20_001, dtype=np.int64) * 3
+    index = build_index("ivf", ids, x)
+    assert index.nlist == 512 and index.search_params() == {"nprobe": 64}
+    queries, _ = clustered(100, 1)
+    rng = np.random.default_rng(2)
+    filters = {share: rng.choice(ids, int(share * len(ids)), replace=False) for share in (0.5, 0.1, 0.02)}
+    filters["topical"] = ids[np.isin(labels, [3, 50, 120, 180])]
+    for name, allowed in filters.items():
+        assert filtered_recall(index, x, ids, queries, allowed) >= 0.95, name
+
+
+def test_a_filter_below_the_exact_limit_is_searched_exactly():
+    x, _ = clustered(20_000, 0)
+    ids = np.arange(20_000, dtype=np.int64)
+    index = build_index("ivf", ids, x)
+    allowed = np.random.default_rng(3).choice(ids, 3000, replace=False)
+    queries, _ = clustered(30, 4)
+    assert filtered_recall(index, x, ids, queries, allowed) == 1.0
+    _, found = index.search(queries[:1], 10, np.array([7, 70, 700]))
+    assert sorted(found[0][found[0] >= 0]) == [7, 70, 700]
+
+
+def test_the_selector_of_a_read_only_allowed_array_is_kept_until_the_vectors_change():
+    x, _ = clustered(5000, 0)
+    ids = np.arange(5000, dtype=np.int64)
+    index = build_index("ivf", ids[:4000], x[:4000])
+    allowed = np.arange(3000, 4500, dtype=np.int64)
+    allowed.setflags(write=False)
+    first = index._selector(allowed)
+    assert index._selector(allowed) is first  # cached: the same read-only array
+    assert index._selector(allowed.copy()) is not first  # writable: made afresh each time
+    assert first[1].sum() == 1000  # allowed vectors per list: only those the index holds
+    _, found = index.search(x[4200:4201], 1, allowed)
+    assert found[0][0] != 4200
+    index.add(ids[4000:], x[4000:])  # ids 4000.. arrive: the cached counts would miss them
+    assert index._selector(allowed) is not first
+    _, found = index.search(x[4200:4201], 1, allowed)
+    assert found[0][0] == 4200
+
+
+def test_id_selectors_and_membership_accept_exactly_the_allowed_ids():
+    rng = np.random.default_rng(5)
+    for allowed in (np.array([0, 5, 9, 64]), rng.choice(100_000, 3000, replace=False),
+                    np.array([3, 1 << 40])):  # sparse: a hash set, not a bitmap of 2^40 bits
+        probe = np.concatenate([allowed, rng.integers(0, 100_000, 2000), [1, 2, (1 << 40) - 1]])
+        selector = V.id_selector(allowed)
+        assert [selector.is_member(int(i)) for i in probe] == list(np.isin(probe, allowed))
+        assert list(V.is_member(probe, allowed)) == list(np.isin(probe, allowed))
+    assert isinstance(V.id_selector(np.arange(10)), type(V.faiss.IDSelectorBitmap(np.zeros(1, np.uint8))))
