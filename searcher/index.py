@@ -466,6 +466,23 @@ class Index:
         return hits(store, dict(list(ranked.items())[:k]), 0, k)
 
     @reading
+    def live_generation(self) -> int:
+        """The generation searches read now (reloaded first if another process committed)."""
+        with self._lock:
+            self._reload_if_changed()
+            return self._generation
+
+    @reading
+    def chunk_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(generation, chunk ids, vectors) of the live generation (reloaded first if another
+        process committed): the exact vectors, or, for an index type that keeps only codes
+        (ivfpq), their reconstructions. For whole-corpus views (searcher/corpus_map.py); a
+        write in progress in this process may have added chunks its commit has not named yet."""
+        with self._lock:
+            self._reload_if_changed()
+            return (self._generation, *self.vectors.export(approximate=True))
+
+    @reading
     def get_document(self, doc_id: str) -> dict | None:
         """The stored document (id, source, title, metadata, text, added_at), or None. Ids are
         strings; another value is looked up by its str() (searcher/sanitize.py)."""

@@ -12,6 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
 from .api import bp as api_bp
+from .corpus_map import bp as map_bp
 from .errors import register_error_handlers
 from .server import MAX_BODY_BYTES
 from .service import SearchService
@@ -104,6 +105,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
 
     app.register_blueprint(api_bp)
     app.register_blueprint(views_bp)
+    app.register_blueprint(map_bp)
 
     @app.before_request
     def refuse_large_bodies():

@@ -232,6 +232,12 @@ class SearchService:
         """Index.similar through the same guard as searches (KeyError: no such document)."""
         return self._call(lambda index: index.similar(doc_id, k=k))
 
+    def corpus_map(self) -> dict:
+        """The map of the corpus (searcher/corpus_map.py), computed once per generation."""
+        from searcher.corpus_map import corpus_map
+
+        return self._call(corpus_map)
+
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""
         return getattr(getattr(self.index, "keywords", None), "analyzer", None)
