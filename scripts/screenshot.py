@@ -1,14 +1,18 @@
-"""Save a screenshot of the results page (docs/screenshot.png) with Debian's Chromium.
+"""Save a screenshot of the results page (docs/screenshot.png) or of the map (docs/map.png) with Debian's Chromium.
 
     python scripts/screenshot.py --index /tmp/web-pyd --query "read a file line by line"
+    python scripts/screenshot.py --map --index /tmp/map-dbpedia --query "rock band from England"
 
 Serves the index with waitress on a free loopback port, opens the page in headless Chromium
 through Playwright (no browser download: the system binary is used) and writes the PNG.
+With --map it shows /map instead, the query's best matches marked (the map is computed first
+if the index has none cached for its generation: minutes for a large corpus with UMAP).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlencode
@@ -32,7 +36,8 @@ def main() -> None:
     parser.add_argument("--index", default="indexes/default", help="index folder")
     parser.add_argument("--query", default="read a file line by line")
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
+    parser.add_argument("--map", action="store_true", help="the map of the corpus (/map) instead of results")
+    parser.add_argument("--out", type=Path, help="default: docs/screenshot.png, or docs/map.png with --map")
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--height", type=int, default=860)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
@@ -43,13 +48,19 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height}, color_scheme="light")
         page.goto(f"{url}/api/search?q=warm+up")  # the first search is slow; time a warm one
-        page.goto(f"{url}/?{urlencode({'q': args.query, 'k': args.k})}")
-        expect(page.locator(".result").first).to_be_visible(timeout=30_000)
-        page.locator("#q").blur()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(args.out))
+        if args.map:
+            page.goto(f"{url}/api/map", timeout=0)  # computed (or read) once, before the page asks
+            page.goto(f"{url}/map?{urlencode({'q': args.query})}")
+            expect(page.locator("#map")).to_have_attribute("data-marked", re.compile(r"^[1-9]"), timeout=60_000)
+        else:
+            page.goto(f"{url}/?{urlencode({'q': args.query, 'k': args.k})}")
+            expect(page.locator(".result").first).to_be_visible(timeout=30_000)
+            page.locator("#q").blur()
+        out = args.out or ROOT / "docs" / ("map.png" if args.map else "screenshot.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out))
         browser.close()
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

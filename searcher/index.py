@@ -11,7 +11,8 @@ modules that do the work:
 A commit writes the next vectors file (temp file, fsync, rename) and its checksum, then
 commits the SQLite transaction that names it, then removes the old file. A kill at any
 point leaves the last committed pair readable. Reading (search, info, get_document) opens
-SQLite read-only and never changes a file.
+SQLite read-only and never changes a file (the one file a reader writes is a cache beside
+them: the map of the corpus, searcher/corpus_map.py).
 
 Threads: searches run in parallel, each thread on its own SQLite connection. A write in
 this process encodes without holding the search lock; only changing the vectors in memory

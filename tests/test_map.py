@@ -151,6 +151,8 @@ def test_mean_vectors_leaves_a_group_without_rows_at_zero():
     assert list(counts) == [1, 0, 2]
     assert np.allclose(means[0], [0, 1]) and np.allclose(means[1], [0, 0])
     assert np.allclose(means[2], np.array([2, 2]) / np.sqrt(8))
+    only, counts = mean_vectors(np.array([1, 1]), rows, 2, rows=np.array([0, 2]))  # row 1 left out
+    assert list(counts) == [0, 2] and np.allclose(only[1], np.array([2, 2]) / np.sqrt(8))
 
 
 def test_pca_layout_is_deterministic_and_separates_groups():

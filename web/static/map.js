@@ -43,7 +43,9 @@
 
   function say(text) { statusLine.textContent = text; }
 
-  function plural(count, word) { return count.toLocaleString("en") + " " + word + (count === 1 ? "" : "s"); }
+  function plural(count, word, many) {
+    return count.toLocaleString("en") + " " + (count === 1 ? word : (many || word + "s"));
+  }
 
   function readJSON(response) {
     return response.json().catch(function () { return {}; }).then(function (body) {
@@ -353,7 +355,7 @@
       });
       root.dataset.marked = String(markedCount);
       var missing = page.results.length - markedCount;
-      say(plural(markedCount, "best match") + " for “" + q + "” marked" +
+      say(plural(markedCount, "best match", "best matches") + " for “" + q + "” marked" +
           (missing > 0 ? " (" + missing + " newer than the map, listed below)" : "") + ".");
       draw();
     }).catch(function (error) { say("Could not search: " + error.message); });
@@ -384,6 +386,7 @@
     byId = new Map();
     for (var i = 0; i < n; i++) byId.set(map.points.id[i], i);
     marked = new Uint8Array(n);
+    root.dataset.marked = "0";
     Array.prototype.forEach.call(colourSelect.options, function (option) {
       if (option.value !== "cluster") option.disabled = !(map.facets[option.value] || []).length;
     });
