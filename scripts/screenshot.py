@@ -1,19 +1,23 @@
-"""Save screenshots of the results page (docs/screenshot.png) and of the index's report page
-/about (docs/about.png) with Debian's Chromium.
+"""Save screenshots of the results page (docs/screenshot.png), the index's report page /about
+(docs/about.png) and the map of the corpus (docs/map.png) with Debian's Chromium.
 
     python scripts/screenshot.py --index /tmp/web-pyd --query "read a file line by line" --pages results
     python scripts/screenshot.py --index /tmp/scifact --pages about   # after `searcher eval --index`
+    python scripts/screenshot.py --index /tmp/map-dbpedia --pages map --query "rock band from England" --height 1040
 
 Serves the index with waitress on a free loopback port, opens the pages in headless Chromium
 through Playwright (no browser download: the system binary is used) and writes the PNGs.
 Before /about it runs `--searches` searches (the queries of `--queries-file`, a BEIR
-queries.jsonl, or the query repeated), so the page has latencies to show.
+queries.jsonl, or the query repeated), so the page has latencies to show. The map is
+computed first if the index has none cached for its generation (minutes for a large corpus
+with UMAP), then shown with the query's best matches marked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlencode
@@ -30,6 +34,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
+PAGES = ("results", "about", "map")
 
 
 def main() -> None:
@@ -39,7 +44,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     parser.add_argument("--about-out", type=Path, default=ROOT / "docs" / "about.png")
-    parser.add_argument("--pages", default="results,about", help="which to take: results, about or both")
+    parser.add_argument("--map-out", type=Path, default=ROOT / "docs" / "map.png")
+    parser.add_argument("--pages", default="results,about", help=f"which to take, comma-separated: {', '.join(PAGES)}")
     parser.add_argument("--searches", type=int, default=50, help="searches run before /about")
     parser.add_argument("--queries-file", type=Path, help="a queries.jsonl to take those searches from")
     parser.add_argument("--about-height", type=int, default=960)
@@ -50,8 +56,8 @@ def main() -> None:
     args = parser.parse_args()
 
     pages = {p.strip() for p in args.pages.split(",") if p.strip()}
-    if not pages <= {"results", "about"}:
-        parser.error("--pages takes results, about or both (comma-separated)")
+    if not pages <= set(PAGES):
+        parser.error(f"--pages takes {', '.join(PAGES)} (comma-separated)")
     facets = tuple(f.strip() for f in args.facets.split(",") if f.strip())
     app = create_app(index_dir=args.index, device="cpu", facets=facets)
     with serving(app) as url, sync_playwright() as p:
@@ -63,6 +69,11 @@ def main() -> None:
             expect(page.locator(".result").first).to_be_visible(timeout=30_000)
             page.locator("#q").blur()
             save(page, args.out)
+        if "map" in pages:
+            page.goto(f"{url}/api/map", timeout=0)  # computed (or read) once, before the page asks
+            page.goto(f"{url}/map?{urlencode({'q': args.query})}")
+            expect(page.locator("#map")).to_have_attribute("data-marked", re.compile(r"^[1-9]"), timeout=60_000)
+            save(page, args.map_out)
         if "about" in pages:
             for query in sample_queries(args.queries_file, args.query, args.searches):
                 page.request.get(f"{url}/api/search?{urlencode({'q': query, 'k': args.k})}")

@@ -7,6 +7,8 @@ Layout of a folder:
     keywords.tantivy/      the tantivy keyword index, when the manifest's keyword_engine is tantivy
     vectors.<gen>.faiss    chunk vectors of commit <gen>; content.db names the live <gen> and
                            holds the SHA-256 of its file
+    map.<gen>.json         the map of the corpus for commit <gen> (searcher/corpus_map.py), a
+                           cache written by readers; not part of a generation
     write.lock             held by the one process that writes
 
 A generation is loaded with `load_generation` (the vectors file SQLite names, verified

@@ -11,7 +11,8 @@ modules that do the work:
 A commit writes the next vectors file (temp file, fsync, rename) and its checksum, then
 commits the SQLite transaction that names it, then removes the old file. A kill at any
 point leaves the last committed pair readable. Reading (search, info, get_document) opens
-SQLite read-only and never changes a file.
+SQLite read-only and never changes a file (the one file a reader writes is a cache beside
+them: the map of the corpus, searcher/corpus_map.py).
 
 Threads: searches run in parallel, each thread on its own SQLite connection. A write in
 this process encodes without holding the search lock; only changing the vectors in memory
@@ -509,6 +510,23 @@ class Index:
         ranked = RETRIEVERS["dense"](view, Query(doc_id, None, self.fusion, vector.astype(np.float32)), k + 1)
         ranked.pop(doc_id, None)
         return hits(store, dict(list(ranked.items())[:k]), 0, k)
+
+    @reading
+    def live_generation(self) -> int:
+        """The generation searches read now (reloaded first if another process committed)."""
+        with self._lock:
+            self._reload_if_changed()
+            return self._generation
+
+    @reading
+    def chunk_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(generation, chunk ids, vectors) of the live generation (reloaded first if another
+        process committed): the exact vectors, or, for an index type that keeps only codes
+        (ivfpq), their reconstructions. For whole-corpus views (searcher/corpus_map.py); a
+        write in progress in this process may have added chunks its commit has not named yet."""
+        with self._lock:
+            self._reload_if_changed()
+            return (self._generation, *self.vectors.export(approximate=True))
 
     @reading
     def get_document(self, doc_id: str) -> dict | None:

@@ -246,6 +246,15 @@ class ContentStore:
         q = f"select c.id from chunks c where c.doc_id in (select d.id from documents d where {sql}) order by c.id"
         return [r[0] for r in self.db.execute(q, params).fetchall()]
 
+    def chunk_owners(self) -> list[tuple[int, str]]:
+        """(chunk id, doc id) of every chunk."""
+        return self.db.execute("select id, doc_id from chunks").fetchall()
+
+    def document_summaries(self) -> list[tuple[str, str, dict]]:
+        """(id, title, metadata) of every document, by id."""
+        rows = self.db.execute("select id, title, metadata from documents order by id").fetchall()
+        return [(doc_id, title, json.loads(metadata or "{}")) for doc_id, title, metadata in rows]
+
     def document_sources(self) -> list[tuple[str, str]]:
         return self.db.execute("select id, source from documents").fetchall()
 

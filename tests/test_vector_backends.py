@@ -101,6 +101,29 @@ def test_export_gives_the_exact_vectors_back_or_says_it_cannot(filled):
     assert np.array_equal(got_ids[order], ids) and np.allclose(got[order], data, atol=1e-6)
 
 
+def test_an_approximate_export_gives_every_vector_back_or_its_reconstruction(filled):
+    vectors, ids, data = filled
+    got_ids, got = vectors.export(approximate=True)
+    order = np.argsort(got_ids)
+    assert np.array_equal(got_ids[order], ids)
+    assert (np.sum(got[order] * data, axis=1) > 0.999).all()  # exact at this size, compressed or not
+
+
+def test_a_trained_ivfpq_index_exports_its_decoded_codes_approximately():
+    from searcher.vectors.faiss_backend import FaissVectorIndex
+
+    pq = FaissVectorIndex.create(DIM, "IVF4,PQ8")
+    ids = np.arange(5, 5 + 3000, dtype=np.int64) * 3  # ids that are not positions
+    data = unit(3000, 4)
+    pq.add(ids, data)
+    with pytest.raises(ValueError, match="product-quantised"):
+        pq.export()
+    got_ids, got = pq.export(approximate=True)
+    order = np.argsort(got_ids)
+    assert np.array_equal(got_ids[order], ids) and got.shape == data.shape
+    assert np.mean(np.sum(got[order] * data, axis=1)) > 0.8  # near the originals: the list centroid plus the PQ code
+
+
 def test_a_copy_is_independent_and_searches_the_same(filled):
     vectors, ids, data = filled
     twin = vectors.copy()

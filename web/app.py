@@ -16,6 +16,7 @@ from searcher.facets import DEFAULT_FACETS
 from .about import bp as about_bp
 from .api import bp as api_bp
 from .auth import KeyRing, install as install_auth
+from .corpus_map import bp as map_bp
 from .errors import register_error_handlers
 from .server import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from .service import SearchService
@@ -126,6 +127,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.register_blueprint(writes_bp)
     app.register_blueprint(views_bp)
     app.register_blueprint(about_bp)
+    app.register_blueprint(map_bp)
 
     @app.before_request
     def refuse_large_bodies():

@@ -296,6 +296,12 @@ class SearchService:
     def document(self, doc_id: str) -> dict | None:
         return self._call(lambda index: index.get_document(doc_id))
 
+    def corpus_map(self) -> dict:
+        """The map of the corpus (searcher/corpus_map.py), computed once per generation."""
+        from searcher.corpus_map import corpus_map
+
+        return self._call(corpus_map)
+
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""
         return getattr(getattr(self.index, "keywords", None), "analyzer", None)

@@ -78,8 +78,10 @@ class VectorBackend(ABC):
         now (`manifest`): itself, or a rebuild of itself."""
         return self
 
-    def export(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, exact vectors) of everything it holds; ValueError if it cannot give them back."""
+    def export(self, approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact vectors) of everything it holds; ValueError if it cannot give them back.
+        `approximate`: a backend that keeps only compressed codes gives their reconstructions
+        instead (good enough for a map of the corpus, never for a rebuild)."""
         raise ValueError(f"the {self.name} backend cannot give its vectors back")
 
     def search_params(self) -> dict:

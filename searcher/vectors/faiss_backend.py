@@ -310,8 +310,9 @@ class FaissVectorIndex(VectorBackend):
                 parts.append(faiss.rev_swig_ptr(lists.get_ids(no), size).astype(np.int64))
         return np.concatenate(parts)
 
-    def export(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, exact vectors) of every live vector; ValueError for ivfpq, which keeps only codes."""
+    def export(self, approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact vectors) of every live vector; ValueError for ivfpq, which keeps only
+        codes, unless `approximate`: then ivfpq gives its codes decoded (`_decoded`)."""
         d = self.dimension
         if self.kind in ("flat", "hnsw"):
             ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
@@ -329,7 +330,27 @@ class FaissVectorIndex(VectorBackend):
                     codes = faiss.rev_swig_ptr(lists.get_codes(no), size * lists.code_size)
                     vec_parts.append(np.frombuffer(codes.tobytes(), dtype=np.float32).reshape(size, d))
             return np.concatenate(id_parts), np.concatenate(vec_parts)
+        if approximate:
+            return self._decoded()
         raise ValueError("an ivfpq index holds product-quantised codes, not the exact vectors")
+
+    def _decoded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, reconstructed vectors) of an ivfpq index: each inverted list's codes, prefixed
+        with the list number as FAISS's standalone codes are (little-endian, coarse_code_size
+        bytes), decoded in one sa_decode call a list (centroid plus PQ residual)."""
+        lists, d = self.index.invlists, self.dimension
+        prefix_bytes = self.index.coarse_code_size()
+        id_parts, vec_parts = [np.zeros(0, np.int64)], [np.zeros((0, d), np.float32)]
+        for no in range(self.index.nlist):
+            size = lists.list_size(no)
+            if not size:
+                continue
+            id_parts.append(faiss.rev_swig_ptr(lists.get_ids(no), size).astype(np.int64))
+            codes = faiss.rev_swig_ptr(lists.get_codes(no), size * lists.code_size).reshape(size, lists.code_size)
+            prefix = np.frombuffer(int(no).to_bytes(prefix_bytes, "little"), dtype=np.uint8)
+            standalone = np.ascontiguousarray(np.hstack([np.broadcast_to(prefix, (size, prefix_bytes)), codes]))
+            vec_parts.append(self.index.sa_decode(standalone))
+        return np.concatenate(id_parts), np.concatenate(vec_parts)
 
     # -- changes ------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:

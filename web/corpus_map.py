@@ -1,0 +1,33 @@
+"""The map of the corpus: /map (the page; web/static/map.js draws it on a canvas) and
+/api/map (the layout as JSON, from searcher/corpus_map.py through the SearchService)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from .service import SearchService
+
+bp = Blueprint("corpus_map", __name__)
+
+
+def service() -> SearchService:
+    return current_app.extensions["searcher"]
+
+
+@bp.get("/map")
+def page():
+    """The page; the map itself is fetched from /api/map by map.js (a large corpus takes a
+    while to lay out the first time, and the page says so meanwhile)."""
+    return render_template("map.html", map_q=request.args.get("q", "")[:1000], documents=service().count())
+
+
+@bp.get("/api/map")
+def api_map():
+    """format, generation, method, documents, unplaced, seconds, clusters, facets, points
+    (parallel arrays: id, title, x, y, cluster, one per facet). Revalidated by ETag: the
+    layout changes only with the generation."""
+    payload = service().corpus_map()
+    response = jsonify(payload)
+    response.set_etag(f"map-{payload['generation']}-{payload['method']}-{payload['documents']}")
+    response.headers["Cache-Control"] = "no-cache"
+    return response.make_conditional(request)
