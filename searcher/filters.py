@@ -13,7 +13,9 @@ gives operators:
     {"$or": [{"type": "pdf"}, {"pages": {"$gt": 10}}]}, {"$and": [...]}, {"$not": {...}}
 
 A malformed filter (an unknown operator, a value of the wrong type) is a ValueError that
-says what is wrong. Values are always bound parameters, never SQL text.
+says what is wrong. Values are always bound parameters, never SQL text. Searches evaluate
+filters in memory (searcher/filter_columns.py) with the same rules as this SQL, which a test
+holds them to; the SQL answers what that cannot.
 """
 
 from __future__ import annotations
@@ -107,15 +109,21 @@ def _condition(name: str, value: Any, params: list) -> str:
             parts.append(f"{expr} {'NOT ' if op == '$nin' else ''}IN ({marks})")
             params.extend([*column_params, *values])
         elif op == "$under":
-            if not isinstance(operand, str) or not operand:
-                raise ValueError(f"{where} takes a folder path (a string), not {operand!r}")
-            prefix = operand.rstrip("/") or "/"
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            parts.append(f"({expr} = ? OR {expr} LIKE ? ESCAPE '\\')")
-            params.extend([*column_params, prefix, *column_params, escaped.rstrip("/") + "/%"])
+            prefix = under_prefix(operand, where)
+            below = prefix.rstrip("/") + "/"
+            parts.append(f"(typeof({expr}) = 'text' AND ({expr} = ? OR substr({expr}, 1, ?) = ?))")
+            params.extend([*column_params, *column_params, prefix, *column_params, len(below), below])
         else:
             raise ValueError(f"unknown filter operator {op!r} on {name!r}: use one of {', '.join(OPERATORS)}")
     return " AND ".join(parts)
+
+
+def under_prefix(operand: Any, where: str = "$under") -> str:
+    """The folder a `$under` names (trailing slashes dropped; "/" is the root). A path matches
+    when it is that folder or starts with it and a slash, case and all (a text value only)."""
+    if not isinstance(operand, str) or not operand:
+        raise ValueError(f"{where} takes a folder path (a string), not {operand!r}")
+    return operand.rstrip("/") or "/"
 
 
 def parse_where_option(text: str) -> dict:

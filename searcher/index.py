@@ -45,6 +45,7 @@ from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, excl
                      read_manifest, vectors_path, write_manifest, write_vectors)
 from .facets import (DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort,
                      count_facets, reorder)
+from .filter_columns import FilterColumns, MovedOn
 from .filters import compile_where
 from .fusion import Fusion
 from .keywords import check_keyword_engine, open_keywords
@@ -108,6 +109,7 @@ class Index:
         self._pool: ThreadPoolExecutor | None = None
         self._generation = -1
         self._filter_cache: OrderedDict = OrderedDict()  # (generation, filter) -> allowed chunk ids
+        self._columns: FilterColumns | None = None  # the live generation's, for filters (built at the first)
         self.vectors: VectorBackend | None = None
         try:
             self._reload_if_changed()  # and applies keyword changes a crash left waiting
@@ -417,18 +419,30 @@ class Index:
         with self._lock:
             self._reload_if_changed()
             vectors, generation = self.vectors, self._generation
-        allowed = self._allowed(store, generation, compiled) if compiled is not None else None
+        allowed = self._allowed(store, generation, where, compiled) if compiled is not None else None
         return View(self._read_store, vectors, self.keywords, self._lock, self._background, allowed)
 
-    def _allowed(self, store: ContentStore, generation: int, compiled: tuple[str, list]) -> np.ndarray:
-        """The chunk ids a compiled filter allows, cached per generation (a page of results, its
-        next page and a facet click ask for the same set)."""
+    def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]) -> np.ndarray:
+        """The chunk ids a filter allows, cached per generation (a page of results, its next
+        page and a facet click ask for the same set). In memory over the generation's columns
+        (searcher/filter_columns.py: milliseconds), else by SQL (filters.compile_where)."""
         key = (generation, compiled[0], json.dumps(compiled[1], default=str))
         with self._lock:
             if key in self._filter_cache:
                 self._filter_cache.move_to_end(key)
                 return self._filter_cache[key]
-        allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
+            columns = self._columns if self._columns is not None and self._columns.generation == generation else None
+        if columns is None:
+            try:
+                columns = FilterColumns(store, generation)
+            except MovedOn:  # a commit landed meanwhile: this search reads the live database
+                columns = None
+            else:
+                with self._lock:
+                    self._columns = columns
+        allowed = columns.allowed(store, where) if columns is not None else None
+        if allowed is None:
+            allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
         allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
         with self._lock:
             self._filter_cache[key] = allowed
