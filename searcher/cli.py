@@ -339,8 +339,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def parse_index_specs(specs) -> list[tuple[str, Path]]:
+    """`serve --index` values: NAME=DIR, or a bare DIR named after its folder; the default
+    index when none. A usage error for a bad or repeated name (before anything is opened)."""
+    from web.indexes import check_index_name, folder_name
+
+    parsed: list[tuple[str, Path]] = []
+    for spec in specs or (str(DEFAULT_INDEX_DIR),):
+        name, sep, folder = spec.partition("=")
+        if sep and "/" not in name and not name.startswith("."):  # NAME=DIR; ./a=b is a folder named a=b
+            try:
+                check_index_name(name)
+            except ValueError as e:
+                raise click.UsageError(f"--index {spec}: {e} (write ./{spec} for a folder whose name "
+                                       f"holds '=')") from None
+            if not folder:
+                raise click.UsageError(f"--index {spec}: the folder after {name}= is missing")
+            parsed.append((name, Path(folder)))
+        else:
+            parsed.append((folder_name(spec), Path(spec)))
+    seen: dict[str, Path] = {}
+    folders: dict[Path, str] = {}
+    for name, folder in parsed:
+        if name in seen:
+            raise click.UsageError(f"two indexes are named {name!r} ({seen[name]} and {folder}): "
+                                   f"name them with --index NAME=DIR")
+        if folder.resolve() in folders:
+            raise click.UsageError(f"{folder} is given twice ({folders[folder.resolve()]} and {name}): "
+                                   f"serve each index folder once")
+        seen[name], folders[folder.resolve()] = folder, name
+    return parsed
+
+
 @main.command()
-@index_option
+@click.option("--index", "index_specs", multiple=True, metavar="[NAME=]DIR",
+              help=f"An index to serve, as NAME=DIR or DIR (named after its folder); repeat it to serve "
+                   f"several (the first is the default; ?index=NAME picks one). Default: {DEFAULT_INDEX_DIR}.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any other than loopback needs --api-keys (or --no-auth).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
@@ -357,11 +391,12 @@ def is_loopback(host: str) -> bool:
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @device_option
 @precision_option
-def serve(index_dir, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, device, precision):
+def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
     searcher serve --index indexes/notes --port 8080
+    searcher serve --index notes=indexes/notes --index mail=/srv/mail-index
     searcher serve --facets author,type,year
     searcher serve --host 0.0.0.0 --api-keys keys.txt
     """
@@ -370,6 +405,8 @@ def serve(index_dir, host, port, threads, facet_fields, api_keys, no_auth, max_w
     from web.server import make_server
 
     from .facets import check_facet_fields
+
+    specs = parse_index_specs(index_specs)
 
     if api_keys is not None and no_auth:
         raise click.UsageError("--api-keys and --no-auth contradict each other: give one")
@@ -388,13 +425,20 @@ def serve(index_dir, host, port, threads, facet_fields, api_keys, no_auth, max_w
         if not len(keys):
             raise click.UsageError(f"{api_keys} holds no keys: add one with "
                                    f"`searcher keys add --scope admin --file {api_keys}`")
-    idx = Index.open(index_dir, device=device, precision=precision)  # the model and the index load once, here
-    idx.search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
-    app = create_app(idx, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
+    opened: dict[str, Index] = {}
     try:
-        server = make_server(app, host, port, threads)
-    except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        for name, folder in specs:  # the model loads once (indexes of one model share it), here
+            opened[name] = Index.open(folder, device=device, precision=precision)
+            opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
+        app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
+        try:
+            server = make_server(app, host, port, threads)
+        except OSError as e:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+    except BaseException:
+        for idx in opened.values():
+            idx.close()
+        raise
     if keys is None and not is_loopback(host):
         click.echo(f"warning: listening on {host} without keys (--no-auth): anyone who can reach it "
                    f"can search this index", err=True)
@@ -402,15 +446,25 @@ def serve(index_dir, host, port, threads, facet_fields, api_keys, no_auth, max_w
     port = getattr(server, "effective_port", port)  # a name like localhost gets several sockets
     access = (f"{len(keys)} API keys from {api_keys}" if keys is not None
               else "no keys, read-only API")
-    click.echo(f"Serving {len(idx)} documents from {index_dir} on http://{url_host}:{port}/ "
-               f"({access}; Ctrl+C to stop)")
+    def documents(name: str) -> str:
+        n = len(opened[name])
+        return f"{n} document{'' if n == 1 else 's'}"
+
+    if len(specs) == 1:
+        (name, folder), = specs
+        served = f"{documents(name)} from {folder}"
+    else:
+        served = f"{len(specs)} indexes (" + ", ".join(
+            f"{name}: {documents(name)} from {folder}" for name, folder in specs) + ")"
+    click.echo(f"Serving {served} on http://{url_host}:{port}/ ({access}; Ctrl+C to stop)")
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
-        idx.close()
+        for idx in opened.values():
+            idx.close()
 
 
 key_file_option = click.option(
@@ -425,6 +479,7 @@ def keys():
 
     \b
     searcher keys add --scope read --file keys.txt     # prints the new key, once
+    searcher keys add --scope read --indexes notes,mail --file keys.txt
     searcher keys list --file keys.txt
     searcher keys remove 3f9c01ab --file keys.txt
     """
@@ -433,15 +488,22 @@ def keys():
 @keys.command("add")
 @click.option("--scope", type=click.Choice(["read", "admin"]), required=True,
               help="read: searches, documents, the page; admin: also the write API.")
+@click.option("--indexes", "index_names", default="*", show_default=True, metavar="NAMES",
+              help="Limit the key to these indexes of `serve --index NAME=DIR` (comma-separated); * for all.")
 @key_file_option
-def keys_add(scope, key_file):
+def keys_add(scope, index_names, key_file):
     """Make a key; prints it once (stdout), stores only its hash."""
-    from web.auth import add_key
+    from web.auth import add_key, check_indexes
 
-    entry, key = add_key(key_file, scope)
+    try:
+        check_indexes(index_names)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--indexes") from None
+    entry, key = add_key(key_file, scope, index_names)
     click.echo(key)
-    click.echo(f"added key {entry.id} ({scope}) to {key_file}; it is shown only now, so keep it somewhere safe. "
-               f"A running server picks it up at once.", err=True)
+    limit = "" if entry.index_limit is None else f", indexes {entry.indexes}"
+    click.echo(f"added key {entry.id} ({scope}{limit}) to {key_file}; it is shown only now, so keep it somewhere "
+               f"safe. A running server picks it up at once.", err=True)
 
 
 @keys.command("list")

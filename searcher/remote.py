@@ -20,16 +20,22 @@ API_MAX_K = 100  # what /api/search serves at most
 
 
 class RemoteIndex:
-    def __init__(self, url: str, timeout: float = 30.0):
+    """`index`: which of the server's indexes to read (`serve --index NAME=DIR`; every call
+    sends ?index=NAME); None reads the server's default index."""
+
+    def __init__(self, url: str, timeout: float = 30.0, index: str | None = None):
         parsed = urllib.parse.urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"a searcher server URL looks like http://127.0.0.1:8000, not {url!r}")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.index = index
 
     def _get(self, path: str, params: dict, missing_ok: bool = False) -> dict | None:
         """The JSON object GET path?params answers; None for the API's own 404 when `missing_ok`.
         Anything that is not a searcher server's answer is a SearcherError saying so."""
+        if self.index is not None:
+            params = {**params, "index": self.index}
         address = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(address, timeout=self.timeout) as response:
@@ -37,7 +43,8 @@ class RemoteIndex:
         except urllib.error.HTTPError as e:
             answer = _json(e.read())
             reason = answer.get("message", e.reason) if isinstance(answer, dict) else e.reason
-            if e.code == 404 and missing_ok and isinstance(answer, dict) and answer.get("error") == "not_found":
+            if e.code == 404 and missing_ok and isinstance(answer, dict) and answer.get("error") == "not_found" \
+                    and not str(answer.get("message", "")).startswith("no index named"):
                 return None
             if 400 <= e.code < 500 and e.code != 404 and isinstance(answer, dict) and "message" in answer:
                 raise ValueError(str(reason)) from None
@@ -50,7 +57,8 @@ class RemoteIndex:
         return answer
 
     def check(self) -> int:
-        """That the URL is a searcher server whose index can be read: its document count."""
+        """That the URL is a searcher server whose index can be read: its document count (an
+        index the server does not serve is a SearcherError, from its 404)."""
         health = self._get("/api/health", {})
         if health.get("status") != "ok":
             raise SearcherError(f"{self.url} is not a searcher server, or its index cannot be read: {health}")

@@ -81,7 +81,8 @@ def test_the_ring_reads_the_file_again_when_it_changes(tmp_path):
     ("abc sha256:" + "0" * 63 + " read", "sha256"),
     ("abc sha256:" + "0" * 64 + " write", "scope"),
     ("a-b sha256:" + "0" * 64 + " read", "id"),
-    ("abc sha256:" + "0" * 64 + " read notes,mail", "not supported yet"),
+    ("abc sha256:" + "0" * 64 + " read notes,,mail", "index name"),
+    ("abc sha256:" + "0" * 64 + " read *,mail", "comma-separated names"),
 ])
 def test_bad_key_file_lines_are_refused_with_the_line(line, reason):
     with pytest.raises(KeyFileError, match=reason) as e:
@@ -91,7 +92,9 @@ def test_bad_key_file_lines_are_refused_with_the_line(line, reason):
 
 def test_key_file_format_has_a_place_for_indexes():
     [key] = parse_key_file("abc sha256:" + "a" * 64 + " admin *\n")
-    assert (key.id, key.scope, key.indexes) == ("abc", "admin", "*")
+    assert (key.id, key.scope, key.indexes, key.index_limit) == ("abc", "admin", "*", None)
+    [key] = parse_key_file("abc sha256:" + "a" * 64 + " read notes,mail\n")  # limited to two (tests/test_indexes.py)
+    assert (key.indexes, key.index_limit) == ("notes,mail", frozenset({"notes", "mail"}))
     with pytest.raises(KeyFileError, match="used twice"):
         parse_key_file(("abc sha256:" + "a" * 64 + " read\n") * 2)
 

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, jsonify, render_template
 
-from .service import SearchService
+from .indexes import current, current_service as service
 
 bp = Blueprint("about", __name__)
-
-
-def service() -> SearchService:
-    return current_app.extensions["searcher"]
 
 
 def about_data() -> dict:
@@ -76,7 +72,7 @@ def metric_names(evaluations: list[dict]) -> list[str]:
 @bp.get("/about")
 def about():
     data = about_data()
-    return render_template("about.html", about=data, metrics=metric_names(data["evaluations"]),
+    return render_template("about.html", about=data, index_name=current()[0], metrics=metric_names(data["evaluations"]),
                            human_bytes=human_bytes, when=when, q="")
 
 

@@ -1,25 +1,26 @@
-"""The JSON API: /api/search, /api/documents/<id>, /api/health, /api/stats."""
+"""The JSON API: /api/search, /api/similar, /api/documents/<id>, /api/health, /api/stats;
+each takes ?index=NAME (web/indexes.py), and /api/search and /api/health also index=*."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
+from . import indexes
 from .errors import RETRY_AFTER, json_error
-from .service import BadRequest, IndexUnavailable, SearchService, hit_json, parse_search_args, parse_where
+from .indexes import current_service as service
+from .service import BadRequest, IndexUnavailable, hit_json, parse_search_args, parse_where
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def service() -> SearchService:
-    return current_app.extensions["searcher"]
-
-
 @bp.get("/search")
 def search():
-    """?q=...&k=10&offset=0[&mode=...&where=<JSON>&facets=type,folder,year&sort=modified&recency=DAYS]
-    -> query, took_ms, results, has_more, next_offset[, facets]."""
+    """?q=...&k=10&offset=0[&index=NAME|*&mode=...&where=<JSON>&facets=type,folder,year&sort=modified
+    &recency=DAYS] -> query, took_ms, results, has_more, next_offset[, facets]; with index=*
+    every result also has `index` and `fused_score`."""
+    indexes.resolve(allow_all=True)  # an unknown or forbidden index first, whatever else is wrong
     try:
-        page = service().search(parse_search_args(request.args))
+        page = indexes.search(parse_search_args(request.args))
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     return jsonify(page.to_dict())
@@ -61,15 +62,31 @@ def document(doc_id: str | None):
 @bp.get("/health")
 def health():
     """200 {"status": "ok", "documents": N} after a real read of the index; 503 with
-    {"status": "error", "message": ...} while the index cannot be read."""
-    try:
-        documents = service().health()
-    except IndexUnavailable as e:
-        response = jsonify({"status": "error", "message": str(e)})
+    {"status": "error", "message": ...} while the index cannot be read. With several indexes
+    and no ?index= (or index=*), every index the caller may read is probed: ok only if all
+    read, `documents` their total, and `indexes` {name: {"status", "documents" or "message"}}."""
+    names = indexes.resolve(allow_all=True)
+    every = indexes.requested() == indexes.ALL or (indexes.requested() is None and len(indexes.registry()) > 1)
+    if every:
+        names = indexes.allowed_names()
+    report, failed = {}, None
+    for name in names:
+        try:
+            report[name] = {"status": "ok", "documents": indexes.registry()[name].health()}
+        except IndexUnavailable as e:
+            report[name] = {"status": "error", "message": str(e)}
+            failed = failed or (name, str(e))
+    if failed:
+        message = f"index {failed[0]}: {failed[1]}" if every else failed[1]
+        body = {"status": "error", "message": message, **({"indexes": report} if every else {})}
+        response = jsonify(body)
         response.status_code = 503
         response.headers["Retry-After"] = RETRY_AFTER
         return response
-    return jsonify({"status": "ok", "documents": documents})
+    body = {"status": "ok", "documents": sum(r["documents"] for r in report.values())}
+    if every:
+        body["indexes"] = report
+    return jsonify(body)
 
 
 @bp.get("/stats")

@@ -1,10 +1,11 @@
-"""The Flask app factory: one open index, the page, the JSON API and safe error responses
-(those from `errors`)."""
+"""The Flask app factory: one open index or several named ones (web/indexes.py), the page,
+the JSON API and safe error responses (those from `errors`)."""
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Mapping
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from flask import Flask, abort, request
@@ -18,6 +19,8 @@ from .api import bp as api_bp
 from .auth import KeyRing, install as install_auth
 from .corpus_map import bp as map_bp
 from .errors import register_error_handlers
+from .indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
+from .indexes import bp as indexes_bp
 from .server import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from .service import SearchService
 from .views import bp as views_bp
@@ -100,15 +103,28 @@ def body_limit(max_write_bytes: int) -> int:
 
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
                precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
-               keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES) -> Flask:
-    """Build the app around `index`, or open the index in `index_dir` (model loaded once, here).
-    `facets`: the fields the page lists beside its results. `keys`: the API keys every request
-    must show (web/auth.py); None serves without keys, and refuses every write.
+               keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
+               indexes: Mapping[str, object] | None = None) -> Flask:
+    """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
+    or serve several: `indexes` {name: open Index}, the first the default (web/indexes.py).
+    A single index is named after its folder (`default` without one). `facets`: the fields
+    the page lists beside its results. `keys`: the API keys every request must show
+    (web/auth.py); None serves without keys, and refuses every write.
     `max_write_bytes`: the largest body of a POST /api/documents."""
-    if index is None:
-        from searcher.index import DEFAULT_INDEX_DIR, Index
+    if indexes is not None:
+        if index is not None or index_dir is not None:
+            raise ValueError("give `indexes` or one index (`index`, `index_dir`), not both")
+        indexes = dict(indexes)
+    else:
+        if index is None:
+            from searcher.index import DEFAULT_INDEX_DIR, Index
 
-        index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
+            index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
+        indexes = {folder_name(getattr(index, "path", None)): index}
+    services = Services({name: SearchService(idx) for name, idx in indexes.items()})  # checks the names
+    if len(services) > 1:
+        for name, service in services.items():
+            service.name = name
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
                       SEARCHER_FACETS=tuple(facets), SEARCHER_MAX_WRITE_BYTES=int(max_write_bytes))
@@ -118,7 +134,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     # the Host header's host; without merging, such a path is just not found.
     app.url_map.merge_slashes = False
     app.jinja_env.autoescape = True  # every template, whatever its name
-    app.extensions["searcher"] = SearchService(index)
+    app.extensions["searcher.indexes"] = services
+    app.extensions["searcher"] = services[services.default]  # the default index's service
     app.url_map.converters["docid"] = DocIdConverter
 
     if keys is not None:
@@ -128,6 +145,17 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.register_blueprint(views_bp)
     app.register_blueprint(about_bp)
     app.register_blueprint(map_bp)
+    app.register_blueprint(indexes_bp)
+
+    @app.context_processor
+    def index_choices():
+        """The page's index selector (shown with 2+ indexes the caller may read) and the
+        ?index= its links keep."""
+        allowed = allowed_names()
+        raw = requested()
+        return {"index_names": allowed if len(allowed) > 1 else [],
+                "index_value": raw if raw == ALL or raw in allowed else default_for(allowed),
+                "link_index": link_index()}
 
     @app.before_request
     def refuse_large_bodies():

@@ -9,9 +9,11 @@ The key file, one key a line (`searcher keys add|list|remove --file FILE` writes
 
 `id` is a short random name (it is also part of the key, so a key says which line is its
 own); `scope` is `read` (searches, documents, the pages) or `admin` (also the write API). The
-optional fourth field is reserved for limiting a key to some indexes, a later step: today
-only `*` (every index, the same as leaving it out) is accepted, and a file that names
-indexes is refused rather than read as if the limit held.
+optional fourth field limits the key to some of the server's indexes (web/indexes.py):
+comma-separated names (`notes,mail`), or `*` for every index (the same as leaving it out).
+Such a key gets a 403 for any other index, `index=*` searches only its own, and
+/api/indexes lists only those. A name the server does not serve is allowed (the limit
+means "at most these"), so a key file can be shared by servers of different indexes.
 
 A key is `srch_<id>_<secret>`, the secret `secrets.token_urlsafe(32)` (256 random bits).
 Only its SHA-256 is stored. A slow, salted hash (scrypt, PBKDF2) is what passwords need,
@@ -52,6 +54,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
 
 from .errors import error_response, wants_json
+from .indexes import check_index_name
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ MAX_CLIENTS = 10_000  # addresses the limiter remembers
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # what a read key may do; anything else needs admin
 FILE_HEADER = (
     "# searcher API keys: managed by `searcher keys add|list|remove --file FILE`.\n"
-    "# <id> sha256:<digest of the key> <scope: read|admin> [<indexes: * for all>]\n"
+    "# <id> sha256:<digest of the key> <scope: read|admin> [<indexes: a,b or * for all>]\n"
 )
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -85,7 +88,12 @@ class ApiKey:
     id: str
     digest: str  # hex SHA-256 of the whole key
     scope: str
-    indexes: str = ALL_INDEXES  # reserved: limiting a key to some indexes is a later step
+    indexes: str = ALL_INDEXES  # `*`, or the comma-separated names of the only indexes it may use
+
+    @property
+    def index_limit(self) -> frozenset[str] | None:
+        """The names of the indexes this key may use; None: every index."""
+        return None if self.indexes == ALL_INDEXES else frozenset(self.indexes.split(","))
 
     def line(self) -> str:
         return f"{self.id} {HASH_SCHEME}:{self.digest} {self.scope}" + (
@@ -107,17 +115,35 @@ def key_id(key: str) -> str | None:
     return None
 
 
-def new_key(scope: str, taken: Iterable[str] = ()) -> tuple[ApiKey, str]:
-    """A fresh key of `scope`: (its line, the key itself, to show once)."""
+def check_indexes(field: str | Iterable[str] | None) -> str:
+    """A key's index limit as the key file writes it: `*`, or comma-separated index names
+    (each as web/indexes.py names them, each once, in the order given); ValueError otherwise."""
+    if field is None:
+        return ALL_INDEXES
+    names = field.split(",") if isinstance(field, str) else list(field)
+    names = [n.strip() for n in names]
+    if names == [ALL_INDEXES]:
+        return ALL_INDEXES
+    if not names or ALL_INDEXES in names:
+        raise ValueError(f"the indexes are {ALL_INDEXES} (all) or comma-separated names, not {str(field)[:80]!r}")
+    for name in names:
+        check_index_name(name)
+    return ",".join(dict.fromkeys(names))
+
+
+def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """A fresh key of `scope`, limited to `indexes` (None or `*`: all): (its line, the key
+    itself, to show once)."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    limit = check_indexes(indexes)
     taken = set(taken)
     while True:
         kid = secrets.token_hex(4)
         if kid not in taken:
             break
     key = f"{KEY_PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
-    return ApiKey(kid, digest(key), scope), key
+    return ApiKey(kid, digest(key), scope, limit), key
 
 
 def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
@@ -144,9 +170,10 @@ def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
             raise KeyFileError(f"{where}: the hash must be sha256:<64 hex digits>")
         if scope not in SCOPES:
             raise KeyFileError(f"{where}: the scope must be one of {', '.join(SCOPES)}, not {scope[:40]!r}")
-        if indexes != ALL_INDEXES:
-            raise KeyFileError(f"{where}: limiting a key to some indexes ({indexes[:80]!r}) is not "
-                               f"supported yet; use {ALL_INDEXES} or leave the field out")
+        try:
+            indexes = check_indexes(indexes)
+        except ValueError as e:
+            raise KeyFileError(f"{where}: {e}") from None
         seen.add(kid)
         keys.append(ApiKey(kid, hexdigest, scope, indexes))
     return keys
@@ -184,10 +211,11 @@ def write_key_file(path: str | os.PathLike, keys: Iterable[ApiKey]) -> None:
         raise
 
 
-def add_key(path: str | os.PathLike, scope: str) -> tuple[ApiKey, str]:
-    """Add a new key of `scope` to the file (created if missing); returns its line and the key."""
+def add_key(path: str | os.PathLike, scope: str, indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """Add a new key of `scope` (limited to `indexes`, None: all) to the file (created if
+    missing); returns its line and the key."""
     keys = read_key_file(path)
-    entry, key = new_key(scope, (k.id for k in keys))
+    entry, key = new_key(scope, (k.id for k in keys), indexes)
     write_key_file(path, [*keys, entry])
     return entry, key
 
@@ -354,12 +382,13 @@ class Auth:
 
 @dataclass(frozen=True)
 class Access:
-    """Who is asking: the key's id and scope, and how it came (`key`: a Bearer header; `session`:
-    the page's cookie). In `g.access` for the request."""
+    """Who is asking: the key's id and scope, how it came (`key`: a Bearer header; `session`:
+    the page's cookie), and the indexes it may use (None: all). In `g.access` for the request."""
 
     key_id: str
     scope: str
     via: str
+    indexes: frozenset[str] | None = None
 
 
 def auth() -> Auth | None:
@@ -421,14 +450,14 @@ def bearer_access(header: str):
     if key is None:
         limits.limiter.failed(client_address())
         return unauthorized("This API key is not valid (or has been removed).")
-    return Access(key.id, key.scope, "key")
+    return Access(key.id, key.scope, "key", key.index_limit)
 
 
 def session_access() -> Access | None:
     limits = auth()
     kid = limits.sessions.key_id(request.cookies.get(COOKIE))
     key = limits.keys.get(kid) if kid else None
-    return Access(key.id, key.scope, "session") if key else None
+    return Access(key.id, key.scope, "session", key.index_limit) if key else None
 
 
 def require_key():

@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 
-from .service import SearchService
+from .indexes import current_service as service
 
 bp = Blueprint("corpus_map", __name__)
-
-
-def service() -> SearchService:
-    return current_app.extensions["searcher"]
 
 
 @bp.get("/map")

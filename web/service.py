@@ -61,6 +61,8 @@ class SearchRequest:
     facets: tuple[str, ...] = ()  # fields to count (searcher/facets.py), from ?facets=type,folder
     sort: str | None = None  # "relevance" (None) or "modified"
     recency: float | None = None  # the recency boost's half-life in days
+    index: str | None = None  # ?index= as given (web/indexes.py resolves it): a name, `*`, or None
+
 
 
 # Hit.to_dict() fields that /api/search leaves out: a document's metadata is served by
@@ -87,15 +89,29 @@ class SearchPage:
     has_more: bool = False
     took_ms: float = 0.0
     facets: dict | None = None  # {field: {value: count}} when the request asked for facets
+    # index=* (web/indexes.py): each hit's index, and its reciprocal rank fusion score
+    indexes: list[str] | None = None
+    fused: list[float] | None = None
+
+    def results(self) -> list[dict]:
+        out = [hit_json(h) for h in self.hits]
+        if self.indexes is not None:
+            for row, name, fused in zip(out, self.indexes, self.fused or [None] * len(out)):
+                row["index"] = name
+                if fused is not None:
+                    row["fused_score"] = round(float(fused), 6)
+        return out
 
     def to_dict(self) -> dict:
         r = self.request
         out: dict[str, Any] = {
             "query": r.query, "k": r.k, "offset": r.offset, "took_ms": self.took_ms,
-            "results": [hit_json(h) for h in self.hits],
+            "results": self.results(),
             "has_more": self.has_more,
             "next_offset": r.offset + len(self.hits) if self.has_more else None,
         }
+        if r.index is not None:
+            out["index"] = r.index
         if r.mode is not None:
             out["mode"] = r.mode
         if r.where is not None:
@@ -133,7 +149,8 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
     mode = args.get("mode")
     if mode is not None:
         mode = mode.strip() or None
-    return SearchRequest(query.strip(), k, offset, mode, parse_where(args), *_narrowing_args(args))
+    index = (args.get("index") or "").strip() or None
+    return SearchRequest(query.strip(), k, offset, mode, parse_where(args), *_narrowing_args(args), index=index)
 
 
 def parse_where(args: Mapping[str, str]) -> dict | None:
@@ -262,6 +279,7 @@ class SearchService:
         self.latency = LatencyWindow()  # the durations of recent searches, for /about
         self._write_lock = threading.Lock()  # one write at a time, in arrival order (roughly)
         self.write_wait = WRITE_WAIT
+        self.name: str | None = None  # set when a server has several indexes (its messages name it)
 
     # -- the guarded reads ---------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
@@ -422,5 +440,6 @@ class SearchService:
         self._broken = reason
 
     def _message(self) -> str:
-        return (f"The search index cannot be read right now: {self._broken}. "
+        which = f"The search index {self.name!r}" if self.name else "The search index"
+        return (f"{which} cannot be read right now: {self._broken}. "
                 f"The server tries to reopen it on the next request.")

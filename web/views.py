@@ -1,5 +1,6 @@
 """The HTML pages: the search page (/), the document view (/document?id=...) and the
-documents like one (/similar?id=...)."""
+documents like one (/similar?id=...); each takes ?index= (web/indexes.py), the search page
+also index=* (every index), and their links keep it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from searcher.documents import page_starts
 from searcher.facets import add_filter, facet_filter
 
+from . import indexes
 from .highlight import document_html, snippet, valid_span
-from .service import DEFAULT_K, BadRequest, SearchService, parse_search_args, parse_where
+from .indexes import current_service as service, link_index
+from .service import DEFAULT_K, BadRequest, parse_search_args, parse_where
 
 bp = Blueprint("views", __name__)
-
-
-def service() -> SearchService:
-    return current_app.extensions["searcher"]
 
 
 def search_url(req, offset: int = 0, **changes) -> str:
@@ -26,6 +25,8 @@ def search_url(req, offset: int = 0, **changes) -> str:
     where = changes.get("where", req.where)
     sort = changes.get("sort", req.sort)
     args = {"q": req.query}
+    if req.index:
+        args["index"] = req.index
     if req.k != DEFAULT_K:
         args["k"] = req.k
     if req.mode:
@@ -90,19 +91,26 @@ def narrowing(req, facets: dict | None) -> dict:
     return {"active": active, "groups": groups, "sorts": sorts}
 
 
-def result_rows(hits, query: str | None) -> list[dict]:
+def result_rows(hits, query: str | None, names: list[str] | None = None) -> list[dict]:
     """What the page shows of each hit: its snippet, a link to it in the document, and a link
-    to the documents like it."""
-    analyzer = service().analyzer()
+    to the documents like it. `names`: each hit's index (index=*); else the request's index,
+    kept in the links when the request named it."""
+    merged = names is not None
+    if merged:
+        analyzers = {name: indexes.registry()[name].analyzer() for name in set(names)}
+    else:
+        names = [link_index()] * len(hits)
+        analyzers = {names[0]: service().analyzer()} if hits else {}
     return [
         {
             "hit": hit,
-            "snippet": snippet(hit.passage, query or "", analyzer),
+            "index": name if merged else None,  # shown beside the source
+            "snippet": snippet(hit.passage, query or "", analyzers[name]),
             "url": url_for("views.document", id=hit.doc_id, start=hit.start, end=hit.end, q=query or None,
-                           _anchor="hit"),
-            "similar_url": url_for("views.similar", id=hit.doc_id),
+                           index=name, _anchor="hit"),
+            "similar_url": url_for("views.similar", id=hit.doc_id, index=name),
         }
-        for hit in hits
+        for hit, name in zip(hits, names)
     ]
 
 
@@ -110,12 +118,13 @@ def result_rows(hits, query: str | None) -> list[dict]:
 def search():
     """The search box, and results when there is a query; the query lives in the URL."""
     q = request.args.get("q", "")
-    context = {"q": q, "mode": request.args.get("mode", ""), "documents": service().count()}
+    names = indexes.resolve(allow_all=True)
+    context = {"q": q, "mode": request.args.get("mode", ""), "documents": indexes.count(names)}
     try:
         req = parse_search_args(request.args, require_query=False)
         if req is not None and not req.facets:
             req.facets = current_app.config["SEARCHER_FACETS"]  # the page always lists its facets
-        page = service().search(req) if req else None
+        page = indexes.search(req) if req else None
     except BadRequest as e:
         return render_template("search.html", error=str(e), **context), 400
     if req and req.k != DEFAULT_K:
@@ -125,7 +134,8 @@ def search():
     if req.where:
         context["where"] = json.dumps(req.where, separators=(",", ":"), ensure_ascii=False)
     return render_template(
-        "search.html", page=page, results=result_rows(page.hits, req.query), narrow=narrowing(req, page.facets),
+        "search.html", page=page, results=result_rows(page.hits, req.query, page.indexes),
+        narrow=narrowing(req, page.facets),
         prev_url=page_url(req, max(0, req.offset - req.k)) if req.offset else None,
         next_url=page_url(req, req.offset + req.k) if page.has_more else None,
         first_url=page_url(req, 0), **context,
@@ -168,6 +178,6 @@ def document():
     body = document_html(doc["text"], start, end, q, service().analyzer(), page_starts(doc.get("metadata") or {}))
     return render_template(
         "document.html", doc=doc, body=body, q=q, has_hit=valid_span(doc["text"], start, end),
-        back_url=url_for("views.search", q=q) if q.strip() else None,
-        similar_url=url_for("views.similar", id=doc["id"]),
+        back_url=url_for("views.search", q=q, index=link_index()) if q.strip() else None,
+        similar_url=url_for("views.similar", id=doc["id"], index=link_index()),
     )

@@ -1,4 +1,5 @@
-"""The write API (admin keys only): POST /api/documents, DELETE /api/documents/<id>.
+"""The write API (admin keys only): POST /api/documents, DELETE /api/documents/<id>, to the
+default index or to ?index=NAME (web/indexes.py; a key limited to some indexes writes to those only).
 
 A POST takes one document (a JSON object) or a list of them, with the fields
 `Index.add_documents` takes (`id`, `text`, optional `title`, `source`, `metadata`; other
@@ -17,23 +18,20 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from searcher.errors import IndexLockedError
 from searcher.writer import ON_CONFLICT, as_document
 
 from .auth import require_admin
 from .errors import json_error
-from .service import BadRequest, SearchService, WriteBusy
+from .indexes import current_service as service
+from .service import BadRequest, WriteBusy
 
 bp = Blueprint("writes", __name__, url_prefix="/api")
 bp.before_request(require_admin)
 
 BUSY_RETRY_AFTER = "5"  # seconds
-
-
-def service() -> SearchService:
-    return current_app.extensions["searcher"]
 
 
 def parse_documents(body: bytes) -> list[dict]:
@@ -72,6 +70,7 @@ def write_error(e: Exception):
 @bp.post("/documents")
 def add_documents():
     """One document or a list -> 201 with the indexing report and the ids sent."""
+    target = service()  # an unknown or forbidden index: 404 or 403 before the body is read
     on_conflict = request.args.get("on_conflict", "skip")
     if on_conflict not in ON_CONFLICT:
         return json_error(400, f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict[:40]!r}",
@@ -81,7 +80,7 @@ def add_documents():
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     try:
-        report = service().add_documents(documents, on_conflict)
+        report = target.add_documents(documents, on_conflict)
     except (IndexLockedError, WriteBusy) as e:
         return write_error(e)
     ids = [as_document(doc).id for doc in documents]
@@ -92,11 +91,12 @@ def add_documents():
 @bp.delete("/documents/<docid:doc_id>", merge_slashes=False)
 def delete_document(doc_id: str | None):
     """A document by id (in the path, or as ?id=) -> 200 {"id", "deleted": 1}; 404 when unknown."""
+    target = service()
     doc_id = doc_id if doc_id is not None else request.args.get("id", "")
     if not doc_id:
         return json_error(400, "give a document id: /api/documents/<id> or /api/documents?id=<id>", "Bad Request")
     try:
-        deleted = service().delete([doc_id])
+        deleted = target.delete([doc_id])
     except (IndexLockedError, WriteBusy) as e:
         return write_error(e)
     if not deleted:

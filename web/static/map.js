@@ -347,7 +347,9 @@
           marked[i] = 1;
           link.href = documentUrl(i);
         } else {
-          link.href = root.dataset.document + "?id=" + encodeURIComponent(hit.doc_id);
+          var off = new URL(root.dataset.document, window.location.href); // keeps its ?index=
+          off.searchParams.set("id", hit.doc_id);
+          link.href = off.pathname + off.search;
           li.className = "off-map";
         }
         li.append(link);

@@ -1,0 +1,228 @@
+"""Several indexes in one server: the registry of named `SearchService`s, the `?index=`
+every endpoint that reads an index takes, and the search over all of them.
+
+`create_app(indexes={"notes": Index, "mail": Index})` serves each under its name (a single
+`create_app(index)` serves one, named after its folder). A request picks one with
+`?index=NAME`; without it, it reads the default index (the first, or the first its key may
+read). `index=*` is for searches only: every index the caller may read, each searched on its
+own and the lists merged by reciprocal rank fusion (searcher/fusion.py; their scores are
+not comparable: another corpus, another BM25 vocabulary, another fusion), or, with
+`sort=modified`, by date. A name the server does not serve is a 404, an index the caller's
+key is not limited to a 403 (web/auth.py: `Access.indexes`).
+
+Document ids are per index: `/document?id=x&index=mail` and `/api/documents?id=x&index=mail`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from flask import Blueprint, abort, current_app, g, jsonify, request
+
+from searcher.facets import MAX_VALUES, modified_time
+from searcher.fusion import RRF_K, reciprocal_rank_fusion
+
+from .service import IndexUnavailable, SearchPage, SearchRequest, SearchService
+
+ALL = "*"  # index=*: every index the caller may read (searches only)
+DEFAULT_NAME = "default"  # the name of an index that has no folder to be named after
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def check_index_name(name: str) -> str:
+    """`name` if it can name an index (in URLs, the key file's comma-separated lists); else ValueError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"an index name is {NAME_RULE}, not {str(name)[:80]!r}")
+    return name
+
+
+def folder_name(path: str | Path | None) -> str:
+    """The name an index gets from its folder (`indexes/notes` -> notes), made valid."""
+    if path is None:
+        return DEFAULT_NAME
+    path = Path(path)
+    name = path.name or path.resolve().name
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lstrip(".-_")[:64]
+    return name or DEFAULT_NAME
+
+
+class Services:
+    """The served indexes by name, in the order given; the first is the default."""
+
+    def __init__(self, services: Mapping[str, SearchService]):
+        if not services:
+            raise ValueError("a server needs at least one index")
+        for name in services:
+            check_index_name(name)
+        self._services = dict(services)
+        self.default = next(iter(self._services))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._services)
+
+    def __getitem__(self, name: str) -> SearchService:
+        return self._services[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._services
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services)
+
+    def items(self):
+        return self._services.items()
+
+
+def registry() -> Services:
+    return current_app.extensions["searcher.indexes"]
+
+
+def allowed_names() -> list[str]:
+    """The served indexes this request may read: all without keys; with keys, those of its
+    key's limit (none before the key is known, e.g. on the sign-in page)."""
+    names = registry().names
+    if current_app.extensions.get("searcher.auth") is None:
+        return names
+    access = g.get("access")
+    if access is None:
+        return []
+    limit = getattr(access, "indexes", None)
+    return names if limit is None else [n for n in names if n in limit]
+
+
+def requested() -> str | None:
+    """The request's ?index=, stripped; None when absent or empty."""
+    raw = (request.args.get("index") or "").strip()
+    return raw or None
+
+
+def default_for(allowed: list[str]) -> str | None:
+    """The index a request without ?index= reads: the server's default, else the first allowed."""
+    default = registry().default
+    return default if default in allowed else (allowed[0] if allowed else None)
+
+
+def resolve(allow_all: bool = False) -> list[str]:
+    """The names this request reads: its ?index= (one name, or with `allow_all` `*`: every
+    allowed one), or the default. Aborts: 400 for `*` where one index is needed, 404 for a
+    name not served, 403 for one the key may not read."""
+    raw = requested()
+    allowed = allowed_names()
+    if raw is None:
+        name = default_for(allowed)
+        if name is None:
+            abort(403, description="This key may not read any index this server serves.")
+        return [name]
+    if raw == ALL:
+        if not allow_all:
+            abort(400, description="index=* (every index) is for searches; name one index here: index=NAME")
+        if not allowed:
+            abort(403, description="This key may not read any index this server serves.")
+        return allowed
+    if raw not in registry():
+        abort(404, description=f"no index named {raw[:100]!r} (/api/indexes lists them)")
+    if raw not in allowed:
+        abort(403, description=f"This key may not read the index {raw!r}.")
+    return [raw]
+
+
+def current() -> tuple[str, SearchService]:
+    """(name, service) of the one index this request reads (see `resolve`)."""
+    name = resolve()[0]
+    return name, registry()[name]
+
+
+def current_service() -> SearchService:
+    return current()[1]
+
+
+def link_index() -> str | None:
+    """The ?index= to keep in this page's links to one index: the request's, when it names an
+    index the caller may read (never `*`, never an unknown name); None otherwise. Never aborts
+    (error pages use it too)."""
+    raw = requested()
+    try:
+        return raw if raw is not None and raw != ALL and raw in allowed_names() else None
+    except RuntimeError:  # outside a request
+        return None
+
+
+def merge_facets(counts: list[dict]) -> dict:
+    """{field: {value: count}} summed over indexes, each field's MAX_VALUES most frequent
+    values, most frequent first (ties by value), as count_facets orders one index's."""
+    merged: dict[str, dict] = {}
+    for one in counts:
+        for name, values in one.items():
+            field = merged.setdefault(name, {})
+            for value, count in values.items():
+                field[value] = field.get(value, 0) + count
+    return {name: dict(sorted(values.items(), key=lambda kv: (-kv[1], str(kv[0])))[:MAX_VALUES])
+            for name, values in merged.items()}
+
+
+def search_all(names: list[str], req: SearchRequest) -> SearchPage:
+    """One page of `req` over the indexes `names`: each index's best offset + k documents
+    (its own search, so its own filter, mode and facets), merged by reciprocal rank fusion
+    (k=60) over their ranks, or, with sort=modified, by date (newest first, then by fusion),
+    then paged. Hits carry their index (`SearchPage.indexes`) and their fused score."""
+    started = time.perf_counter()
+    services = registry()
+    depth = req.offset + req.k
+    pages = {name: services[name].search(replace(req, k=depth, offset=0)) for name in names}
+    runs = [{(name, hit.doc_id): hit for hit in page.hits} for name, page in pages.items()]
+    fused = reciprocal_rank_fusion(runs, k=RRF_K)
+    found = {key: hit for run in runs for key, hit in run.items()}
+    order = list(fused)
+    if req.sort == "modified":
+        dates = {key: modified_time(found[key].metadata or {}) for key in order}
+        order.sort(key=lambda key: (dates[key] is None, -(dates[key].timestamp() if dates[key] else 0)))
+    window = order[req.offset: req.offset + req.k]
+    has_more = len(order) > req.offset + req.k or any(page.has_more for page in pages.values())
+    facets = merge_facets([p.facets for p in pages.values() if p.facets is not None]) if req.facets else None
+    took_ms = round((time.perf_counter() - started) * 1000, 1)
+    return SearchPage(req, [found[key] for key in window], has_more, took_ms, facets,
+                      indexes=[key[0] for key in window], fused=[fused[key] for key in window])
+
+
+def search(req: SearchRequest) -> SearchPage:
+    """The request's search: over its one index, or with index=* over every allowed one."""
+    names = resolve(allow_all=True)
+    if requested() == ALL:
+        return search_all(names, req)
+    return registry()[names[0]].search(req)
+
+
+def count(names: list[str]) -> int:
+    return sum(registry()[name].count() for name in names)
+
+
+def listing() -> dict:
+    """/api/indexes: the indexes this caller may read, each with its document count (or why it
+    cannot be read), and the one a request without ?index= reads."""
+    allowed = allowed_names()
+    out = []
+    for name in allowed:
+        try:
+            out.append({"name": name, "documents": registry()[name].count(), "status": "ok"})
+        except IndexUnavailable as e:
+            out.append({"name": name, "documents": None, "status": "error", "message": str(e)})
+    return {"indexes": out, "default": default_for(allowed)}
+
+
+bp = Blueprint("indexes", __name__)
+
+
+@bp.get("/api/indexes")
+def api_indexes():
+    """{"indexes": [{"name", "documents", "status"[, "message"]}], "default": NAME}: only
+    those the caller's key may read."""
+    return jsonify(listing())
