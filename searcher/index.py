@@ -688,7 +688,9 @@ class Index:
                 and any(source == r or source.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
                 and (source in read_sources or not Path(source).exists())
             ]
-            report.removed = self.delete(gone)
+            with self._write_session() as writer:
+                report.removed = writer.delete(gone)
+                report.generation = self._generation
         return report
 
     def add_documents(
@@ -715,6 +717,7 @@ class Index:
         started = time.perf_counter()
         with self._write_session() as writer:
             writer.add(documents, report, progress, on_conflict)
+            report.generation = self._generation
         report.seconds = time.perf_counter() - started
         return report
 

@@ -52,11 +52,13 @@ class IndexReport:
     skipped: list[Skipped] = field(default_factory=list)
     replaced: list[Skipped] = field(default_factory=list)  # conflicts resolved by on_conflict="replace"
     seconds: float = 0.0
+    generation: int | None = None  # the index's generation once the run was done (its last commit's)
 
     def merge(self, other: "IndexReport") -> "IndexReport":
         """This report plus another run's (for one summary of several runs)."""
         for name in ("added", "updated", "unchanged", "removed", "chunks", "tokens", "pages", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.generation = other.generation if other.generation is not None else self.generation
         self.skipped += other.skipped
         self.replaced += other.replaced
         return self
@@ -85,7 +87,7 @@ class IndexReport:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
             "removed": self.removed, "chunks": self.chunks, "tokens": self.tokens, "pages": self.pages,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "generation": self.generation,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "replaced": [{"path": s.path, "reason": s.reason} for s in self.replaced],
         }

@@ -89,9 +89,12 @@ def test_a_blank_document_is_reported_as_skipped(client):
 
 
 def test_delete_then_it_is_gone(client, index):
-    assert client.post("/api/documents", json=OWL, headers=AUTH).status_code == 201
+    posted = client.post("/api/documents", json=OWL, headers=AUTH)
+    assert posted.status_code == 201 and posted.get_json()["generation"] == index.generation
     r = client.delete("/api/documents/owl", headers=AUTH)
-    assert r.status_code == 200 and r.get_json() == {"id": "owl", "deleted": 1}
+    assert r.status_code == 200 and r.get_json() == {"id": "owl", "deleted": 1, "generation": index.generation}
+    assert index.generation > posted.get_json()["generation"]  # the delete committed a generation of its own
+    assert client.get("/api/search?q=owls&mode=keyword", headers=AUTH).get_json()["generation"] == index.generation
     assert "owl" not in top_ids(client, "barn owls voles")
     api_error(client.get("/api/documents/owl", headers=AUTH), 404)
     assert api_error(client.delete("/api/documents/owl", headers=AUTH), 404)["error"] == "not_found"
@@ -259,7 +262,8 @@ def test_a_search_answers_while_a_long_post_encodes(index):
             gate.release.set()
         status, report = post.result(timeout=120)
         assert status == 201 and report["added"] == 300
-        assert second.result(timeout=120) == (200, {"id": "cat", "deleted": 1})
+        status, deleted = second.result(timeout=120)
+        assert status == 200 and {k: deleted[k] for k in ("id", "deleted")} == {"id": "cat", "deleted": 1}
         status, body = request(url, "GET", "/api/search?q=heron+marsh&mode=keyword&k=5")
         assert status == 200 and all(hit["doc_id"].startswith("bird-") for hit in body["results"])
     assert len(index) == len(ANIMALS) - 1 + 300

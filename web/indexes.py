@@ -190,7 +190,8 @@ def search_all(names: list[str], req: SearchRequest) -> SearchPage:
     facets = merge_facets([p.facets for p in pages.values() if p.facets is not None]) if req.facets else None
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return SearchPage(req, [found[key] for key in window], has_more, took_ms, facets,
-                      indexes=[key[0] for key in window], fused=[fused[key] for key in window])
+                      indexes=[key[0] for key in window], fused=[fused[key] for key in window],
+                      generations={name: page.generation for name, page in pages.items()})
 
 
 def search(req: SearchRequest) -> SearchPage:

@@ -44,6 +44,7 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 100
 MAX_OFFSET = 1000
 DEFAULT_K = 10
+GENERATION_TRIES = 3  # searches run again when a commit lands during one, so the answer names one generation
 _DIGITS = re.compile(r"[0-9]{1,7}")
 
 
@@ -92,6 +93,8 @@ class SearchPage:
     # index=* (web/indexes.py): each hit's index, and its reciprocal rank fusion score
     indexes: list[str] | None = None
     fused: list[float] | None = None
+    generation: int | None = None  # the generation every hit was read from (one index)
+    generations: dict | None = None  # index=*: each index's
 
     def results(self) -> list[dict]:
         out = [hit_json(h) for h in self.hits]
@@ -122,6 +125,10 @@ class SearchPage:
             out["recency"] = r.recency
         if self.facets is not None:
             out["facets"] = self.facets
+        if self.generation is not None:
+            out["generation"] = self.generation
+        if self.generations is not None:
+            out["generations"] = self.generations
         return out
 
 
@@ -292,17 +299,28 @@ class SearchService:
         options = {"where": req.where, "sort": req.sort, "recency": req.recency}
         options = {name: value for name, value in options.items() if value is not None}
         try:
-            if req.facets:
-                hits, facets = self._call(lambda index: index.search_with_facets(
-                    req.query, req.k + 1, req.offset, req.facets, mode=mode, **options))
+            for _ in range(GENERATION_TRIES):
+                before = self.generation()
+                if req.facets:
+                    hits, facets = self._call(lambda index: index.search_with_facets(
+                        req.query, req.k + 1, req.offset, req.facets, mode=mode, **options))
+                else:
+                    hits, facets = self._call(lambda index: index.search(req.query, req.k + 1, req.offset,
+                                                                         mode=mode, **options)), None
+                generation = self.generation()
+                if generation == before:
+                    break  # no commit landed meanwhile: every hit comes from this generation
             else:
-                hits, facets = self._call(lambda index: index.search(req.query, req.k + 1, req.offset, mode=mode,
-                                                                     **options)), None
+                generation = None  # commits kept landing: the answer names none
         except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         self.latency.record(took_ms)
-        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets)
+        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation)
+
+    def generation(self) -> int | None:
+        """The generation the index reads now (None for an index that does not say)."""
+        return getattr(self.index, "generation", None)
 
     def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
         """Index.similar through the same guard as searches (KeyError: no such document)."""
@@ -349,10 +367,12 @@ class SearchService:
         with self._writing():
             return self._call(lambda index: index.add_documents(documents, on_conflict=on_conflict))
 
-    def delete(self, doc_ids: list[str]) -> int:
-        """Index.delete, one write at a time: how many of the documents were there."""
+    def delete(self, doc_ids: list[str]) -> tuple[int, int | None]:
+        """Index.delete, one write at a time: how many of the documents were there, and the
+        generation after it."""
         with self._writing():
-            return self._call(lambda index: index.delete(doc_ids))
+            deleted = self._call(lambda index: index.delete(doc_ids))
+            return deleted, self.generation()
 
     @contextmanager
     def _writing(self):

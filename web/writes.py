@@ -90,15 +90,16 @@ def add_documents():
 @bp.delete("/documents", defaults={"doc_id": None})
 @bp.delete("/documents/<docid:doc_id>", merge_slashes=False)
 def delete_document(doc_id: str | None):
-    """A document by id (in the path, or as ?id=) -> 200 {"id", "deleted": 1}; 404 when unknown."""
+    """A document by id (in the path, or as ?id=) -> 200 {"id", "deleted": 1, "generation"};
+    404 when unknown."""
     target = service()
     doc_id = doc_id if doc_id is not None else request.args.get("id", "")
     if not doc_id:
         return json_error(400, "give a document id: /api/documents/<id> or /api/documents?id=<id>", "Bad Request")
     try:
-        deleted = target.delete([doc_id])
+        deleted, generation = target.delete([doc_id])
     except (IndexLockedError, WriteBusy) as e:
         return write_error(e)
     if not deleted:
         return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
-    return jsonify({"id": doc_id, "deleted": deleted})
+    return jsonify({"id": doc_id, "deleted": deleted, "generation": generation})
