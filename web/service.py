@@ -319,8 +319,13 @@ class SearchService:
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation)
 
     def generation(self) -> int | None:
-        """The generation the index reads now (None for an index that does not say)."""
-        return getattr(self.index, "generation", None)
+        """The generation committed in the index's database now, as this thread's connection
+        reads it: what a search's hits are read from (chunk rows of other generations drop
+        out there), so a search between two equal readings is of that generation whole.
+        None for an index that does not say."""
+        if not hasattr(self.index, "store"):
+            return None
+        return self._call(lambda index: index.store.generation)
 
     def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
         """Index.similar through the same guard as searches (KeyError: no such document)."""
