@@ -12,6 +12,7 @@ from .index import (
     Index,
     IndexCorruptError,
     IndexExistsError,
+    IndexIOError,
     IndexLockedError,
     IndexNotFoundError,
     IndexReport,
@@ -22,6 +23,6 @@ from .loaders import Document, LoadOptions, Skipped
 
 __all__ = [
     "Document", "Encoder", "Hit", "Index", "IndexCorruptError", "IndexExistsError",
-    "IndexLockedError", "IndexNotFoundError", "IndexReport", "LoadOptions", "ModelError",
+    "IndexIOError", "IndexLockedError", "IndexNotFoundError", "IndexReport", "LoadOptions", "ModelError",
     "ModelMismatchError", "SearcherError", "Skipped",
 ]

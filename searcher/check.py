@@ -18,7 +18,9 @@ loses, the only source of the documents is the user's files (rebuild with `searc
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -205,6 +207,7 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
             report.problems.append(f"{len(orphan_vectors)} vectors have no chunk row")
         if len(missing_vectors):
             report.problems.append(f"{len(missing_vectors)} chunks have no vector")
+    _check_rows(store, report)
     orphan_chunks = [r[0] for r in store.db.execute(
         "select id from chunks where doc_id not in (select id from documents)").fetchall()]
     if orphan_chunks:
@@ -233,6 +236,30 @@ def _check_contents(path: Path, manifest: dict, store: ContentStore, report: Che
     found.next_id = max(next_id, int(chunk_ids.max()) + 1 if len(chunk_ids) else 1)
 
 
+def _check_rows(store: ContentStore, report: CheckReport) -> None:
+    """Every stored text reads as UTF-8 and every metadata as JSON (SQLite's integrity check
+    sees the file's structure, not a flipped bit inside a row)."""
+    bad_metadata = []
+    try:
+        for doc_id, metadata in store.db.execute("select id, metadata from documents"):
+            try:
+                json.loads(metadata or "{}")
+            except ValueError:
+                bad_metadata.append(doc_id)
+        for _ in store.db.execute("select source, title, content_hash, text from documents"):
+            pass
+        for _ in store.db.execute("select doc_id, text from chunks"):
+            pass
+    except sqlite3.OperationalError as e:
+        if "decode" not in str(e):
+            raise
+        report.problems.append(f"{DATABASE} is damaged: a stored text is not valid UTF-8 ({e}); repair cannot "
+                               f"restore it: index the document's file again")
+    if bad_metadata:
+        report.problems.append(f"{DATABASE} is damaged: the metadata of {len(bad_metadata)} documents is not JSON "
+                               f"({', '.join(map(repr, bad_metadata[:5]))}); index their files again")
+
+
 def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,
                     found: _Findings, writable: bool) -> None:
     """The keyword engine holds exactly the chunk ids (once its recorded changes are applied)."""
@@ -246,6 +273,15 @@ def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report
         (report.notes if keywords.may_be_missing else report.problems).append(keywords.missing())
         found.keyword_broken = True
         return
+    try:
+        _compare_keywords(keywords, store, chunk_ids, report, found, writable)
+    except IndexCorruptError as e:  # the engine's own files (tantivy's), not content.db
+        report.problems.append(str(e))
+        found.keyword_broken = True
+
+
+def _compare_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,
+                      found: _Findings, writable: bool) -> None:
     waiting = keywords.pending(store)
     if waiting:  # a writer was stopped between its SQLite commit and tantivy's: replayed on open
         report.notes.append(f"{waiting} keyword changes are committed but not yet applied to {keywords.name} "

@@ -25,3 +25,9 @@ class IndexLockedError(SearcherError):
 
 class IndexCorruptError(SearcherError):
     """The index folder's files are damaged or disagree; the message says what to run."""
+
+
+class IndexIOError(SearcherError, OSError):
+    """A file of the index folder could not be written or read (a full disk, an I/O error):
+    an OSError with the errno, naming the file and the step, and saying what still holds
+    (a failed commit leaves the last committed generation live)."""

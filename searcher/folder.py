@@ -23,17 +23,20 @@ trusted only when its checksum matches the one SQLite recorded for it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import re
+import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import IndexCorruptError, IndexLockedError, IndexNotFoundError, SearcherError
+from .errors import IndexCorruptError, IndexIOError, IndexLockedError, IndexNotFoundError, SearcherError
 from .files import write_atomic
+from .store import disk_errno, is_disk_error
 from .keywords import ENGINES as KEYWORD_ENGINES
 from .vectors import BACKENDS as VECTOR_BACKENDS
 from .vectors import INDEX_TYPES, open_vectors
@@ -61,7 +64,10 @@ MANIFEST_FIELDS = {
     "keyword_engine": (False, (str,)),
     "vector_backend": (False, (str,)),
     "created_at": (False, (str,)),
+    "checksum": (False, (str,)),
 }
+MANIFEST_HELP = ("`searcher check --repair` cannot rebuild a manifest (it names the model and the chunk settings "
+                 "the vectors were made with): restore it from a backup, or build a new index from the source files")
 
 
 def vectors_path(folder: Path, generation: int) -> Path:
@@ -140,8 +146,16 @@ def ensure_unlocked(folder: Path) -> None:
             pass
 
 
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of a manifest's fields other than `checksum`, in a canonical JSON form."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def write_manifest(path: Path, manifest: dict) -> None:
-    """Replace the manifest in index folder `path` atomically."""
+    """Replace the manifest in index folder `path` atomically, with the checksum of its fields
+    (so a flipped bit that still reads as JSON, a changed number or name, is detected)."""
+    manifest = {**{k: v for k, v in manifest.items() if k != "checksum"}, "checksum": manifest_checksum(manifest)}
     write_atomic(Path(path) / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
 
 
@@ -151,11 +165,17 @@ def read_manifest(path: Path) -> dict:
     if not mf.is_file():
         raise IndexNotFoundError(f"no index in {path} (no {MANIFEST}); build one with `searcher index`")
     try:
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexCorruptError(f"{mf} is unreadable: {e}") from e
+        text = mf.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise IndexCorruptError(f"{mf} is damaged (not UTF-8: {e}); {MANIFEST_HELP}") from e
+    except OSError as e:
+        raise IndexIOError(e.errno or errno.EIO, f"cannot read {mf}: {e.strerror or e}") from e
+    try:
+        manifest = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise IndexCorruptError(f"{mf} is damaged (not valid JSON: {e}); {MANIFEST_HELP}") from e
     if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"{mf} is not a JSON object (it holds a {type(manifest).__name__})")
+        raise IndexCorruptError(f"{mf} is not a JSON object (it holds a {type(manifest).__name__}); {MANIFEST_HELP}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexCorruptError(
             f"{path} has index format {manifest.get('format_version')!r}, this searcher reads {FORMAT_VERSION}"
@@ -163,11 +183,11 @@ def read_manifest(path: Path) -> dict:
     for name, (required, types) in MANIFEST_FIELDS.items():
         if name not in manifest:
             if required:
-                raise IndexCorruptError(f"{mf} lacks the field {name!r}")
+                raise IndexCorruptError(f"{mf} lacks the field {name!r}; {MANIFEST_HELP}")
             continue
         value = manifest[name]
         if not isinstance(value, types) or isinstance(value, bool):
-            raise IndexCorruptError(f"{mf}: field {name!r} is {value!r}, not a {types[0].__name__}")
+            raise IndexCorruptError(f"{mf}: field {name!r} is {value!r}, not a {types[0].__name__}; {MANIFEST_HELP}")
     for name in ("dimension", "chunk_tokens"):
         if manifest[name] < 1:
             raise IndexCorruptError(f"{mf}: field {name!r} is {manifest[name]}, not a positive number")
@@ -182,6 +202,10 @@ def read_manifest(path: Path) -> dict:
     for key, value in manifest.get("search_params", {}).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise IndexCorruptError(f"{mf}: search_params[{key!r}] is {value!r}, not a positive integer")
+    if "checksum" in manifest and manifest["checksum"] != manifest_checksum(manifest):
+        raise IndexCorruptError(
+            f"{mf} does not match its checksum: the file is damaged (or was edited by hand: if on purpose, "
+            f"delete its \"checksum\" field); {MANIFEST_HELP}")
     return manifest
 
 
@@ -194,11 +218,13 @@ def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
     for _ in range(5):
         generation, chunks, checksum = store.snapshot()
         vfile = vectors_path(folder, generation)
+        # The checksum first: FAISS never parses a damaged file (a damaged length field could
+        # make it allocate without bound). A generation's file is never rewritten, only
+        # removed by a later commit, so the file FAISS reads next is the one just verified.
         try:
             actual = file_sha256(vfile) if checksum is not None else None
-            vectors = open_vectors(vfile, manifest, use_gpu)
-        except (RuntimeError, OSError):
-            time.sleep(0.05)  # a writer replaced the file under us: read the generation again
+        except OSError:
+            time.sleep(0.05)  # a commit removed the file under us: read the generation again
             continue
         if actual != checksum:
             if store.generation != generation:
@@ -206,6 +232,11 @@ def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
             raise IndexCorruptError(
                 f"{vfile} does not match the checksum recorded when it was written (the file "
                 f"is damaged); run `searcher check --repair --index {folder}`")
+        try:
+            vectors = open_vectors(vfile, manifest, use_gpu)
+        except (RuntimeError, OSError):
+            time.sleep(0.05)
+            continue
         if len(vectors) != chunks or vectors.dimension != manifest["dimension"]:
             raise IndexCorruptError(
                 f"{folder}: generation {generation} has {chunks} chunks but {len(vectors)} "
@@ -225,15 +256,67 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
 
     The generation is committed once SQLite is: a keyword engine that fails to apply its
     changes after that (tantivy: a full disk) keeps them recorded, to apply at the next open
-    or write, and says so in the log; keyword search meanwhile checks hits against the chunks."""
+    or write, and says so in the log; keyword search meanwhile checks hits against the chunks.
+
+    A step that fails before that (the vectors file's write, fsync or rename, the folder's
+    fsync, the SQLite transaction: a full disk, an I/O error) raises IndexIOError with its
+    errno, naming the step; the new vectors file is removed, so nothing of the commit stays
+    and the previous generation is still the live one."""
     new = next_generation(folder, live)
-    checksums = write_vectors(folder, new, vectors)
-    if next_chunk_id is None:
-        next_chunk_id = store.state("next_chunk_id")
-    store.commit(new, docs, chunks, delete_doc_ids, next_chunk_id, checksums, keywords.record, delete_chunk_ids)
-    remove_leftovers(folder, new)
+    vfile = vectors_path(folder, new)
+    try:
+        checksums = write_vectors(folder, new, vectors)
+    except OSError as e:
+        _discard(vfile)  # only a folder fsync that failed after the rename leaves it
+        raise write_failed(folder, live, f"writing the vectors file {vfile.name}", e) from e
+    try:
+        if next_chunk_id is None:
+            next_chunk_id = store.state("next_chunk_id")
+        store.commit(new, docs, chunks, delete_doc_ids, next_chunk_id, checksums, keywords.record, delete_chunk_ids)
+    except BaseException as e:
+        if _live_generation(store) == new:  # failed after SQLite committed: the file is live, keep it
+            log.warning("%s: generation %d is committed, but the commit then failed: %s", folder, new, e)
+            raise
+        _discard(vfile)  # never live: a retry on a full disk must not pile up such files
+        if isinstance(e, OSError) or is_disk_error(e):
+            raise write_failed(folder, live, f"the SQLite transaction in {DATABASE}", e) from e
+        raise
+    try:
+        remove_leftovers(folder, new)
+    except OSError as e:  # committed: what stays is only a leftover the next commit removes
+        log.warning("%s: committed generation %d, but could not remove the older files: %s", folder, new, e)
     try:
         keywords.catch_up(store)
-    except SearcherError as e:
+    except (SearcherError, OSError, sqlite3.Error) as e:
         log.warning("%s: committed, but the keyword changes wait for the next open or write: %s", folder, e)
     return new
+
+
+def write_failed(folder: Path, live: int, step: str, e: BaseException) -> IndexIOError:
+    """The error of a commit that failed at `step`: its errno (ENOSPC for SQLite's "full", EIO
+    for its I/O errors), the file and step, and that the last commit still holds."""
+    if isinstance(e, OSError):
+        code = e.errno or errno.EIO
+        where = f" ({e.filename})" if e.filename else ""
+        reason = f"{e.strerror or e}{where}"
+    else:
+        code, reason = disk_errno(e), f"SQLite: {e}"
+    return IndexIOError(code, (
+        f"cannot commit to the index in {folder}: {step} failed: {reason}. Nothing of this commit was "
+        f"kept; the index still holds its last commit (generation {live}). "
+        + ("Free some space on the disk and run the write again." if code == errno.ENOSPC
+           else "Check the disk, then run the write again.")))
+
+
+def _live_generation(store) -> int | None:
+    try:
+        return store.generation
+    except (sqlite3.Error, OSError):
+        return None
+
+
+def _discard(path: Path) -> None:
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("could not remove %s (the next commit removes it): %s", path, e)

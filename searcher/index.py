@@ -21,6 +21,7 @@ and swapping in the new generation take it, so searches answer while a write enc
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -39,10 +40,10 @@ import numpy as np
 
 from .chunker import Chunker
 from .encoder import Encoder, get_encoder, resolve_model_path
-from .errors import (IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError,
+from .errors import (IndexCorruptError, IndexExistsError, IndexIOError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
 from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
-                     read_manifest, vectors_path, write_manifest, write_vectors)
+                     read_manifest, vectors_path, write_failed, write_manifest, write_vectors)
 from .facets import (DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort,
                      count_facets, reorder)
 from .filter_columns import FilterColumns, MovedOn
@@ -61,8 +62,8 @@ from .writer import (COMMIT_CHUNKS, ON_CONFLICT, UNFINISHED, Changes, IndexRepor
 
 __all__ = [  # re-exported: these lived here before the modules above
     "DATABASE", "DEFAULT_MODE", "FORMAT_VERSION", "MANIFEST", "ON_CONFLICT", "SEARCH_MODES", "UNFINISHED",
-    "Hit", "IndexCorruptError", "IndexExistsError", "IndexLockedError", "IndexNotFoundError", "IndexReport",
-    "ModelMismatchError", "SearcherError", "as_document", "check_k", "check_mode", "content_hash",
+    "Hit", "IndexCorruptError", "IndexExistsError", "IndexIOError", "IndexLockedError", "IndexNotFoundError",
+    "IndexReport", "ModelMismatchError", "SearcherError", "as_document", "check_k", "check_mode", "content_hash",
     "doc_location", "get_encoder", "read_manifest", "title_token_ids", "vectors_path", "write_manifest",
 ]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
@@ -271,7 +272,12 @@ class Index:
                 with exclusive_lock(self.path):
                     manifest = read_manifest(self.path)
                     manifest["search_params"] = {**manifest.get("search_params", {}), **params}
-                    write_manifest(self.path, manifest)
+                    try:
+                        write_manifest(self.path, manifest)
+                    except OSError as e:
+                        raise IndexIOError(e.errno or errno.EIO, (
+                            f"cannot write {self.path / MANIFEST}: {e.strerror or e}; the search parameters "
+                            f"apply to this process, the manifest on disk may not have them")) from e
 
     def close(self) -> None:
         """Close every connection this index opened (each thread's read connection and the writer's)."""
@@ -737,7 +743,10 @@ class Index:
         with self._write_lock, exclusive_lock(self.path), readable(self.path / DATABASE):
             self._reload_if_changed()
             store = self._writable_store()
-            self.keywords.catch_up(store)
+            try:
+                self.keywords.catch_up(store)
+            except (SearcherError, OSError, sqlite3.Error) as e:  # each commit tries again
+                log.warning("%s: keyword changes committed but not applied yet: %s", self.path, e)
             self._writing = True
             try:
                 yield Writer(store, self.chunker, self.encoder, self._apply, lambda: len(self.vectors),
@@ -772,7 +781,10 @@ class Index:
                 vectors.add(changes.ids, changes.vectors)
         vectors = vectors.prepare_commit(self.manifest)  # the backend may rebuild itself for its new size
         if vectors.describe() != live.describe():
-            self._record_factory(vectors.describe())
+            try:
+                self._record_factory(vectors.describe())
+            except OSError as e:
+                raise write_failed(self.path, self._generation, f"rewriting {MANIFEST} (its index_factory)", e) from e
         new = commit_generation(self.path, store, self._generation, vectors, self.keywords, changes.docs,
                                 changes.chunks, changes.delete_ids, changes.next_chunk_id)
         with self._lock:

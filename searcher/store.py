@@ -8,6 +8,7 @@ Keyword engines (searcher/keywords/) record their changes inside that same trans
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from .errors import IndexCorruptError
+from .errors import IndexCorruptError, IndexIOError
 
 BATCH = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
 
@@ -32,15 +33,35 @@ def batches(ids: Sequence, size: int = BATCH) -> Iterator[tuple[list, str]]:
         yield part, ",".join("?" * len(part))
 
 
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13  # primary result codes (the low byte of an extended one)
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """Whether an SQLite error is the disk's (full, I/O error), not the database's contents."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, sqlite3.Error) and code is not None and code & 0xFF in (_SQLITE_IOERR, _SQLITE_FULL)
+
+
+def disk_errno(e: BaseException) -> int:
+    """ENOSPC for SQLite's "database or disk is full", else EIO."""
+    return errno.ENOSPC if (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL else errno.EIO
+
+
 @contextmanager
 def readable(path: Path) -> Iterator[None]:
-    """Turn SQLite's errors about a damaged file into IndexCorruptError saying what to do."""
+    """Turn SQLite's errors about a damaged file into IndexCorruptError saying what to do, and
+    its disk errors (full, I/O error) into IndexIOError naming the file."""
     try:
         yield
     except sqlite3.DatabaseError as e:
-        # OperationalError is about the operation (a lock, a full disk), not the file's
-        # contents, except when the file lacks a table it must have.
-        if isinstance(e, sqlite3.OperationalError) and "no such table" not in str(e):
+        if is_disk_error(e):
+            raise IndexIOError(disk_errno(e), (
+                f"cannot read or write {path}: SQLite: {e} (the disk is full or failing; even a "
+                f"reader needs room for SQLite's {Path(path).name}-shm beside it)")) from e
+        # OperationalError is about the operation (a lock), not the file's contents, except
+        # when the file lacks a table it must have or holds text that is not UTF-8.
+        if isinstance(e, sqlite3.OperationalError) and not any(
+                m in str(e) for m in ("no such table", "Could not decode to UTF-8")):
             raise
         folder = Path(path).parent
         raise IndexCorruptError(
@@ -233,7 +254,7 @@ class ContentStore:
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 doc = dict(zip(names, row))
-                doc["metadata"] = json.loads(doc["metadata"] or "{}")
+                doc["metadata"] = self._metadata(doc["id"], doc["metadata"])
                 out[doc["id"]] = doc
         return out
 
@@ -253,7 +274,16 @@ class ContentStore:
     def document_summaries(self) -> list[tuple[str, str, dict]]:
         """(id, title, metadata) of every document, by id."""
         rows = self.db.execute("select id, title, metadata from documents order by id").fetchall()
-        return [(doc_id, title, json.loads(metadata or "{}")) for doc_id, title, metadata in rows]
+        return [(doc_id, title, self._metadata(doc_id, metadata)) for doc_id, title, metadata in rows]
+
+    def _metadata(self, doc_id: str, raw: str | None) -> dict:
+        """A document's stored metadata; IndexCorruptError when the stored JSON is damaged."""
+        try:
+            return json.loads(raw or "{}")
+        except ValueError as e:
+            raise IndexCorruptError(
+                f"{self.path}: the metadata of document {doc_id!r} is damaged ({e}); run `searcher check "
+                f"--index {self.path.parent}`, and index that document's file again") from e
 
     def document_sources(self) -> list[tuple[str, str]]:
         return self.db.execute("select id, source from documents").fetchall()

@@ -30,8 +30,16 @@ JOURNAL = "keyword_journal"
 TOKENIZER = "searcher_en"
 WRITER_HEAP = 64 << 20
 ADD_BATCH = 2000
+PROBE_CHUNKS = 32  # chunks `problems` looks up by one of their words
 _ROWS = ("select c.id, coalesce(d.title, ''), c.text from chunks c join documents d on d.id = c.doc_id "
          "where c.id in ({marks})")
+
+
+def tantivy_failed(e: BaseException) -> bool:
+    """Whether `e` is tantivy failing on its files: an error it reports (ValueError, OSError),
+    or a panic of its Rust code on data it did not expect (pyo3's PanicException, a
+    BaseException, seen on a bit-flipped term dictionary)."""
+    return isinstance(e, (ValueError, OSError)) or type(e).__name__ == "PanicException"
 
 
 def text_analyzer() -> tantivy.TextAnalyzer:
@@ -76,9 +84,11 @@ class TantivyEngine(KeywordEngine):
         self._index: tantivy.Index | None = None
 
     # -- the tantivy index ---------------------------------------------------------------
-    def _damaged(self, e: Exception) -> IndexCorruptError:
+    def _damaged(self, e: BaseException) -> IndexCorruptError:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        detail = lines[0][:300] + (" ..." if len(lines) > 1 or len(lines[0]) > 300 else "")  # tantivy may quote a whole file
         return IndexCorruptError(
-            f"the tantivy keyword index in {self.path} cannot be read ({e}); run "
+            f"the tantivy keyword index in {self.path} cannot be read ({detail}); run "
             f"`searcher check --repair --index {self.path.parent}` to rebuild it from content.db")
 
     def _open(self, create: bool = False) -> tantivy.Index | None:
@@ -89,7 +99,9 @@ class TantivyEngine(KeywordEngine):
                 self.path.mkdir(parents=True, exist_ok=True)
             try:
                 index = tantivy.Index(self.schema, path=str(self.path), reuse=True)
-            except (ValueError, OSError) as e:  # damaged, or made with another schema
+            except BaseException as e:  # damaged, or made with another schema
+                if not tantivy_failed(e):
+                    raise
                 raise self._damaged(e) from e
             index.register_tokenizer(TOKENIZER, text_analyzer())
             self._index = index
@@ -101,7 +113,9 @@ class TantivyEngine(KeywordEngine):
         index = self._open(create=True)
         try:
             writer = index.writer(WRITER_HEAP, 1)
-        except ValueError as e:
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
             raise SearcherError(f"cannot write the tantivy keyword index in {self.path}: {e}") from e
         try:
             if clear:
@@ -113,13 +127,21 @@ class TantivyEngine(KeywordEngine):
                 if add:
                     for cid, title, text in store.db.execute(_ROWS.format(marks=marks), part).fetchall():
                         writer.add_document(tantivy.Document(id=int(cid), text=f"{title}\n{text}"))
-        except BaseException:
-            writer.rollback()
+        except BaseException as e:
+            try:
+                writer.rollback()
+            except BaseException as again:
+                if not tantivy_failed(again):
+                    raise
+            if tantivy_failed(e):  # tantivy flushes a full heap to disk as it adds
+                raise SearcherError(f"cannot write the tantivy keyword index in {self.path}: {e}") from e
             raise
         try:
             writer.commit()
             writer.wait_merging_threads()  # also releases the writer's lock on the folder
-        except ValueError as e:
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
             raise SearcherError(f"cannot write the tantivy keyword index in {self.path}: {e}") from e
         finally:
             del writer
@@ -185,7 +207,9 @@ class TantivyEngine(KeywordEngine):
             if not found.hits:
                 return []
             ids = searcher.fast_field_values("id", [address for _, address in found.hits])
-        except (ValueError, OSError) as e:
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
             raise self._damaged(e) from e
         return [(int(cid), float(score)) for (score, _), cid in zip(found.hits, ids)]
 
@@ -200,8 +224,41 @@ class TantivyEngine(KeywordEngine):
                 return []
             found = searcher.search(tantivy.Query.all_query(), n, count=False)
             return sorted(int(c) for c in searcher.fast_field_values("id", [a for _, a in found.hits]))
-        except (ValueError, OSError) as e:
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
             raise self._damaged(e) from e
+
+    def problems(self, store, writable: bool) -> list[str]:
+        """Read what `ids` does not: for up to PROBE_CHUNKS chunks spread over the ids, each
+        term of the start of the chunk's text must find that chunk (term dictionary, postings,
+        field norms), so a damaged segment file is found by `check`, not by the first search
+        that needs it (on a large index this is a sample: a damaged term elsewhere is found
+        by the search that reads it, which names `check --repair`, and repair rebuilds)."""
+        index = self._open()
+        if index is None:
+            return []
+        rows = store.db.execute("select id, substr(text, 1, 400) from chunks where id % 97 = 0 or id < "
+                                "(select min(id) from chunks) + ? order by id limit ?",
+                                [PROBE_CHUNKS // 2, PROBE_CHUNKS]).fetchall()
+        analyze = self.analyzer._analyzer.analyze  # the indexing analysis: these are indexed terms
+        try:
+            searcher = index.searcher()
+            for cid, text in rows:
+                terms = analyze(text or "")[:-1]  # the last may be a word cut short by substr
+                for term in dict.fromkeys(terms):
+                    query = tantivy.Query.boolean_query([
+                        (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "text", term)),
+                        (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "id", int(cid)))])
+                    if not searcher.search(query, 1, count=False).hits:
+                        return [f"the tantivy keyword index in {self.path} does not find chunk {cid} by its word "
+                                f"{term!r} (its files are damaged); run `searcher check --repair --index "
+                                f"{self.path.parent}` to rebuild it from content.db"]
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
+            return [str(self._damaged(e))]
+        return []
 
     def rebuild(self, store) -> None:
         """Journal every chunk id first (in SQLite), then rebuild from the journal: a kill in

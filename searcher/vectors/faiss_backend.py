@@ -60,6 +60,7 @@ saved is a CPU index.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -95,6 +96,23 @@ BITMAP_SLACK_BYTES = 1 << 20  # a bitmap selector may take this much more memory
 SINGLE_THREAD_BELOW = 4  # searches of fewer queries than this use one OpenMP thread
 HNSW_COMPACT_SHARE = 0.1  # rebuild an hnsw graph when this share of it is tombstones
 _LIVE = faiss.IDSelectorRange(0, 1 << 62)  # ids >= 0: not tombstones
+
+
+def _write_index(index: faiss.Index, path: Path) -> None:
+    """faiss.write_index, with its failure as an OSError: FAISS reports a failed write (a full
+    disk, an I/O error) as a RuntimeError that has lost the errno. ENOSPC when the file system
+    is (nearly) full as the write fails, else EIO."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as e:
+        try:
+            st = os.statvfs(Path(path).parent)
+            full = st.f_bavail * st.f_frsize < 1 << 20
+        except OSError:
+            full = False
+        code = errno.ENOSPC if full else errno.EIO
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "write failed"
+        raise OSError(code, f"{os.strerror(code)} (FAISS: {reason})", str(path)) from e
 
 
 def gpu_available() -> bool:
@@ -257,7 +275,7 @@ class FaissVectorIndex(VectorBackend):
         return twin
 
     def save(self, path: Path) -> None:
-        write_atomic(Path(path), lambda tmp: faiss.write_index(self.index, str(tmp)))
+        write_atomic(Path(path), lambda tmp: _write_index(self.index, tmp))
 
     @property
     def dimension(self) -> int:
