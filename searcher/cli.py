@@ -72,6 +72,39 @@ precision_option = click.option(
 )
 
 
+def watch_timing(command):
+    """--reconcile, --debounce and --settle: how a folder watcher (searcher/watch.py) keeps time."""
+    from .watch import DEFAULT_DEBOUNCE, DEFAULT_RECONCILE, DEFAULT_SETTLE
+
+    for option in reversed([
+        click.option("--reconcile", type=click.FloatRange(min=0), default=DEFAULT_RECONCILE, show_default=True,
+                     metavar="SECONDS", help="Seconds between full runs over the watched folders, which catch "
+                                             "what events missed (0: only at the start)."),
+        click.option("--debounce", type=click.IntRange(0, 600_000), default=int(DEFAULT_DEBOUNCE * 1000),
+                     show_default=True, metavar="MS",
+                     help="Milliseconds without an event before a changed file is indexed."),
+        click.option("--settle", type=click.FloatRange(0, 3600), default=DEFAULT_SETTLE, show_default=True,
+                     metavar="SECONDS", help="Seconds a file must go unmodified before it is read "
+                                             "(a file still being written waits)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def run_printer(as_json: bool = False):
+    """on_run for a watcher: each run's summary (or report as one JSON line) on stdout."""
+    from datetime import datetime
+
+    def on_run(kind: str, report) -> None:
+        at = datetime.now().astimezone().isoformat(timespec="seconds")
+        if as_json:
+            click.echo(json.dumps({"run": kind, "at": at, **report.to_dict()}))
+        else:
+            click.echo(f"[{at}] {kind}: {printable(report.summary())}")
+
+    return on_run
+
+
 class Group(click.Group):
     """Turns the errors a user can act on into a one-line message and exit status 1."""
 
@@ -327,6 +360,47 @@ def delete(doc_ids, index_dir):
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@index_option
+@click.option("--model", help="Local BERT-family checkpoint folder of a new index (default: all-MiniLM-L6-v2).")
+@device_option
+@precision_option
+@watch_timing
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes reading files (default: up to 4, one a core; 0: none).")
+@click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
+              help="A row whose id already belongs to a document from another file: skip it or replace it.")
+@click.option("--json", "as_json", is_flag=True, help="Print each run's report as one line of JSON.")
+def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, on_conflict, as_json):
+    """Keep the index in --index in line with PATHS as files change, until Ctrl+C.
+
+    New, changed, renamed and deleted files are indexed (or removed) a moment after they
+    change; a file still being written waits until it is quiet. A full run at the start and
+    every --reconcile seconds catches what events missed.
+
+    \b
+    searcher watch ~/notes ~/papers --index indexes/notes
+    searcher watch docs/ --reconcile 300 --debounce 1000
+    """
+    from .watch import Watcher, check_paths
+
+    check_paths(paths, index_dir)  # before the model loads
+    ensure_unlocked(index_dir)
+    idx = Index.open_or_create(index_dir, model, device=device, precision=precision)
+    watcher = Watcher(idx, paths, LoadOptions(workers=workers), debounce=debounce / 1000,
+                      reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
+                      on_run=run_printer(as_json))
+    click.echo(f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        idx.close()
+    click.echo(f"stopped; index: {index_dir}", err=True)
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` (an address or name to listen on) is this machine's loopback only."""
     import ipaddress
@@ -389,9 +463,14 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
               help="Serve beyond loopback without keys: anyone who can reach it can search (never write).")
 @click.option("--max-write-mb", type=click.FloatRange(min=0.01, max=1024), default=MAX_WRITE_BYTES / 2**20,
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
+@click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
+              help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
+@watch_timing
 @device_option
 @precision_option
-def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, device, precision):
+@click.pass_context
+def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, watch_paths,
+          reconcile, debounce, settle, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -399,6 +478,7 @@ def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max
     searcher serve --index notes=indexes/notes --index mail=/srv/mail-index
     searcher serve --facets author,type,year
     searcher serve --host 0.0.0.0 --api-keys keys.txt
+    searcher serve --watch ~/notes --watch ~/papers
     """
     from web import create_app
     from web.auth import KeyRing
@@ -408,6 +488,17 @@ def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max
 
     specs = parse_index_specs(index_specs)
 
+    if not watch_paths:
+        timing = [f"--{name}" for name in ("reconcile", "debounce", "settle")
+                  if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+        if timing:
+            raise click.UsageError(f"{', '.join(timing)} set how --watch keeps time: give --watch PATH too")
+    else:
+        from .watch import check_paths
+
+        if len(specs) != 1:
+            raise click.UsageError("--watch keeps one index up to date: give one --index with it")
+        check_paths(watch_paths, specs[0][1])
     if api_keys is not None and no_auth:
         raise click.UsageError("--api-keys and --no-auth contradict each other: give one")
     if api_keys is None and not no_auth and not is_loopback(host):
@@ -431,6 +522,12 @@ def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max
             opened[name] = Index.open(folder, device=device, precision=precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
+        watcher = None
+        if watch_paths:
+            from web.writes import watch_folders
+
+            watcher = watch_folders(app, watch_paths, debounce=debounce / 1000, reconcile_every=reconcile or None,
+                                    settle=settle, on_run=run_printer())
         try:
             server = make_server(app, host, port, threads)
         except OSError as e:
@@ -456,12 +553,17 @@ def serve(index_specs, host, port, threads, facet_fields, api_keys, no_auth, max
     else:
         served = f"{len(specs)} indexes (" + ", ".join(
             f"{name}: {documents(name)} from {folder}" for name, folder in specs) + ")"
-    click.echo(f"Serving {served} on http://{url_host}:{port}/ ({access}; Ctrl+C to stop)")
+    watching = f"; watching {', '.join(map(str, watcher.paths))}" if watcher is not None else ""
+    click.echo(f"Serving {served} on http://{url_host}:{port}/ ({access}{watching}; Ctrl+C to stop)")
+    if watcher is not None:
+        watcher.start()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if watcher is not None:
+            watcher.stop()
         server.close()
         for idx in opened.values():
             idx.close()

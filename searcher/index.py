@@ -73,6 +73,19 @@ RECORD_WAIT = 10.0  # seconds record_evaluation waits for another process's writ
 log = logging.getLogger(__name__)
 
 
+def _under(source: str, roots: set[str]) -> bool:
+    """Whether path `source` is one of `roots` (absolute paths) or lies under one: its
+    ancestors are looked up, so many roots (a watcher's batch of files) cost no more."""
+    path = source
+    while True:
+        if path in roots:
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+
+
 def reading(method):
     """Index reads: SQLite's errors about a damaged database become IndexCorruptError."""
     @functools.wraps(method)
@@ -664,34 +677,43 @@ class Index:
         progress=None,
         prune: bool = False,
         on_conflict: str = "skip",
+        accept: Callable[[str], bool] | None = None,
     ) -> IndexReport:
         """Index every supported file under `paths` (files and folders, recursively).
 
         With `prune`, documents that came from under `paths` but are gone (their file was
         removed, or a row left a file that was read in full) are deleted from the index.
         A file that could not be read this time keeps its documents. `on_conflict`: see
-        `add_documents`.
+        `add_documents`. `accept(source)`, when given, is asked once per file, after it was
+        read: a file it refuses is left out as if it could not be read (its stored documents
+        stay); the folder watcher (searcher/watch.py) refuses files that changed meanwhile.
         """
         paths = [Path(os.path.abspath(p)) for p in paths]
         seen_ids: set[str] = set()
         read_sources: set[str] = set()
+        decided: dict[str, bool] = {}
 
         def documents():
             for item in load_paths(paths, options):
                 if isinstance(item, Document):
+                    if accept is not None:
+                        if item.source not in decided:
+                            decided[item.source] = bool(accept(item.source))
+                        if not decided[item.source]:
+                            continue
                     seen_ids.add(item.id)
                     read_sources.add(item.source)
                 yield item
 
         report = self.add_documents(documents(), progress=progress, on_conflict=on_conflict)
         if prune:
-            roots = [clean_text(str(p)) for p in paths]
+            roots = {clean_text(str(p)) for p in paths}
             gone = [
                 doc_id
                 for doc_id, source in self.store.document_sources()
                 if doc_id not in seen_ids
                 and source
-                and any(source == r or source.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+                and _under(source, roots)
                 and (source in read_sources or not Path(source).exists())
             ]
             with self._write_session() as writer:

@@ -10,10 +10,11 @@ deleted or replaced, a vectors file missing), requests get `IndexUnavailable` (a
 under /api) instead of a bare 500, and the service reopens the index once it reads again:
 see `SearchService`.
 
-Writes (the write API: `add_documents`, `delete`) go through the service too, one at a time
-(its write lock; `Index` also allows one writer per process, and the index folder's lock
-one per folder). Each commits a new generation; `Index` encodes outside its search lock, so
-searches go on answering while a write encodes, each on one whole generation.
+Writes (the write API: `add_documents`, `delete`; the folder watcher's runs: `write`) go
+through the service too, one at a time (its write lock; `Index` also allows one writer per
+process, and the index folder's lock one per folder). Each commits a new generation;
+`Index` encodes outside its search lock, so searches go on answering while a write
+encodes, each on one whole generation.
 """
 
 from __future__ import annotations
@@ -379,10 +380,18 @@ class SearchService:
             deleted = self._call(lambda index: index.delete(doc_ids))
             return deleted, self.generation()
 
+    def write(self, run: Callable[[Any], T], wait: float | None = None) -> T:
+        """`run(index)` as one write among the others (the folder watcher's runs, searcher/watch.py):
+        under the write lock, waiting `wait` seconds for it (None: `write_wait`; negative: as
+        long as it takes), then WriteBusy."""
+        with self._writing(wait):
+            return self._call(run)
+
     @contextmanager
-    def _writing(self):
-        if not self._write_lock.acquire(timeout=self.write_wait):
-            raise WriteBusy(f"another write has been running for over {self.write_wait:.0f} seconds; try again later")
+    def _writing(self, wait: float | None = None):
+        wait = self.write_wait if wait is None else wait
+        if not (self._write_lock.acquire() if wait < 0 else self._write_lock.acquire(timeout=wait)):
+            raise WriteBusy(f"another write has been running for over {wait:.0f} seconds; try again later")
         try:
             yield
         finally:

@@ -1,5 +1,6 @@
 """The write API (admin keys only): POST /api/documents, DELETE /api/documents/<id>, to the
-default index or to ?index=NAME (web/indexes.py; a key limited to some indexes writes to those only).
+default index or to ?index=NAME (web/indexes.py; a key limited to some indexes writes to those only),
+and POST /api/index (a full run over the server's watched folders now).
 
 A POST takes one document (a JSON object) or a list of them, with the fields
 `Index.add_documents` takes (`id`, `text`, optional `title`, `source`, `metadata`; other
@@ -9,8 +10,12 @@ body that is not JSON, or a document that cannot be one, is a 400 naming it and 
 written. The answer is 201 with the indexing report (`IndexReport.to_dict()`: what was
 added, updated, unchanged or skipped, and why) and the ids sent.
 
-Writes go through `SearchService` one at a time; searches keep answering meanwhile (see
-web/service.py). Without API keys (a server started without --api-keys) there is no admin,
+POST /api/index, on a server started with `--watch PATH` (`watch_folders`), runs the
+watcher's reconcile (searcher/watch.py) and answers 200 with its report; a server that
+watches nothing answers 409.
+
+Writes go through `SearchService` one at a time, the watcher's runs among them; searches
+keep answering meanwhile (see web/service.py). Without API keys (a server started without --api-keys) there is no admin,
 so every write is refused with a 403 that says how to enable them.
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from searcher.errors import IndexLockedError
 from searcher.writer import ON_CONFLICT, as_document
@@ -32,6 +37,19 @@ bp = Blueprint("writes", __name__, url_prefix="/api")
 bp.before_request(require_admin)
 
 BUSY_RETRY_AFTER = "5"  # seconds
+WATCHER = "searcher.watcher"  # app.extensions key of the folder watcher, when the server has one
+
+
+def watch_folders(app, paths, options=None, **settings):
+    """A folder watcher (searcher.watch.Watcher, not started) over `paths` for `app`'s index:
+    its runs take turns with the write API's (SearchService.write), and POST /api/index runs
+    its reconcile. `settings`: Watcher's keywords (debounce, reconcile_every, settle...)."""
+    from searcher.watch import Watcher
+
+    svc = app.extensions["searcher"]
+    watcher = Watcher(svc.index, paths, options, write=svc.write, **settings)
+    app.extensions[WATCHER] = watcher
+    return watcher
 
 
 def parse_documents(body: bytes) -> list[dict]:
@@ -103,3 +121,17 @@ def delete_document(doc_id: str | None):
     if not deleted:
         return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
     return jsonify({"id": doc_id, "deleted": deleted, "generation": generation})
+
+
+@bp.post("/index")
+def reindex():
+    """A full run over the watched folders now -> 200 with its report; 409 when none are watched."""
+    watcher = current_app.extensions.get(WATCHER)
+    if watcher is None:
+        return json_error(409, "This server watches no folders: start it with `searcher serve --watch PATH` "
+                               "to re-index folders through the API.", "Conflict")
+    try:
+        report = watcher.reconcile()
+    except (IndexLockedError, WriteBusy) as e:
+        return write_error(e)
+    return jsonify({**report.to_dict(), "watched": len(watcher.paths)})
