@@ -324,7 +324,7 @@ class SearchService:
         reads it: what a search's hits are read from (chunk rows of other generations drop
         out there), so a search between two equal readings is of that generation whole.
         None for an index that does not say."""
-        if not hasattr(self.index, "store"):
+        if not hasattr(type(self.index), "store"):  # (the class: reading the property opens the database)
             return None
         return self._call(lambda index: index.store.generation)
 
