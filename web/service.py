@@ -114,22 +114,9 @@ class SearchPage:
             "has_more": self.has_more,
             "next_offset": r.offset + len(self.hits) if self.has_more else None,
         }
-        if r.index is not None:
-            out["index"] = r.index
-        if r.mode is not None:
-            out["mode"] = r.mode
-        if r.where is not None:
-            out["where"] = r.where
-        if r.sort is not None:
-            out["sort"] = r.sort
-        if r.recency is not None:
-            out["recency"] = r.recency
-        if self.facets is not None:
-            out["facets"] = self.facets
-        if self.generation is not None:
-            out["generation"] = self.generation
-        if self.generations is not None:
-            out["generations"] = self.generations
+        echoed = {"index": r.index, "mode": r.mode, "where": r.where, "sort": r.sort, "recency": r.recency}
+        answered = {"facets": self.facets, "generation": self.generation, "generations": self.generations}
+        out.update({name: value for name, value in {**echoed, **answered}.items() if value is not None})
         return out
 
 
