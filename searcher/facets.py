@@ -6,7 +6,7 @@ of the ranking (FACET_DEPTH, 100, by default: as deep as hybrid search fuses, so
 page with facets ranks as one without), within the search's filter: the counts describe the
 top of the ranking, where the results are. A field is a metadata key (`type`, `folder`,
 `author`, ...), or `year`, the year of `modified` (a file's modification time). A list value
-(an e-mail's `to`) counts each of its items.
+(an e-mail's `to`) is not counted (no filter could keep its items).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 import re
 from datetime import datetime, timezone
 from typing import Iterable
+
+from .filters import COLUMNS
 
 DEFAULT_FACETS = ("type", "folder", "year")
 FACET_DEPTH = 100  # documents of the ranking that facets count and sort/recency re-order (hybrid's fusion depth)
@@ -63,8 +65,10 @@ def field_values(metadata: dict, name: str) -> list:
         modified = metadata.get("modified")
         return [modified[:4]] if isinstance(modified, str) and _YEAR.fullmatch(modified[:4]) else []
     value = metadata.get(name[len("metadata."):] if name.startswith("metadata.") else name)
-    values = value if isinstance(value, list) else [value]
-    return [v for v in values if isinstance(v, (str, int, float)) and not isinstance(v, bool) and v != ""]
+    # A list (an e-mail's `to`) is not counted: the filter language has no "contains", so a
+    # count of its items could not be clicked into a filter that keeps them.
+    ok = isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""
+    return [value] if ok else []
 
 
 def count_facets(metadatas: Iterable[dict], fields: Iterable[str]) -> dict[str, dict]:
@@ -87,7 +91,7 @@ def facet_filter(name: str, value) -> dict:
         if not _YEAR.fullmatch(year):
             raise ValueError(f"a year is four digits, not {value!r}")
         return {"modified": {"$gte": year, "$lt": f"{int(year) + 1:04d}"}}
-    return {name: value}
+    return {f"metadata.{name}" if name in COLUMNS else name: value}  # facets count metadata, not the columns
 
 
 def add_filter(where: dict | None, condition: dict) -> dict:

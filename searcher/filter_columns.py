@@ -35,6 +35,14 @@ EXACT = 2 ** 53  # integers a float64 holds exactly
 NUMERIC_TYPES = ("integer", "real", "true", "false")
 
 
+TEXT_AFFINITY = ("id",)  # table columns (not expressions) of TEXT affinity, whose SQL comparisons convert numbers
+
+
+def _has_number(operand) -> bool:
+    values = operand if isinstance(operand, list) else [operand]
+    return any(isinstance(v, (int, float)) for v in values)
+
+
 class Unsupported(Exception):
     """A filter (or a field's values) this module cannot evaluate exactly as SQLite would."""
 
@@ -147,9 +155,11 @@ class FilterColumns:
         return true, null
 
     def _condition(self, store, name: str, value) -> tuple[np.ndarray, np.ndarray]:
-        column = self.column(store, name)
         if not isinstance(value, dict):
             value = {"$eq": value}
+        if name in TEXT_AFFINITY and any(_has_number(operand) for operand in value.values()):
+            raise Unsupported(f"{name} is a TEXT column: SQLite turns a number compared with it into text")
+        column = self.column(store, name)
         n = len(self.doc_rowids)
         true, null = np.ones(n, bool), np.zeros(n, bool)
         for op, operand in value.items():
@@ -228,9 +238,14 @@ class snapshot:
         self.began = not conn.in_transaction
         if self.began:
             conn.execute("begin")
-        if self.store.generation != self.generation:
+        try:
+            generation = self.store.generation
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave the connection in a read transaction
+            raise
+        if generation != self.generation:
             self.__exit__(None, None, None)
-            raise MovedOn(f"the database is at generation {self.store.generation}, not {self.generation}")
+            raise MovedOn(f"the database is at generation {generation}, not {self.generation}")
 
     def __exit__(self, *exc):
         if self.began:

@@ -248,7 +248,8 @@ def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
 
 
 def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=(), chunks=(),
-                      delete_doc_ids=(), next_chunk_id: int | None = None, delete_chunk_ids=()) -> int:
+                      delete_doc_ids=(), next_chunk_id: int | None = None, delete_chunk_ids=(),
+                      on_committed=None) -> int:
     """Make `vectors` (already changed) and these rows the next generation, under the write
     lock: the vectors file (a number no file has) and its checksum, then one SQLite
     transaction (where the keyword engine records its changes), then the old files go and the
@@ -261,7 +262,11 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
     A step that fails before that (the vectors file's write, fsync or rename, the folder's
     fsync, the SQLite transaction: a full disk, an I/O error) raises IndexIOError with its
     errno, naming the step; the new vectors file is removed, so nothing of the commit stays
-    and the previous generation is still the live one."""
+    and the previous generation is still the live one.
+
+    `on_committed(new)` runs the moment SQLite has committed, before the clean-up and the
+    keyword engine's work: a process that searches while it writes swaps its vectors there,
+    so its searches never read the new rows over the old vectors for longer than that."""
     new = next_generation(folder, live)
     vfile = vectors_path(folder, new)
     try:
@@ -281,6 +286,8 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
         if isinstance(e, OSError) or is_disk_error(e):
             raise write_failed(folder, live, f"the SQLite transaction in {DATABASE}", e) from e
         raise
+    if on_committed is not None:
+        on_committed(new)
     try:
         remove_leftovers(folder, new)
     except OSError as e:  # committed: what stays is only a leftover the next commit removes

@@ -374,8 +374,8 @@ class Index:
         that match it, as an exhaustive search over those alone would rank them (exactly so
         with the flat index type).
 
-        `sort="modified"` orders the best FACET_DEPTH documents (or offset + k, if more) by
-        their `modified` date, newest first; `recency` (a half-life in days) weights each of
+        `sort="modified"` orders the best FACET_DEPTH documents (or k, if more; its pages end
+        there) by their `modified` date, newest first; `recency` (a half-life in days) weights each of
         their scores by age, halving it for every half-life before `now` (default: the present).
         """
         return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
@@ -401,7 +401,9 @@ class Index:
         k, offset = check_k(k, offset)
         facet_depth, _ = check_k(facet_depth)
         reordered = sort != "relevance" or recency is not None
-        order_depth = max(offset + k, FACET_DEPTH) if reordered else offset + k
+        # A re-ordered search orders one window of the ranking, whatever the offset, so its pages
+        # follow on from each other: the best FACET_DEPTH documents (or k, if more); pages end there.
+        order_depth = max(k, FACET_DEPTH) if reordered else offset + k
         store, ranked = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where)
         metadatas = {}
         if reordered or fields:
@@ -807,7 +809,9 @@ class Index:
                 self._record_factory(vectors.describe())
             except OSError as e:
                 raise write_failed(self.path, self._generation, f"rewriting {MANIFEST} (its index_factory)", e) from e
-        new = commit_generation(self.path, store, self._generation, vectors, self.keywords, changes.docs,
-                                changes.chunks, changes.delete_ids, changes.next_chunk_id)
-        with self._lock:
-            self.vectors, self._generation = vectors, new
+        def swap(new: int) -> None:
+            with self._lock:
+                self.vectors, self._generation = vectors, new
+
+        commit_generation(self.path, store, self._generation, vectors, self.keywords, changes.docs,
+                          changes.chunks, changes.delete_ids, changes.next_chunk_id, on_committed=swap)

@@ -47,7 +47,7 @@ def direct_count(metadatas, field):
             values = [meta["modified"][:4]] if "modified" in meta else []
         else:
             value = meta.get(field)
-            values = value if isinstance(value, list) else ([value] if value is not None else [])
+            values = [] if value is None or isinstance(value, list) else [value]  # lists are not counted
         counts.update(set(values))
     return dict(counts)
 
@@ -101,9 +101,15 @@ def test_sort_by_modified_orders_the_best_documents_newest_first(facet_index):
     assert [h.doc_id for h in by_date] == newest_first[:40]  # undated last; ties in relevance order
     dates = [metas[h.doc_id].get("modified") for h in by_date]
     assert dates == sorted(dates, reverse=True)
-    # Pages of a sorted search follow on from each other.
+    # Pages of a sorted search follow on from each other, past the window's end too (each
+    # page asks k + 1, as the web does): every document of the window once, then nothing.
     page2 = idx.search("engine bread", k=10, offset=10, mode="dense", sort="modified")
     assert [h.doc_id for h in page2] == [h.doc_id for h in by_date[10:20]]
+    for options in ({"sort": "modified"}, {"recency": 30}):
+        seen = []
+        for offset in range(0, 130, 10):
+            seen += [h.doc_id for h in idx.search("engine bread", k=11, offset=offset, mode="dense", **options)][:10]
+        assert len(seen) == len(set(seen)) == FACET_DEPTH, options
     # Within a filter, only the matching documents, still newest first.
     pdf_ranking = [h.doc_id for h in idx.search("engine bread", k=100, mode="dense", where={"type": "pdf"})]
     pdfs = idx.search("engine bread", k=100, mode="dense", sort="modified", where={"type": "pdf"})
@@ -158,10 +164,24 @@ def test_bad_facet_sort_and_recency_arguments_are_value_errors(facet_index):
 def test_field_values_and_counting_rules():
     assert field_values({"modified": "2024-03-01T00:00:00+00:00"}, "year") == ["2024"]
     assert field_values({"modified": "yesterday"}, "year") == []
-    assert field_values({"to": ["a@x", "b@x", ""], "flag": True}, "to") == ["a@x", "b@x"]
-    assert field_values({"flag": True}, "flag") == []  # booleans and empty values are not listed
-    counts = count_facets([{"to": ["a", "a", "b"]}, {"to": "a"}], ["to"])
-    assert counts == {"to": {"a": 2, "b": 1}}  # a value once per document
+    assert field_values({"to": ["a@x", "b@x"]}, "to") == []  # no filter could keep a list's items
+    assert field_values({"flag": True, "e": ""}, "flag") == [] == field_values({"e": ""}, "e")
+    counts = count_facets([{"to": ["a", "b"]}, {"to": "a"}, {"to": "a"}, {}], ["to"])
+    assert counts == {"to": {"a": 2}}
+    assert facet_filter("title", "Cats") == {"metadata.title": "Cats"}  # facets count metadata keys
+
+
+def test_every_facet_value_filters_to_exactly_its_count(tmp_path, fake_encoder):
+    docs = [{"id": f"m{i}", "title": f"Mail {i}", "text": f"garden note {i}",
+             "metadata": {"to": ["ann@x", "bob@x"] if i % 2 else "carl@x", "title": "Inbox" if i % 3 else "Sent"}}
+            for i in range(12)]
+    with Index.create(tmp_path / "idx", encoder=fake_encoder) as idx:
+        idx.add_documents(docs)
+        facets = idx.facets("garden note", ["to", "title"], mode="dense", depth=50)
+        assert facets["to"] == {"carl@x": 6}
+        for field, values in facets.items():
+            for value, count in values.items():
+                assert len(idx.search("garden note", k=50, mode="dense", where=facet_filter(field, value))) == count
 
 
 def test_reorder_keeps_relevance_order_among_equal_dates():

@@ -363,9 +363,8 @@ class SearchService:
     def delete(self, doc_ids: list[str]) -> tuple[int, int | None]:
         """Index.delete, one write at a time: how many of the documents were there, and the
         generation after it."""
-        with self._writing():
-            deleted = self._call(lambda index: index.delete(doc_ids))
-            return deleted, self.generation()
+        with self._writing():  # the generation its own commit made (another process's may follow)
+            return self._call(lambda index: (index.delete(doc_ids), getattr(index, "generation", None)))
 
     def write(self, run: Callable[[Any], T], wait: float | None = None) -> T:
         """`run(index)` as one write among the others (the folder watcher's runs, searcher/watch.py):

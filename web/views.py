@@ -36,7 +36,7 @@ def search_url(req, offset: int = 0, **changes) -> str:
     if sort and sort != "relevance":
         args["sort"] = sort
     if req.recency is not None:
-        args["recency"] = f"{req.recency:g}"
+        args["recency"] = f"{req.recency:.15g}"
     if offset:
         args["offset"] = offset
     return url_for("views.search", **args)
