@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from searcher import Index
 from searcher.cli import main
 from searcher.evaluate import check_index_holds, compute_metrics, load_dataset
-from searcher.fusion import reciprocal_rank_fusion, score_fusion
+from searcher.fusion import Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion, score_fusion
 from searcher.index import DEFAULT_MODE, SEARCH_MODES, get_encoder
 from searcher.keywords.fts5 import Fts5Engine, match_expression
 from searcher.store import ContentStore
@@ -190,6 +190,35 @@ def test_rank_fusion_and_score_fusion_by_hand():
     # min-max: dense a=1, b=0.875, c=0; keyword c=1, d=0; a missing doc gets the list's floor (0)
     assert fused == pytest.approx({"a": 0.5, "b": 0.4375, "c": 0.5, "d": 0.0})
 
+
+
+def test_keyword_confidence_is_the_drop_from_the_first_to_the_tenth_score():
+    twelve = {f"d{i}": 20.0 - i for i in range(12)}  # 20, 19, ..., 9: the 10th is 11
+    assert keyword_confidence(twelve) == pytest.approx((20 - 11) / 20)
+    assert keyword_confidence({"a": 10.0, "b": 8.0, "c": 2.0}) == pytest.approx(0.8)  # shorter: the last
+    assert keyword_confidence({"a": 5.0}) == 0.0 and keyword_confidence({}) == 0.0
+
+
+def test_adaptive_fusion_by_hand():
+    dense = {"a": 0.8, "b": 0.6, "c": 0.4}
+    # A peaked keyword list: confidence (10 - 2) / 10 = 0.8, so weights 0.2 dense / 0.8 keyword.
+    # Divided by the best: dense a=1, b=0.75, c=0.5 (floor 0.5); keyword c=1, d=0.8, e=0.2 (floor 0.2).
+    fused = adaptive_fusion(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
+    assert fused == pytest.approx({"a": 0.36, "b": 0.31, "c": 0.9, "d": 0.74, "e": 0.26})
+    assert list(fused) == ["c", "d", "a", "b", "e"]
+    # A flat one: confidence (10 - 9) / 10 = 0.1, weights 0.9 / 0.1; keyword c=1, d=0.95, e=0.9 (floor 0.9).
+    fused = adaptive_fusion(dense, {"c": 10.0, "d": 9.5, "e": 9.0})
+    assert fused == pytest.approx({"a": 0.99, "b": 0.765, "c": 0.55, "d": 0.545, "e": 0.54})
+    assert list(fused) == ["a", "b", "c", "d", "e"]
+    # It is the default, and its weights bias the per-query ones: 0.25*0.2 / 0.75*0.8, scaled to sum 1.
+    assert Fusion().method == "adaptive"
+    assert Fusion().fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0}) == adaptive_fusion(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
+    biased = Fusion(weights=(0.25, 0.75)).fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
+    wd, wk = 0.05 / 0.65, 0.6 / 0.65
+    assert biased["a"] == pytest.approx(wd * 1 + wk * 0.2) and biased["d"] == pytest.approx(wd * 0.5 + wk * 0.8)
+    # A flat keyword list with a zero dense bias leaves no weight: the given ones (keyword only), no 0/0.
+    only = Fusion(weights=(0.0, 1.0)).fuse(dense, {"d": 3.0, "e": 3.0})
+    assert only == pytest.approx(dict.fromkeys("abcde", 1.0))
 
 # -- the keyword table stays in step with the chunks --------------------------------------------
 
