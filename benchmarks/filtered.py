@@ -62,7 +62,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
-from scale import DATASET, prepare  # noqa: E402
+from scale import DATASET, prepare, real_neighbours, toward_neighbours  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "searcher-filtered"
 CHUNKS_PER_DOC = 4
@@ -84,26 +84,16 @@ FILTERS = [  # (name, filter): the selectivities of the issue, then realistic on
 
 def synthesize(base: np.ndarray, docs: int, seed: int = 0):
     """(vectors (docs*4, d), metadata arrays) for `docs` documents of CHUNKS_PER_DOC related chunks."""
-    import faiss
-
     rng = np.random.default_rng(seed)
     d = base.shape[1]
-    flat = faiss.IndexFlatIP(d)
-    flat.add(base)
-    _, neighbours = flat.search(base, 11)  # column 0 is the vector itself
+    neighbours = real_neighbours(base)
     src = rng.integers(0, len(base), docs)
     n = docs * CHUNKS_PER_DOC
     out = np.empty((n, d), dtype=np.float32)
     step = 200_000
     for start in range(0, n, step):
         size = min(step, n - start)
-        s = src[np.arange(start, start + size) // CHUNKS_PER_DOC]
-        dst = neighbours[s, rng.integers(1, 11, size)]
-        t = rng.uniform(0.0, 0.5, size).astype(np.float32)[:, None]
-        v = base[s] * (1 - t) + base[dst] * t
-        v += rng.standard_normal((size, d), dtype=np.float32) * np.float32(0.15 / np.sqrt(d))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        out[start : start + size] = v
+        out[start : start + size] = toward_neighbours(base, neighbours, src[np.arange(start, start + size) // CHUNKS_PER_DOC], rng)
     meta = {
         "bucket": rng.integers(0, 1000, docs),
         "type": rng.choice(len(TYPES), docs, p=TYPE_SHARES),

@@ -78,27 +78,38 @@ def prepare(dataset: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def synthesize(base: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """n unit vectors: the real ones first, then interpolations towards real neighbours plus noise."""
-    import faiss
-
     rng = np.random.default_rng(seed)
     d = base.shape[1]
-    flat = faiss.IndexFlatIP(d)
-    flat.add(base)
-    _, neighbours = flat.search(base, 11)  # column 0 is the vector itself
+    neighbours = real_neighbours(base)
     out = np.empty((n, d), dtype=np.float32)
     m = min(n, len(base))
     out[:m] = base[:m]
     step = 200_000
     for start in range(m, n, step):
         size = min(step, n - start)
-        src = rng.integers(0, len(base), size)
-        dst = neighbours[src, rng.integers(1, 11, size)]
-        t = rng.uniform(0.0, 0.5, size).astype(np.float32)[:, None]
-        v = base[src] * (1 - t) + base[dst] * t
-        v += rng.standard_normal((size, d), dtype=np.float32) * np.float32(0.15 / np.sqrt(d))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        out[start : start + size] = v
+        out[start : start + size] = toward_neighbours(base, neighbours, rng.integers(0, len(base), size), rng)
     return out
+
+
+def real_neighbours(base: np.ndarray) -> np.ndarray:
+    """Each real vector's 10 nearest real vectors (exact inner product), after itself in column 0."""
+    import faiss
+
+    flat = faiss.IndexFlatIP(base.shape[1])
+    flat.add(base)
+    return flat.search(base, 11)[1]
+
+
+def toward_neighbours(base: np.ndarray, neighbours: np.ndarray, src: np.ndarray, rng) -> np.ndarray:
+    """For each of the real vectors `base[src]`, a unit vector moved up to half-way towards one
+    of its 10 nearest real neighbours (`neighbours`, column 0 itself), plus a little noise."""
+    size, d = len(src), base.shape[1]
+    dst = neighbours[src, rng.integers(1, 11, size)]
+    t = rng.uniform(0.0, 0.5, size).astype(np.float32)[:, None]
+    v = base[src] * (1 - t) + base[dst] * t
+    v += rng.standard_normal((size, d), dtype=np.float32) * np.float32(0.15 / np.sqrt(d))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
 
 
 def exact_top(data: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
