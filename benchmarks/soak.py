@@ -34,6 +34,9 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from latency import percentile  # noqa: E402
 WORDS = ("river meadow lantern harbour comet orchard glacier violin ledger anchor beacon canyon "
          "falcon garden island jungle kettle lagoon marble nectar").split()
 
@@ -154,13 +157,6 @@ def writer_loop(url: str, key: str, log: Log, stop: threading.Event, batch: int,
         stop.wait(pause)
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 def inconsistencies(log: Log, starting: set[str]) -> list[str]:
     """Each answer hit that was not live at the generation its answer names."""
     out = []
@@ -199,7 +195,8 @@ def soak(url: str, key: str, starting: set[str], start_generation: int, clients:
     return {"clients": clients, "seconds": round(wall, 1), "searches": len(log.answers),
             "searches_per_s": round(len(log.answers) / wall, 1), "writes": log.writes,
             "deleted": len(log.deleted_at), "generations_seen": len(generations),
-            "p50_ms": round(percentile(log.latencies, 50), 1), "p99_ms": round(percentile(log.latencies, 99), 1),
+            "p50_ms": round(percentile(log.latencies, 50), 1) if log.latencies else None,
+            "p99_ms": round(percentile(log.latencies, 99), 1) if log.latencies else None,
             "errors": len(log.errors), "error_samples": log.errors[:5],
             "inconsistent": len(bad), "inconsistent_samples": bad[:5]}
 
