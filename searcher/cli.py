@@ -253,10 +253,8 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     idx = Index.open(index_dir, model, device=device, precision=precision)
-    if fields:
-        hits, facets = idx.search_with_facets(query, k, 0, fields, mode=mode, where=where, sort=sort, recency=recency)
-    else:
-        hits, facets = idx.search(query, k=k, mode=mode, where=where, sort=sort, recency=recency), None
+    hits, facets = idx.search_with_facets(query, k, 0, fields, mode=mode, where=where, sort=sort, recency=recency)
+    facets = facets if fields else None
     if as_json:
         results = [h.to_dict() for h in hits]
         click.echo(json.dumps(results if facets is None else {"results": results, "facets": facets},

@@ -116,13 +116,11 @@ class FilterColumns:
         if found is not None:
             return found
         if name in COLUMNS:
-            expr, params = COLUMNS[name], []
-            kind_sql = "'text'"
+            expr, kind_sql, params = COLUMNS[name], "'text'", []
         else:
             key = name[len("metadata."):] if name.startswith("metadata.") else name
             path = "$." + json.dumps(key)
-            expr, params, kind_sql = "json_extract(d.metadata, ?)", [path], "json_type(d.metadata, ?)"
-            params = [path, path]
+            expr, kind_sql, params = "json_extract(d.metadata, ?)", "json_type(d.metadata, ?)", [path, path]
         try:
             with snapshot(store, self.generation):
                 rows = store.db.execute(f"select d.rowid, {expr}, {kind_sql} from documents d", params).fetchall()

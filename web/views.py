@@ -42,20 +42,16 @@ def search_url(req, offset: int = 0, **changes) -> str:
     return url_for("views.search", **args)
 
 
-def page_url(req, offset: int) -> str:
-    """The URL of another page of the same search."""
-    return search_url(req, offset)
-
-
 def filter_label(key: str, value) -> str:
     """How one top-level entry of a filter reads on the page: `type: pdf`, `year 2024`."""
     if key == "modified" and isinstance(value, dict) and set(value) == {"$gte", "$lt"}:
         low, high = str(value["$gte"]), str(value["$lt"])
         if low.isdigit() and high.isdigit() and len(low) == 4 and int(high) == int(low) + 1:
             return f"year {low}"
-    if key.startswith("$") or isinstance(value, (dict, list)):
-        return f"{key}: {json.dumps(value, ensure_ascii=False)}" if not key.startswith("$") else \
-            json.dumps({key: value}, ensure_ascii=False)
+    if key.startswith("$"):  # $and, $or, $not: the whole entry
+        return json.dumps({key: value}, ensure_ascii=False)
+    if isinstance(value, (dict, list)):
+        return f"{key}: {json.dumps(value, ensure_ascii=False)}"
     return f"{key}: {value}"
 
 
@@ -136,9 +132,9 @@ def search():
     return render_template(
         "search.html", page=page, results=result_rows(page.hits, req.query, page.indexes),
         narrow=narrowing(req, page.facets),
-        prev_url=page_url(req, max(0, req.offset - req.k)) if req.offset else None,
-        next_url=page_url(req, req.offset + req.k) if page.has_more else None,
-        first_url=page_url(req, 0), **context,
+        prev_url=search_url(req, max(0, req.offset - req.k)) if req.offset else None,
+        next_url=search_url(req, req.offset + req.k) if page.has_more else None,
+        first_url=search_url(req, 0), **context,
     )
 
 
