@@ -408,7 +408,8 @@ class Index:
         metadatas = {}
         if reordered or fields:
             metadatas = {d: doc["metadata"] for d, doc in store.documents(list(ranked)).items()}
-        counts = count_facets((metadatas[d] for d in list(ranked)[:facet_depth] if d in metadatas), fields)
+        counts = count_facets((metadatas[d] for d in list(ranked)[:facet_depth] if d in metadatas), fields) \
+            if fields else {}
         if reordered:
             ranked = reorder(dict(list(ranked.items())[:order_depth]), metadatas, sort, recency,
                              now or datetime.now(timezone.utc))
