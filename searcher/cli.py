@@ -719,5 +719,60 @@ def evaluate(dataset_dir, mode, index_dir, split, model, device, precision, batc
         click.echo(f"warning: the figures could not be stored in {index_dir} (see the log above)", err=True)
 
 
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the fine-tuned checkpoint (new or empty), e.g. models/NAME.")
+@click.option("--base", help="Checkpoint folder to start from (default: the bundled all-MiniLM-L6-v2).")
+@click.option("--split", default="train", show_default=True, help="Judgements to train on: qrels/SPLIT.tsv.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Pairs per step; each pair's query sees the batch's other documents as negatives.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=5e-5, show_default=True)
+@click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Negatives per query mined from an index of the corpus (not judged relevant).")
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An index of this corpus to mine negatives from (default: a temporary one, built "
+                   "with the base model).")
+@click.option("--eval-split", help="Also evaluate the base and the fine-tuned model (dense and hybrid) on "
+                                   "qrels/SPLIT.tsv and record the figures (indexes the corpus again).")
+@click.option("--allow-test-split", is_flag=True, help="Allow training on the test split.")
+@click.option("--max-tokens", type=click.IntRange(min=8), help="Tokens per text in training "
+                                                                "(default: the checkpoint's own).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print training.json's content.")
+def train(source, out, base, split, epochs, batch_size, learning_rate, hard_negatives, index_dir, eval_split,
+          allow_test_split, max_tokens, seed, device, as_json):
+    """Fine-tune the encoder on relevance judgements; write a checkpoint that --model takes.
+
+    SOURCE is a BEIR-layout folder (qrels/SPLIT.tsv, queries.jsonl, corpus.jsonl) or a JSON
+    Lines file of {"query", "positive"[, "negative"]} objects. Needs the train extra.
+
+    \b
+    searcher train ../shared/datasets/scifact --out models/scifact --epochs 2
+    searcher index corpus/ --index indexes/tuned --model models/scifact
+    """
+    from .training import TrainingSettings, train as run_training
+
+    settings = TrainingSettings(base=base, split=split, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, hard_negatives=hard_negatives,
+                                max_tokens=max_tokens, seed=seed, device=device,
+                                allow_test_split=allow_test_split, eval_split=eval_split)
+    with progress_bar(unit=" items", desc="preparing") as update:
+        record = run_training(source, out, settings, mining_index=index_dir,
+                              log=lambda line: click.echo(line, err=True), progress=update)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    figures = record["figures"]
+    click.echo(f"wrote {out} ({figures['examples']} pairs, {figures['steps']} steps, "
+               f"{figures['train_seconds']:.0f} s, loss {figures['first_loss']} -> {figures['last_loss']})")
+    for when in ("before", "after"):
+        for mode, metrics in figures.get(when, {}).items():
+            click.echo(f"{when:>6} {mode:>6}: nDCG@10 {metrics['nDCG@10']:.4f}")
+    click.echo(f"use it with --model {out}")
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from .index import MANIFEST, Index, SearcherError, check_mode, content_hash, as_document
 from .loaders import is_blank
@@ -45,26 +45,25 @@ class Dataset:
         return self.path.name
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file."""
     if not path.is_file():
         raise DatasetError(f"{path} is missing (a BEIR-layout collection has corpus.jsonl and queries.jsonl)")
-    rows = []
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                yield n, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DatasetError(f"{path}:{n}: not JSON ({e})") from e
-    return rows
 
 
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """query id -> {doc id: relevance} from a BEIR qrels TSV (a header row is skipped)."""
+def judgement_lines(path: Path) -> Iterator[tuple[int, str, str, int]]:
+    """(line number, query id, doc id, relevance) for each judgement in a BEIR qrels TSV
+    (a header row is skipped)."""
     if not path.is_file():
         raise DatasetError(f"{path} is missing (judgements go in qrels/<split>.tsv)")
-    qrels: dict[str, dict[str, int]] = {}
     with open(path, encoding="utf-8", newline="") as fh:
         for n, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
             if not row or not "".join(row).strip():
@@ -77,21 +76,39 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
                 if n == 1:
                     continue  # the header
                 raise DatasetError(f"{path}:{n}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = score
+            yield n, row[0].strip(), row[1].strip(), score
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """query id -> {doc id: relevance} from a BEIR qrels TSV."""
+    qrels: dict[str, dict[str, int]] = {}
+    for _, qid, doc_id, score in judgement_lines(path):
+        qrels.setdefault(qid, {})[doc_id] = score
     return qrels
+
+
+def read_corpus(folder: Path) -> list[dict]:
+    """A collection's corpus.jsonl as {"id", "title", "text"} rows, in file order."""
+    corpus = []
+    for n, row in read_jsonl(folder / "corpus.jsonl"):
+        doc_id = row.get("_id", row.get("id"))
+        if doc_id is None:
+            raise DatasetError(f"{folder / 'corpus.jsonl'}:{n}: no _id")
+        corpus.append({"id": str(doc_id), "title": row.get("title") or "", "text": row.get("text") or ""})
+    return corpus
+
+
+def read_queries(folder: Path) -> dict[str, str]:
+    """A collection's queries.jsonl: query id -> text."""
+    return {str(q.get("_id", q.get("id"))): q.get("text") or "" for _, q in read_jsonl(folder / "queries.jsonl")}
 
 
 def load_dataset(path: str | Path, split: str = "test") -> Dataset:
     path = Path(path)
     if not path.is_dir():
         raise DatasetError(f"{path} is not a folder")
-    corpus = []
-    for n, row in enumerate(_read_jsonl(path / "corpus.jsonl"), 1):
-        doc_id = row.get("_id", row.get("id"))
-        if doc_id is None:
-            raise DatasetError(f"{path / 'corpus.jsonl'}:{n}: no _id")
-        corpus.append({"id": str(doc_id), "title": row.get("title") or "", "text": row.get("text") or ""})
-    texts = {str(q.get("_id", q.get("id"))): q.get("text") or "" for q in _read_jsonl(path / "queries.jsonl")}
+    corpus = read_corpus(path)
+    texts = read_queries(path)
     qrels = read_qrels(path / "qrels" / f"{split}.tsv")
     missing = [q for q in qrels if q not in texts]
     if missing:
