@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
-from searcher.fusion import Fusion, keyword_confidence, reciprocal_rank_fusion, score_fusion  # noqa: E402
+from searcher.fusion import (Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion,  # noqa: E402
+                             score_fusion)
 from searcher.loaders import is_blank  # noqa: E402
 
 RUN_DEPTH = 200  # documents cached per list: enough for every depth tried
@@ -151,6 +152,11 @@ def candidates() -> list[tuple[str, int, Callable]]:
             out.append((f"min-max {w:g}/{1 - w:g}, depth {depth}", depth,
                         lambda d, k, w=w: score_fusion([d, k], [w, 1 - w], "minmax")))
         out.append((f"RRF k=60, depth {depth}", depth, lambda d, k: reciprocal_rank_fusion([d, k], k=60)))
+    # Counting each list's scores only down to rank E (lower ones count as the E-th's, as a
+    # missed document does), still fusing all 100 of each: the default's E is 50.
+    for evidence in (20, 30, 40, 70):
+        out.append((f"max-normalised, keyword weight (s1 - s10) / s1, scores counted to rank {evidence}", 100,
+                    lambda d, k, e=evidence: adaptive_fusion(d, k, evidence=e)))
     default = Fusion()
     out.append((f"default: {default.describe()}, depth {default.depth}", default.depth, default.fuse))
     return out

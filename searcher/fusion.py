@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very first ranks
 FUSION_METHODS = ("adaptive", "minmax", "zscore", "rrf")
 KEYWORD_DROP_RANK = 10  # adaptive: the keyword list's drop is measured from its 1st to this score
+EVIDENCE_DEPTH = 50  # adaptive: a score below a list's 50th counts as its 50th (as if not retrieved)
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,21 @@ class Fusion:
     list, per query, by how far its scores drop from the 1st to the 10th document,
     (s1 - s10) / s1 (`keyword_confidence`): a peaked BM25 list, a few documents matching the
     query's rare words, counts more; a flat one, words that many documents share, counts less.
-    Dense gets the rest of the weight. Nothing in it is set per collection. nDCG@10 against
-    min-max 0.5/0.5 (the old default), benchmarks/fusion.py: SciFact test 0.727 (0.727),
-    SciFact train 0.743 (0.733), DBpedia-entity 5,000 docs 0.495 (0.469); dense alone 0.656,
-    0.677, 0.502; keyword 0.686, 0.696, 0.381 (benchmarks/README.md, "Fusion across
-    collections"). `weights` still bias the two sides (they multiply the per-query weights).
+    Dense gets the rest of the weight. Below a list's 50th document (`evidence`) scores no
+    longer tell documents apart: each counts as the 50th's, as a document the list missed
+    does, while all 100 (`depth`) of each list stay candidates, ordered among themselves.
+    Nothing in it is set per collection. nDCG@10 (benchmarks/fusion.py): SciFact test 0.731,
+    SciFact train 0.742, DBpedia-entity 5,000 docs 0.502; dense alone 0.656, 0.677, 0.502;
+    keyword 0.686, 0.696, 0.381; min-max 0.5/0.5 (the first default) 0.727, 0.733, 0.469
+    (benchmarks/README.md, "Fusion across collections"). `weights` still bias the two sides
+    (they multiply the per-query weights).
     """
 
     method: str = "adaptive"  # "adaptive", "minmax" or "zscore" (score fusion), or "rrf"
     weights: tuple[float, float] = (0.5, 0.5)  # dense, keyword
     rrf_k: float = RRF_K
     depth: int = 100  # documents each list contributes (at least k + offset)
+    evidence: int = EVIDENCE_DEPTH  # adaptive: ranks whose scores count; lower ones count as this one's
 
     def __post_init__(self):
         if self.method not in FUSION_METHODS:
@@ -45,13 +50,15 @@ class Fusion:
             raise ValueError(f"fusion weights must be two non-negative numbers, not {self.weights!r}")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
             raise ValueError(f"fusion depth must be a positive integer, not {self.depth!r}")
+        if isinstance(self.evidence, bool) or not isinstance(self.evidence, int) or self.evidence < 1:
+            raise ValueError(f"fusion evidence depth must be a positive integer, not {self.evidence!r}")
 
     def fuse(self, dense: Mapping[str, float], keyword: Mapping[str, float]) -> dict[str, float]:
         """{doc_id: fused score}, best first, from each list's candidates (best first, with scores)."""
         if self.method == "rrf":
             return reciprocal_rank_fusion([dense, keyword], k=self.rrf_k, weights=self.weights)
         if self.method == "adaptive":
-            return adaptive_fusion(dense, keyword, weights=self.weights)
+            return adaptive_fusion(dense, keyword, weights=self.weights, evidence=self.evidence)
         return score_fusion([dense, keyword], weights=self.weights, method=self.method)
 
     def describe(self) -> str:
@@ -59,7 +66,8 @@ class Fusion:
             return f"reciprocal rank fusion, k={self.rrf_k:g}"
         if self.method == "adaptive":
             bias = "" if self.weights[0] == self.weights[1] else f", biased {self.weights[0]:g}/{self.weights[1]:g}"
-            return f"scores over each list's best, keyword weight per query (s1 - s{KEYWORD_DROP_RANK}) / s1{bias}"
+            return (f"scores over each list's best, keyword weight per query (s1 - s{KEYWORD_DROP_RANK}) / s1, "
+                    f"scores counted to rank {self.evidence}{bias}")
         kind = "min-max" if self.method == "minmax" else "z-score"
         return f"{kind} normalised scores, weights {self.weights[0]:g}/{self.weights[1]:g}"
 
@@ -123,19 +131,32 @@ def keyword_confidence(scores: Mapping[str, float], rank: int = KEYWORD_DROP_RAN
     return min(1.0, max(0.0, (values[0] - values[min(rank, len(values)) - 1]) / values[0]))
 
 
+def clip_below(scores: Mapping[str, float], rank: int) -> dict[str, float]:
+    """A list (best first) whose scores below its `rank`-th are raised to that one's: ranks
+    past it count as one, as a document the list did not return does (score_fusion's floor)."""
+    values = list(scores.values())
+    if len(values) <= rank:
+        return dict(scores)
+    floor = values[rank - 1]
+    return {d: max(s, floor) for d, s in scores.items()}
+
+
 def adaptive_fusion(
-    dense: Mapping[str, float], keyword: Mapping[str, float], weights: Sequence[float] = (0.5, 0.5)
+    dense: Mapping[str, float], keyword: Mapping[str, float], weights: Sequence[float] = (0.5, 0.5),
+    evidence: int = EVIDENCE_DEPTH,
 ) -> dict[str, float]:
     """Score fusion of the two lists divided by their best scores, with weights set per query:
     keyword c = keyword_confidence(keyword), dense 1 - c, each times `weights` and scaled to sum 1
     (so fused scores lie in [0, 1] for non-negative cosines). When both come to 0 (a flat keyword
-    list and a zero dense bias) `weights` are used as given."""
+    list and a zero dense bias) `weights` are used as given. Scores below each list's
+    `evidence`-th count as that one's (`clip_below`)."""
     c = keyword_confidence(keyword)
     wd, wk = weights[0] * (1 - c), weights[1] * c
     if wd + wk <= 0:
         wd, wk = weights
     total = wd + wk or 1.0
-    return score_fusion([dense, keyword], weights=[wd / total, wk / total], method="max")
+    runs = [clip_below(dense, evidence), clip_below(keyword, evidence)]
+    return score_fusion(runs, weights=[wd / total, wk / total], method="max")
 
 
 def _ordered(fused: dict[str, float]) -> dict[str, float]:

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from searcher import Index
 from searcher.cli import main
 from searcher.evaluate import check_index_holds, compute_metrics, load_dataset
-from searcher.fusion import Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion, score_fusion
+from searcher.fusion import (Fusion, adaptive_fusion, clip_below, keyword_confidence, reciprocal_rank_fusion,
+                             score_fusion)
 from searcher.index import DEFAULT_MODE, SEARCH_MODES, get_encoder
 from searcher.keywords.fts5 import Fts5Engine, match_expression
 from searcher.store import ContentStore
@@ -219,6 +220,22 @@ def test_adaptive_fusion_by_hand():
     # A flat keyword list with a zero dense bias leaves no weight: the given ones (keyword only), no 0/0.
     only = Fusion(weights=(0.0, 1.0)).fuse(dense, {"d": 3.0, "e": 3.0})
     assert only == pytest.approx(dict.fromkeys("abcde", 1.0))
+
+
+def test_adaptive_fusion_counts_scores_only_down_to_the_evidence_depth():
+    dense = {"a": 0.8, "b": 0.6, "c": 0.4}
+    keyword = {"c": 10.0, "d": 8.0, "e": 2.0}  # confidence 0.8 from the whole list, as before
+    # Counted to rank 2: dense c counts as b (0.6), keyword e as d (8). Divided by the best: dense
+    # a=1, b=c=0.75 (floor 0.75); keyword c=1, d=e=0.8 (floor 0.8). Weights 0.2 / 0.8.
+    fused = adaptive_fusion(dense, keyword, evidence=2)
+    assert fused == pytest.approx({"a": 0.84, "b": 0.79, "c": 0.95, "d": 0.79, "e": 0.79})
+    assert list(fused) == ["c", "a", "b", "d", "e"]  # ties keep the dense list's order, then the keyword's
+    assert clip_below(dense, 2) == {"a": 0.8, "b": 0.6, "c": 0.6} and clip_below(dense, 3) == dense
+    # The default counts 50 ranks: these short lists are fused whole, and the order differs (d above a).
+    assert Fusion().evidence == 50 and list(Fusion().fuse(dense, keyword)) == ["c", "d", "a", "b", "e"]
+    assert list(Fusion(evidence=2).fuse(dense, keyword)) == ["c", "a", "b", "d", "e"]
+    with pytest.raises(ValueError, match="evidence"):
+        Fusion(evidence=0)
 
 # -- the keyword table stays in step with the chunks --------------------------------------------
 
