@@ -83,6 +83,12 @@ def checkpoint_pooling(path: Path) -> str | None:
     if folder is None or not (folder / "config.json").is_file():
         return None
     cfg = json.loads((folder / "config.json").read_text())
+    mode = cfg.get("pooling_mode")  # sentence-transformers 6 writes one name instead of flags
+    if isinstance(mode, str):
+        mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode, mode)
+        if mode not in POOLINGS:
+            raise ModelError(f"{path} declares {mode!r} pooling; searcher pools by {', '.join(POOLINGS)}")
+        return mode
     if cfg.get("pooling_mode_cls_token"):
         return "cls"
     if cfg.get("pooling_mode_max_tokens"):
@@ -93,12 +99,15 @@ def checkpoint_pooling(path: Path) -> str | None:
 
 
 def checkpoint_max_tokens(path: Path, position_limit: int) -> int:
-    """The sequence length the checkpoint was tuned for (sentence-transformers config), capped by positions."""
-    cfg = path / "sentence_bert_config.json"
-    if cfg.is_file():
-        n = json.loads(cfg.read_text()).get("max_seq_length")
-        if isinstance(n, int) and n > 0:
-            return min(n, position_limit)
+    """The sequence length the checkpoint was tuned for, capped by positions: sentence-transformers'
+    max_seq_length (up to version 5), else the tokenizer's model_max_length (where version 6
+    keeps it; for plain checkpoints it is the position limit or a huge placeholder)."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        cfg = path / name
+        if cfg.is_file():
+            n = json.loads(cfg.read_text()).get(key)
+            if isinstance(n, int) and n > 0:
+                return min(n, position_limit)
     return position_limit
 
 

@@ -45,6 +45,28 @@ def test_other_checkpoint_folder_with_chosen_pooling(other_model):
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
 
+def test_pooling_and_length_in_the_sentence_transformers_6_layout(tmp_path):
+    """Version 6 writes "pooling_mode": "mean" and keeps the length in the tokenizer's config
+    (what `searcher train` saves); reading neither fell back to CLS pooling and 512 tokens."""
+    import json
+    import shutil
+
+    from searcher.encoder import checkpoint_max_tokens
+
+    folder = tmp_path / "st6"
+    shutil.copytree(default_model_path(), folder)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 384, "pooling_mode": "mean"}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"transformer_task": "feature-extraction"}))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 200}))
+    assert checkpoint_pooling(folder) == "mean" and checkpoint_max_tokens(folder, 512) == 200
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "cls_token"}))
+    assert checkpoint_pooling(folder) == "cls"
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    with pytest.raises(ModelError, match="'weightedmean' pooling"):
+        checkpoint_pooling(folder)
+
+
 def test_bad_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="not a model folder"):
         Encoder(tmp_path, device="cpu")

@@ -69,6 +69,19 @@ def test_training_changes_the_model_and_improves_its_own_training_ranking(traine
     assert any(line.startswith("step 1/18: loss") for line in lines)  # progress, step by step
 
 
+def test_the_checkpoint_encodes_as_sentence_transformers_does(trained):
+    from sentence_transformers import SentenceTransformer
+
+    from searcher.encoder import Encoder
+
+    _, out, _, _ = trained
+    texts = [f"item {code}" for code in CODES] + [f"This product is {p}." for p in PRODUCTS]
+    expected = SentenceTransformer(str(out), device="cpu").encode(texts, normalize_embeddings=True)
+    encoder = Encoder(out, device="cpu", precision="exact")
+    assert encoder.pooling == "mean" and encoder.max_tokens == 256  # as the base declares
+    assert ((encoder.encode(texts) * expected).sum(axis=1) > 1 - 1e-4).all()
+
+
 def test_the_checkpoint_opens_with_model_everywhere(trained, tmp_path):
     folder, out, record, _ = trained
     on_disk = json.loads((out / "training.json").read_text())
