@@ -299,7 +299,7 @@ class ShardedIndex:
         """Encode the query once before the fan-out: local shards share one query encoder and
         its cache (searcher/queries.py), so they all find it there instead of each encoding it."""
         queries = getattr(self.shards[0], "queries", None)
-        if queries is not None and len(self.shards) > 1:
+        if queries is not None and len(self.shards) > 1 and getattr(queries, "cache_size", 0) > 0:
             queries.encode(query)
 
     def _gather(self, calls: Sequence[Callable[[], T]]) -> list[T]:

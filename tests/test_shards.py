@@ -345,3 +345,26 @@ def test_a_sharded_index_of_fts5_shards_searches_with_each_shard_s_statistics(tm
         assert ids(sharded.search("bread", k=5, mode="dense")) == ids(idx.search("bread", k=5, mode="dense"))
     idx.close()
     shutil.rmtree(tmp_path / "sharded")
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf", "ivfpq"])
+def test_every_index_type_splits_into_copies_of_its_vectors(tmp_path, fake_encoder, monkeypatch, index_type):
+    import searcher.vectors.faiss_backend as V
+
+    monkeypatch.setattr(V, "IVFPQ_TRAIN_AT", 5)  # train the small corpus's ivfpq index
+    monkeypatch.setattr(V, "MIN_POINTS_PER_LIST", 2)
+    idx = Index.create(tmp_path / "idx", encoder=fake_encoder, index_type=index_type)
+    idx.add_documents([{"id": f"d{n}", "text": f"note {n} on {TOPICS['code'][n % 6]} and {TOPICS['music'][n % 5]}"}
+                       for n in range(300)])  # PQ training needs 256 vectors
+    _, source_ids, source_vectors = idx.chunk_vectors()
+    source = dict(zip(source_ids.tolist(), source_vectors))
+    split_index(idx.path, tmp_path / "sharded", 2)
+    assert check_sharded(tmp_path / "sharded").ok
+    with ShardedIndex.open(tmp_path / "sharded", encoder=fake_encoder) as sharded:
+        for shard in sharded.shards:
+            assert shard.vectors.kind == index_type
+            _, chunk_ids, vectors = shard.chunk_vectors()  # ivfpq: its codes decoded, the source's codes
+            assert all(np.array_equal(v, source[c]) for c, v in zip(chunk_ids.tolist(), vectors))
+        assert sum(len(s.vectors) for s in sharded.shards) == len(source)
+        assert sharded.search("note 7", k=3, mode="keyword")[0].doc_id == "d7"
+    idx.close()
