@@ -10,10 +10,11 @@ In one run:
   split by `searcher shard`'s code (`split_index`) into 1, 2 and 4 shards (timed; rebuilt
   each run);
 - for the single index and each sharded one: p50/p95 latency (ms) of a k=10 search, in
-  process (`Index.search`, `ShardedIndex.search`: the shards are local Index objects searched
-  from a thread pool), for dense, keyword and hybrid, over the distinct judged test queries,
-  one client; the query-vector cache is on (as a server has it) and cleared before each
-  configuration, so every query is encoded once (the shards then share the vector);
+  process (`Index.search`, `ShardedIndex.search`: the shards are local Index objects, asked
+  in turn or, with --threads, from a pool of that many threads), for dense, keyword and
+  hybrid, over the distinct judged test queries, one client; the query-vector cache is on
+  (as a server has it) and cleared before each configuration, so every query is encoded
+  once (the shards then share the vector);
 - nDCG@10 (100 results a query, as `searcher eval`) of each mode, with the sharded keyword
   side in both statistics modes (dfs: the collection's term statistics; shard: each shard's),
   and whether the dense rankings equal the single index's exactly.
@@ -88,6 +89,9 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="A BEIR-layout collection (corpus, queries, qrels/test.tsv).")
     parser.add_argument("--work", required=True, type=Path, help="Folder for the indexes (the single one is reused).")
     parser.add_argument("--queries", type=int, default=300, help="Judged test queries to time (at most).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Also time the sharded indexes searched from a pool of this many threads "
+                             "(the default pool size of this machine is always timed).")
     parser.add_argument("--out", type=Path, help="Also write the results as JSON here.")
     args = parser.parse_args()
 
@@ -99,18 +103,25 @@ def main() -> None:
               "dataset": Path(args.dataset).name, "documents": len(dataset.corpus), "timed_queries": len(queries),
               "build": build(dataset, single_dir), "splits": [], "latency": [], "quality": []}
     single = Index.open(single_dir, device="cpu")
-    configs: list[tuple[str, object]] = [("single index", single)]
+    configs: list[tuple[str, object, bool]] = [("single index", single, True)]  # (name, index, rank it for nDCG)
     for count in SHARD_COUNTS:
         out = args.work / f"shards-{count}"
         shutil.rmtree(out, ignore_errors=True)
         report = split_index(single_dir, out, count)
         result["splits"].append({"shards": count, "seconds": round(report.seconds, 2),
                                  "documents": report.documents, "chunks": report.chunks})
-        configs.append((f"{count} shard{'s' if count > 1 else ''}", open_index(out, device="cpu")))
+        index = open_index(out, device="cpu")
+        configs.append((f"{count} shard{'s' if count > 1 else ''}, {index.threads} thread"
+                        f"{'s' if index.threads > 1 else ''}", index, True))
+        if args.threads and count > 1 and args.threads != index.threads:  # the same rankings: timed only
+            configs.append((f"{count} shards, {args.threads} threads", open_index(out, device="cpu", threads=args.threads),
+                            False))
 
     base = {mode: rankings(single, dataset, mode) for mode in MODES}
     result["quality"].append({"index": "single index", **{m: ndcg(dataset, base[m]) for m in MODES}})
-    for name, index in configs[1:]:
+    for name, index, ranked in configs[1:]:
+        if not ranked:
+            continue
         dense = rankings(index, dataset, "dense")
         row = {"index": name, "dense": ndcg(dataset, dense), "dense_equal": dense == base["dense"]}
         for stats in ("dfs", "shard"):
@@ -121,7 +132,7 @@ def main() -> None:
         result["quality"].append(row)
         print(json.dumps(row), flush=True)
 
-    for name, index in configs:
+    for name, index, _ in configs:
         for mode in MODES:
             variants = ("dfs", "shard") if hasattr(index, "shards") and mode != "dense" and len(index.shards) > 1 \
                 else (None,)
@@ -135,7 +146,7 @@ def main() -> None:
             if hasattr(index, "shards"):
                 index.keyword_statistics = "dfs"
 
-    for _, index in configs:
+    for _, index, _ in configs:
         index.close()
     print(json.dumps(result, indent=2))
     if args.out:

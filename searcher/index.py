@@ -481,6 +481,31 @@ class Index:
         return store, ranked
 
     @reading
+    def rank(self, query: str, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
+             where: dict | None = None, keyword_stats: KeywordStats | None = None) -> list[tuple[str, float, int]]:
+        """The query phase of `search`: its best `k` documents as (doc_id, score, chunk id of the
+        passage), best first, without reading their text. A sharded index merges its shards'
+        and then `fetch`es only the page it shows (searcher/sharded.py)."""
+        k, _ = check_k(k)
+        _, ranked = self._rank(query, k, mode, fusion, where, keyword_stats)
+        return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
+
+    @reading
+    def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
+        """The fetch phase: the Hits (documents and passages) of (doc_id, score, chunk id)
+        triples such as `rank` gives, in their order, with their scores; a document or chunk
+        no longer stored is left out."""
+        ranked = {doc_id: (float(score), int(cid)) for doc_id, score, cid in ranking}
+        return hits(self._read_store(), ranked, 0, len(ranked))
+
+    @reading
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
+        """{doc_id: metadata} of the stored documents among `doc_ids` (what facets count and
+        sort and recency order by)."""
+        docs = self._read_store().documents(list(dict.fromkeys(document_id(d) for d in doc_ids)))
+        return {doc_id: doc["metadata"] for doc_id, doc in docs.items()}
+
+    @reading
     def keyword_statistics(self, query: str) -> KeywordStats | None:
         """This index's BM25 statistics for `query`'s terms (its chunk count, each term's chunk
         frequency), or None where its keyword engine cannot score with other statistics (fts5).

@@ -101,7 +101,8 @@ def sharded_dir(single, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sharded(sharded_dir):
-    idx = open_index(sharded_dir, device="cpu")
+    idx = open_index(sharded_dir, device="cpu", threads=4)  # the shards searched from a pool (writable: in turn)
+    assert idx._pool is not None
     yield idx
     idx.close()
 
