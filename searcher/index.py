@@ -49,10 +49,9 @@ from .facets import (DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_rece
 from .filter_columns import FilterColumns, MovedOn
 from .filters import compile_where
 from .fusion import Fusion
-from .keywords import check_keyword_engine, open_keywords
+from .keywords import KeywordStats, check_keyword_engine, open_keywords
 from .loaders import Document, LoadOptions, Skipped, load_paths
 from .queries import get_query_encoder
-from .keywords import KeywordStats
 from .retrieval import (DEFAULT_MODE, RETRIEVERS, SEARCH_MODES, Hit, Query, View, check_k, check_mode,
                         check_query, hits)
 from .sanitize import clean_text, document_id

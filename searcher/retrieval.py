@@ -179,8 +179,9 @@ def hybrid(view: View, query: Query, want: int) -> Ranked:
 
 def fuse(by_vector: dict, by_words: dict, fusion: Fusion, want: int, depth: int) -> dict:
     """The best `want` of two candidate lists {doc_id: (score, passage)}, best first, fused by
-    `fusion`: {doc_id: (fused score, passage)}, the passage (a chunk id here, a shard's Hit in
-    searcher/sharded.py) from the list that ranks the document higher (the dense one on a tie)."""
+    `fusion`: {doc_id: (fused score, passage)}, the passage (a chunk id here; a shard and its
+    chunk id in searcher/sharded.py) from the list that ranks the document higher (the dense
+    one on a tie)."""
     fused = fusion.fuse({d: s for d, (s, _) in by_vector.items()}, {d: s for d, (s, _) in by_words.items()})
     dense_rank = {d: r for r, d in enumerate(by_vector)}
     keyword_rank = {d: r for r, d in enumerate(by_words)}

@@ -312,6 +312,7 @@ class ContentStore:
         names, marks = ", ".join(f"[{c}]" for c in columns), ", ".join("?" * len(columns))
         with self.db.atomic():
             self.db.conn.executemany(f"insert into [{table}] ({names}) values ({marks})", rows)
+
     def commit(
         self,
         generation: int,

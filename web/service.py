@@ -338,7 +338,6 @@ class SearchService:
         if getattr(self.index, "sharded", False):
             raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
                                  "map of the index it was split from")
-
         return self._call(corpus_map)
 
     def analyzer(self):
