@@ -16,6 +16,8 @@ from .folder import ensure_unlocked
 from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
 from .loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
 from .keywords import KEYWORD_ENGINES
+from .sharded import ShardedIndex, open_index
+from .shards import KEYWORD_STATISTICS, MAX_SHARDS, is_sharded, read_layout, shard_paths
 from .vectors import INDEX_TYPES
 
 MAX_WRITE_BYTES = 4 * 1024 * 1024  # web.server.MAX_WRITE_BYTES, without importing the web layer here
@@ -165,6 +167,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     searcher index docs/ notes.md --index indexes/notes
     searcher index --python-docs
     searcher index docs/ --prune        # also drop documents whose files were removed
+    searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
     """
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
@@ -173,19 +176,16 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
 
         if not ocr_available():
             raise click.ClickException(OCR_HINT)
-    ensure_unlocked(index_dir)  # a second writer fails now, not after the model has loaded
-    idx = Index.open_or_create(
-        index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
-        device=device, batch_size=batch_size, precision=precision, index_type=index_type,
-        keyword_engine=keyword_engine,
-    )
+    idx = open_for_writing(index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
+                           device=device, batch_size=batch_size, precision=precision, index_type=index_type,
+                           keyword_engine=keyword_engine)
     if index_type and index_type != idx.index_type:
         raise click.UsageError(
             f"{index_dir} is an index of type {idx.index_type}; the type is chosen when an index is "
             f"created (index into a new folder to use {index_type})")
-    if keyword_engine and keyword_engine != idx.keywords.name:
+    if keyword_engine and keyword_engine != idx.keyword_engine:
         raise click.UsageError(
-            f"{index_dir} uses the keyword engine {idx.keywords.name}; the engine is chosen when an index "
+            f"{index_dir} uses the keyword engine {idx.keyword_engine}; the engine is chosen when an index "
             f"is created (index into a new folder to use {keyword_engine})")
     if nprobe or ef_search:
         idx.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=True)
@@ -252,7 +252,7 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
         fields = check_facet_fields(facet_fields.split(",")) if facet_fields else ()
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    idx = Index.open(index_dir, model, device=device, precision=precision)
+    idx = open_index(index_dir, model, device=device, precision=precision)
     hits, facets = idx.search_with_facets(query, k, 0, fields, mode=mode, where=where, sort=sort, recency=recency)
     facets = facets if fields else None
     if as_json:
@@ -285,7 +285,7 @@ def similar(doc_id, index_dir, k, device, precision, as_json):
     \b
     searcher similar /home/ann/notes/garden.md -k 5
     """
-    idx = Index.open(index_dir, device=device, precision=precision)
+    idx = open_index(index_dir, device=device, precision=precision)
     try:
         hits = idx.similar(doc_id, k=k)
     except KeyError as e:
@@ -303,12 +303,16 @@ def similar(doc_id, index_dir, k, device, precision, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(index_dir, as_json):
     """Show what an index holds: documents, chunks, model, engines, size on disk (no model is loaded)."""
-    data = Index.open(index_dir, load_model=False).info()
+    data = open_index(index_dir, load_model=False).info()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
-        if key == "size_bytes":
+        if key == "per_shard":
+            value = "\n".join(" " * 16 * (n > 0) + f"{s['name']}: {s['documents']} documents, {s['chunks']} chunks, "
+                              f"generation {s['generation']}, {s['size_bytes'] / 2**20:.1f} MiB"
+                              for n, s in enumerate(value))
+        elif key == "size_bytes":
             value = f"{value / 2**20:.1f} MiB"
         elif key == "disk":
             value = ", ".join(f"{kind} {size / 2**20:.1f} MiB" for kind, size in value.items() if kind != "total")
@@ -333,15 +337,18 @@ def evaluation_line(record: dict) -> str:
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check(index_dir, repair, device, as_json):
-    """Verify an index (ids both ways, counts, manifest, files); exit 1 when broken.
+    """Verify an index (ids both ways, counts, manifest, files); exit 1 when broken. A sharded
+    index: its manifest, every shard, and that each document is in the shard its id hashes to.
 
     \b
     searcher check --index indexes/notes
     searcher check --repair
+    searcher check --index indexes/notes-sharded
     """
     from .check import check_index
+    from .shards import check_sharded
 
-    report = check_index(index_dir, repair=repair, device=device)
+    report = (check_sharded if is_sharded(index_dir) else check_index)(index_dir, repair=repair, device=device)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))
     if not report.ok:
         if not repair:
@@ -354,7 +361,7 @@ def check(index_dir, repair, device, as_json):
 @index_option
 def delete(doc_ids, index_dir):
     """Remove documents by id (a file's id is its absolute path); no model is loaded."""
-    removed = Index.open(index_dir, load_model=False).delete(doc_ids)
+    removed = open_index(index_dir, load_model=False).delete(doc_ids)
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
 
 
@@ -384,8 +391,7 @@ def watch(paths, index_dir, model, device, precision, reconcile, debounce, settl
     from .watch import Watcher, check_paths
 
     check_paths(paths, index_dir)  # before the model loads
-    ensure_unlocked(index_dir)
-    idx = Index.open_or_create(index_dir, model, device=device, precision=precision)
+    idx = open_for_writing(index_dir, model, device=device, precision=precision)
     watcher = Watcher(idx, paths, LoadOptions(workers=workers), debounce=debounce / 1000,
                       reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
                       on_run=run_printer(as_json))
@@ -397,6 +403,45 @@ def watch(paths, index_dir, model, device, precision, reconcile, debounce, settl
     finally:
         idx.close()
     click.echo(f"stopped; index: {index_dir}", err=True)
+
+
+def open_for_writing(index_dir: Path, model=None, **options):
+    """The index in `index_dir` to write to: a sharded one, the single one there, or a new
+    single one made with `options` (Index.create's). A second writer fails now, before the
+    model loads (every shard's lock is tried)."""
+    if is_sharded(index_dir):
+        for folder in shard_paths(index_dir, read_layout(index_dir)):
+            ensure_unlocked(folder)
+        return ShardedIndex.open(index_dir, model, **{k: options[k] for k in ("device", "batch_size", "precision")
+                                                      if k in options})
+    ensure_unlocked(index_dir)
+    return Index.open_or_create(index_dir, model, **options)
+
+
+@main.command()
+@click.argument("source", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shards", "count", type=int, required=True, help=f"How many shards (1 to {MAX_SHARDS}).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The new sharded index's folder (absent or empty).")
+@click.option("--keyword-statistics", type=click.Choice(KEYWORD_STATISTICS), default="dfs", show_default=True,
+              help="BM25 across shards: dfs, the whole collection's term statistics (a first round asks every "
+                   "shard); shard, each shard's own (see README).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def shard(source, count, out, keyword_statistics, as_json):
+    """Split the index in SOURCE into --shards folders under --out, by a stable hash of each
+    document's id; the vectors are copied, nothing is re-encoded, SOURCE is left as it was.
+
+    \b
+    searcher shard indexes/notes --shards 4 --out indexes/notes-sharded
+    searcher search "budget" --index indexes/notes-sharded
+    """
+    from .shards import split_index
+
+    if not 1 <= count <= MAX_SHARDS:
+        raise click.BadParameter(f"must be from 1 to {MAX_SHARDS}, not {count}", param_hint="--shards")
+    report = split_index(source, out, count, keyword_statistics=keyword_statistics,
+                         progress=None if as_json else (lambda message: click.echo(message, err=True)))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
 
 
 def is_loopback(host: str) -> bool:
@@ -517,7 +562,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     opened: dict[str, Index] = {}
     try:
         for name, folder in specs:  # the model loads once (indexes of one model share it), here
-            opened[name] = Index.open(folder, device=device, precision=precision)
+            opened[name] = open_index(folder, device=device, precision=precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
         watcher = None
@@ -666,7 +711,7 @@ def mcp(ctx, index_dir, url, http_port, device, precision):
         except ValueError as e:
             raise click.UsageError(str(e)) from None
     else:
-        source = Index.open(index_dir, device=device, precision=precision)  # once: later commits show up anyway
+        source = open_index(index_dir, device=device, precision=precision)  # once: later commits show up anyway
         source.search("warm up", k=1)  # the first forward pass is slow; pay it before the first call
     try:
         serve_mcp(source, http_port)
@@ -697,6 +742,9 @@ def evaluate(dataset_dir, mode, index_dir, split, model, device, precision, batc
     """
     from .evaluate import METRICS, evaluate as run_evaluation
 
+    if index_dir is not None and is_sharded(index_dir):
+        raise click.UsageError(f"{index_dir} is a sharded index: `searcher eval --index` takes a single one "
+                               f"(evaluate the index it was split from)")
     with progress_bar() as update:
         result = run_evaluation(dataset_dir, mode=mode, index_dir=index_dir, split=split, model=model,
                                 device=device, batch_size=batch_size, progress=update,

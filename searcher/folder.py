@@ -44,6 +44,7 @@ from .vectors import INDEX_TYPES, open_vectors
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+SHARDS_MANIFEST = "shards.json"  # what a sharded index's folder holds instead (searcher/shards.py)
 DATABASE = "content.db"
 LOCK = "write.lock"
 _VECTORS_NAME = re.compile(r"vectors\.(\d+)\.faiss")
@@ -163,6 +164,9 @@ def read_manifest(path: Path) -> dict:
     """The folder's manifest, checked field by field (IndexCorruptError names a bad one)."""
     mf = Path(path) / MANIFEST
     if not mf.is_file():
+        if (Path(path) / SHARDS_MANIFEST).is_file():
+            raise IndexNotFoundError(f"{path} is a sharded index ({SHARDS_MANIFEST}), not a single one: open it "
+                                     f"with searcher.open_index")
         raise IndexNotFoundError(f"no index in {path} (no {MANIFEST}); build one with `searcher index`")
     try:
         text = mf.read_text(encoding="utf-8")

@@ -42,18 +42,18 @@ from .chunker import Chunker
 from .encoder import Encoder, get_encoder, resolve_model_path
 from .errors import (IndexCorruptError, IndexExistsError, IndexIOError, IndexLockedError, IndexNotFoundError,
                      ModelMismatchError, SearcherError)
-from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, commit_generation, exclusive_lock, load_generation,
-                     read_manifest, vectors_path, write_failed, write_manifest, write_vectors)
+from .folder import (DATABASE, FORMAT_VERSION, MANIFEST, SHARDS_MANIFEST, commit_generation, exclusive_lock,
+                     load_generation, read_manifest, vectors_path, write_failed, write_manifest, write_vectors)
 from .facets import (DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort,
                      count_facets, reorder)
 from .filter_columns import FilterColumns, MovedOn
 from .filters import compile_where
 from .fusion import Fusion
-from .keywords import check_keyword_engine, open_keywords
-from .loaders import Document, LoadOptions, Skipped, is_blank, load_paths
+from .keywords import KeywordStats, check_keyword_engine, open_keywords
+from .loaders import Document, LoadOptions, Skipped, load_paths
 from .queries import get_query_encoder
 from .retrieval import (DEFAULT_MODE, RETRIEVERS, SEARCH_MODES, Hit, Query, View, check_k, check_mode,
-                        hits)
+                        check_query, hits)
 from .sanitize import clean_text, document_id
 from .store import ContentStore, readable
 from .vectors import VectorBackend, backend_class, check_index_type, empty_vectors
@@ -84,6 +84,42 @@ def _under(source: str, roots: set[str]) -> bool:
         if parent == path:
             return False
         path = parent
+
+
+class PathRun:
+    """One `add_paths` run's reading: the documents under `paths` (the files `accept` takes,
+    asked once per file), and what it read, so that `gone` can tell which stored documents a
+    prune removes. Shared by `Index` and the sharded index (searcher/sharded.py)."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None,
+                 accept: Callable[[str], bool] | None = None):
+        self.paths = [Path(os.path.abspath(p)) for p in paths]
+        self.options = options
+        self.accept = accept
+        self.seen_ids: set[str] = set()
+        self.read_sources: set[str] = set()
+        self._decided: dict[str, bool] = {}
+
+    def documents(self) -> Iterator[Document | Skipped]:
+        for item in load_paths(self.paths, self.options):
+            if isinstance(item, Document):
+                if self.accept is not None:
+                    if item.source not in self._decided:
+                        self._decided[item.source] = bool(self.accept(item.source))
+                    if not self._decided[item.source]:
+                        continue
+                self.seen_ids.add(item.id)
+                self.read_sources.add(item.source)
+            yield item
+
+    def gone(self, stored: Iterable[tuple[str, str]]) -> list[str]:
+        """The ids among `stored` (id, source) that came from under the run's paths but were not
+        read again: their file was removed, or a row left a file that was read in full. A file
+        that could not be read this time keeps its documents."""
+        roots = {clean_text(str(p)) for p in self.paths}
+        return [doc_id for doc_id, source in stored
+                if doc_id not in self.seen_ids and source and _under(source, roots)
+                and (source in self.read_sources or not Path(source).exists())]
 
 
 def reading(method):
@@ -166,6 +202,8 @@ class Index:
             raise IndexExistsError(f"an index already exists in {path}; open it instead")
         if path.exists() and not path.is_dir():  # checked before the model loads
             raise IndexExistsError(f"{path} exists and is not a folder; an index is a folder")
+        if (path / SHARDS_MANIFEST).exists():
+            raise IndexExistsError(f"a sharded index already exists in {path}; open it with searcher.open_index")
         encoder = encoder or get_encoder(model, device, pooling, batch_size, precision)
         chunk_tokens = chunk_tokens or encoder.max_tokens
         if not 8 <= chunk_tokens <= encoder.position_limit:
@@ -269,6 +307,11 @@ class Index:
         return cls.create(path, model, **options)
 
     @property
+    def keyword_engine(self) -> str:
+        """The name of the index's keyword engine (the manifest's)."""
+        return self.keywords.name
+
+    @property
     def index_type(self) -> str:
         """The manifest's index type; indexes made before index types existed are flat."""
         return self.manifest.get("index_type", "flat")
@@ -364,7 +407,8 @@ class Index:
     @reading
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
-               recency: float | None = None, now: datetime | None = None) -> list[Hit]:
+               recency: float | None = None, now: datetime | None = None,
+               keyword_stats: KeywordStats | None = None) -> list[Hit]:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
@@ -377,9 +421,12 @@ class Index:
         `sort="modified"` orders the best FACET_DEPTH documents (or k, if more; its pages end
         there) by their `modified` date, newest first; `recency` (a half-life in days) weights each of
         their scores by age, halving it for every half-life before `now` (default: the present).
+
+        `keyword_stats`: BM25 statistics to score the keyword side with instead of this index's
+        own (a sharded index passes its shards' sum: searcher/sharded.py); see `keyword_statistics`.
         """
         return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
-                                       recency=recency, now=now)[0]
+                                       recency=recency, now=now, keyword_stats=keyword_stats)[0]
 
     @reading
     def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
@@ -393,7 +440,8 @@ class Index:
     def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
                            *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
                            sort: str | None = None, recency: float | None = None, now: datetime | None = None,
-                           facet_depth: int = FACET_DEPTH) -> tuple[list[Hit], dict[str, dict]]:
+                           facet_depth: int = FACET_DEPTH,
+                           keyword_stats: KeywordStats | None = None) -> tuple[list[Hit], dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows): the page of hits,
         and the counts of `fields` among the best `facet_depth` documents."""
         sort, recency = check_sort(sort), check_recency(recency)
@@ -404,7 +452,8 @@ class Index:
         # A re-ordered search orders one window of the ranking, whatever the offset, so its pages
         # follow on from each other: the best FACET_DEPTH documents (or k, if more); pages end there.
         order_depth = max(k, FACET_DEPTH) if reordered else offset + k
-        store, ranked = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where)
+        store, ranked = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where,
+                                   keyword_stats)
         metadatas = {}
         if reordered or fields:
             metadatas = {d: doc["metadata"] for d, doc in store.documents(list(ranked)).items()}
@@ -416,14 +465,10 @@ class Index:
         return hits(store, ranked, offset, offset + k), counts
 
     def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None,
-              where: dict | None) -> tuple[ContentStore, dict]:
+              where: dict | None, keyword_stats: KeywordStats | None = None) -> tuple[ContentStore, dict]:
         """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best first)."""
         mode = check_mode(mode)
-        if not isinstance(query, str):
-            raise TypeError(f"the query must be a string, not {type(query).__name__}")
-        query = clean_text(query)
-        if is_blank(query):
-            raise ValueError("the query is empty")
+        query = check_query(query)
         store = self._read_store()
         if mode != "dense" and not self.keywords.ready(store):
             raise SearcherError(f"{self.path}: {self.keywords.missing()}")
@@ -431,8 +476,44 @@ class Index:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self._view(store, where)
         ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
-                                              fusion or self.fusion), want)
+                                              fusion or self.fusion, keyword_stats=keyword_stats), want)
         return store, ranked
+
+    @reading
+    def rank(self, query: str, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
+             where: dict | None = None, keyword_stats: KeywordStats | None = None) -> list[tuple[str, float, int]]:
+        """The query phase of `search`: its best `k` documents as (doc_id, score, chunk id of the
+        passage), best first, without reading their text. A sharded index merges its shards'
+        and then `fetch`es only the page it shows (searcher/sharded.py)."""
+        k, _ = check_k(k)
+        _, ranked = self._rank(query, k, mode, fusion, where, keyword_stats)
+        return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
+
+    @reading
+    def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
+        """The fetch phase: the Hits (documents and passages) of (doc_id, score, chunk id)
+        triples such as `rank` gives, in their order, with their scores; a document or chunk
+        no longer stored is left out."""
+        ranked = {doc_id: (float(score), int(cid)) for doc_id, score, cid in ranking}
+        return hits(self._read_store(), ranked, 0, len(ranked))
+
+    @reading
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
+        """{doc_id: metadata} of the stored documents among `doc_ids` (what facets count and
+        sort and recency order by)."""
+        docs = self._read_store().documents(list(dict.fromkeys(document_id(d) for d in doc_ids)))
+        return {doc_id: doc["metadata"] for doc_id, doc in docs.items()}
+
+    @reading
+    def keyword_statistics(self, query: str) -> KeywordStats | None:
+        """This index's BM25 statistics for `query`'s terms (its chunk count, each term's chunk
+        frequency), or None where its keyword engine cannot score with other statistics (fts5).
+        A sharded index sums its shards' and passes the sum back as `search(keyword_stats=)`."""
+        query = check_query(query)
+        store = self._read_store()
+        if not self.keywords.ready(store):
+            raise SearcherError(f"{self.path}: {self.keywords.missing()}")
+        return self.keywords.statistics(store, query)
 
     def _view(self, store: ContentStore, where: dict | None) -> View:
         """What a search reads: the live vectors (reloaded if another process committed), the
@@ -524,10 +605,20 @@ class Index:
     @reading
     def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
         """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
-        filtered by `where`. Its vector is the mean of its first SIMILAR_CHUNKS chunks' vectors,
-        encoded from their stored text as indexing encoded them (title tokens first), so every
-        index type can answer, whatever its vectors can give back. KeyError: no such document."""
+        filtered by `where`: a dense search for its `document_vector`. KeyError: no such document."""
         k, _ = check_k(k)
+        vector = self.document_vector(doc_id)
+        if vector is None:
+            return []
+        found = self.search_vector(vector, k + 1, where)
+        return [h for h in found if h.doc_id != document_id(doc_id)][:k]
+
+    @reading
+    def document_vector(self, doc_id: str) -> np.ndarray | None:
+        """Document `doc_id`'s "more like this" vector, (1, dimension), unit length: the mean of
+        its first SIMILAR_CHUNKS chunks' vectors, encoded from their stored text as indexing
+        encoded them (title tokens first), so every index type can give it, whatever its
+        vectors can give back. None for a document without chunks; KeyError: no such document."""
         if self.encoder is None:
             raise SearcherError(f"{self.path} was opened without its model: similar needs it")
         doc_id = document_id(doc_id)
@@ -537,15 +628,26 @@ class Index:
             raise KeyError(f"no document with id {doc_id!r}")
         chunks = sorted(store.chunks(store.chunk_ids_of([doc_id])).values(), key=lambda c: c.position)
         if not chunks:
-            return []
+            return None
         inputs = [stored_chunk_input(self.encoder, doc["title"], c.text, self.chunker.budget)
                   for c in chunks[:SIMILAR_CHUNKS]]
         vector = self.encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
+        return vector.astype(np.float32)
+
+    @reading
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
+        """The `k` documents whose best chunk is nearest to `vector` (a unit vector of the
+        index's dimension, e.g. a `document_vector`), optionally filtered by `where`."""
+        k, _ = check_k(k)
+        vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if vector.shape[1] != self.manifest["dimension"]:
+            raise ValueError(f"a vector of this index has {self.manifest['dimension']} dimensions, "
+                             f"not {vector.shape[1]}")
+        store = self._read_store()
         view = self._view(store, where)
-        ranked = RETRIEVERS["dense"](view, Query(doc_id, None, self.fusion, vector.astype(np.float32)), k + 1)
-        ranked.pop(doc_id, None)
-        return hits(store, dict(list(ranked.items())[:k]), 0, k)
+        ranked = RETRIEVERS["dense"](view, Query("", None, self.fusion, vector), k)
+        return hits(store, ranked, 0, k)
 
     @reading
     def live_generation(self) -> int:
@@ -691,34 +793,10 @@ class Index:
         read: a file it refuses is left out as if it could not be read (its stored documents
         stay); the folder watcher (searcher/watch.py) refuses files that changed meanwhile.
         """
-        paths = [Path(os.path.abspath(p)) for p in paths]
-        seen_ids: set[str] = set()
-        read_sources: set[str] = set()
-        decided: dict[str, bool] = {}
-
-        def documents():
-            for item in load_paths(paths, options):
-                if isinstance(item, Document):
-                    if accept is not None:
-                        if item.source not in decided:
-                            decided[item.source] = bool(accept(item.source))
-                        if not decided[item.source]:
-                            continue
-                    seen_ids.add(item.id)
-                    read_sources.add(item.source)
-                yield item
-
-        report = self.add_documents(documents(), progress=progress, on_conflict=on_conflict)
+        run = PathRun(paths, options, accept)
+        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict)
         if prune:
-            roots = {clean_text(str(p)) for p in paths}
-            gone = [
-                doc_id
-                for doc_id, source in self.store.document_sources()
-                if doc_id not in seen_ids
-                and source
-                and _under(source, roots)
-                and (source in read_sources or not Path(source).exists())
-            ]
+            gone = run.gone(self.store.document_sources())
             with self._write_session() as writer:
                 report.removed = writer.delete(gone)
                 report.generation = self._generation

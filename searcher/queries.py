@@ -62,6 +62,11 @@ class QueryEncoder:
             raise me.error
         return me.vector
 
+    def clear(self) -> None:
+        """Forget the cached query vectors (benchmarks that must encode every query)."""
+        with self._lock:
+            self._cache.clear()
+
     def _lead(self) -> None:
         """Encode what is queued in one pass, then hand over to the next waiter (or go idle)."""
         with self._lock:

@@ -1,6 +1,7 @@
 """A running `searcher serve`, read through its JSON API with the same calls as an `Index`
-(search, get_document, len), for clients that live elsewhere: the MCP server's and the
-retrievers' `url=` mode. Standard library only.
+(search, similar, get_document, len), for clients that live elsewhere: `searcher.connect`,
+the MCP server's and the retrievers' `url=` mode. Standard library only: a client needs
+neither the model nor Ray ("encode on a server, query from a thin client").
 
 The API's errors keep their meaning: a 400 (a bad k, an unknown mode) is a ValueError with
 the server's reason; a server that cannot be reached or answers 5xx is a SearcherError.
@@ -102,6 +103,20 @@ class RemoteIndex:
 
     def close(self) -> None:
         pass
+
+
+def connect(address: str, timeout: float = 30.0, index: str | None = None) -> RemoteIndex:
+    """A client of the `searcher serve` at `address` (http://host:port, single or sharded
+    index behind it) with Index's reading API: search (k, offset, mode, where, sort, recency),
+    similar, get_document, len. It checks the server answers first, so a wrong address fails
+    here (SearcherError), not at the first search. `index`: which of the server's indexes
+    (`serve --index NAME=DIR`); None, its default."""
+    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+        raise ValueError(f"searcher.connect takes the URL of a `searcher serve`, such as http://127.0.0.1:8000, "
+                         f"not {address!r}")
+    client = RemoteIndex(address, timeout=timeout, index=index)
+    client.check()
+    return client
 
 
 def _json(body: bytes):

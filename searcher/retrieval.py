@@ -18,6 +18,9 @@ import numpy as np
 
 from .documents import page_starts
 from .fusion import Fusion
+from .keywords import KeywordStats
+from .loaders import is_blank
+from .sanitize import clean_text
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
 DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
@@ -32,6 +35,17 @@ def check_mode(mode: str | None) -> str:
     if mode not in SEARCH_MODES:
         raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
     return mode
+
+
+def check_query(query) -> str:
+    """The query text to search for: a string, cleaned (searcher/sanitize.py), not blank;
+    TypeError or ValueError otherwise."""
+    if not isinstance(query, str):
+        raise TypeError(f"the query must be a string, not {type(query).__name__}")
+    query = clean_text(query)
+    if is_blank(query):
+        raise ValueError("the query is empty")
+    return query
 
 
 def check_k(k, offset=0) -> tuple[int, int]:
@@ -89,10 +103,14 @@ class View:
 
 @dataclass
 class Query:
+    """`keyword_stats`: BM25 statistics to score with instead of the index's own (a sharded
+    index's, summed over its shards: searcher/sharded.py)."""
+
     text: str
     encode: Callable[[str], np.ndarray]
     fusion: Fusion = field(default_factory=Fusion)
     _vector: np.ndarray | None = None
+    keyword_stats: KeywordStats | None = None
 
     @property
     def vector(self) -> np.ndarray:
@@ -130,7 +148,7 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
     store = view.store()
     fetch = max(want * 5, 50)
     while True:
-        found = view.keywords.search(store, query.text, fetch)
+        found = view.keywords.search(store, query.text, fetch, stats=query.keyword_stats)
         rows = found
         if view.allowed is not None:  # BM25 ranks all chunks alike: keeping the allowed ones is exact
             keep = np.isin(np.array([cid for cid, _ in found], dtype=np.int64), view.allowed)
@@ -156,10 +174,18 @@ def hybrid(view: View, query: Query, want: int) -> Ranked:
         by_vector = dense(view, query, depth)
     finally:
         by_words = pending.result()
-    fused = query.fusion.fuse({d: s for d, (s, _) in by_vector.items()}, {d: s for d, (s, _) in by_words.items()})
+    return fuse(by_vector, by_words, query.fusion, want, depth)
+
+
+def fuse(by_vector: dict, by_words: dict, fusion: Fusion, want: int, depth: int) -> dict:
+    """The best `want` of two candidate lists {doc_id: (score, passage)}, best first, fused by
+    `fusion`: {doc_id: (fused score, passage)}, the passage (a chunk id here; a shard and its
+    chunk id in searcher/sharded.py) from the list that ranks the document higher (the dense
+    one on a tie)."""
+    fused = fusion.fuse({d: s for d, (s, _) in by_vector.items()}, {d: s for d, (s, _) in by_words.items()})
     dense_rank = {d: r for r, d in enumerate(by_vector)}
     keyword_rank = {d: r for r, d in enumerate(by_words)}
-    out: Ranked = {}
+    out = {}
     for doc_id, score in list(fused.items())[:want]:
         from_dense = dense_rank.get(doc_id, depth) <= keyword_rank.get(doc_id, depth)
         out[doc_id] = (score, (by_vector if from_dense else by_words)[doc_id][1])

@@ -84,6 +84,10 @@ CHECKSUMS = "checksums"  # file name -> SHA-256, written in the commit that make
 COMMITTED_AT = "committed_at_ms"  # state key: when the live generation was committed (Unix time, ms)
 EVALUATIONS = "evaluations"  # the last `searcher eval` result per (dataset, split, mode), made at the first
 TABLES = ("documents", "chunks", "state")
+STORED_COLUMNS = {  # the columns `stored_rows` reads and `insert_stored_rows` writes, as stored
+    "documents": ("id", "source", "title", "content_hash", "metadata", "added_at", "text"),
+    "chunks": ("id", "doc_id", "position", "start", "end", "text"),
+}
 
 
 class ContentStore:
@@ -291,7 +295,24 @@ class ContentStore:
     def document_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("select id from documents order by id").fetchall()]
 
+    def stored_rows(self, table: str, batch: int = 1000) -> Iterator[list[tuple]]:
+        """Every row of `documents` or `chunks` as stored (metadata as its JSON text, added_at
+        as recorded), in id order, `batch` rows at a time: what another store's
+        `insert_stored_rows` takes (splitting an index into shards, searcher/shards.py)."""
+        columns = ", ".join(f"[{c}]" for c in STORED_COLUMNS[table])
+        cursor = self.db.execute(f"select {columns} from [{table}] order by id")
+        while rows := cursor.fetchmany(batch):
+            yield rows
+
     # -- writes --------------------------------------------------------------------------
+    def insert_stored_rows(self, table: str, rows: Sequence[tuple]) -> None:
+        """Insert rows as `stored_rows` gives them, unchanged, in one transaction. Only for
+        filling a new store: the keyword engine and the state are the caller's to set."""
+        columns = STORED_COLUMNS[table]
+        names, marks = ", ".join(f"[{c}]" for c in columns), ", ".join("?" * len(columns))
+        with self.db.atomic():
+            self.db.conn.executemany(f"insert into [{table}] ({names}) values ({marks})", rows)
+
     def commit(
         self,
         generation: int,

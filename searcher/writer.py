@@ -142,6 +142,12 @@ def doc_location(doc: Document) -> str:
     return doc.source or doc.id
 
 
+def duplicate(doc: Document, first: str) -> Skipped:
+    """The report of a document skipped because its id was read before in this run, at `first`."""
+    return Skipped(doc_location(doc), (f"duplicate id {doc.id!r}: already read from {first} in this run; "
+                                       f"skipped (on conflict: replace would keep this one)"))
+
+
 def _describe(item) -> str:
     """A short name for an item that could not be made a document."""
     if isinstance(item, dict):
@@ -212,9 +218,7 @@ class Writer:
                 continue
             if doc.id in seen:
                 if on_conflict == "skip":
-                    report.skipped.append(Skipped(doc_location(doc), (
-                        f"duplicate id {doc.id!r}: already read from {seen[doc.id]} in this run; "
-                        f"skipped (on conflict: replace would keep this one)")))
+                    report.skipped.append(duplicate(doc, seen[doc.id]))
                     continue
                 self.stage(batch, report, progress, on_conflict)  # the first one goes in first,
                 self.commit(report, progress)  # so this one replaces it as stored (reported

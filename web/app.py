@@ -117,9 +117,10 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
         indexes = dict(indexes)
     else:
         if index is None:
-            from searcher.index import DEFAULT_INDEX_DIR, Index
+            from searcher.index import DEFAULT_INDEX_DIR
+            from searcher.sharded import open_index
 
-            index = Index.open(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
+            index = open_index(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
         indexes = {folder_name(getattr(index, "path", None)): index}
     services = Services({name: SearchService(idx) for name, idx in indexes.items()})  # checks the names
     if len(services) > 1:

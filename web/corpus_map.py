@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 
+from .errors import json_error
 from .indexes import current_service as service
+from .service import MapUnavailable
 
 bp = Blueprint("corpus_map", __name__)
 
@@ -22,7 +24,10 @@ def api_map():
     """format, generation, method, documents, unplaced, seconds, clusters, facets, points
     (parallel arrays: id, title, x, y, cluster, one per facet). Revalidated by ETag: the
     layout changes only with the generation."""
-    payload = service().corpus_map()
+    try:
+        payload = service().corpus_map()
+    except MapUnavailable as e:
+        return json_error(501, str(e), "Not Implemented")
     response = jsonify(payload)
     response.set_etag(f"map-{payload['generation']}-{payload['method']}-{payload['documents']}")
     response.headers["Cache-Control"] = "no-cache"

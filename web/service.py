@@ -194,6 +194,10 @@ class WriteBusy(Exception):
     """Another write has held the service's write lock for WRITE_WAIT seconds."""
 
 
+class MapUnavailable(Exception):
+    """This index has no map of its corpus; the message says why."""
+
+
 class IndexUnavailable(Exception):
     """The index cannot be read right now; the message says why, without server paths."""
 
@@ -269,7 +273,8 @@ class SearchService:
         self._broken: str | None = None  # why the index cannot be read, None while it can
         self._last_try = -float("inf")  # when recovery was last tried (clock seconds)
         path = getattr(index, "path", None)
-        self._db = Path(path) / DATABASE if path is not None else None
+        # A sharded index (searcher/sharded.py) has no content.db of its own: its shards do.
+        self._db = Path(path) / DATABASE if path is not None and not getattr(index, "sharded", False) else None
         self._identity = database_identity(self._db)
         self.latency = LatencyWindow()  # the durations of recent searches, for /about
         self._write_lock = threading.Lock()  # one write at a time, in arrival order (roughly)
@@ -326,14 +331,18 @@ class SearchService:
         return self._call(lambda index: index.get_document(doc_id))
 
     def corpus_map(self) -> dict:
-        """The map of the corpus (searcher/corpus_map.py), computed once per generation."""
+        """The map of the corpus (searcher/corpus_map.py), computed once per generation;
+        MapUnavailable for a sharded index (not made for one yet)."""
         from searcher.corpus_map import corpus_map
 
+        if getattr(self.index, "sharded", False):
+            raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
+                                 "map of the index it was split from")
         return self._call(corpus_map)
 
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""
-        return getattr(getattr(self.index, "keywords", None), "analyzer", None)
+        return getattr(self.index, "analyzer", None) or getattr(getattr(self.index, "keywords", None), "analyzer", None)
 
     def stats(self) -> dict:
         info = self._call(lambda index: index.info())
@@ -426,7 +435,7 @@ class SearchService:
         self._last_try = now
         old = self.index
         identity = database_identity(self._db)
-        if identity is not None and identity == self._identity:
+        if identity == self._identity and (identity is not None or self._db is None):
             try:
                 probe(old)
             except Exception:
@@ -437,7 +446,7 @@ class SearchService:
                 self._broken = None
                 return
         try:
-            if identity is None:
+            if identity is None and self._db is not None:
                 raise FileNotFoundError(f"{self._db} is missing")
             new = self._open(old)
             try:

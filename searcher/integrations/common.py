@@ -20,7 +20,7 @@ def resolve_source(index: Any = None, url: str | None = None) -> tuple[Any, bool
     """What the retriever searches, and whether the retriever opened it (and so closes it).
 
     Exactly one of `index` (an Index, anything with Index's search, or the path of an index,
-    opened with Index.open) and `url` (a running `searcher serve`, read through RemoteIndex)."""
+    single or sharded, opened with searcher.open_index) and `url` (a running `searcher serve`, read through RemoteIndex)."""
     if (index is None) == (url is None):
         raise ValueError("give exactly one of index= (an Index or the path of one) and url= "
                          "(a running `searcher serve`, e.g. http://127.0.0.1:8000)"
@@ -30,9 +30,9 @@ def resolve_source(index: Any = None, url: str | None = None) -> tuple[Any, bool
             raise ValueError(f"url must be a string like http://127.0.0.1:8000, not {url!r}")
         return RemoteIndex(url), True
     if isinstance(index, (str, os.PathLike)):
-        from ..index import Index
+        from ..sharded import open_index
 
-        return Index.open(index), True
+        return open_index(index), True
     if not callable(getattr(index, "search", None)):
         raise TypeError(f"index must be an Index or the path of one, not {type(index).__name__}")
     return index, False

@@ -14,11 +14,13 @@ matched: an engine's `Analyzer` turns a word into the term its index holds.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 MAX_QUERY_TERMS = 64
 WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: how both engines split text
@@ -66,6 +68,32 @@ class Analyzer(ABC):
         return word.lower() not in STOP_WORDS and self.term(word) in terms
 
 
+def bm25_idf(chunks: int, frequency: int) -> float:
+    """BM25's inverse document frequency as Lucene and tantivy compute it:
+    ln(1 + (N - n + 0.5) / (n + 0.5)) for a term held by n of N chunks."""
+    return math.log(1.0 + (chunks - frequency + 0.5) / (frequency + 0.5))
+
+
+@dataclass(frozen=True)
+class KeywordStats:
+    """BM25's collection statistics for one query's terms: how many chunks an index holds and
+    how many of them hold each term. Summed over the shards of a sharded index they are the
+    whole collection's, which every shard can then score with (Elasticsearch's DFS,
+    dfs_query_then_fetch; searcher/sharded.py)."""
+
+    chunks: int
+    frequencies: Mapping[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def total(parts: Iterable["KeywordStats"]) -> "KeywordStats":
+        chunks, frequencies = 0, {}
+        for part in parts:
+            chunks += part.chunks
+            for term, n in part.frequencies.items():
+                frequencies[term] = frequencies.get(term, 0) + n
+        return KeywordStats(chunks, frequencies)
+
+
 class KeywordEngine(ABC):
     """BM25 over the chunks. Methods that read or write SQLite take the caller's `store`
     (a searcher.store.ContentStore: each thread has its own connection)."""
@@ -89,8 +117,14 @@ class KeywordEngine(ABC):
         """Forget these chunks."""
 
     @abstractmethod
-    def search(self, store, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) of the `limit` best chunks for free text, best first."""
+    def search(self, store, query: str, limit: int, stats: KeywordStats | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the `limit` best chunks for free text, best first; with
+        `stats` (from `statistics`, summed over shards), scored with those statistics."""
+
+    def statistics(self, store, query: str) -> KeywordStats | None:
+        """This index's BM25 statistics for the query's terms, or None: the engine cannot score
+        with statistics other than its own (then `search` takes no `stats`)."""
+        return None
 
     @abstractmethod
     def ids(self, store) -> list[int]:

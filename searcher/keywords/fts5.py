@@ -94,8 +94,11 @@ class Fts5Engine(KeywordEngine):
         for part, marks in batches([int(c) for c in chunk_ids]):
             store.db.execute(f"delete from [{FTS_TABLE}] where rowid in ({marks})", part)
 
-    def search(self, store, query: str, limit: int) -> list[tuple[int, float]]:
-        """Scores are positive (FTS5's bm25() is negated); the title column counts like the text."""
+    def search(self, store, query: str, limit: int, stats=None) -> list[tuple[int, float]]:
+        """Scores are positive (FTS5's bm25() is negated); the title column counts like the text.
+        FTS5's bm25() takes no outside statistics (`statistics` is None): `stats` is refused."""
+        if stats is not None:
+            raise ValueError("the fts5 keyword engine scores with its own statistics only")
         expr = match_expression(self.analyzer.query_words(query))
         if expr is None or limit < 1:
             return []

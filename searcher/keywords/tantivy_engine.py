@@ -23,7 +23,7 @@ import tantivy
 
 from ..errors import IndexCorruptError, SearcherError
 from ..store import batches
-from .base import Analyzer, KeywordEngine, fold
+from .base import Analyzer, KeywordEngine, KeywordStats, bm25_idf, fold
 
 FOLDER = "keywords.tantivy"
 JOURNAL = "keyword_journal"
@@ -194,14 +194,42 @@ class TantivyEngine(KeywordEngine):
                 store.db.execute(f"delete from [{JOURNAL}] where chunk_id in ({marks})", part)
         return len(ids)
 
-    def search(self, store, query: str, limit: int) -> list[tuple[int, float]]:
+    def statistics(self, store, query: str) -> KeywordStats:
+        """How many chunks this index holds, and how many hold each of the query's terms."""
+        index = self._open()
+        terms = self.analyzer.query_terms(query)
+        if index is None:
+            return KeywordStats(0, {term: 0 for term in terms})
+        try:
+            searcher = index.searcher()
+            return KeywordStats(searcher.num_docs, {term: searcher.doc_freq("text", term) for term in terms})
+        except BaseException as e:
+            if not tantivy_failed(e):
+                raise
+            raise self._damaged(e) from e
+
+    def search(self, store, query: str, limit: int, stats: KeywordStats | None = None) -> list[tuple[int, float]]:
+        """BM25 over the query's terms (OR). With `stats`, each term's clause is boosted by
+        idf(stats) / idf(this index), so its weight is the one the whole collection gives it
+        (tantivy takes no outside statistics, so this is as close as its Python API allows: the
+        length normalisation stays this index's own average chunk length, which hash sharding
+        keeps close to the collection's, and tantivy's own idf also counts deleted chunks that
+        no merge has dropped yet, where the boost counts live ones)."""
         index = self._open()
         terms = self.analyzer.query_terms(query)
         if index is None or not terms or limit < 1:
             return []
-        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "text", term)) for term in terms]
         try:
             searcher = index.searcher()
+            clauses = []
+            for term in terms:
+                clause = tantivy.Query.term_query(self.schema, "text", term)
+                if stats is not None and stats.frequencies.get(term):
+                    local = searcher.doc_freq("text", term)
+                    if local:
+                        boost = bm25_idf(stats.chunks, stats.frequencies[term]) / bm25_idf(searcher.num_docs, local)
+                        clause = tantivy.Query.boost_query(clause, boost)
+                clauses.append((tantivy.Occur.Should, clause))
             limit = min(int(limit), max(1, searcher.num_docs))  # tantivy allocates for the whole limit
             found = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
             if not found.hits:
