@@ -157,10 +157,19 @@ def main():
 @click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
               help="A row whose id already belongs to a document from another file: skip it (reported) "
                    "or replace the other document (reported).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Encode on Ray (pip install -e '.[ray]'); files are still read, and the index written, "
+                   "here. Alone: a Ray of its own on 127.0.0.1; auto: the cluster `ray start` made here; "
+                   "or a head node's HOST:PORT or ray://HOST:PORT. Put it after the paths.")
+@click.option("--ray-workers", type=click.IntRange(1, 4096), default=None,
+              help="Ray actors encoding, each loading the model once (default: one per GPU, else one per node).")
+@click.option("--ray-batch-size", type=click.IntRange(1), default=None,
+              help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, ocr, prune, commit_every,
-          index_type, keyword_engine, nprobe, ef_search, on_conflict, as_json):
+          index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
+          as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
 
     \b
@@ -168,9 +177,16 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     searcher index --python-docs
     searcher index docs/ --prune        # also drop documents whose files were removed
     searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
+    searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
     """
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
+    if (ray_workers or ray_batch_size) and ray_address is None:
+        raise click.UsageError("--ray-workers and --ray-batch-size need --ray")
+    if ray_address is not None:
+        from .ray_cluster import check_address, import_ray
+
+        import_ray(loopback=check_address(ray_address) == "local")  # before the model loads
     if ocr:
         from .pdf_reader import OCR_HINT, ocr_available
 
@@ -193,17 +209,39 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
                           workers=workers, file_timeout=file_timeout, ocr=ocr)
-    with progress_bar() as update:
-        report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict)
+    ray_facts = {}
+    with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, progress_bar() as update:
+        report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
         if python_docs:
             from .pydocs import python_docs as stdlib_documents
 
-            report = report.merge(idx.add_documents(stdlib_documents(), progress=update, on_conflict=on_conflict))
+            report = report.merge(idx.add_documents(stdlib_documents(), progress=update, on_conflict=on_conflict,
+                                                    encoder=encoder))
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir)}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir), **ray_facts}, indent=2))
     else:
         click.echo(printable(report.summary()))
+        if ray_facts:
+            ray = ray_facts["ray"]
+            click.echo(f"encoded by {ray['workers']} on {len(ray['nodes'])} Ray nodes")
         click.echo(f"index: {index_dir} ({len(idx)} documents)")
+
+
+@contextmanager
+def encoding(idx: Index, ray_address: str | None, ray_workers: int | None, ray_batch_size: int | None,
+             facts: dict):
+    """The encoder of `searcher index`: None (the index's own), or a RayEncoder on
+    `ray_address`; fills `facts` with where the chunks were encoded once the block is done."""
+    if ray_address is None:
+        yield None
+        return
+    from .ray_encoder import DEFAULT_BATCH, ray_encoder
+
+    with ray_encoder(idx.encoder, ray_address, ray_workers, ray_batch_size or DEFAULT_BATCH) as encoder:
+        try:
+            yield encoder
+        finally:
+            facts["ray"] = {"workers": encoder.describe(), "nodes": dict(encoder.nodes)}
 
 
 @main.command()

@@ -783,6 +783,7 @@ class Index:
         prune: bool = False,
         on_conflict: str = "skip",
         accept: Callable[[str], bool] | None = None,
+        encoder=None,
     ) -> IndexReport:
         """Index every supported file under `paths` (files and folders, recursively).
 
@@ -792,9 +793,10 @@ class Index:
         `add_documents`. `accept(source)`, when given, is asked once per file, after it was
         read: a file it refuses is left out as if it could not be read (its stored documents
         stay); the folder watcher (searcher/watch.py) refuses files that changed meanwhile.
+        `encoder`: see `add_documents`.
         """
         run = PathRun(paths, options, accept)
-        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict)
+        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict, encoder=encoder)
         if prune:
             gone = run.gone(self.store.document_sources())
             with self._write_session() as writer:
@@ -807,6 +809,7 @@ class Index:
         documents: Iterable[Document | dict | Skipped],
         progress: Callable[[int], None] | None = None,
         on_conflict: str = "skip",
+        encoder=None,
     ) -> IndexReport:
         """Add or replace documents (same id: replaced; same content: left alone, no encoding).
 
@@ -815,6 +818,9 @@ class Index:
         `on_conflict`: what to do with a document whose id already belongs to a document from
         another source (another file), stored or read earlier in this run: "skip" it (the
         default; reported with both places) or "replace" the other one (also reported).
+        `encoder`: what encodes the chunks instead of the index's own encoder, for this call: one
+        with the same tokenizer and model (`encode_ids`, `tokenizer`, `with_special_tokens`,
+        `fingerprint`), such as searcher.ray_encoder.RayEncoder; commits are the same.
         """
         if on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
@@ -822,9 +828,12 @@ class Index:
             raise TypeError("add_documents takes a list (or other iterable) of documents, not one document")
         if self.encoder is None:
             raise SearcherError(f"{self.path} was opened without its model: it cannot encode documents")
+        if encoder is not None and encoder.fingerprint != self.manifest["model_fingerprint"]:
+            raise ModelMismatchError(f"{self.path} was built with model {self.manifest['model']}; the encoder "
+                                     f"given runs {encoder.name} (fingerprint {encoder.fingerprint})")
         report = IndexReport()
         started = time.perf_counter()
-        with self._write_session() as writer:
+        with self._write_session(encoder) as writer:
             writer.add(documents, report, progress, on_conflict)
             report.generation = self._generation
         report.seconds = time.perf_counter() - started
@@ -840,9 +849,10 @@ class Index:
             return writer.delete(doc_ids)
 
     @contextmanager
-    def _write_session(self) -> Iterator[Writer]:
+    def _write_session(self, encoder=None) -> Iterator[Writer]:
         """The write lock (this process's, then the folder's) for one run of writes; on an error,
-        what was not committed is dropped from memory (the last committed vectors are reloaded)."""
+        what was not committed is dropped from memory (the last committed vectors are reloaded).
+        `encoder`: the writer's, instead of the index's own."""
         with self._write_lock, exclusive_lock(self.path), readable(self.path / DATABASE):
             self._reload_if_changed()
             store = self._writable_store()
@@ -852,7 +862,7 @@ class Index:
                 log.warning("%s: keyword changes committed but not applied yet: %s", self.path, e)
             self._writing = True
             try:
-                yield Writer(store, self.chunker, self.encoder, self._apply, lambda: len(self.vectors),
+                yield Writer(store, self.chunker, encoder or self.encoder, self._apply, lambda: len(self.vectors),
                              self.batch_size, self.commit_chunks)
             except BaseException:
                 self._writing = False

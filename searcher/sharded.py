@@ -369,11 +369,12 @@ class ShardedIndex:
             shard.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=persist)
 
     def add_documents(self, documents: Iterable[Document | dict | Skipped], progress: Callable[[int], None] | None = None,
-                      on_conflict: str = "skip") -> IndexReport:
+                      on_conflict: str = "skip", encoder=None) -> IndexReport:
         """Index.add_documents, each document indexed by the shard its id hashes to (a changed
         one replaces itself there). Documents are gathered per shard and handed over about a
         commit's worth (`route_chars` of text) at a time; an item that cannot be a document
-        goes to the first shard, whose writer reports it as a single index would."""
+        goes to the first shard, whose writer reports it as a single index would. `encoder`:
+        every shard's, for this call (Index.add_documents)."""
         if on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
         if isinstance(documents, (str, bytes, dict, Document)):
@@ -386,7 +387,7 @@ class ShardedIndex:
 
         def hand_over(number: int) -> None:
             if batches[number]:
-                report.merge(self.shards[number].add_documents(batches[number], progress, on_conflict))
+                report.merge(self.shards[number].add_documents(batches[number], progress, on_conflict, encoder))
                 batches[number], sizes[number] = [], 0
 
         for item in documents:
@@ -416,11 +417,11 @@ class ShardedIndex:
 
     def add_paths(self, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None, progress=None,
                   prune: bool = False, on_conflict: str = "skip",
-                  accept: Callable[[str], bool] | None = None) -> IndexReport:
+                  accept: Callable[[str], bool] | None = None, encoder=None) -> IndexReport:
         """Index.add_paths: the files' documents routed to their shards; `prune` deletes, in
         every shard, the documents from under `paths` that are gone."""
         run = PathRun(paths, options, accept)
-        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict)
+        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict, encoder=encoder)
         if prune:
             for shard in self.shards:
                 gone = run.gone(shard.store.document_sources())

@@ -102,3 +102,28 @@ def other_model(tmp_path_factory) -> Path:
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_model_path() / name, folder / name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(encoder):
+    """A local two-node Ray cluster on loopback (ray.cluster_utils.Cluster), one for the whole run:
+    one CPU a node, small object stores, no dashboard. The test process is not left connected:
+    each test connects (searcher.ray_cluster.ray_session) and disconnects. Started after the
+    default model's ONNX export (the `encoder` fixture), so the nodes' actors find it cached."""
+    import os
+
+    from searcher.ray_cluster import LOOPBACK_ENV
+
+    os.environ[LOOPBACK_ENV] = "0"  # read when Ray is imported: before the import
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    from ray.cluster_utils import Cluster
+
+    store = 80 * 2**20
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=store)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
