@@ -16,8 +16,8 @@ commands  the whole `searcher index` command in a subprocess, into a new index f
 encode    in one process, one Ray started once (its start timed): the chunks the writer would
           encode (its own inputs, title tokens included, recorded by an indexing run) encoded
           in one call, as one commit does, by the local encoder and by a RayEncoder of N
-          workers. chunks/s, overhead, and the seconds to the first batch back (the actor
-          pool's start and one batch).
+          workers (its actor pool started in the call, as at each commit). chunks/s and
+          the overhead.
 driver    the driver's own rate, the ceiling of any cluster (docs/cluster.md): indexing in this
           process with an encoder that returns a constant vector at no cost, so what is timed
           is reading, tokenizing and chunking, and committing (FAISS, SQLite, tantivy).
@@ -122,27 +122,23 @@ def encode(inputs: list, workers: list[int], rounds: int) -> dict:
     with ray_session("local") as ray:
         ray_start = time.perf_counter() - started
         encoders = {"plain": local, **{f"ray, {n} worker{'s' if n > 1 else ''}": RayEncoder(local, n) for n in workers}}
-        totals = {name: {"seconds": 0.0, "first": 0.0, "runs": 0} for name in encoders}
+        totals = {name: {"seconds": 0.0, "runs": 0} for name in encoders}
         reference = None
         for r, name in rotations(list(encoders), rounds):
-            first = []
             started = time.perf_counter()
-            vectors = encoders[name].encode_ids(inputs, batch_size=32,
-                                                progress=lambda n: first or first.append(time.perf_counter()))
+            vectors = encoders[name].encode_ids(inputs, batch_size=32)
             seconds = time.perf_counter() - started
             reference = vectors if reference is None else reference
             cosine = float((vectors * reference).sum(axis=1).min())
             t = totals[name]
             t["seconds"] += seconds
-            t["first"] += first[0] - started
             t["runs"] += 1
-            print(f"round {r + 1}: encode, {name}: {len(inputs) / seconds:.1f} chunks/s ({seconds:.1f}s, first batch "
-                  f"after {first[0] - started:.1f}s, min cosine to the first call {cosine:.5f})",
-                  file=sys.stderr, flush=True)
+            print(f"round {r + 1}: encode, {name}: {len(inputs) / seconds:.1f} chunks/s ({seconds:.1f}s, "
+                  f"min cosine to the first call {cosine:.5f})", file=sys.stderr, flush=True)
     base = totals["plain"]
     results = {name: {"chunks_per_s": round(len(inputs) * t["runs"] / t["seconds"], 1),
-                      "seconds": round(t["seconds"] / t["runs"], 1), "overhead": round(t["seconds"] / base["seconds"] - 1, 3),
-                      "first_batch_s": round(t["first"] / t["runs"], 1)} for name, t in totals.items()}
+                      "seconds": round(t["seconds"] / t["runs"], 1), "overhead": round(t["seconds"] / base["seconds"] - 1, 3)}
+               for name, t in totals.items()}
     return {"ray_start_s": round(ray_start, 1), "results": results}
 
 
@@ -187,10 +183,9 @@ def main(argv=None):
                   f"{t['wall_s']:>7.1f} {t['wall_overhead']:>+14.1%}")
     if "encode" in out:
         print(f"\none encode call of all the chunks (Ray started once, in {out['encode']['ray_start_s']:.1f}s)")
-        print(f"{'configuration':<16} {'chunks/s':>9} {'seconds':>8} {'overhead':>9} {'first batch s':>14}")
+        print(f"{'configuration':<16} {'chunks/s':>9} {'seconds':>8} {'overhead':>9}")
         for name, t in out["encode"]["results"].items():
-            print(f"{name:<16} {t['chunks_per_s']:>9.1f} {t['seconds']:>8.1f} {t['overhead']:>+9.1%} "
-                  f"{t['first_batch_s']:>14.1f}")
+            print(f"{name:<16} {t['chunks_per_s']:>9.1f} {t['seconds']:>8.1f} {t['overhead']:>+9.1%}")
     d = out["driver"]
     print(f"\ndriver only (no encoding): {d['chunks_per_s']:.0f} chunks/s ({d['seconds']:.1f}s)")
     if args.json:

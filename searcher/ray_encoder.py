@@ -104,8 +104,11 @@ class RayEncoder:
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
 
     def describe(self) -> str:
+        """E.g. "2 Ray workers (1 CPU each, int8)"."""
         kind = f"{self.gpus_per_worker:g} GPU" if self.gpus_per_worker else f"{self.cpus_per_worker} CPU"
-        return f"{self.workers} Ray workers ({kind} each, {self.local.precision} precision)"
+        fast = "fp16" if self.gpus_per_worker else "int8"
+        return (f"{self.workers} Ray worker{'s' if self.workers > 1 else ''} ({kind} each, "
+                f"{fast if self.local.precision == 'fast' else 'fp32'})")
 
     def encode_ids(self, input_ids: Sequence[Sequence[int]], batch_size: int | None = None,
                    progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -138,8 +141,9 @@ class RayEncoder:
                 self.nodes.update(batch["node"].tolist())
                 if progress:
                     progress(len(rows))
-        except ray.exceptions.RayError as e:
-            raise RayError(f"encoding on Ray failed (nothing of this commit was written): {e}") from e
+        except ray.exceptions.RayError as e:  # its message ends with the worker's own error
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+            raise RayError(f"encoding on Ray failed (nothing of this commit was written): {reason}") from e
         if not done.all():
             raise RayError(f"encoding on Ray returned {int(done.sum())} of {len(done)} vectors")
         return out

@@ -4,6 +4,7 @@ interrupted run resumes from its last commit; clear errors without Ray or with a
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -84,7 +85,8 @@ def test_cli_ray_build_equals_local_build_and_runs_on_both_nodes(ray_cluster, lo
 
 def test_interrupted_ray_run_resumes_from_its_last_commit(ray_cluster, local_build, tmp_path, encoder):
     """A run stopped in its second commit's encoding keeps the first commit; the next run encodes
-    only the rest, and the index ends as a local build's."""
+    only the rest, and the index ends as a local build's. Also: the nodes are on 127.0.0.1, and
+    too many workers or another model on the nodes are clear errors, not a wait."""
     from searcher.ray_encoder import RayEncoder, ray_encoder
 
     folder, reference = local_build
@@ -101,6 +103,10 @@ def test_interrupted_ray_run_resumes_from_its_last_commit(ray_cluster, local_bui
         assert node_addresses(ray) == ["127.0.0.1", "127.0.0.1"]  # loopback only
         with pytest.raises(RayError, match="need 5 CPUs"):
             RayEncoder(encoder, workers=5)
+        other = copy.copy(encoder)
+        other.fingerprint = "0123456789abcdef"  # as if the nodes had another checkpoint than the driver
+        with pytest.raises(RayError, match="there is not the index's .*expected 0123456789abcdef"):
+            RayEncoder(other, workers=1).encode_ids([encoder.with_special_tokens([2000])])
         with ray_encoder(encoder, ray_cluster.address, workers=1, batch_size=4) as on_ray:
             with pytest.raises(KeyboardInterrupt):
                 idx.add_paths([folder], progress=stop_in_second_commit, encoder=on_ray)
