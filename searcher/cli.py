@@ -223,7 +223,8 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         click.echo(printable(report.summary()))
         if ray_facts:
             ray = ray_facts["ray"]
-            click.echo(f"encoded by {ray['workers']} on {len(ray['nodes'])} Ray nodes")
+            nodes = len(ray["nodes"])
+            click.echo(f"encoded by {ray['workers']} on {nodes} Ray node{'s' if nodes != 1 else ''}")
         click.echo(f"index: {index_dir} ({len(idx)} documents)")
 
 

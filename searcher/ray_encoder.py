@@ -105,7 +105,8 @@ class RayEncoder:
 
     def describe(self) -> str:
         """E.g. "2 Ray workers (1 CPU each, int8)"."""
-        kind = f"{self.gpus_per_worker:g} GPU" if self.gpus_per_worker else f"{self.cpus_per_worker} CPU"
+        kind = (f"{self.gpus_per_worker:g} GPU" if self.gpus_per_worker
+                else f"{self.cpus_per_worker} CPU{'s' if self.cpus_per_worker > 1 else ''}")
         fast = "fp16" if self.gpus_per_worker else "int8"
         return (f"{self.workers} Ray worker{'s' if self.workers > 1 else ''} ({kind} each, "
                 f"{fast if self.local.precision == 'fast' else 'fp32'})")
