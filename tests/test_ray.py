@@ -26,10 +26,10 @@ TOPICS = {
 }
 
 
-def corpus(folder):
-    """Six short files, three to four 32-token chunks each."""
+def corpus(folder, topics=TOPICS):
+    """Short files (TOPICS: six, three to four 32-token chunks each)."""
     folder.mkdir()
-    for name, text in TOPICS.items():
+    for name, text in topics.items():
         (folder / f"{name}.txt").write_text(f"{text} {text.lower()} {text}")
     return folder
 
@@ -81,6 +81,21 @@ def test_cli_ray_build_equals_local_build_and_runs_on_both_nodes(ray_cluster, lo
     nodes = report["ray"]["nodes"]
     assert len(nodes) == 2 and sum(nodes.values()) == report["chunks"], nodes  # both nodes encoded
     assert_same_index(tmp_path / "idx", reference)
+
+    # A sharded index: --ray encodes for the shard each new document is routed to.
+    assert run("shard", tmp_path / "idx", "--shards", 2, "--out", tmp_path / "sharded").exit_code == 0
+    new = corpus(tmp_path / "new", {"tides": "The moon pulls the oceans into two bulges, and coasts see two tides a day."})
+    result = run("index", new, "--index", tmp_path / "sharded", "--device", "cpu", "--ray", ray_cluster.address,
+                 "--ray-workers", 1, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == 1
+    with Index.create(tmp_path / "new-local", chunk_tokens=32, overlap=4, device="cpu") as idx:
+        idx.add_paths([new])
+    holding = [f for f in sorted((tmp_path / "sharded").glob("shard-*")) if str(new / "tides.txt") in contents(f)[0]]
+    assert len(holding) == 1
+    chunks, ref_chunks = contents(holding[0])[1], contents(tmp_path / "new-local")[1]
+    for key, (start, end, text, vector) in ref_chunks.items():
+        assert chunks[key][:3] == (start, end, text) and float(np.dot(chunks[key][3], vector)) >= 0.999
 
 
 def test_interrupted_ray_run_resumes_from_its_last_commit(ray_cluster, local_build, tmp_path, encoder):
