@@ -9,9 +9,9 @@ callable class: the model loads once per actor, on one GPU each in fp16 where th
 GPUs, else on CPU with the int8 path a local build uses), and the vectors stream back to the
 driver, which puts them in place by row number.
 
-Costs against a local build: starting the actors (a few seconds: Python imports and the model)
-once per commit, and moving token ids and vectors (about 2 KB a chunk). Few, large commits keep
-them small (`searcher index --commit-every`).
+Costs against a local build: starting the actors (Python's imports and the model, 4-7 s on
+a 2-CPU machine) once per commit, and moving token ids and vectors (about 2.5 KB a chunk).
+Few, large commits keep them small (`searcher index --commit-every`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .encoder import ModelError
 from .ray_cluster import LocalRay, RayError, import_ray, ray_session
 
 DEFAULT_BATCH = 256  # chunks per Ray batch: a few seconds of CPU work, under a second on a GPU
+START_TIMEOUT = 600  # seconds the workers may take to start (a node's first run exports the ONNX model)
 
 
 class ChunkEncoder:
@@ -60,12 +61,14 @@ class RayEncoder:
     actors (default: one per GPU, else one per node), spread over the nodes.
 
     `gpus_per_worker`: None: 1 where the cluster has GPUs, else 0. A CPU actor gets the
-    cluster's CPUs divided among the workers (at most a node's). Ray must be connected
-    (searcher.ray_cluster.ray_session). `nodes` counts the chunks each node encoded.
+    cluster's CPUs divided among the workers (at most a node's). Each job waits for all its
+    workers to start (at most `start_timeout` seconds) before it hands out work, so that the
+    work spreads over all of them. Ray must be connected (searcher.ray_cluster.ray_session).
+    `nodes` counts the chunks each node encoded.
     """
 
     def __init__(self, local, workers: int | None = None, batch_size: int = DEFAULT_BATCH,
-                 gpus_per_worker: float | None = None):
+                 gpus_per_worker: float | None = None, start_timeout: float = START_TIMEOUT):
         ray = import_ray()
         if not ray.is_initialized():
             raise RayError("RayEncoder needs a connected Ray (searcher.ray_cluster.ray_session)")
@@ -78,6 +81,7 @@ class RayEncoder:
         self.with_special_tokens = local.with_special_tokens
         self.name, self.fingerprint, self.dimension = local.name, local.fingerprint, local.dimension
         self.batch_size = batch_size
+        self.start_timeout = start_timeout
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         total = ray.cluster_resources()
         self.gpus_per_worker = (1 if total.get("GPU", 0) >= 1 else 0) if gpus_per_worker is None else gpus_per_worker
@@ -92,15 +96,7 @@ class RayEncoder:
             raise RayError(f"{self.describe()} need {' and '.join(short)}; the Ray cluster has "
                            f"{total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs (use fewer workers)")
         self.nodes: Counter[str] = Counter()
-        self._quiet(ray)
-
-    @staticmethod
-    def _quiet(ray) -> None:
-        """No Ray Data progress bars or per-job log lines: the CLI shows its own progress."""
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line for each job
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
 
     def describe(self) -> str:
@@ -133,6 +129,10 @@ class RayEncoder:
             batch_size=self.batch_size, batch_format="numpy",
             num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker,
         )  # Ray Data spreads an actor pool over the nodes (its default scheduling strategy, SPREAD)
+        context = dataset.context  # this job's own settings
+        context.enable_progress_bars = False  # the caller shows progress
+        context.print_on_execution_start = False
+        context.wait_for_min_actors_s = max(1, math.ceil(self.start_timeout))
         done = np.zeros(len(input_ids), dtype=bool)
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
