@@ -56,12 +56,10 @@ def ray(ray_cluster):
 
 @pytest.fixture(scope="module")
 def served(ray, sharded_dir, encoder):
-    """Both shards on Ray Serve, two replicas each; Serve's own health checks slowed down so
-    that a killed replica stays dead for as long as a test looks."""
+    """Both shards on Ray Serve, two replicas each; a shard that does not answer in 2 s is missing."""
     from searcher.ray_serving import ServeSettings, serve_sharded
 
-    settings = ServeSettings(replicas=2, num_cpus=0.2, timeout_s=3, app_prefix="test",
-                             health_check_period_s=60)
+    settings = ServeSettings(replicas=2, num_cpus=0.2, timeout_s=2, app_prefix="test")
     with serve_sharded(sharded_dir, settings, encoder=encoder) as front:
         yield front
 
@@ -106,6 +104,47 @@ def test_sharded_serving_on_ray_gives_the_in_process_hits(served, local):
         assert ids(client.search("tomato", k=5, mode="dense")) == ids(local.search("tomato", k=5, mode="dense"))
 
 
+def test_the_command_serves_the_shards_on_ray_and_removes_them_at_the_end(ray, ray_cluster, sharded_dir, local):
+    """`searcher serve --ray ADDRESS --index DIR --replicas 1` in its own process, stopped by Ctrl+C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ray import serve
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-m", "searcher", "serve", "--ray", ray_cluster.address, "--index",
+                                str(sharded_dir), "--replicas", "1", "--port", "0", "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert "2 shards on Ray Serve, 1 replica each" in line, (line, process.stderr.read() if not line else "")
+        url = line.split(" on ")[-1].split("/ (")[0]
+        status, answer = api(url, "/api/search", q="tomato", k=5, mode="dense")
+        assert status == 200 and [r["doc_id"] for r in answer["results"]] == ids(local.search("tomato", k=5,
+                                                                                              mode="dense"))
+        ours = [name for name in serve.status().applications if name.startswith("searcher-")]
+        assert len(ours) == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    assert not [name for name in serve.status().applications if name.startswith("searcher-")]
+
+
+def test_the_command_refuses_what_it_cannot_serve(sharded_dir):
+    single = sharded_dir.parent / "single"
+    for args, message in [(["--replicas", "2"], "give --ray too"),
+                          (["--ray", "--replicas", "0"], "0 is not in the range"),
+                          (["--ray", "--watch", str(single)], "--watch writes to the index")]:
+        result = CliRunner().invoke(main, ["serve", "--index", str(sharded_dir), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+    result = CliRunner().invoke(main, ["serve", "--ray", "--index", str(single)])
+    assert result.exit_code == 2 and "an index, not a sharded one" in result.output, result.output
+    result = CliRunner().invoke(main, ["serve", "--ray", "--index", str(sharded_dir), "--index", f"x={single}"])
+    assert result.exit_code == 2 and "one --index" in result.output, result.output
+
+
 def test_a_killed_replica_of_two_leaves_every_answer_whole(ray, served, local):
     app = served.names[1]
     before = replicas(ray, app)
@@ -117,16 +156,20 @@ def test_a_killed_replica_of_two_leaves_every_answer_whole(ray, served, local):
 
 
 def test_a_shard_without_replicas_gives_a_partial_answer_naming_it(ray, served, local):
+    """Both replicas of shard-0 killed, with its folder moved away so that the replicas Serve
+    starts in their place cannot open it: the shard stays without a live replica."""
     app, name = served.names[0], "shard-0"
+    kept = [h.doc_id for h in local.search("tomato", k=len(DOCS), mode="dense")
+            if local.shard_of(h.doc_id) != 0][:10]
     server = serving(create_app(served.index))
     url = server.__enter__()
     client = searcher.connect(url)  # (connect checks /api/health, which a missing shard fails)
+    folder = served.index.path / name
+    folder.rename(folder.with_name("away"))
     for actor in replicas(ray, app):
         ray.kill(actor, no_restart=True)
     hits = served.index.search("tomato", k=10, mode="dense")
     assert hits.partial and hits.missing_shards == (name,)
-    kept = [h.doc_id for h in local.search("tomato", k=len(DOCS), mode="dense")
-            if local.shard_of(h.doc_id) != 0][:10]
     assert ids(hits) == kept
     with pytest.raises(ShardUnavailable, match=name):
         served.index.get_document(next(d["id"] for d in DOCS if local.shard_of(d["id"]) == 0))
@@ -144,3 +187,4 @@ def test_a_shard_without_replicas_gives_a_partial_answer_naming_it(ray, served, 
         assert page.status == 200 and b"shard-0" in page.read()  # the page says which shard is missing
     finally:
         server.__exit__(None, None, None)
+        folder.with_name("away").rename(folder)
