@@ -18,7 +18,7 @@ In one run:
 - nDCG@10 (100 results a query, as `searcher eval`) of each mode, with the sharded keyword
   side in both statistics modes (dfs: the collection's term statistics; shard: each shard's),
   and whether the dense rankings equal the single index's exactly.
-The Ray Serve rows (one deployment a shard) come with `searcher serve --ray`.
+The Ray Serve rows (one deployment a shard): benchmarks/ray_serve.py.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -547,12 +548,18 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Serve a sharded index's shards on Ray Serve, one deployment each (pip install -e '.[ray]'); "
+                   "this process is the front (the same page and API). Alone: a Ray of its own on 127.0.0.1; "
+                   "auto: the cluster `ray start` made here; or HOST:PORT / ray://HOST:PORT.")
+@click.option("--replicas", type=click.IntRange(1, 64), default=None,
+              help="With --ray: copies of each shard (default 1); with 2 or more a shard survives losing one.")
 @watch_timing
 @device_option
 @precision_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, watch_paths,
-          reconcile, debounce, settle, device, precision):
+          ray_address, replicas, reconcile, debounce, settle, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -561,6 +568,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     searcher serve --facets author,type,year
     searcher serve --host 0.0.0.0 --api-keys keys.txt
     searcher serve --watch ~/notes --watch ~/papers
+    searcher serve --ray auto --index sharded/ --replicas 2
     """
     from web import create_app
     from web.auth import KeyRing
@@ -569,6 +577,10 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     from .facets import check_facet_fields
 
     specs = parse_index_specs(index_specs)
+    if ray_address is not None:
+        check_ray_serving(specs, watch_paths)
+    elif replicas is not None:
+        raise click.UsageError("--replicas is how many copies of each shard Ray Serve runs: give --ray too")
 
     if not watch_paths:
         timing = [f"--{name}" for name in ("reconcile", "debounce", "settle")
@@ -599,9 +611,14 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             raise click.UsageError(f"{api_keys} holds no keys: add one with "
                                    f"`searcher keys add --scope admin --file {api_keys}`")
     opened: dict[str, Index] = {}
+    cleanup = contextlib.ExitStack()  # a Ray connection and the shards' deployments (--ray)
     try:
         for name, folder in specs:  # the model loads once (indexes of one model share it), here
-            opened[name] = open_index(folder, device=device, precision=precision)
+            if ray_address is not None:
+                opened[name] = cleanup.enter_context(served_on_ray(folder, ray_address, replicas or 1, device,
+                                                                   precision))
+            else:
+                opened[name] = open_index(folder, device=device, precision=precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
         watcher = None
@@ -617,6 +634,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     except BaseException:
         for idx in opened.values():
             idx.close()
+        cleanup.close()
         raise
     if keys is None and not is_loopback(host):
         click.echo(f"warning: listening on {host} without keys (--no-auth): anyone who can reach it "
@@ -632,6 +650,10 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     if len(specs) == 1:
         (name, folder), = specs
         served = f"{documents(name)} from {folder}"
+        if ray_address is not None:
+            shards = len(opened[name].shards)
+            served += (f" ({shards} shard{'s' if shards != 1 else ''} on Ray Serve, {replicas or 1} "
+                       f"replica{'s' if (replicas or 1) != 1 else ''} each)")
     else:
         served = f"{len(specs)} indexes (" + ", ".join(
             f"{name}: {documents(name)} from {folder}" for name, folder in specs) + ")"
@@ -649,6 +671,36 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
         server.close()
         for idx in opened.values():
             idx.close()
+        cleanup.close()
+
+
+def check_ray_serving(specs: list[tuple[str, Path]], watch_paths) -> None:
+    """serve --ray serves one sharded index, read-only; say so before Ray starts."""
+    from .folder import SHARDS_MANIFEST
+
+    if len(specs) != 1:
+        raise click.UsageError("--ray serves the shards of one sharded index: give one --index DIR")
+    if watch_paths:
+        raise click.UsageError("--watch writes to the index, and --ray serves it read-only: index with "
+                               "`searcher index PATH --index DIR` instead (the replicas read each commit)")
+    folder = specs[0][1]
+    if not (folder / SHARDS_MANIFEST).is_file():
+        kind = "an index, not a sharded one" if (folder / "manifest.json").is_file() else "no index"
+        raise click.UsageError(f"--ray serves a sharded index's shards, and {folder} holds {kind}: split it "
+                               f"with `searcher shard {folder} --shards N --out DIR`, or serve it without --ray")
+
+
+@contextlib.contextmanager
+def served_on_ray(folder: Path, address: str, replicas: int, device: str, precision: str):
+    """The sharded index in `folder` deployed on Ray Serve for the block (the front's
+    ShardedIndex); the deployments are deleted, and a Ray started here stopped, at the end."""
+    from .ray_cluster import check_address, import_ray, ray_session
+    from .ray_serving import ServeSettings, serve_sharded
+
+    import_ray(loopback=check_address(address) == "local")  # before the model loads
+    with ray_session(address) as _, serve_sharded(folder, ServeSettings(replicas=replicas), device=device,
+                                                  precision=precision) as front:
+        yield front.index
 
 
 key_file_option = click.option(

@@ -31,3 +31,14 @@ class IndexIOError(SearcherError, OSError):
     """A file of the index folder could not be written or read (a full disk, an I/O error):
     an OSError with the errno, naming the file and the step, and saying what still holds
     (a failed commit leaves the last committed generation live)."""
+
+
+class ShardUnavailable(SearcherError):
+    """A shard of a sharded index did not answer: no live replica, a lost connection, a
+    timeout. A search leaves that shard out and marks its answer partial
+    (`Results.missing_shards`); a call only that shard can answer (get_document) raises this.
+    `shards`: the names of the shards that did not answer."""
+
+    def __init__(self, message: str, shards=()):
+        super().__init__(message)
+        self.shards = tuple(shards)

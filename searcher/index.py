@@ -131,6 +131,15 @@ def reading(method):
     return wrapper
 
 
+def similar_vector(encoder, budget: int, title: str, texts: list[str]) -> np.ndarray:
+    """A document's "more like this" vector from its `similar_source`: its chunks encoded as
+    indexing encoded them (title tokens first, cut to the chunker's `budget`), averaged, unit length."""
+    inputs = [stored_chunk_input(encoder, title, text, budget) for text in texts]
+    vector = encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
+    vector /= max(float(np.linalg.norm(vector)), 1e-12)
+    return vector.astype(np.float32)
+
+
 class Index:
     """A searchable collection of documents. Create with `Index.create`, reopen with `Index.open`.
 
@@ -465,28 +474,38 @@ class Index:
         return hits(store, ranked, offset, offset + k), counts
 
     def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None,
-              where: dict | None, keyword_stats: KeywordStats | None = None) -> tuple[ContentStore, dict]:
+              where: dict | None, keyword_stats: KeywordStats | None = None,
+              query_vector: np.ndarray | None = None) -> tuple[ContentStore, dict]:
         """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best first)."""
         mode = check_mode(mode)
         query = check_query(query)
         store = self._read_store()
         if mode != "dense" and not self.keywords.ready(store):
             raise SearcherError(f"{self.path}: {self.keywords.missing()}")
-        if mode != "keyword" and self.queries is None:
+        if query_vector is not None:
+            query_vector = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+            if query_vector.shape[1] != self.manifest["dimension"]:
+                raise ValueError(f"the query vector has {query_vector.shape[1]} dimensions; "
+                                 f"{self.path} holds vectors of {self.manifest['dimension']}")
+        elif mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self._view(store, where)
         ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None,
-                                              fusion or self.fusion, keyword_stats=keyword_stats), want)
+                                              fusion or self.fusion, _vector=query_vector,
+                                              keyword_stats=keyword_stats), want)
         return store, ranked
 
     @reading
     def rank(self, query: str, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
-             where: dict | None = None, keyword_stats: KeywordStats | None = None) -> list[tuple[str, float, int]]:
+             where: dict | None = None, keyword_stats: KeywordStats | None = None,
+             query_vector: np.ndarray | None = None) -> list[tuple[str, float, int]]:
         """The query phase of `search`: its best `k` documents as (doc_id, score, chunk id of the
         passage), best first, without reading their text. A sharded index merges its shards'
-        and then `fetch`es only the page it shows (searcher/sharded.py)."""
+        and then `fetch`es only the page it shows (searcher/sharded.py). `query_vector`: the
+        query's vector, encoded once by the sharded index for all its shards (a shard served
+        on Ray has no model of its own: searcher/ray_serving.py)."""
         k, _ = check_k(k)
-        _, ranked = self._rank(query, k, mode, fusion, where, keyword_stats)
+        _, ranked = self._rank(query, k, mode, fusion, where, keyword_stats, query_vector)
         return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
 
     @reading
@@ -621,6 +640,15 @@ class Index:
         vectors can give back. None for a document without chunks; KeyError: no such document."""
         if self.encoder is None:
             raise SearcherError(f"{self.path} was opened without its model: similar needs it")
+        source = self.similar_source(doc_id)
+        return None if source is None else similar_vector(self.encoder, self.chunker.budget, *source)
+
+    @reading
+    def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:
+        """What `document_vector` encodes: the document's title and its first SIMILAR_CHUNKS
+        chunks' texts (a shard served without its model gives these, and the front that has
+        the model encodes them: searcher/ray_serving.py). None for a document without chunks;
+        KeyError: no such document."""
         doc_id = document_id(doc_id)
         store = self._read_store()
         doc = store.documents([doc_id]).get(doc_id)
@@ -629,11 +657,7 @@ class Index:
         chunks = sorted(store.chunks(store.chunk_ids_of([doc_id])).values(), key=lambda c: c.position)
         if not chunks:
             return None
-        inputs = [stored_chunk_input(self.encoder, doc["title"], c.text, self.chunker.budget)
-                  for c in chunks[:SIMILAR_CHUNKS]]
-        vector = self.encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
-        vector /= max(float(np.linalg.norm(vector)), 1e-12)
-        return vector.astype(np.float32)
+        return doc["title"], [c.text for c in chunks[:SIMILAR_CHUNKS]]
 
     @reading
     def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:

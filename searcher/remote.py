@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 
 from .errors import SearcherError
-from .retrieval import Hit
+from .retrieval import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
 
@@ -66,7 +66,7 @@ class RemoteIndex:
         return int(health.get("documents", 0))
 
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               where: dict | None = None, sort: str | None = None, recency: float | None = None) -> list[Hit]:
+               where: dict | None = None, sort: str | None = None, recency: float | None = None) -> Results:
         """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` and ordered by
         `sort`/`recency` as Index.search is; their metadata is not in the API's results
         (get_document has it) and chunk_id is -1."""
@@ -87,11 +87,14 @@ class RemoteIndex:
             raise KeyError(f"no document with id {doc_id!r}")
         return self._hits("/api/similar", answer)
 
-    def _hits(self, path: str, answer: dict) -> list[Hit]:
+    def _hits(self, path: str, answer: dict) -> Results:
+        """The answer's results as Hits; `missing_shards`: the shards of a sharded index behind
+        the server that did not answer (the API's "partial": true)."""
         try:
-            return [Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),
+            return Results([Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),
                         r.get("title") or "", r.get("source") or "", r["passage"], int(r["start"]), int(r["end"]),
-                        -1, {}, r.get("page")) for r in answer["results"]]
+                        -1, {}, r.get("page")) for r in answer["results"]],
+                           [str(name) for name in answer.get("missing_shards") or ()])
         except (KeyError, TypeError, ValueError) as e:
             raise SearcherError(f"{self.url}{path} answered in a shape this client does not know ({e!r})") from None
 

@@ -58,6 +58,20 @@ def check_k(k, offset=0) -> tuple[int, int]:
     return int(k), int(offset)
 
 
+class Results(list):
+    """A list of Hits that says whether every shard answered: `missing_shards` names the
+    shards of a sharded index that did not (searcher/sharded.py), empty for a full answer
+    (and always, for a single index); `partial` is whether any is missing."""
+
+    def __init__(self, hits=(), missing_shards=()):
+        super().__init__(hits)
+        self.missing_shards = tuple(missing_shards)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_shards)
+
+
 @dataclass
 class Hit:
     """A document found by a search, with the passage (best chunk) that matched."""

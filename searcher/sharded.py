@@ -48,12 +48,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .documents import Document, Skipped
-from .errors import ModelMismatchError, SearcherError
+from .errors import ModelMismatchError, SearcherError, ShardUnavailable
 from .facets import DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort, count_facets, reorder
 from .filters import compile_where
 from .folder import SHARDS_MANIFEST
@@ -61,16 +61,20 @@ from .fusion import Fusion
 from .index import Index, PathRun
 from .keywords import KeywordStats, analyzer_for
 from .loaders import LoadOptions, is_blank
-from .retrieval import Hit, check_k, check_mode, check_query, fuse
+from .retrieval import Hit, Results, check_k, check_mode, check_query, fuse
 from .sanitize import document_id
 from .shards import check_keyword_statistics, read_layout, shard_of, shard_paths
 from .writer import ON_CONFLICT, IndexReport, as_document, doc_location, duplicate
 
-T = TypeVar("T")
 ROUTE_CHARS = 8_000_000  # text a shard's batch of routed documents gathers before it is indexed (about a commit's worth)
 
 
 Ranking = dict[str, tuple[float, tuple[int, int]]]  # doc_id -> (score, (shard, chunk id)), best first
+Call = tuple[int, str, tuple, dict]  # (shard number, method name, args, kwargs): one question to one shard
+# What a shard that cannot answer raises: ShardUnavailable (a Ray Serve shard with no live
+# replica, searcher/ray_serving.py) or a lost connection. The search leaves that shard out
+# and says so (Results.missing_shards); any other error is the search's own and is raised.
+UNAVAILABLE = (ShardUnavailable, ConnectionError)
 
 
 def merge_rankings(answers: Sequence[Sequence[tuple[str, float, int]]], want: int) -> Ranking:
@@ -111,7 +115,7 @@ class ShardedIndex:
     sharded = True
 
     def __init__(self, path, layout: dict, shards: Sequence, keyword_statistics: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, queries=None):
         self.path = Path(path)
         self.layout = layout
         self.shards = list(shards)
@@ -122,6 +126,10 @@ class ShardedIndex:
         self.route_chars = ROUTE_CHARS
         self.analyzer = analyzer_for(self.keyword_engine)  # the shards' keyword analysis (the page's highlighter)
         self.threads = default_threads(len(self.shards)) if threads is None else threads
+        # The query encoder: each query is encoded once, here, and its vector goes to every
+        # shard (`Index.rank(query_vector=)`). Local shards share one (the first's); shards
+        # without a model (Ray Serve's) get the caller's.
+        self.queries = queries if queries is not None else getattr(self.shards[0], "queries", None)
         self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="searcher-shard")
                       if self.threads > 1 and len(self.shards) > 1 else None)
 
@@ -151,7 +159,7 @@ class ShardedIndex:
     def reopen(self) -> "ShardedIndex":
         """A new ShardedIndex on this one's folder, each shard reopened (searcher/index.py `reopen`)."""
         return ShardedIndex(self.path, read_layout(self.path), [s.reopen() for s in self.shards],
-                            self.keyword_statistics, self.threads)
+                            self.keyword_statistics, self.threads, self.queries)
 
     def close(self) -> None:
         for shard in self.shards:
@@ -186,13 +194,20 @@ class ShardedIndex:
         """Each shard's generation (a sharded index has no one generation)."""
         return [getattr(s, "generation", None) for s in self.shards]
 
+    @property
+    def names(self) -> list[str]:
+        """The shards' names (their folders in the manifest), as missing_shards gives them."""
+        return list(self.layout["folders"])
+
     def __len__(self) -> int:
-        return sum(self._gather([lambda s=s: len(s) for s in self.shards]))
+        """The documents of every shard; ShardUnavailable when a shard cannot say."""
+        return sum(self._ask_all(self._each("__len__")))
 
     def info(self) -> dict:
         """Index.info's fields over the whole index (counts and sizes summed, the settings the
-        shards share, generations as shard/shard/...), and `per_shard`: each shard's counts."""
-        infos = self._gather([lambda s=s: s.info() for s in self.shards])
+        shards share, generations as shard/shard/...), and `per_shard`: each shard's counts.
+        ShardUnavailable when a shard cannot say."""
+        infos = self._ask_all(self._each("info"))
         first = infos[0]
         disk: dict[str, int] = {}
         for info in infos:
@@ -228,12 +243,15 @@ class ShardedIndex:
 
     # -- reading ---------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> dict | None:
-        return self.shards[self.shard_of(doc_id)].get_document(doc_id)
+        """The document from the shard it lives in; ShardUnavailable when that shard cannot answer."""
+        return self._ask_all([(self.shard_of(doc_id), "get_document", (doc_id,), {})])[0]
 
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
-               recency: float | None = None, now: datetime | None = None) -> list[Hit]:
-        """Index.search over every shard (see the module doc for how answers merge)."""
+               recency: float | None = None, now: datetime | None = None) -> Results:
+        """Index.search over every shard (see the module doc for how answers merge). A shard
+        that cannot answer is left out: the Results are partial and name it
+        (`missing_shards`); ShardUnavailable when none answers."""
         return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
                                        recency=recency, now=now)[0]
 
@@ -245,9 +263,10 @@ class ShardedIndex:
     def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
                            *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
                            sort: str | None = None, recency: float | None = None, now: datetime | None = None,
-                           facet_depth: int = FACET_DEPTH) -> tuple[list[Hit], dict[str, dict]]:
-        """Index.search_with_facets over every shard: the merged ranking's page, and the facet
-        counts among its best `facet_depth` documents."""
+                           facet_depth: int = FACET_DEPTH) -> tuple[Results, dict[str, dict]]:
+        """Index.search_with_facets over every shard: the merged ranking's page (Results,
+        partial where a shard did not answer), and the facet counts among its best
+        `facet_depth` documents."""
         sort, recency = check_sort(sort), check_recency(recency)
         fields = check_facet_fields(fields)
         k, offset = check_k(k, offset)
@@ -256,35 +275,39 @@ class ShardedIndex:
             compile_where(where)  # a bad filter fails once, here, not in every shard
         reordered = sort != "relevance" or recency is not None
         order_depth = max(k, FACET_DEPTH) if reordered else offset + k  # as Index.search_with_facets
-        ranking = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where)
+        missing: set[int] = set()
+        ranking = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where, missing)
         metadatas = {}
         if reordered or fields:
             metadatas = self._metadata(dict(list(ranking.items())[:max(order_depth if reordered else 0,
-                                                                       facet_depth if fields else 0)]))
+                                                                       facet_depth if fields else 0)]), missing)
         counts = count_facets((metadatas[d] for d in list(ranking)[:facet_depth] if d in metadatas), fields) \
             if fields else {}
         if reordered:
             ranking = reorder(dict(list(ranking.items())[:order_depth]), metadatas, sort, recency,
                               now or datetime.now(timezone.utc))
-        return self._fetch(dict(list(ranking.items())[offset: offset + k])), counts
+        hits = self._fetch(dict(list(ranking.items())[offset: offset + k]), missing)
+        return self._results(hits, missing), counts
 
-    def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None, where: dict | None) -> Ranking:
-        """The query phase over every shard: the best `want` documents, best first."""
+    def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None, where: dict | None,
+              missing: set[int]) -> Ranking:
+        """The query phase over every shard: the best `want` documents, best first. The query
+        is encoded once, here; shards that do not answer are added to `missing`."""
         mode = check_mode(mode)
         query = check_query(query)
         fusion = fusion or self.fusion
-        if mode != "keyword":
-            self._warm(query)
-        stats = self.keyword_stats(query) if mode != "dense" else None
+        vector = self.queries.encode(query) if mode != "keyword" and self.queries is not None else None
+        stats = self._keyword_stats(query, missing) if mode != "dense" else None
 
-        def asks(kind: str, depth: int) -> list[Callable[[], list]]:
-            options = {"where": where, **({"keyword_stats": stats} if kind == "keyword" and stats else {})}
-            return [lambda s=s: s.rank(query, depth, kind, **options) for s in self.shards]
+        def asks(kind: str, depth: int) -> list[Call]:
+            options = {"where": where, **({"keyword_stats": stats} if kind == "keyword" and stats else {}),
+                       **({"query_vector": vector} if kind == "dense" and vector is not None else {})}
+            return [(n, "rank", (query, depth, kind), options) for n in range(len(self.shards))]
 
         if mode != "hybrid":
-            return merge_rankings(self._gather(asks(mode, want)), want)
+            return merge_rankings(self._ask(asks(mode, want), missing, []), want)
         depth = max(want, fusion.depth)  # as retrieval.hybrid: each list to the fusion's depth
-        answers = self._gather(asks("dense", depth) + asks("keyword", depth))
+        answers = self._ask(asks("dense", depth) + asks("keyword", depth), missing, [])
         n = len(self.shards)
         return fuse(merge_rankings(answers[:n], depth), merge_rankings(answers[n:], depth), fusion, want, depth)
 
@@ -294,64 +317,112 @@ class ShardedIndex:
             out.setdefault(number, []).append((doc_id, score, cid))
         return out
 
-    def _fetch(self, ranking: Ranking) -> list[Hit]:
+    def _fetch(self, ranking: Ranking, missing: set[int]) -> list[Hit]:
         """The fetch phase: the Hits of a merged ranking's documents, in its order, with its
         scores, each from its own shard (one call a shard)."""
         parts = self._by_shard(ranking)
-        fetched = self._gather([lambda n=n, rows=rows: self.shards[n].fetch(rows) for n, rows in parts.items()])
+        fetched = self._ask([(n, "fetch", (rows,), {}) for n, rows in parts.items()], missing, [])
         found = {hit.doc_id: hit for hits in fetched for hit in hits}
         return [found[doc_id] for doc_id in ranking if doc_id in found]
 
-    def _metadata(self, ranking: Ranking) -> dict[str, dict]:
+    def _metadata(self, ranking: Ranking, missing: set[int]) -> dict[str, dict]:
         parts = self._by_shard(ranking)
-        found = self._gather([lambda n=n, rows=rows: self.shards[n].metadata([d for d, _, _ in rows])
-                              for n, rows in parts.items()])
+        found = self._ask([(n, "metadata", ([d for d, _, _ in rows],), {}) for n, rows in parts.items()],
+                          missing, {})
         return {doc_id: metadata for part in found for doc_id, metadata in part.items()}
 
     def keyword_stats(self, query: str) -> KeywordStats | None:
         """The BM25 statistics of `query`'s terms summed over every shard, in dfs mode; None in
         shard mode, with one shard (its own are the whole collection's), or when a shard
         cannot give or take them (fts5)."""
+        return self._keyword_stats(query, set())
+
+    def _keyword_stats(self, query: str, missing: set[int]) -> KeywordStats | None:
+        """keyword_stats; a shard that does not answer is added to `missing` and its counts left
+        out (the others' sum is what the answering shards search with)."""
         if self.keyword_statistics != "dfs" or len(self.shards) == 1:
             return None
         if not all(hasattr(s, "keyword_statistics") for s in self.shards):
             return None
-        parts = self._gather([lambda s=s: s.keyword_statistics(query) for s in self.shards])
-        if any(p is None for p in parts):
+        silent: set[int] = set()
+        parts = self._ask(self._each("keyword_statistics", query), silent)
+        missing |= silent
+        parts = [p for n, p in enumerate(parts) if n not in silent]
+        if not parts or any(p is None for p in parts):
             return None
         return KeywordStats.total(parts)
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
         """Index.similar over every shard: the owning shard gives the document's vector
-        (`Index.document_vector`), every shard searches by it. KeyError: no such document."""
+        (`Index.document_vector`), every shard searches by it. KeyError: no such document;
+        ShardUnavailable when the owning shard cannot answer; partial Results when another
+        shard cannot."""
         k, _ = check_k(k)
-        vector = self.shards[self.shard_of(doc_id)].document_vector(doc_id)
+        vector = self._ask_all([(self.shard_of(doc_id), "document_vector", (doc_id,), {})])[0]
         if vector is None:
-            return []
-        answers = self._gather([lambda s=s: s.search_vector(vector, k + 1, where) for s in self.shards])
+            return Results()
+        missing: set[int] = set()
+        answers = self._ask(self._each("search_vector", vector, k + 1, where), missing, [])
         own = document_id(doc_id)
-        return [h for h in merge_hits(answers, k + 1) if h.doc_id != own][:k]
+        return self._results([h for h in merge_hits(answers, k + 1) if h.doc_id != own][:k], missing)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> Results:
         k, _ = check_k(k)
-        return merge_hits(self._gather([lambda s=s: s.search_vector(vector, k, where) for s in self.shards]), k)
+        missing: set[int] = set()
+        return self._results(merge_hits(self._ask(self._each("search_vector", vector, k, where), missing, []), k),
+                             missing)
 
-    def _warm(self, query: str) -> None:
-        """Encode the query once before the fan-out: local shards share one query encoder and
-        its cache (searcher/queries.py), so they all find it there instead of each encoding it."""
-        queries = getattr(self.shards[0], "queries", None)
-        if queries is not None and len(self.shards) > 1 and getattr(queries, "cache_size", 0) > 0:
-            queries.encode(query)
+    # -- asking the shards -----------------------------------------------------------------
+    def _each(self, method: str, *args, **kwargs) -> list[Call]:
+        """The same question to every shard."""
+        return [(n, method, args, kwargs) for n in range(len(self.shards))]
 
-    def _gather(self, calls: Sequence[Callable[[], T]]) -> list[T]:
-        """Every call's result, in order; the calls run in parallel threads when the index has a
-        pool (`threads`). The first error is raised (after every call has finished)."""
-        if self._pool is None or len(calls) == 1:
-            return [call() for call in calls]
-        futures = [self._pool.submit(call) for call in calls]
-        for f in futures:
-            f.exception()  # wait for all: none is left running into the next search
-        return [f.result() for f in futures]
+    def _results(self, hits: list[Hit], missing: set[int]) -> Results:
+        """The hits, naming the shards that did not answer; ShardUnavailable when none did."""
+        names = [self.names[n] for n in sorted(missing)]
+        if missing and len(missing) == len(self.shards):
+            raise ShardUnavailable(f"no shard answered ({', '.join(names)})", names)
+        return Results(hits, names)
+
+    def _ask(self, calls: Sequence[Call], missing: set[int], fallback=None) -> list:
+        """Every call's answer, in order. The calls run at once where they can: a shard that
+        takes questions asynchronously (`submit(method, *args, **kwargs)`, giving something
+        with `.result()`: a Ray Serve deployment's handle) gets them all before any answer is
+        awaited; local shards answer in the index's threads (`threads`), else in turn. A shard
+        that cannot answer (UNAVAILABLE) is added to `missing` and its answer is `fallback`;
+        any other error is raised, the first, after every call has finished."""
+        pending = []
+        for number, method, args, kwargs in calls:
+            shard = self.shards[number]
+            submit = getattr(shard, "submit", None)
+            if submit is not None:
+                pending.append(_Later(submit, method, args, kwargs))
+            elif self._pool is not None and len(calls) > 1:
+                pending.append(self._pool.submit(getattr(shard, method), *args, **kwargs))
+            else:
+                pending.append(_Now(getattr(shard, method), args, kwargs))
+        answers, error = [], None
+        for (number, _, _, _), answer in zip(calls, pending):
+            try:
+                answers.append(answer.result())
+            except UNAVAILABLE:
+                missing.add(number)
+                answers.append(fallback)
+            except BaseException as e:  # noqa: B036 (raised below, once every call is done)
+                error = error or e
+                answers.append(fallback)
+        if error is not None:
+            raise error
+        return answers
+
+    def _ask_all(self, calls: Sequence[Call]) -> list:
+        """`_ask` where every answer is needed: ShardUnavailable names the shards that did not give theirs."""
+        missing: set[int] = set()
+        answers = self._ask(calls, missing)
+        if missing:
+            names = [self.names[n] for n in sorted(missing)]
+            raise ShardUnavailable(f"{', '.join(names)} did not answer", names)
+        return answers
 
     # -- writing ---------------------------------------------------------------------------
     @property
@@ -440,3 +511,33 @@ class ShardedIndex:
 
     def record_evaluation(self, result: dict, wait: float | None = None) -> None:
         raise SearcherError(f"{self.path} is a sharded index: `searcher eval --index` takes a single one")
+
+
+class _Now:
+    """A call made at once, its answer or error kept for `.result()` (as a future's)."""
+
+    def __init__(self, call: Callable, args: tuple, kwargs: dict):
+        try:
+            self.value, self.error = call(*args, **kwargs), None
+        except BaseException as e:  # noqa: B036 (given back by result())
+            self.value, self.error = None, e
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Later:
+    """A question submitted to an asynchronous shard; a failure to submit is kept for `.result()`."""
+
+    def __init__(self, submit: Callable, method: str, args: tuple, kwargs: dict):
+        try:
+            self.pending, self.error = submit(method, *args, **kwargs), None
+        except BaseException as e:  # noqa: B036
+            self.pending, self.error = None, e
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.pending.result()

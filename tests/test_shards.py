@@ -369,3 +369,49 @@ def test_every_index_type_splits_into_copies_of_its_vectors(tmp_path, fake_encod
         assert sum(len(s.vectors) for s in sharded.shards) == len(source)
         assert sharded.search("note 7", k=3, mode="keyword")[0].doc_id == "d7"
     idx.close()
+
+
+class Gone:
+    """A shard whose connection is lost: every call raises ConnectionError."""
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            raise ConnectionError("connection refused")
+        return call
+
+    def close(self):
+        pass
+
+
+def test_a_shard_that_does_not_answer_leaves_a_partial_answer_naming_it(single, sharded_dir):
+    layout = read_layout(sharded_dir)
+    idx = open_index(sharded_dir, device="cpu")
+    try:
+        lost = ShardedIndex(sharded_dir, layout, [idx.shards[0], Gone(), idx.shards[2]], queries=idx.queries)
+        for mode in ("dense", "keyword", "hybrid"):
+            hits = lost.search("water", k=5, mode=mode)
+            assert hits.partial and hits.missing_shards == ("shard-1",)
+            assert hits and all(shard_of(h.doc_id, SHARDS) != 1 for h in hits)
+        assert not idx.search("tomato", k=5).partial and idx.search("tomato", k=5).missing_shards == ()
+        hits, counts = lost.search_with_facets("tomato", k=5, fields=["type"])
+        assert hits.partial and sum(counts["type"].values()) <= len(DOCS)
+        with pytest.raises(searcher.ShardUnavailable, match="shard-1"):
+            len(lost)
+        with pytest.raises(searcher.ShardUnavailable, match="shard-1"):
+            lost.get_document(next(d["id"] for d in DOCS if shard_of(d["id"], SHARDS) == 1))
+        every = ShardedIndex(sharded_dir, layout, [Gone()] * SHARDS, queries=idx.queries)
+        with pytest.raises(searcher.ShardUnavailable, match="no shard answered"):
+            every.search("tomato")
+        web = create_app(lost).test_client()
+        answer = web.get("/api/search?q=tomato&k=3")
+        assert answer.status_code == 200 and answer.get_json()["partial"] is True
+        assert answer.get_json()["missing_shards"] == ["shard-1"] and len(answer.get_json()["results"]) == 3
+        page = web.get("/?q=tomato")
+        assert page.status_code == 200 and b"Partial results: shard-1" in page.data
+        health = web.get("/api/health")
+        assert health.status_code == 503 and health.get_json()["missing_shards"] == ["shard-1"]
+        assert web.get("/api/documents?id=" + next(d["id"] for d in DOCS if shard_of(d["id"], SHARDS) == 1)) \
+            .status_code == 503
+        assert "partial" not in create_app(idx).test_client().get("/api/search?q=tomato").get_json()
+    finally:
+        idx.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from searcher.errors import ShardUnavailable
+
 from . import indexes
 from .errors import RETRY_AFTER, json_error
 from .indexes import current_service as service
@@ -76,9 +78,15 @@ def health():
         except IndexUnavailable as e:
             report[name] = {"status": "error", "message": str(e)}
             failed = failed or (name, str(e))
+        except ShardUnavailable as e:  # a sharded index served on Ray with a shard down
+            report[name] = {"status": "error", "message": f"a shard did not answer: {e}",
+                            "missing_shards": list(e.shards)}
+            failed = failed or (name, report[name]["message"])
     if failed:
         message = f"index {failed[0]}: {failed[1]}" if every else failed[1]
-        body = {"status": "error", "message": message, **({"indexes": report} if every else {})}
+        body = {"status": "error", "message": message, **({"indexes": report} if every else {}),
+                **({"missing_shards": report[failed[0]]["missing_shards"]}
+                   if not every and "missing_shards" in report[failed[0]] else {})}
         response = jsonify(body)
         response.status_code = 503
         response.headers["Retry-After"] = RETRY_AFTER

@@ -9,6 +9,8 @@ import re
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from searcher.errors import ShardUnavailable
+
 from .service import IndexUnavailable
 
 RETRY_AFTER = "1"  # seconds: the service tries to reopen a broken index on the next request
@@ -42,6 +44,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(IndexUnavailable)
     def index_unavailable(e: IndexUnavailable):
         response = app.make_response(error_response(503, "Service Unavailable", str(e)))
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.errorhandler(ShardUnavailable)
+    def shard_unavailable(e: ShardUnavailable):
+        """What only a shard that does not answer could give (a document of it, the count)."""
+        response = app.make_response(error_response(503, "Service Unavailable", f"A shard of the index did not "
+                                                    f"answer: {e}. Try again shortly."))
         response.headers["Retry-After"] = RETRY_AFTER
         return response
 

@@ -191,7 +191,8 @@ def search_all(names: list[str], req: SearchRequest) -> SearchPage:
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return SearchPage(req, [found[key] for key in window], has_more, took_ms, facets,
                       indexes=[key[0] for key in window], fused=[fused[key] for key in window],
-                      generations={name: page.generation for name, page in pages.items()})
+                      generations={name: page.generation for name, page in pages.items()},
+                      missing_shards=[f"{name}/{shard}" for name, page in pages.items() for shard in page.missing_shards])
 
 
 def search(req: SearchRequest) -> SearchPage:

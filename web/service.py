@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from searcher.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
 from searcher.filters import compile_where
+from searcher.errors import ShardUnavailable
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
 
@@ -96,6 +97,9 @@ class SearchPage:
     fused: list[float] | None = None
     generation: int | None = None  # the generation every hit was read from (one index)
     generations: dict | None = None  # index=*: each index's
+    # A sharded index's shards that did not answer (searcher/sharded.py): the hits are the
+    # others'; the answer says "partial": true and names them
+    missing_shards: list[str] = field(default_factory=list)
 
     def results(self) -> list[dict]:
         out = [hit_json(h) for h in self.hits]
@@ -117,6 +121,8 @@ class SearchPage:
         echoed = {"index": r.index, "mode": r.mode, "where": r.where, "sort": r.sort, "recency": r.recency}
         answered = {"facets": self.facets, "generation": self.generation, "generations": self.generations}
         out.update({name: value for name, value in {**echoed, **answered}.items() if value is not None})
+        if self.missing_shards:
+            out.update(partial=True, missing_shards=list(self.missing_shards))
         return out
 
 
@@ -309,7 +315,8 @@ class SearchService:
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         self.latency.record(took_ms)
-        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation)
+        return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation,
+                          missing_shards=list(getattr(hits, "missing_shards", ())))
 
     def generation(self) -> int | None:
         """The generation committed in the index's database now, as this thread's connection
@@ -398,6 +405,8 @@ class SearchService:
             index = self._current()
             try:
                 return read(index)
+            except ShardUnavailable:
+                raise  # a shard served elsewhere did not answer: nothing here to probe or reopen
             except INDEX_ERRORS as e:
                 if attempt == 0 and self.index is not index:
                     continue  # another thread swapped in a reopened index meanwhile: read that

@@ -9,6 +9,7 @@ import json
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from searcher.documents import page_starts
+from searcher.errors import ShardUnavailable
 from searcher.facets import add_filter, facet_filter
 
 from . import indexes
@@ -110,12 +111,20 @@ def result_rows(hits, query: str | None, names: list[str] | None = None) -> list
     ]
 
 
+def document_count(names: list[str]) -> int | None:
+    """The documents the page searches; None when a shard cannot say (its results are marked partial)."""
+    try:
+        return indexes.count(names)
+    except ShardUnavailable:
+        return None
+
+
 @bp.get("/")
 def search():
     """The search box, and results when there is a query; the query lives in the URL."""
     q = request.args.get("q", "")
     names = indexes.resolve(allow_all=True)
-    context = {"q": q, "mode": request.args.get("mode", ""), "documents": indexes.count(names)}
+    context = {"q": q, "mode": request.args.get("mode", ""), "documents": document_count(names)}
     try:
         req = parse_search_args(request.args, require_query=False)
         if req is not None and not req.facets:
