@@ -10,6 +10,7 @@ the server's reason; a server that cannot be reached or answers 5xx is a Searche
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +19,7 @@ from .errors import SearcherError
 from .retrieval import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
+log = logging.getLogger(__name__)
 
 
 class RemoteIndex:
@@ -32,9 +34,11 @@ class RemoteIndex:
         self.timeout = timeout
         self.index = index
 
-    def _get(self, path: str, params: dict, missing_ok: bool = False) -> dict | None:
-        """The JSON object GET path?params answers; None for the API's own 404 when `missing_ok`.
-        Anything that is not a searcher server's answer is a SearcherError saying so."""
+    def _get(self, path: str, params: dict, missing_ok: bool = False, degraded_ok: bool = False) -> dict | None:
+        """The JSON object GET path?params answers; None for the API's own 404 when `missing_ok`;
+        with `degraded_ok`, a 503 that names missing shards (a sharded server answering in part)
+        is returned as the answer. Anything that is not a searcher server's answer is a
+        SearcherError saying so."""
         if self.index is not None:
             params = {**params, "index": self.index}
         address = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
@@ -44,6 +48,8 @@ class RemoteIndex:
         except urllib.error.HTTPError as e:
             answer = _json(e.read())
             reason = answer.get("message", e.reason) if isinstance(answer, dict) else e.reason
+            if e.code == 503 and degraded_ok and isinstance(answer, dict) and answer.get("missing_shards"):
+                return answer
             if e.code == 404 and missing_ok and isinstance(answer, dict) and answer.get("error") == "not_found" \
                     and not str(answer.get("message", "")).startswith("no index named"):
                 return None
@@ -59,8 +65,14 @@ class RemoteIndex:
 
     def check(self) -> int:
         """That the URL is a searcher server whose index can be read: its document count (an
-        index the server does not serve is a SearcherError, from its 404)."""
-        health = self._get("/api/health", {})
+        index the server does not serve is a SearcherError, from its 404). A sharded index with
+        shards down still counts as readable (its searches answer in part, marked partial); the
+        count is then of the shards that answered, 0 if the server gives none."""
+        health = self._get("/api/health", {}, degraded_ok=True)
+        if health.get("missing_shards"):
+            log.warning("%s: shards %s do not answer; searches will be partial", self.url,
+                        ", ".join(map(str, health["missing_shards"])))
+            return int(health.get("documents", 0))
         if health.get("status") != "ok":
             raise SearcherError(f"{self.url} is not a searcher server, or its index cannot be read: {health}")
         return int(health.get("documents", 0))
