@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +21,7 @@ from .retrieval import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
 log = logging.getLogger(__name__)
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 
 class RemoteIndex:
@@ -125,10 +127,12 @@ def connect(address: str, timeout: float = 30.0, index: str | None = None) -> Re
     index behind it) with Index's reading API: search (k, offset, mode, where, sort, recency),
     similar, get_document, len. It checks the server answers first, so a wrong address fails
     here (SearcherError), not at the first search. `index`: which of the server's indexes
-    (`serve --index NAME=DIR`); None, its default."""
+    (`serve --index NAME=DIR`); None, its default. A bare HOST:PORT means http://HOST:PORT."""
+    if isinstance(address, str) and _HOST_PORT.match(address):
+        address = f"http://{address}"  # HOST:PORT, as `searcher serve --host --port` printed it
     if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-        raise ValueError(f"searcher.connect takes the URL of a `searcher serve`, such as http://127.0.0.1:8000, "
-                         f"not {address!r}")
+        raise ValueError(f"searcher.connect takes the URL of a `searcher serve`, such as http://127.0.0.1:8000 "
+                         f"(or 127.0.0.1:8000), not {address!r}")
     client = RemoteIndex(address, timeout=timeout, index=index)
     client.check()
     return client

@@ -330,8 +330,12 @@ def test_connect_to_a_single_index_server_gives_index_search_s_hits(single):
             assert ids(far) == ids(local)
             assert [h.score for h in far] == pytest.approx([h.score for h in local], abs=1e-6)
             assert [h.passage for h in far] == [h.passage for h in local]
+        bare = searcher.connect(url.removeprefix("http://"))  # HOST:PORT, as serve prints it
+        assert ids(bare.search("stars and planets", k=5)) == ids(single.search("stars and planets", k=5))
     with pytest.raises(ValueError, match="http://127.0.0.1:8000"):
-        searcher.connect("127.0.0.1:8000")
+        searcher.connect("ftp://127.0.0.1:8000")
+    with pytest.raises(ValueError, match="http://127.0.0.1:8000"):
+        searcher.connect("my server")
     with pytest.raises(SearcherError, match="cannot reach"):
         searcher.connect("http://127.0.0.1:9", timeout=2)
 
