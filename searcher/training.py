@@ -171,8 +171,7 @@ def mine_hard_negatives(judgements: Judgements, index, count: int, depth: int,
 
 def training_columns(examples: list[Example], negatives: int) -> dict[str, list[str]]:
     """The trainer's columns: anchor, positive, negative_1..N. Every row needs every column, so
-    rows with fewer negatives than the most common count are cut to it and the rest are dropped
-    from the negative columns (in-batch negatives still apply to every row)."""
+    N is at most the fewest negatives any row has (in-batch negatives still apply to every row)."""
     n = min(negatives, min((len(e.negatives) for e in examples), default=0))
     columns = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     for i in range(n):
@@ -199,6 +198,8 @@ def train(source: str | os.PathLike, out: str | os.PathLike, settings: TrainingS
     if settings.eval_split is not None and settings.eval_split == settings.split and not settings.allow_test_split:
         raise TrainingError(f"refusing to train and evaluate on the same split ({settings.split!r})")
     judgements = read_judgements(source, settings.split, settings.allow_test_split)
+    if settings.eval_split and judgements.corpus is None:
+        raise TrainingError("--eval-split needs a BEIR-layout folder (a pairs file has no corpus to search)")
     base = resolve_model_path(settings.base)
     started = time.perf_counter()
     figures: dict = {"examples": len(judgements.examples),
@@ -231,7 +232,9 @@ def train(source: str | os.PathLike, out: str | os.PathLike, settings: TrainingS
     if settings.eval_split:
         figures["after"] = _evaluate_new(out, source, settings, log, progress)
         record["figures"] = figures
-        (out / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        partial = out / f"{TRAINING_FILE}.partial"
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(partial, out / TRAINING_FILE)
     return record
 
 

@@ -179,4 +179,6 @@ def test_training_on_a_pairs_file(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout[result.stdout.index("{"):])
     assert record["figures"]["negative_columns"] == 1 and record["figures"]["steps"] == 2
+    with pytest.raises(TrainingError, match="needs a BEIR-layout folder"):
+        train(path, tmp_path / "m2", TrainingSettings(eval_split="test"))
     assert (tmp_path / "m" / "config.json").is_file()
