@@ -28,8 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from latency import percentile  # noqa: E402
-from shards import build  # noqa: E402
+from shards import build, latency  # noqa: E402
 
 from searcher import open_index  # noqa: E402
 from searcher.evaluate import load_dataset  # noqa: E402
@@ -38,22 +37,6 @@ from searcher.shards import split_index  # noqa: E402
 
 MODES = ("dense", "keyword", "hybrid")
 SHARD_COUNTS = (1, 2, 4)
-
-
-def latency(index, queries: list[str], mode: str, k: int = 10) -> dict:
-    """p50/p95 ms of index.search over `queries`, one at a time (after two warm-up searches)."""
-    import time
-
-    for q in ("warm up", "warm up again"):
-        index.search(q, k=k, mode=mode)
-    index.queries.clear()
-    times = []
-    for q in queries:
-        started = time.perf_counter()
-        index.search(q, k=k, mode=mode)
-        times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(percentile(times, 50), 1), "p95_ms": round(percentile(times, 95), 1),
-            "per_s": round(len(times) / (sum(times) / 1000), 1)}
 
 
 def main() -> None:
