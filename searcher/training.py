@@ -230,7 +230,7 @@ def train(source: str | os.PathLike, out: str | os.PathLike, settings: TrainingS
             out.rmdir()  # empty (checked above): os.replace would not replace a folder on every system
         os.replace(stage, out)
     if settings.eval_split:
-        figures["after"] = _evaluate_new(out, source, settings, log, progress)
+        figures["after"] = _evaluate_new(out, source, judgements.corpus_rows, settings, log, progress)
         record["figures"] = figures
         partial = out / f"{TRAINING_FILE}.partial"
         partial.write_text(json.dumps(record, indent=2) + "\n")
@@ -277,14 +277,13 @@ def _evaluate(index, source, split: str, log) -> dict:
     return figures
 
 
-def _evaluate_new(model_dir: Path, source, settings: TrainingSettings, log, progress) -> dict:
+def _evaluate_new(model_dir: Path, source, rows: list[dict], settings: TrainingSettings, log, progress) -> dict:
     from .index import Index
 
     log(f"indexing the corpus with the fine-tuned model to evaluate it on {settings.eval_split}")
     with tempfile.TemporaryDirectory(prefix="searcher-train-eval-") as tmp:
         index = Index.create(Path(tmp) / "index", str(model_dir), device=settings.device)
         try:
-            rows = read_judgements(source, settings.split, settings.allow_test_split).corpus_rows
             index.add_documents(rows, progress=progress)
             return _evaluate(index, source, settings.eval_split, log)
         finally:
