@@ -17,7 +17,7 @@ Model loading (and the one-off ONNX export) is not timed; tokenization is, for e
 Per backend it prints documents/s, tokens/s (real tokens, padding excluded), the ratio to `st`,
 the mean and minimum cosine of its vectors to st's, and nDCG@10 of dense retrieval with its
 vectors (exact inner product over the document vectors, the judged queries of qrels/test.tsv
-encoded by the same backend, metrics by searcher.evaluate.compute_metrics / ir-measures).
+encoded by the same backend, metrics by searcher.quality.evaluate.compute_metrics / ir-measures).
 With --index-run N it instead times the whole `searcher index` command (a subprocess: loading,
 chunking, encoding, FAISS and SQLite) on the first N corpus documents, once per --precision
 (exact, fast, alternating over --rounds), and prints documents/s from the command's own report
@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher.encoder import Encoder, default_model_path  # noqa: E402
-from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
+from searcher.encoding.encoder import Encoder, default_model_path  # noqa: E402
+from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
 
 H100_SXM_FP16_DENSE_TFLOPS = 989.0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from searcher.pdf_reader import page_text  # noqa: E402
+from searcher.readers.pdf import page_text  # noqa: E402
 
 WORDS = re.compile(r"[^\W_]+")
 

@@ -30,7 +30,7 @@ real ones; chunk_tokens 8 so that a document of 24 one-token words is exactly 4 
 Measured per filter, k=10, mode dense, one query at a time on the calling thread:
 - cold: `Index.search` with a filter the index has not seen (its cache of allowed chunk ids
   is emptied before each query): the allowed set is computed in memory over the
-  generation's filter columns (searcher/filter_columns.py), which are built once a
+  generation's filter columns (searcher/search/filter_columns.py), which are built once a
   generation (timed separately) and a field's column at the first filter naming it ("first
   use", the first cold query);
 - warm: the same filter again (the allowed set cached, as a results page, its next page or a
@@ -210,7 +210,7 @@ def ms(values) -> dict:
 
 def measure(index, name: str, where: dict, meta: dict, vectors: np.ndarray, queries: np.ndarray,
             cold_n: int) -> dict:
-    from searcher.filters import compile_where
+    from searcher.search.filters import compile_where
 
     docs = allowed_docs(meta, where)
     store = index.store
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}, "
                           f"{faiss.omp_get_max_threads()} OpenMP threads",
                "date": str(date.today()), "rows": []}
-    from searcher.filter_columns import FilterColumns
+    from searcher.search.filter_columns import FilterColumns
 
     started = time.perf_counter()
     index._columns = FilterColumns(index.store, index.generation)  # what the first filtered search builds

@@ -9,8 +9,8 @@ from it (benchmarks/quality.py builds one). Every judged query goes once through
 `Index.search(q, k=200, mode="dense")` and `mode="keyword"`; the two lists (doc ids with
 scores, best first) are stored as NAME.json in --cache and reused on the next run. The
 candidates then fuse the first `depth` of each list in pure Python and are scored with
-searcher.evaluate.compute_metrics (nDCG@10, Recall@100), so the whole table takes seconds.
-The default's row runs searcher.fusion.Fusion() itself, so the table checks the shipped code.
+searcher.quality.evaluate.compute_metrics (nDCG@10, Recall@100), so the whole table takes seconds.
+The default's row runs searcher.search.fusion.Fusion() itself, so the table checks the shipped code.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
-from searcher.fusion import (Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion,  # noqa: E402
+from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
+from searcher.search.fusion import (Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion,  # noqa: E402
                              score_fusion)
-from searcher.loaders import is_blank  # noqa: E402
+from searcher.readers.loaders import is_blank  # noqa: E402
 
 RUN_DEPTH = 200  # documents cached per list: enough for every depth tried
 Lists = list[tuple[str, float]]  # (doc id, score), best first

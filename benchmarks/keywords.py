@@ -45,8 +45,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from latency import load as http_load, percentile  # noqa: E402
 
 from searcher import Index  # noqa: E402
-from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
-from searcher.keywords import ENGINES  # noqa: E402
+from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
+from searcher.storage.keywords import ENGINES  # noqa: E402
 
 MODES = ("keyword", "hybrid")
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -132,8 +132,8 @@ SERVER = """
 import sys
 sys.path[:0] = {paths!r}
 from searcher import Index
-from web import create_app
-from web.server import make_server
+from searcher.web import create_app
+from searcher.web.server import make_server
 from keywords import open_for_queries
 index = open_for_queries({folder!r})
 index.queries.cache_size = 0
@@ -172,7 +172,7 @@ def open_for_queries(folder) -> Index:
     if manifest["model"] != "fake":
         return Index.open(folder, device="cpu")
     from fake_encoder import FakeEncoder
-    from searcher.index import get_encoder
+    from searcher.index.facade import get_encoder
 
     return Index.open(folder, encoder=QueriesByModel(FakeEncoder(dimension=manifest["dimension"]),
                                                      get_encoder(None, "cpu")))
@@ -253,7 +253,7 @@ def tantivy_copy(source: Path, folder: Path) -> dict | None:
     """The same index with tantivy as its engine: SQLite and vectors copied, keywords rebuilt."""
     if (folder / "manifest.json").exists():
         return None
-    from searcher.check import check_index
+    from searcher.index.check import check_index
     import sqlite3
 
     shutil.copytree(source, folder)

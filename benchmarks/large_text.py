@@ -82,8 +82,8 @@ def child(args) -> None:
     sys.path.insert(0, str(ROOT))
     from transformers import AutoTokenizer
 
-    from searcher.chunker import Chunker
-    from searcher.encoder import default_model_path
+    from searcher.encoding.chunker import Chunker
+    from searcher.encoding.encoder import default_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
     window = 10**15 if args.child == "one-go" else args.window_chars
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.window_chars is None:
         sys.path.insert(0, str(ROOT))
-        from searcher.chunker import WINDOW_CHARS
+        from searcher.encoding.chunker import WINDOW_CHARS
 
         args.window_chars = WINDOW_CHARS
     if args.child:

@@ -130,8 +130,8 @@ def load(url: str, queries: list[str], requests: int, concurrency: int, k: int, 
 
 def breakdown(index_dir: str, queries: list[str], k: int, mode: str | None) -> dict:
     """Median ms of each stage of a search, in this process (no HTTP)."""
-    from searcher.index import Index
-    from web import create_app
+    from searcher.index.facade import Index
+    from searcher.web import create_app
 
     index = Index.open(index_dir)
     index.queries.cache_size = 0  # measure encoding itself, not the query cache

@@ -1,4 +1,4 @@
-"""Map layout time (searcher/corpus_map.py) for 10k and 100k documents, and how faithful each
+"""Map layout time (searcher/quality/corpus_map.py) for 10k and 100k documents, and how faithful each
 layout is.
 
     python benchmarks/map_layout.py                         # synthetic 384-d vectors, 10k and 100k
@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from searcher.corpus_map import (build_map, clusters, fit_unit_square, mean_vectors, pca,  # noqa: E402
+from searcher.quality.corpus_map import (build_map, clusters, fit_unit_square, mean_vectors, pca,  # noqa: E402
                                  umap_available, umap_layout)
 
 DIM = 384
@@ -97,7 +97,7 @@ def quality(index_path: str, sizes: list[int], methods: list[str]) -> list[dict]
     from sklearn.manifold import trustworthiness
 
     from searcher import Index
-    from searcher.corpus_map import document_vectors
+    from searcher.quality.corpus_map import document_vectors
 
     with Index.open(index_path, load_model=False) as index:
         vectors = document_vectors(index)["vectors"]

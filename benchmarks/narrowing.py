@@ -26,8 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from keywords import open_for_queries  # noqa: E402
 from latency import percentile  # noqa: E402
 
-from searcher.evaluate import load_dataset  # noqa: E402
-from searcher.facets import DEFAULT_FACETS  # noqa: E402
+from searcher.quality.evaluate import load_dataset  # noqa: E402
+from searcher.search.facets import DEFAULT_FACETS  # noqa: E402
 
 VARIANTS = {
     "search k=10": lambda ix, q: ix.search(q, 10),

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher.fusion import FUSION_METHODS, Fusion  # noqa: E402
+from searcher.search.fusion import FUSION_METHODS, Fusion  # noqa: E402
 from searcher import Index  # noqa: E402
-from searcher.evaluate import check_index_holds, evaluate, load_dataset  # noqa: E402
-from searcher.index import DEFAULT_MODE, MANIFEST, SEARCH_MODES  # noqa: E402
+from searcher.quality.evaluate import check_index_holds, evaluate, load_dataset  # noqa: E402
+from searcher.index.facade import DEFAULT_MODE, MANIFEST, SEARCH_MODES  # noqa: E402
 
 # From ../shared/datasets/README.md (nDCG@10 and Recall@100 over the 300 SciFact test queries).
 REFERENCES = [

@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from searcher.keywords import base as st  # noqa: E402
-from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
-from searcher.fusion import normalise, reciprocal_rank_fusion, score_fusion  # noqa: E402
+from searcher.storage.keywords import base as st  # noqa: E402
+from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
+from searcher.search.fusion import normalise, reciprocal_rank_fusion, score_fusion  # noqa: E402
 
 NLTK_STOP_WORDS = set(
     "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her "

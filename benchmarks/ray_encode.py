@@ -112,9 +112,9 @@ def driver(corpus: Path, folder: Path) -> tuple[dict, NoEncoding]:
 
 
 def encode(inputs: list, workers: list[int], rounds: int) -> dict:
-    from searcher.encoder import get_encoder
-    from searcher.ray_cluster import ray_session
-    from searcher.ray_encoder import RayEncoder
+    from searcher.encoding.encoder import get_encoder
+    from searcher.cluster.ray_cluster import ray_session
+    from searcher.cluster.ray_encoder import RayEncoder
 
     local = get_encoder(None, "cpu")
     local.encode_ids(inputs[:8])  # warm-up

@@ -8,7 +8,7 @@ when missing; split into --work/shards-N when missing). For each shard count, p5
 k=10 search, one client, over the distinct judged test queries, for dense, keyword (dfs) and
 hybrid (dfs):
 - in process: `open_index(shards-N)`, the shards local Index objects asked in turn;
-- Ray Serve: `serve_sharded` (searcher/ray_serving.py, what `searcher serve --ray` runs), one
+- Ray Serve: `serve_sharded` (searcher/cluster/ray_serving.py, what `searcher serve --ray` runs), one
   deployment a shard, one replica each, on a Ray of this process's own on 127.0.0.1 (one
   node: the point is the cost of asking shards through Serve, not more machines); the
   front encodes the query and asks every shard at once through the handles.
@@ -31,9 +31,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from shards import build, latency  # noqa: E402
 
 from searcher import open_index  # noqa: E402
-from searcher.evaluate import load_dataset  # noqa: E402
-from searcher.ray_cluster import LocalRay, ray_session  # noqa: E402
-from searcher.shards import split_index  # noqa: E402
+from searcher.quality.evaluate import load_dataset  # noqa: E402
+from searcher.cluster.ray_cluster import LocalRay, ray_session  # noqa: E402
+from searcher.cluster.shards import split_index  # noqa: E402
 
 MODES = ("dense", "keyword", "hybrid")
 SHARD_COUNTS = (1, 2, 4)
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="Also write the results as JSON here.")
     args = parser.parse_args()
 
-    from searcher.ray_serving import ServeSettings, serve_sharded
+    from searcher.cluster.ray_serving import ServeSettings, serve_sharded
 
     dataset = load_dataset(args.dataset, "test")
     queries = list(dict.fromkeys(dataset.queries.values()))[: args.queries]

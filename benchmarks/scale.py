@@ -16,7 +16,7 @@ no neighbour structure at all). Queries are the SciFact claims (1,109) encoded b
 model: real queries, none of them in the index. Recall@10 is measured against exact
 (Flat) inner-product search over the same N vectors; the exact top 10 is cached.
 
-Each type is built through `searcher.vectors.build_index` (the code `searcher index` uses:
+Each type is built through `searcher.storage.vectors.build_index` (the code `searcher index` uses:
 the same factory strings, training sample, search parameters), and reported with:
 build time (train + add), bytes a vector (size of the serialised index / N), single-query
 latency (p50 and p95 over the queries, one at a time) and batched latency (batches of
@@ -53,8 +53,8 @@ def prepare(dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     base_file, query_file = CACHE / "scifact_chunks.npy", CACHE / "scifact_queries.npy"
     if base_file.exists() and query_file.exists():
         return np.load(base_file), np.load(query_file)
-    from searcher.chunker import Chunker
-    from searcher.index import get_encoder, title_token_ids
+    from searcher.encoding.chunker import Chunker
+    from searcher.index.facade import get_encoder, title_token_ids
 
     encoder = get_encoder(None, "cpu")
     chunker = Chunker(encoder.tokenizer, encoder.max_tokens, encoder.max_tokens // 10)
@@ -133,7 +133,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 def measure(index_type: str, data: np.ndarray, ids: np.ndarray, queries: np.ndarray, truth: np.ndarray,
             sweep: bool) -> dict:
-    from searcher.vectors import FaissVectorIndex, build_index
+    from searcher.storage.vectors import FaissVectorIndex, build_index
 
     started = time.perf_counter()
     index = build_index(index_type, ids, data)
@@ -184,7 +184,7 @@ def grow(base: np.ndarray, queries: np.ndarray, n: int) -> dict:
     """Grow an auto index commit by commit (a tenth of the index each, as `searcher index`) and time its switches."""
     import faiss
 
-    from searcher.vectors import FaissVectorIndex, plan
+    from searcher.storage.vectors import FaissVectorIndex, plan
 
     data = synthesize(base, n, seed=1)[np.random.default_rng(0).permutation(n)]  # arrival order mixed
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     results = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     results.setdefault("rows", {})
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}"
-    from searcher.vectors import FaissVectorIndex, plan
+    from searcher.storage.vectors import FaissVectorIndex, plan
 
     for index_type in args.types.split(","):
         if index_type == "auto":  # the type auto picks for N, measured under its own name

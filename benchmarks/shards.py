@@ -39,8 +39,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from latency import percentile  # noqa: E402
 
 from searcher import Index, open_index  # noqa: E402
-from searcher.evaluate import compute_metrics, load_dataset  # noqa: E402
-from searcher.shards import split_index  # noqa: E402
+from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
+from searcher.cluster.shards import split_index  # noqa: E402
 
 MODES = ("dense", "keyword", "hybrid")
 SHARD_COUNTS = (1, 2, 4)

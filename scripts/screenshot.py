@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's `web` and `searcher`, not an in
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from web import create_app  # noqa: E402
-from web.server import serving  # noqa: E402
+from searcher.web import create_app  # noqa: E402
+from searcher.web.server import serving  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

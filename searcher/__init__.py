@@ -13,9 +13,9 @@ shards that did not answer (`partial`); a call only a missing shard can answer r
 ShardUnavailable.
 """
 
-from .encoder import Encoder, ModelError
-from .errors import ShardUnavailable
-from .index import (
+from searcher.encoding.encoder import Encoder, ModelError
+from searcher.errors import ShardUnavailable
+from searcher.index.facade import (
     Hit,
     Index,
     IndexCorruptError,
@@ -27,10 +27,10 @@ from .index import (
     ModelMismatchError,
     SearcherError,
 )
-from .loaders import Document, LoadOptions, Skipped
-from .remote import RemoteIndex, connect
-from .retrieval import Results
-from .sharded import ShardedIndex, open_index
+from searcher.readers.loaders import Document, LoadOptions, Skipped
+from searcher.remote import RemoteIndex, connect
+from searcher.search.retrieval import Results
+from searcher.cluster.sharded import ShardedIndex, open_index
 
 __all__ = [
     "Document", "Encoder", "Hit", "Index", "IndexCorruptError", "IndexExistsError",

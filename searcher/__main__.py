@@ -1,3 +1,3 @@
-from .cli import main
+from searcher.cli import main
 
 main()

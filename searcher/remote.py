@@ -16,8 +16,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .errors import SearcherError
-from .retrieval import Hit, Results
+from searcher.errors import SearcherError
+from searcher.search.retrieval import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
 log = logging.getLogger(__name__)

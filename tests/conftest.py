@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from searcher import Index
-from searcher.encoder import default_model_path
-from searcher.index import get_encoder
+from searcher.encoding.encoder import default_model_path
+from searcher.index.facade import get_encoder
 
 from .fake_encoder import FakeEncoder
 
@@ -108,11 +108,11 @@ def other_model(tmp_path_factory) -> Path:
 def ray_cluster(encoder):
     """A local two-node Ray cluster on loopback (ray.cluster_utils.Cluster), one for the whole run:
     one CPU a node, small object stores, no dashboard. The test process is not left connected:
-    each test connects (searcher.ray_cluster.ray_session) and disconnects. Started after the
+    each test connects (searcher.cluster.ray_cluster.ray_session) and disconnects. Started after the
     default model's ONNX export (the `encoder` fixture), so the nodes' actors find it cached."""
     import os
 
-    from searcher.ray_cluster import LOOPBACK_ENV
+    from searcher.cluster.ray_cluster import LOOPBACK_ENV
 
     os.environ[LOOPBACK_ENV] = "0"  # read when Ray is imported: before the import
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")

@@ -72,7 +72,7 @@ def _is_searcher_error(e: BaseException) -> bool:
 
 def run_case(pristine: Path, scratch: Path, case: dict, encoder) -> dict:
     from searcher import Index
-    from searcher.check import check_index
+    from searcher.index.check import check_index
 
     folder = scratch / case["id"].replace("/", "_").replace(":", "_")
     shutil.rmtree(folder, ignore_errors=True)
@@ -117,13 +117,13 @@ def run_case(pristine: Path, scratch: Path, case: dict, encoder) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    import searcher.check
+    import searcher.index.check
 
     from tests.fake_encoder import FakeEncoder
 
     pristine, scratch, cases = Path(argv[0]), Path(argv[1]), json.loads(Path(argv[2]).read_text())
     encoder = FakeEncoder()
-    searcher.check.get_encoder = lambda *a, **k: encoder  # repair re-encodes with the fake model
+    searcher.index.check.get_encoder = lambda *a, **k: encoder  # repair re-encodes with the fake model
     for case in cases:
         print(json.dumps({"start": case["id"]}), flush=True)
         print(json.dumps({"result": run_case(pristine, scratch, case, encoder)}), flush=True)

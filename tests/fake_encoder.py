@@ -1,4 +1,4 @@
-"""A small deterministic stand-in for searcher.encoder.Encoder, for tests that need no model.
+"""A small deterministic stand-in for searcher.encoding.encoder.Encoder, for tests that need no model.
 
 It loads the default checkpoint's tokenizer (its files only, no weights), so chunking, title
 prefixes and token counts are exactly what an index of the real model does; only the vectors
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from searcher.encoder import TokenizedEncoder, checkpoint_max_tokens, default_model_path
+from searcher.encoding.encoder import TokenizedEncoder, checkpoint_max_tokens, default_model_path
 
 SEED = 20240607  # fixes every token's vector; change it and every fake index changes with it
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import faiss
 
-from searcher.keywords.tantivy_engine import TantivyEngine
+from searcher.storage.keywords.tantivy_engine import TantivyEngine
 
 STEPS = ("vectors.write", "vectors.faiss", "vectors.fsync", "vectors.rename", "vectors.dirsync",
          "sqlite.full", "sqlite.error", "manifest.write", "manifest.fsync", "manifest.rename", "tantivy.commit")

@@ -20,13 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 from searcher import Index
-from searcher.check import check_index
+from searcher.index.check import check_index
 from searcher.cli import main
 from searcher.errors import IndexLockedError
-from searcher.evaluate import METRICS, evaluate
-from searcher.folder import exclusive_lock, vectors_path
-from web import create_app
-from web.latency import LatencyWindow, percentile
+from searcher.quality.evaluate import METRICS, evaluate
+from searcher.storage.folder import exclusive_lock, vectors_path
+from searcher.web import create_app
+from searcher.web.latency import LatencyWindow, percentile
 
 from .conftest import ANIMALS
 from .test_quality import DOCS, write_beir
@@ -201,7 +201,7 @@ def test_evaluate_stores_nothing_unless_asked(tmp_path, fake_encoder):
 def test_a_held_write_lock_leaves_the_figures_unstored(tmp_path, fake_encoder, caplog, monkeypatch):
     data = write_beir(tmp_path / "tiny")
     idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
-    monkeypatch.setattr("searcher.index.RECORD_WAIT", 0.3)
+    monkeypatch.setattr("searcher.index.facade.RECORD_WAIT", 0.3)
     try:
         idx.add_documents(DOCS)
         with exclusive_lock(idx.path):  # another writer

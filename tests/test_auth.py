@@ -13,8 +13,8 @@ import pytest
 
 from searcher import Index
 from tests.conftest import ANIMALS
-from web import create_app
-from web.auth import (COOKIE, FailureLimiter, KeyFileError, KeyRing, Sessions, add_key, key_id,
+from searcher.web import create_app
+from searcher.web.auth import (COOKIE, FailureLimiter, KeyFileError, KeyRing, Sessions, add_key, key_id,
                       parse_key_file, read_key_file, remove_key, safe_next)
 
 

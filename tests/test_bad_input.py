@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from searcher.chunker import Chunker
-from searcher.loaders import READERS, Document, LoadOptions, Skipped, load_file
+from searcher.encoding.chunker import Chunker
+from searcher.readers.loaders import READERS, Document, LoadOptions, Skipped, load_file
 
 
 def run(index, tmp_path, name: str, content: bytes | str, **opts):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from searcher.chunker import Chunker
+from searcher.encoding.chunker import Chunker
 
 TEXT = (
     "Semantic search engines encode passages into vectors. Über-long words like "

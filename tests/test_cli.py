@@ -96,7 +96,7 @@ def test_index_type_and_search_params_options(tmp_path):
 # -- API keys and serve's refusal to listen beyond loopback without them ---------------------
 
 def test_keys_add_list_remove(tmp_path):
-    from web.auth import KeyRing
+    from searcher.web.auth import KeyRing
 
     path = tmp_path / "keys.txt"
     added = CliRunner().invoke(main, ["keys", "add", "--scope", "read", "--file", str(path)])
@@ -144,6 +144,6 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
 
 def test_serve_default_write_limit_matches_the_web_layer():
     from searcher.cli import MAX_WRITE_BYTES
-    from web.server import MAX_WRITE_BYTES as WEB_MAX_WRITE_BYTES
+    from searcher.web.server import MAX_WRITE_BYTES as WEB_MAX_WRITE_BYTES
 
     assert MAX_WRITE_BYTES == WEB_MAX_WRITE_BYTES

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from searcher import Index
-from searcher.encoder import Encoder, ModelError, checkpoint_pooling, default_model_path
+from searcher.encoding.encoder import Encoder, ModelError, checkpoint_pooling, default_model_path
 
 TEXTS = [
     "A man is eating food.",
@@ -51,7 +51,7 @@ def test_pooling_and_length_in_the_sentence_transformers_6_layout(tmp_path):
     import json
     import shutil
 
-    from searcher.encoder import checkpoint_max_tokens
+    from searcher.encoding.encoder import checkpoint_max_tokens
 
     folder = tmp_path / "st6"
     shutil.copytree(default_model_path(), folder)
@@ -98,7 +98,7 @@ FAST_MIN_COSINE, FAST_MEAN_COSINE = 0.97, 0.985
 
 
 def test_precision_option_selects_the_backend(tmp_path, encoder, exact_encoder):
-    from searcher.encoder import pick_precision
+    from searcher.encoding.encoder import pick_precision
 
     assert pick_precision("auto", "cpu") == "fast" and pick_precision("auto", "cuda") == "fast"
     assert pick_precision("exact", "cpu") == "exact"
@@ -114,7 +114,7 @@ def test_precision_option_selects_the_backend(tmp_path, encoder, exact_encoder):
 
 
 def test_onnx_export_is_cached(encoder, onnx_cache):
-    from searcher import onnx_backend
+    from searcher.encoding import onnx_backend
 
     path = onnx_backend.cached_model_path(encoder.fingerprint)
     assert path.is_file() and onnx_cache in path.parents

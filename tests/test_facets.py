@@ -1,4 +1,4 @@
-"""Facets, date order and the recency boost (searcher/facets.py, Index.search/facets)."""
+"""Facets, date order and the recency boost (searcher/search/facets.py, Index.search/facets)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from searcher import Index
-from searcher.facets import FACET_DEPTH, add_filter, count_facets, facet_filter, field_values, reorder
+from searcher.search.facets import FACET_DEPTH, add_filter, count_facets, facet_filter, field_values, reorder
 
 TYPES = ("pdf", "md", "txt", "docx")
 WORDS = "river mountain garden engine kitten bread ocean planet library music".split()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from searcher import Index, ModelMismatchError
-from searcher import index as index_module
+from searcher import Index
+from searcher import ModelMismatchError
+from searcher.index import facade as index_module
 
 from .conftest import ANIMALS
 from .fake_encoder import FakeEncoder

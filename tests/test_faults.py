@@ -44,10 +44,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from searcher import Index, IndexCorruptError, IndexIOError
-from searcher.check import check_index
+from searcher import Index
+from searcher import IndexCorruptError
+from searcher import IndexIOError
+from searcher.index.check import check_index
 from searcher.cli import main
-from searcher.folder import read_manifest
+from searcher.storage.folder import read_manifest
 
 from .conftest import ANIMALS
 from .faults import ERRNOS, inject

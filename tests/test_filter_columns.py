@@ -1,5 +1,5 @@
-"""Filters in memory (searcher/filter_columns.py) give exactly what SQLite gives for the same
-filter (searcher/filters.py's SQL), over metadata of every JSON kind, for random filters."""
+"""Filters in memory (searcher/search/filter_columns.py) give exactly what SQLite gives for the same
+filter (searcher/search/filters.py's SQL), over metadata of every JSON kind, for random filters."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from searcher import Index
-from searcher.filter_columns import FilterColumns
-from searcher.filters import compile_where
+from searcher.search.filter_columns import FilterColumns
+from searcher.search.filters import compile_where
 
 TEXTS = ["a", "b", "B", "memo", "/data/x", "/data/x/y", "/data/xy", "/Data/x/z", "é", "10", ""]
 VALUES = [None, True, False, 0, 1, -3, 2.5, 10, 2 ** 40, *TEXTS, ["a", "b"], {"k": 1}]

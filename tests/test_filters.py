@@ -1,4 +1,4 @@
-"""Filters applied before ranking (searcher/filters.py): the language, its errors, and that a
+"""Filters applied before ranking (searcher/search/filters.py): the language, its errors, and that a
 filtered search is what an exhaustive search over the matching documents gives."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from searcher import Index
-from searcher.filters import compile_where, parse_where_option
+from searcher.search.filters import compile_where, parse_where_option
 
 KINDS = ("memo", "report", "letter")
 
@@ -164,7 +164,7 @@ def test_the_web_api_and_the_cli_take_a_filter_and_refuse_a_bad_one(filtered, tm
     from click.testing import CliRunner
 
     from searcher.cli import main
-    from web import create_app
+    from searcher.web import create_app
 
     index, docs = filtered
     client = create_app(index).test_client()

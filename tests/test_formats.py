@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import pytest
 
 from searcher import Index
-from searcher.loaders import load_paths
+from searcher.readers.loaders import load_paths
 
 docx = pytest.importorskip("docx", reason="python-docx makes the Word fixtures")
 pptx = pytest.importorskip("pptx", reason="python-pptx makes the PowerPoint fixtures")
@@ -99,7 +99,7 @@ def test_an_mbox_gives_a_document_a_message_and_one_for_its_attachment(tmp_path)
 
 
 def test_bad_office_files_and_mail_are_skipped_and_the_rest_indexed(tmp_path, monkeypatch):
-    from searcher import office_reader
+    from searcher.readers import office as office_reader
 
     monkeypatch.setattr(office_reader, "MAX_UNPACKED_BYTES", 4 * 1024 * 1024)  # a small bomb will do
     make_docx(tmp_path / "good.docx")
@@ -137,7 +137,7 @@ def _dies(path, data, opts):
 def test_a_file_that_hangs_or_kills_its_reader_is_skipped_and_the_rest_is_read(tmp_path, monkeypatch):
     import time
 
-    from searcher import loaders
+    from searcher.readers import loaders
 
     monkeypatch.setitem(loaders.READERS, ".slow", _hangs)  # worker processes fork: they see it too
     monkeypatch.setitem(loaders.READERS, ".boom", _dies)

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from searcher import Index, IndexCorruptError, IndexExistsError
-from searcher.check import check_index
+from searcher import Index
+from searcher import IndexCorruptError
+from searcher import IndexExistsError
+from searcher.index.check import check_index
 from searcher.cli import main, printable
-from searcher.folder import exclusive_lock, vectors_path
+from searcher.storage.folder import exclusive_lock, vectors_path
 
 from .conftest import ANIMALS
 
@@ -131,7 +133,7 @@ def test_flipped_bytes_in_a_vectors_file_are_detected_and_repaired(animals_index
 
 
 def test_a_flipped_vector_id_is_repaired_so_check_and_search_agree(animals_index):
-    from searcher.vectors import FaissVectorIndex
+    from searcher.storage.vectors import FaissVectorIndex
 
     path = animals_index.path
     animals_index.close()
@@ -158,7 +160,7 @@ def test_repair_of_an_index_without_checksums_also_fixes_invalid_ids(animals_ind
     """An index made before checksums: the ids themselves are checked, and repair converges."""
     import faiss
 
-    from searcher.vectors import FaissVectorIndex
+    from searcher.storage.vectors import FaissVectorIndex
 
     path = animals_index.path
     animals_index.close()
@@ -246,7 +248,7 @@ def test_the_same_row_id_twice_in_one_run_names_both_places(tmp_path, index):
 # -- 7. a large text is committed as it goes ----------------------------------------------------
 
 def test_a_document_larger_than_a_commit_is_committed_in_parts(fake_index, monkeypatch):
-    from searcher.store import ContentStore
+    from searcher.storage.store import ContentStore
 
     index = fake_index
     words = "river mountain cloud engine kitten market violin harbour forest copper glacier lantern".split()
@@ -265,7 +267,7 @@ def test_a_document_larger_than_a_commit_is_committed_in_parts(fake_index, monke
 
 
 def test_a_run_killed_inside_a_large_document_redoes_it_next_time(fake_index, monkeypatch):
-    from searcher.store import ContentStore
+    from searcher.storage.store import ContentStore
 
     index = fake_index
     text = " ".join(f"word{i}" for i in range(4000))
@@ -387,7 +389,7 @@ def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, f
 
 def test_a_second_indexer_fails_before_loading_the_model(tmp_path, fake_animals_index, monkeypatch):
     animals_index = fake_animals_index
-    from searcher import index as index_module
+    from searcher.index import facade as index_module
 
     (tmp_path / "x.txt").write_text("text")
     loads = []

@@ -4,7 +4,7 @@ import pytest
 
 from searcher import (Index, IndexExistsError, IndexLockedError, IndexNotFoundError,
                       ModelMismatchError)
-from searcher.folder import exclusive_lock as _exclusive_lock
+from searcher.storage.folder import exclusive_lock as _exclusive_lock
 
 from .conftest import ANIMALS
 
@@ -143,7 +143,7 @@ def test_searches_see_the_last_commit_while_a_replacement_commits(tmp_path, fake
     """Removals go to a copy of the vectors: a search during the commit still finds the old version."""
     import threading
 
-    from searcher.vectors.faiss_backend import FaissVectorIndex
+    from searcher.storage.vectors.faiss_backend import FaissVectorIndex
 
     index = Index.create(tmp_path / "idx", encoder=fake_encoder)
     index.add_documents(ANIMALS)

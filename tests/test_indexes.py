@@ -15,12 +15,12 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main, parse_index_specs
-from searcher.fusion import RRF_K
+from searcher.search.fusion import RRF_K
 from searcher.remote import RemoteIndex
 from tests.conftest import ANIMALS
-from web import create_app
-from web.auth import ApiKey, KeyFileError, KeyRing, digest, parse_key_file, read_key_file
-from web.server import serving
+from searcher.web import create_app
+from searcher.web.auth import ApiKey, KeyFileError, KeyRing, digest, parse_key_file, read_key_file
+from searcher.web.server import serving
 
 # Ids shared with ANIMALS on purpose: a document id is per index.
 KITCHEN = [
@@ -310,7 +310,7 @@ def test_keys_add_with_indexes(tmp_path):
 # -- searcher serve --index NAME=DIR ---------------------------------------------------------
 
 def test_index_specs_parse_names_and_folders(tmp_path):
-    from searcher.index import DEFAULT_INDEX_DIR
+    from searcher.index.facade import DEFAULT_INDEX_DIR
 
     assert parse_index_specs(()) == [("default", Path(DEFAULT_INDEX_DIR))]
     assert parse_index_specs(("notes=/srv/notes", "indexes/mail", "./a=b")) == [

@@ -15,8 +15,8 @@ pytest.importorskip("llama_index.core")
 
 from searcher.integrations import langchain as lc  # noqa: E402
 from searcher.integrations import llamaindex as li  # noqa: E402
-from web import create_app  # noqa: E402
-from web.server import serving  # noqa: E402
+from searcher.web import create_app  # noqa: E402
+from searcher.web.server import serving  # noqa: E402
 
 QUERIES = ["kittens chase mice", "how does a car engine work", "baking bread in an oven"]
 MODES = [None, "dense", "keyword", "hybrid"]

@@ -1,4 +1,4 @@
-"""The keyword engine contract (every engine in searcher/keywords/factory.ENGINES, on a real
+"""The keyword engine contract (every engine in searcher/storage/keywords/factory.ENGINES, on a real
 SQLite store), tantivy's crash safety, and the highlighter using the engine's analysis."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from searcher import Index
-from searcher.check import check_index
-from searcher.keywords import ENGINES, KeywordEngine, check_keyword_engine, open_keywords
-from searcher.store import ContentStore
-from web.highlight import mark_terms, query_terms, snippet
+from searcher.index.check import check_index
+from searcher.storage.keywords import ENGINES, KeywordEngine, check_keyword_engine, open_keywords
+from searcher.storage.store import ContentStore
+from searcher.web.highlight import mark_terms, query_terms, snippet
 
 DOCS = [
     ("cat", "Cats", ["Small felines such as kittens chase mice.", "A cat was running across the garden."]),
@@ -160,7 +160,7 @@ def test_highlighting_marks_a_word_bm25_matched_through_stemming(tmp_path, encod
 KILL_BETWEEN_COMMITS = textwrap.dedent("""
     import os, signal, sys
     from searcher import Index
-    from searcher.keywords.tantivy_engine import TantivyEngine
+    from searcher.storage.keywords.tantivy_engine import TantivyEngine
 
     def killed(self, store):  # the SQLite commit is done; tantivy's would come now
         if self.pending(store):
@@ -202,7 +202,7 @@ def test_a_kill_between_the_sqlite_and_the_tantivy_commit_loses_nothing(tmp_path
 
 
 def test_keyword_hits_of_a_lagging_engine_are_only_live_chunks(tmp_path, encoder, monkeypatch):
-    from searcher.keywords.tantivy_engine import TantivyEngine
+    from searcher.storage.keywords.tantivy_engine import TantivyEngine
 
     path = tmp_path / "idx"
     index = Index.create(path, device="cpu", keyword_engine="tantivy")
@@ -280,7 +280,7 @@ def test_a_damaged_tantivy_index_is_reported_and_rebuilt_by_repair(tmp_path, fak
 
 
 def test_a_missing_tantivy_index_is_a_problem_and_a_failed_rebuild_resumes(tmp_path, fake_encoder, monkeypatch):
-    from searcher.keywords.tantivy_engine import TantivyEngine
+    from searcher.storage.keywords.tantivy_engine import TantivyEngine
 
     path = tmp_path / "idx"
     with Index.create(path, encoder=fake_encoder, keyword_engine="tantivy") as index:

@@ -1,6 +1,6 @@
 import json
 
-from searcher.loaders import Document, LoadOptions, Skipped, html_to_text, load_paths
+from searcher.readers.loaders import Document, LoadOptions, Skipped, html_to_text, load_paths
 
 
 def docs_and_skips(paths, opts=None):

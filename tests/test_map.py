@@ -1,4 +1,4 @@
-"""The map of the corpus (searcher/corpus_map.py, /map, /api/map) on the fake encoder: one
+"""The map of the corpus (searcher/quality/corpus_map.py, /map, /api/map) on the fake encoder: one
 point a document, cached per generation in the index folder, recomputed when it moves."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from searcher import Index
-from searcher import corpus_map as cm
-from searcher.corpus_map import (UMAP_MIN_DOCS, choose_method, cluster_count, clusters, corpus_map, layout,
+from searcher.quality import corpus_map as cm
+from searcher.quality.corpus_map import (UMAP_MIN_DOCS, choose_method, cluster_count, clusters, corpus_map, layout,
                                  map_path, mean_vectors)
-from web import create_app
+from searcher.web import create_app
 
 from .conftest import ANIMALS
 
@@ -211,7 +211,7 @@ def test_clusters_are_numbered_by_size_and_named_by_a_central_member():
 
 
 def test_an_ivfpq_index_is_mapped_from_its_decoded_codes(tmp_path, fake_encoder, monkeypatch):
-    from searcher.vectors import faiss_backend
+    from searcher.storage.vectors import faiss_backend
 
     monkeypatch.setattr(faiss_backend, "IVFPQ_TRAIN_AT", 200)  # train its codes at a test's size
     index = Index.create(tmp_path / "pq", encoder=fake_encoder, index_type="ivfpq")

@@ -91,8 +91,8 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
 
 
 def test_the_url_mode_reads_a_running_searcher_serve(small_index):
-    from web import create_app
-    from web.server import serving
+    from searcher.web import create_app
+    from searcher.web.server import serving
 
     expected = [h.doc_id for h in small_index.search("baking bread", k=2)]
 
@@ -112,7 +112,7 @@ def test_the_url_mode_reads_a_running_searcher_serve(small_index):
 def test_without_the_mcp_package_the_command_says_what_to_install(monkeypatch, tmp_path):
     for name in [n for n in sys.modules if n == "mcp" or n.startswith("mcp.")] + ["mcp"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
-    monkeypatch.delitem(sys.modules, "searcher.mcp_server", raising=False)
+    monkeypatch.delitem(sys.modules, "searcher.integrations.mcp_server", raising=False)
     result = CliRunner().invoke(main, ["mcp", "--index", str(tmp_path)])
     assert result.exit_code != 0 and "pip install -e '.[mcp]'" in result.output
 
@@ -152,8 +152,8 @@ def test_the_http_transport_serves_the_same_tools(small_index):
 
 
 def test_mcp_refuses_a_url_that_is_not_a_searcher_server_and_both_sources(small_index):
-    from web import create_app
-    from web.server import serving
+    from searcher.web import create_app
+    from searcher.web.server import serving
 
     with serving(create_app(small_index)) as url:
         wrong = CliRunner().invoke(main, ["mcp", "--url", url + "/nothing-here"])

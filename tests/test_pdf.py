@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from searcher.loaders import load_paths
-from searcher.pdf_reader import pdf_date
+from searcher.readers.loaders import load_paths
+from searcher.readers.pdf import pdf_date
 
 fpdf = pytest.importorskip("fpdf", reason="fpdf2 (a test dependency) makes the PDF fixtures")
 
@@ -69,7 +69,7 @@ def test_the_cli_and_the_api_carry_the_page(tmp_path, encoder):
     out = CliRunner().invoke(main, ["search", "lighthouse comet", "--index", str(tmp_path / "idx"), "--json",
                                     "--mode", "keyword"])
     assert json.loads(out.output)[0]["page"] == 2
-    from web import create_app
+    from searcher.web import create_app
 
     with Index.open(tmp_path / "idx", device="cpu") as index:
         client = create_app(index).test_client()
@@ -114,7 +114,7 @@ def test_pdf_dates_become_iso_8601():
 
 
 def test_the_document_view_marks_pages_and_the_hit_on_its_page(tmp_path, fake_encoder):
-    from web import create_app
+    from searcher.web import create_app
 
     make_pdf(tmp_path / "p.pdf", ["First page text.", "Second page has the heron.", "Third page."])
     with Index.create(tmp_path / "idx", encoder=fake_encoder) as index:
@@ -147,7 +147,7 @@ def scanned_pdf(path, words: str):
 
 
 def test_ocr_without_ocrmypdf_says_how_to_install_it(tmp_path, monkeypatch):
-    from searcher import pdf_reader
+    from searcher.readers import pdf as pdf_reader
 
     monkeypatch.setattr(pdf_reader, "ocr_available", lambda: False)
     (tmp_path / "docs").mkdir()
@@ -157,8 +157,8 @@ def test_ocr_without_ocrmypdf_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_ocr_reads_a_scanned_page_when_ocrmypdf_is_installed(tmp_path):
-    from searcher.loaders import LoadOptions
-    from searcher.pdf_reader import ocr_available
+    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.pdf import ocr_available
 
     if not ocr_available():
         pytest.skip("OCRmyPDF and Tesseract are not installed (pip install -e '.[ocr]'; apt-get install tesseract-ocr)")

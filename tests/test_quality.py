@@ -16,12 +16,12 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from searcher.evaluate import check_index_holds, compute_metrics, load_dataset
-from searcher.fusion import (Fusion, adaptive_fusion, clip_below, keyword_confidence, reciprocal_rank_fusion,
+from searcher.quality.evaluate import check_index_holds, compute_metrics, load_dataset
+from searcher.search.fusion import (Fusion, adaptive_fusion, clip_below, keyword_confidence, reciprocal_rank_fusion,
                              score_fusion)
-from searcher.index import DEFAULT_MODE, SEARCH_MODES, get_encoder
-from searcher.keywords.fts5 import Fts5Engine, match_expression
-from searcher.store import ContentStore
+from searcher.index.facade import DEFAULT_MODE, SEARCH_MODES, get_encoder
+from searcher.storage.keywords.fts5 import Fts5Engine, match_expression
+from searcher.storage.store import ContentStore
 
 DOCS = [
     {"id": "cat", "title": "Cats", "text": "Small felines such as kittens chase mice and nap in sunny windows."},
@@ -274,7 +274,7 @@ def test_rebuilding_the_keyword_table_repairs_it(tmp_path, fake_encoder):
 
 def test_an_index_without_keyword_table_gets_one_at_the_first_write(tmp_path, fake_encoder):
     from searcher import SearcherError
-    from searcher.check import check_index
+    from searcher.index.check import check_index
 
     path = tmp_path / "old"
     index = Index.create(path, encoder=fake_encoder, keyword_engine="fts5")
@@ -374,7 +374,7 @@ def test_eval_reuses_an_index_built_by_searcher_index_from_the_corpus_file(tmp_p
 
 
 def test_fusion_settings_are_per_search_or_per_index_never_global(tmp_path, fake_idx):
-    from searcher.fusion import Fusion
+    from searcher.search.fusion import Fusion
 
     idx = fake_idx
     other = Index.open(idx.path, encoder=idx.encoder)

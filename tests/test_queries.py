@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from searcher.queries import QueryEncoder
+from searcher.encoding.queries import QueryEncoder
 
 QUERIES = ["small felines", "how engines burn fuel", "baking bread at home", "deep ocean trenches"]
 

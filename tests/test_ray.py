@@ -1,4 +1,4 @@
-"""Encoding on Ray (searcher/ray_encoder.py) on a local two-node cluster on loopback (the
+"""Encoding on Ray (searcher/cluster/ray_encoder.py) on a local two-node cluster on loopback (the
 session's `ray_cluster`): the same index as a local build, with the work on both nodes; an
 interrupted run resumes from its last commit; clear errors without Ray or with a bad address."""
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from searcher.ray_cluster import RayError, node_addresses, ray_session
+from searcher.cluster.ray_cluster import RayError, node_addresses, ray_session
 
 TOPICS = {
     "rivers": "Rivers carry rain from the hills to the sea, cutting valleys and carrying silt to their deltas.",
@@ -102,7 +102,7 @@ def test_interrupted_ray_run_resumes_from_its_last_commit(ray_cluster, local_bui
     """A run stopped in its second commit's encoding keeps the first commit; the next run encodes
     only the rest, and the index ends as a local build's. Also: the nodes are on 127.0.0.1, and
     too many workers or another model on the nodes are clear errors, not a wait."""
-    from searcher.ray_encoder import RayEncoder, ray_encoder
+    from searcher.cluster.ray_encoder import RayEncoder, ray_encoder
 
     folder, reference = local_build
     idx = Index.create(tmp_path / "idx", chunk_tokens=32, overlap=4, device="cpu")

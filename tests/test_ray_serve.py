@@ -1,4 +1,4 @@
-"""Serving a sharded index on Ray Serve (searcher/ray_serving.py) on the session's two-node
+"""Serving a sharded index on Ray Serve (searcher/cluster/ray_serving.py) on the session's two-node
 loopback cluster (`ray_cluster`): the same hits as the index opened in process, through the
 same HTTP API; a killed replica of two leaves every answer whole; a shard with no live
 replica gives a partial answer that names it (HTTP 200), never a 500."""
@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import searcher
-from searcher import Index, open_index
+from searcher import Index
+from searcher import open_index
 from searcher.cli import main
 from searcher.errors import ShardUnavailable
-from searcher.ray_cluster import node_addresses, ray_session
-from searcher.shards import split_index
-from web import create_app
-from web.server import serving
+from searcher.cluster.ray_cluster import node_addresses, ray_session
+from searcher.cluster.shards import split_index
+from searcher.web import create_app
+from searcher.web.server import serving
 
 from .test_shards import DOCS, ids
 
@@ -56,7 +57,7 @@ def ray(ray_cluster):
 @pytest.fixture(scope="module")
 def served(ray, sharded_dir, encoder):
     """Both shards on Ray Serve, two replicas each; a shard that does not answer in 2 s is missing."""
-    from searcher.ray_serving import ServeSettings, serve_sharded
+    from searcher.cluster.ray_serving import ServeSettings, serve_sharded
 
     settings = ServeSettings(replicas=2, num_cpus=0.2, timeout_s=2, app_prefix="test")
     with serve_sharded(sharded_dir, settings, encoder=encoder) as front:

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from searcher import Index, IndexLockedError
-from searcher.check import check_index
+from searcher import Index
+from searcher import IndexLockedError
+from searcher.index.check import check_index
 from searcher.cli import main
-from searcher.folder import exclusive_lock as _exclusive_lock, vectors_path
-from searcher.store import ContentStore
-from searcher.vectors import FaissVectorIndex
+from searcher.storage.folder import exclusive_lock as _exclusive_lock, vectors_path
+from searcher.storage.store import ContentStore
+from searcher.storage.vectors import FaissVectorIndex
 
 from .conftest import ANIMALS
 
@@ -250,7 +251,7 @@ def test_open_refuses_vectors_that_disagree_with_the_database(animals_index):
 
 
 def test_check_finds_and_repair_rebuilds_a_damaged_keyword_table(tmp_path, fake_encoder):
-    from searcher.keywords.fts5 import FTS_TABLE
+    from searcher.storage.keywords.fts5 import FTS_TABLE
 
     animals_index = Index.create(tmp_path / "fts5", encoder=fake_encoder, keyword_engine="fts5")
     animals_index.add_documents(ANIMALS)  # the vectors are sound: repair re-encodes nothing

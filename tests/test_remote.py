@@ -6,7 +6,7 @@ import pytest
 
 from searcher import SearcherError
 from searcher.remote import RemoteIndex
-from web.server import serving
+from searcher.web.server import serving
 
 from .web_support import DOCS, web_app, web_index  # noqa: F401  (fixtures)
 

@@ -1,4 +1,4 @@
-"""Sharded indexes (searcher/shards.py, searcher/sharded.py) and searcher.connect, with the
+"""Sharded indexes (searcher/cluster/shards.py, searcher/cluster/sharded.py) and searcher.connect, with the
 real default model on a small judged collection made here (never the shared datasets)."""
 
 from __future__ import annotations
@@ -11,12 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 import searcher
-from searcher import Index, IndexExistsError, IndexNotFoundError, SearcherError, ShardedIndex, open_index
+from searcher import Index
+from searcher import IndexExistsError
+from searcher import IndexNotFoundError
+from searcher import SearcherError
+from searcher import ShardedIndex
+from searcher import open_index
 from searcher.cli import main
-from searcher.evaluate import compute_metrics
-from searcher.shards import check_sharded, read_layout, shard_of, split_index
-from web import create_app
-from web.server import serving
+from searcher.quality.evaluate import compute_metrics
+from searcher.cluster.shards import check_sharded, read_layout, shard_of, split_index
+from searcher.web import create_app
+from searcher.web.server import serving
 
 TOPICS = {
     "astro": ["The telescope observed a distant galaxy whose light left it billions of years ago.",
@@ -238,7 +243,7 @@ def test_check_reports_every_shard_and_misrouted_documents(writable):
 
 
 def test_a_failed_split_leaves_nothing_behind(single, tmp_path, monkeypatch):
-    import searcher.shards as shards
+    import searcher.cluster.shards as shards
 
     def fail(*args):
         raise OSError(28, "No space left on device")
@@ -354,7 +359,7 @@ def test_a_sharded_index_of_fts5_shards_searches_with_each_shard_s_statistics(tm
 
 @pytest.mark.parametrize("index_type", ["hnsw", "ivf", "ivfpq"])
 def test_every_index_type_splits_into_copies_of_its_vectors(tmp_path, fake_encoder, monkeypatch, index_type):
-    import searcher.vectors.faiss_backend as V
+    import searcher.storage.vectors.faiss_backend as V
 
     monkeypatch.setattr(V, "IVFPQ_TRAIN_AT", 5)  # train the small corpus's ivfpq index
     monkeypatch.setattr(V, "MIN_POINTS_PER_LIST", 2)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from web import create_app
+from searcher.web import create_app
 
 DOCS = [
     {"id": "cats", "title": "Cats", "text": "Kittens chase mice and nap in sunny windows.", "metadata": {"kind": "pet"}},

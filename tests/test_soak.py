@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from searcher import Index
-from web import create_app
-from web.auth import ApiKey, KeyRing, digest
-from web.server import serving
+from searcher.web import create_app
+from searcher.web.auth import ApiKey, KeyRing, digest
+from searcher.web.server import serving
 
 ADMIN = "srch_soak1_" + "s" * 43
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from searcher.evaluate import DatasetError, evaluate
-from searcher.training import (Example, TrainingError, TrainingSettings, mine_hard_negatives, read_judgements,
+from searcher.quality.evaluate import DatasetError, evaluate
+from searcher.quality.training import (Example, TrainingError, TrainingSettings, mine_hard_negatives, read_judgements,
                                train, training_columns)
 
 pytest.importorskip("sentence_transformers")
@@ -72,7 +72,7 @@ def test_training_changes_the_model_and_improves_its_own_training_ranking(traine
 def test_the_checkpoint_encodes_as_sentence_transformers_does(trained):
     from sentence_transformers import SentenceTransformer
 
-    from searcher.encoder import Encoder
+    from searcher.encoding.encoder import Encoder
 
     _, out, _, _ = trained
     texts = [f"item {code}" for code in CODES] + [f"This product is {p}." for p in PRODUCTS]

@@ -1,4 +1,4 @@
-"""The vector backend contract: every implementation (searcher/vectors/factory.BACKENDS), in
+"""The vector backend contract: every implementation (searcher/storage/vectors/factory.BACKENDS), in
 each of its configurations, on small synthetic unit vectors (real FAISS)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from searcher.vectors import BACKENDS, VectorBackend, backend_class, empty_vectors, open_vectors
+from searcher.storage.vectors import BACKENDS, VectorBackend, backend_class, empty_vectors, open_vectors
 
 DIM = 16
 # (backend, manifest settings): FAISS in each index type (ivfpq stays exact at this size).
@@ -110,7 +110,7 @@ def test_an_approximate_export_gives_every_vector_back_or_its_reconstruction(fil
 
 
 def test_a_trained_ivfpq_index_exports_its_decoded_codes_approximately():
-    from searcher.vectors.faiss_backend import FaissVectorIndex
+    from searcher.storage.vectors.faiss_backend import FaissVectorIndex
 
     pq = FaissVectorIndex.create(DIM, "IVF4,PQ8")
     ids = np.arange(5, 5 + 3000, dtype=np.int64) * 3  # ids that are not positions

@@ -1,4 +1,4 @@
-"""Index types of searcher.vectors on small synthetic vectors (real FAISS), and through the real Index API."""
+"""Index types of searcher.storage.vectors on small synthetic vectors (real FAISS), and through the real Index API."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from searcher import Index
-from searcher.vectors import faiss_backend as V
-from searcher.check import check_index
-from searcher.vectors import FaissVectorIndex, build_index, nlist_for, plan
+from searcher.storage.vectors import faiss_backend as V
+from searcher.index.check import check_index
+from searcher.storage.vectors import FaissVectorIndex, build_index, nlist_for, plan
 
 from .conftest import ANIMALS
 

@@ -1,4 +1,4 @@
-"""Watched folders (searcher/watch.py, `searcher watch`, `searcher serve --watch`, POST
+"""Watched folders (searcher/index/watch.py, `searcher watch`, `searcher serve --watch`, POST
 /api/index): new, changed, deleted and renamed files reach the index within seconds, a file
 caught mid-write is only ever indexed whole, the periodic reconcile catches what events
 missed. Fake encoder (no model), real file events (watchfiles), short debounce and settle;
@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from searcher import Index
 from searcher.cli import main
-from searcher.folder import exclusive_lock
-from searcher.loaders import LoadOptions
-from searcher.watch import Watcher
-from web import create_app
-from web.writes import watch_folders
+from searcher.storage.folder import exclusive_lock
+from searcher.readers.loaders import LoadOptions
+from searcher.index.watch import Watcher
+from searcher.web import create_app
+from searcher.web.writes import watch_folders
 
 from .test_writes import ADMIN, KEYS, READ
 
@@ -215,7 +215,7 @@ def test_the_periodic_reconcile_catches_missed_events(watching, index, docs, mon
 
 
 def test_a_failed_run_is_tried_again(watching, index, docs, monkeypatch):
-    monkeypatch.setattr("searcher.watch.RETRY_AFTER", 0.2)
+    monkeypatch.setattr("searcher.index.watch.RETRY_AFTER", 0.2)
     watcher = watching()
     with exclusive_lock(index.path):  # another process writing: the run fails, the watcher carries on
         (docs / "later.txt").write_text("Redstarts flick their tails.")

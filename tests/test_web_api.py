@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from web import create_app
-from web.highlight import document_html, query_terms, snippet
-from web.service import MAX_QUERY_CHARS
+from searcher.web import create_app
+from searcher.web.highlight import document_html, query_terms, snippet
+from searcher.web.service import MAX_QUERY_CHARS
 from tests.web_support import LONG_ID, XSS_TEXT, web_app, web_client, web_index  # noqa: F401 (fixtures)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -72,7 +72,7 @@ def test_search_results_are_the_engines_hit_to_dict(web_client, web_index):
 
 
 def test_search_result_fields_follow_hit_to_dict():
-    from searcher.index import Hit
+    from searcher.index.facade import Hit
 
     hit = Hit("d", 0.123456789, "T", "s.md", "passage", 3, 10, 7, {"tag": "x"})
 
@@ -89,7 +89,7 @@ def test_search_result_fields_follow_hit_to_dict():
 
 
 def test_error_helpers_import_nothing_back():
-    """web.errors imports none of app, api and views, and nothing imports from app (no cycle)."""
+    """searcher.web.errors imports none of app, api and views, and nothing imports from app (no cycle)."""
     import ast
     from pathlib import Path
 
@@ -353,7 +353,7 @@ def test_waitress_answers_concurrent_searches_correctly(web_app):
     from concurrent.futures import ThreadPoolExecutor
     from urllib.request import urlopen
 
-    from web.server import serving
+    from searcher.web.server import serving
 
     queries = {"kittens": "cat", "petrol engine": "car", "yeast dough": "bread", "coral reefs": "sea"}
     with serving(web_app) as url:
@@ -371,7 +371,7 @@ def test_waitress_refuses_large_bodies_with_json(web_app):
     import json
     from urllib.parse import urlparse
 
-    from web.server import serving
+    from searcher.web.server import serving
 
     with serving(web_app) as url:
         conn = http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port, timeout=30)

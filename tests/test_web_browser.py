@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from web.server import serving
+from searcher.web.server import serving
 from tests.web_support import XSS_TEXT, web_app, web_index  # noqa: F401 (fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
@@ -202,8 +202,8 @@ def test_open_the_documents_like_a_result(page):
 @pytest.fixture(scope="module")
 def keyed_server(web_index, tmp_path_factory):
     """(base URL, read key) of a second server over the same index, with API keys."""
-    from web import create_app
-    from web.auth import KeyRing, add_key
+    from searcher.web import create_app
+    from searcher.web.auth import KeyRing, add_key
 
     path = tmp_path_factory.mktemp("keys") / "keys.txt"
     _, key = add_key(path, "read")

@@ -135,7 +135,7 @@ def test_the_page_lists_the_facets_the_app_was_given(web_index, tmp_path):
     from click.testing import CliRunner
 
     from searcher.cli import main
-    from web import create_app
+    from searcher.web import create_app
 
     body = create_app(web_index, facets=("type",)).test_client().get("/?q=water").get_data(as_text=True)
     assert re.findall(r'class="facet" data-field="([^"]+)"', body) == ["type"]

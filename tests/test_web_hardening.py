@@ -17,8 +17,8 @@ import pytest
 
 from searcher import Index
 from tests.conftest import ANIMALS
-from web import create_app
-from web.server import make_server, serving
+from searcher.web import create_app
+from searcher.web.server import make_server, serving
 
 
 class FakeIndex:
@@ -194,7 +194,7 @@ def test_documents_with_non_finite_metadata_answer_strict_json(small_index_dir):
 def test_non_finite_scores_become_null():
     class NaNScores(FakeIndex):
         def search(self, query, k=10, offset=0, mode=None):
-            from searcher.index import Hit
+            from searcher.index.facade import Hit
 
             return [Hit("a", float("nan"), "A", "", "text", 0, 4, 1, {}),
                     Hit("b", float("-inf"), "B", "", "text", 0, 4, 2, {})]
@@ -231,7 +231,7 @@ def record(depth: int) -> logging.LogRecord:
 
 
 def test_queue_warnings_pass_once_per_interval_with_a_count_of_the_rest():
-    from web.server import OncePerInterval
+    from searcher.web.server import OncePerInterval
 
     now = [1000.0]
     f = OncePerInterval(60, clock=lambda: now[0])
@@ -255,7 +255,7 @@ def test_queue_warnings_pass_once_per_interval_with_a_count_of_the_rest():
 
 
 def test_make_server_quiets_the_queue_warnings_of_a_busy_server(caplog, monkeypatch):
-    from web.server import OncePerInterval
+    from searcher.web.server import OncePerInterval
 
     logger = logging.getLogger("waitress.queue")
     monkeypatch.setattr(logger, "filters", [])  # a fresh filter for this test

@@ -14,11 +14,11 @@ from urllib.parse import quote, urlparse
 import pytest
 
 from searcher import Index
-from searcher.folder import exclusive_lock
+from searcher.storage.folder import exclusive_lock
 from tests.conftest import ANIMALS
-from web import create_app
-from web.auth import ApiKey, KeyRing, digest
-from web.server import MAX_BODY_BYTES, serving
+from searcher.web import create_app
+from searcher.web.auth import ApiKey, KeyRing, digest
+from searcher.web.server import MAX_BODY_BYTES, serving
 
 ADMIN = "srch_admin1_" + "a" * 43
 READ = "srch_reader1_" + "r" * 43

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from searcher import Index
-from web import create_app
+from searcher.web import create_app
 
 XSS_TEXT = "<script>alert(1)</script>"
 LONG_ID = "/home/user/notes/python files.md"  # a file id: an absolute path, with a space
@@ -21,7 +21,7 @@ LONG_TEXT = (
 )
 
 def file_facts(kind: str, folder: str, modified: str) -> dict:
-    """The metadata a file document carries (searcher/loaders.py FILE_KEYS), for the facets."""
+    """The metadata a file document carries (searcher/readers/loaders.py FILE_KEYS), for the facets."""
     return {"type": kind, "folder": folder, "modified": modified, "size": 1000}
 
 

@@ -1,5 +1,5 @@
 """The search page and JSON API over a searcher index: `create_app()` builds the Flask app."""
 
-from .app import create_app
+from searcher.web.app import create_app
 
 __all__ = ["create_app"]

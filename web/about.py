@@ -13,7 +13,7 @@ from datetime import datetime
 
 from flask import Blueprint, jsonify, render_template
 
-from .indexes import current, current_service as service
+from searcher.web.indexes import current, current_service as service
 
 bp = Blueprint("about", __name__)
 

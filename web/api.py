@@ -7,10 +7,10 @@ from flask import Blueprint, jsonify, request
 
 from searcher.errors import ShardUnavailable
 
-from . import indexes
-from .errors import RETRY_AFTER, json_error
-from .indexes import current_service as service
-from .service import BadRequest, IndexUnavailable, hit_json, parse_search_args, parse_where
+from searcher.web import indexes
+from searcher.web.errors import RETRY_AFTER, json_error
+from searcher.web.indexes import current_service as service
+from searcher.web.service import BadRequest, IndexUnavailable, hit_json, parse_search_args, parse_where
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -12,19 +12,19 @@ from flask import Flask, abort, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
-from searcher.facets import DEFAULT_FACETS
+from searcher.search.facets import DEFAULT_FACETS
 
-from .about import bp as about_bp
-from .api import bp as api_bp
-from .auth import KeyRing, install as install_auth
-from .corpus_map import bp as map_bp
-from .errors import register_error_handlers
-from .indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
-from .indexes import bp as indexes_bp
-from .server import MAX_BODY_BYTES, MAX_WRITE_BYTES
-from .service import SearchService
-from .views import bp as views_bp
-from .writes import bp as writes_bp
+from searcher.web.about import bp as about_bp
+from searcher.web.api import bp as api_bp
+from searcher.web.auth import KeyRing, install as install_auth
+from searcher.web.corpus_map import bp as map_bp
+from searcher.web.errors import register_error_handlers
+from searcher.web.indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
+from searcher.web.indexes import bp as indexes_bp
+from searcher.web.server import MAX_BODY_BYTES, MAX_WRITE_BYTES
+from searcher.web.service import SearchService
+from searcher.web.views import bp as views_bp
+from searcher.web.writes import bp as writes_bp
 
 SECURITY_HEADERS = {
     # Defence in depth behind Jinja's escaping: no inline script, nothing from elsewhere.
@@ -117,8 +117,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
         indexes = dict(indexes)
     else:
         if index is None:
-            from searcher.index import DEFAULT_INDEX_DIR
-            from searcher.sharded import open_index
+            from searcher.index.facade import DEFAULT_INDEX_DIR
+            from searcher.cluster.sharded import open_index
 
             index = open_index(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
         indexes = {folder_name(getattr(index, "path", None)): index}

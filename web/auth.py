@@ -53,8 +53,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
 
-from .errors import error_response, wants_json
-from .indexes import check_index_name
+from searcher.web.errors import error_response, wants_json
+from searcher.web.indexes import check_index_name
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """The map of the corpus: /map (the page; web/static/map.js draws it on a canvas) and
-/api/map (the layout as JSON, from searcher/corpus_map.py through the SearchService)."""
+/api/map (the layout as JSON, from searcher/quality/corpus_map.py through the SearchService)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 
-from .errors import json_error
-from .indexes import current_service as service
-from .service import MapUnavailable
+from searcher.web.errors import json_error
+from searcher.web.indexes import current_service as service
+from searcher.web.service import MapUnavailable
 
 bp = Blueprint("corpus_map", __name__)
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from searcher.errors import ShardUnavailable
 
-from .service import IndexUnavailable
+from searcher.web.service import IndexUnavailable
 
 RETRY_AFTER = "1"  # seconds: the service tries to reopen a broken index on the next request
 

@@ -2,7 +2,7 @@
 
 Vector search gives no term positions, so the page picks the passage sentence that shares the
 most terms with the query and marks it, and marks the query's words too. Terms come from the
-index's keyword engine (searcher/keywords/): the words marked are the words BM25 matched.
+index's keyword engine (searcher/storage/keywords/): the words marked are the words BM25 matched.
 Every piece of document or query text goes through `escape`; only our own tags are raw.
 """
 
@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from markupsafe import Markup, escape
 
-from searcher.keywords import Analyzer, analyzer_for
+from searcher.storage.keywords import Analyzer, analyzer_for
 
 SNIPPET_CHARS = 360  # about three lines of result text on a desktop screen
 SPACES = re.compile(r"\s+")

@@ -5,7 +5,7 @@ every endpoint that reads an index takes, and the search over all of them.
 `create_app(index)` serves one, named after its folder). A request picks one with
 `?index=NAME`; without it, it reads the default index (the first, or the first its key may
 read). `index=*` is for searches only: every index the caller may read, each searched on its
-own and the lists merged by reciprocal rank fusion (searcher/fusion.py; their scores are
+own and the lists merged by reciprocal rank fusion (searcher/search/fusion.py; their scores are
 not comparable: another corpus, another BM25 vocabulary, another fusion), or, with
 `sort=modified`, by date. A name the server does not serve is a 404, an index the caller's
 key is not limited to a 403 (web/auth.py: `Access.indexes`).
@@ -23,10 +23,10 @@ from typing import Iterator, Mapping
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
-from searcher.facets import MAX_VALUES, modified_time
-from searcher.fusion import RRF_K, reciprocal_rank_fusion
+from searcher.search.facets import MAX_VALUES, modified_time
+from searcher.search.fusion import RRF_K, reciprocal_rank_fusion
 
-from .service import IndexUnavailable, SearchPage, SearchRequest, SearchService
+from searcher.web.service import IndexUnavailable, SearchPage, SearchRequest, SearchService
 
 ALL = "*"  # index=*: every index the caller may read (searches only)
 DEFAULT_NAME = "default"  # the name of an index that has no folder to be named after

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-from searcher.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
-from searcher.filters import compile_where
+from searcher.search.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
+from searcher.search.filters import compile_where
 from searcher.errors import ShardUnavailable
-from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
-from searcher.loaders import is_blank
+from searcher.index.facade import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
+from searcher.readers.loaders import is_blank
 
-from .latency import LatencyWindow
+from searcher.web.latency import LatencyWindow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,8 +60,8 @@ class SearchRequest:
     k: int = DEFAULT_K
     offset: int = 0
     mode: str | None = None
-    where: dict | None = None  # a filter (searcher/filters.py), from ?where=<JSON>
-    facets: tuple[str, ...] = ()  # fields to count (searcher/facets.py), from ?facets=type,folder
+    where: dict | None = None  # a filter (searcher/search/filters.py), from ?where=<JSON>
+    facets: tuple[str, ...] = ()  # fields to count (searcher/search/facets.py), from ?facets=type,folder
     sort: str | None = None  # "relevance" (None) or "modified"
     recency: float | None = None  # the recency boost's half-life in days
     index: str | None = None  # ?index= as given (web/indexes.py resolves it): a name, `*`, or None
@@ -97,7 +97,7 @@ class SearchPage:
     fused: list[float] | None = None
     generation: int | None = None  # the generation every hit was read from (one index)
     generations: dict | None = None  # index=*: each index's
-    # A sharded index's shards that did not answer (searcher/sharded.py): the hits are the
+    # A sharded index's shards that did not answer (searcher/cluster/sharded.py): the hits are the
     # others'; the answer says "partial": true and names them
     missing_shards: list[str] = field(default_factory=list)
 
@@ -155,7 +155,7 @@ def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> Se
 
 
 def parse_where(args: Mapping[str, str]) -> dict | None:
-    """The filter in ?where=<JSON> (searcher/filters.py), checked; None when absent."""
+    """The filter in ?where=<JSON> (searcher/search/filters.py), checked; None when absent."""
     raw = args.get("where")
     if raw is None or not raw.strip():
         return None
@@ -279,7 +279,7 @@ class SearchService:
         self._broken: str | None = None  # why the index cannot be read, None while it can
         self._last_try = -float("inf")  # when recovery was last tried (clock seconds)
         path = getattr(index, "path", None)
-        # A sharded index (searcher/sharded.py) has no content.db of its own: its shards do.
+        # A sharded index (searcher/cluster/sharded.py) has no content.db of its own: its shards do.
         self._db = Path(path) / DATABASE if path is not None and not getattr(index, "sharded", False) else None
         self._identity = database_identity(self._db)
         self.latency = LatencyWindow()  # the durations of recent searches, for /about
@@ -311,7 +311,7 @@ class SearchService:
                     break  # no commit landed meanwhile: every hit comes from this generation
             else:
                 generation = None  # commits kept landing: the answer names none
-        except ValueError as e:  # a filter the engine refuses (searcher/filters.py says why)
+        except ValueError as e:  # a filter the engine refuses (searcher/search/filters.py says why)
             raise BadRequest(str(e)) from e
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         self.latency.record(took_ms)
@@ -338,9 +338,9 @@ class SearchService:
         return self._call(lambda index: index.get_document(doc_id))
 
     def corpus_map(self) -> dict:
-        """The map of the corpus (searcher/corpus_map.py), computed once per generation;
+        """The map of the corpus (searcher/quality/corpus_map.py), computed once per generation;
         MapUnavailable for a sharded index (not made for one yet)."""
-        from searcher.corpus_map import corpus_map
+        from searcher.quality.corpus_map import corpus_map
 
         if getattr(self.index, "sharded", False):
             raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
@@ -383,7 +383,7 @@ class SearchService:
             return self._call(lambda index: (index.delete(doc_ids), getattr(index, "generation", None)))
 
     def write(self, run: Callable[[Any], T], wait: float | None = None) -> T:
-        """`run(index)` as one write among the others (the folder watcher's runs, searcher/watch.py):
+        """`run(index)` as one write among the others (the folder watcher's runs, searcher/index/watch.py):
         under the write lock, waiting `wait` seconds for it (None: `write_wait`; negative: as
         long as it takes), then WriteBusy."""
         with self._writing(wait):

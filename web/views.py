@@ -8,14 +8,14 @@ import json
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
-from searcher.documents import page_starts
+from searcher.readers.documents import page_starts
 from searcher.errors import ShardUnavailable
-from searcher.facets import add_filter, facet_filter
+from searcher.search.facets import add_filter, facet_filter
 
-from . import indexes
-from .highlight import document_html, snippet, valid_span
-from .indexes import current_service as service, link_index
-from .service import DEFAULT_K, BadRequest, parse_search_args, parse_where
+from searcher.web import indexes
+from searcher.web.highlight import document_html, snippet, valid_span
+from searcher.web.indexes import current_service as service, link_index
+from searcher.web.service import DEFAULT_K, BadRequest, parse_search_args, parse_where
 
 bp = Blueprint("views", __name__)
 

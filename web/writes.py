@@ -11,7 +11,7 @@ written. The answer is 201 with the indexing report (`IndexReport.to_dict()`: wh
 added, updated, unchanged or skipped, and why) and the ids sent.
 
 POST /api/index, on a server started with `--watch PATH` (`watch_folders`), runs the
-watcher's reconcile (searcher/watch.py) and answers 200 with its report; a server that
+watcher's reconcile (searcher/index/watch.py) and answers 200 with its report; a server that
 watches nothing answers 409.
 
 Writes go through `SearchService` one at a time, the watcher's runs among them; searches
@@ -26,12 +26,12 @@ import json
 from flask import Blueprint, current_app, jsonify, request
 
 from searcher.errors import IndexLockedError
-from searcher.writer import ON_CONFLICT, as_document
+from searcher.index.writer import ON_CONFLICT, as_document
 
-from .auth import require_admin
-from .errors import json_error
-from .indexes import current_service as service
-from .service import BadRequest, WriteBusy
+from searcher.web.auth import require_admin
+from searcher.web.errors import json_error
+from searcher.web.indexes import current_service as service
+from searcher.web.service import BadRequest, WriteBusy
 
 bp = Blueprint("writes", __name__, url_prefix="/api")
 bp.before_request(require_admin)
@@ -41,10 +41,10 @@ WATCHER = "searcher.watcher"  # app.extensions key of the folder watcher, when t
 
 
 def watch_folders(app, paths, options=None, **settings):
-    """A folder watcher (searcher.watch.Watcher, not started) over `paths` for `app`'s index:
+    """A folder watcher (searcher.index.watch.Watcher, not started) over `paths` for `app`'s index:
     its runs take turns with the write API's (SearchService.write), and POST /api/index runs
     its reconcile. `settings`: Watcher's keywords (debounce, reconcile_every, settle...)."""
-    from searcher.watch import Watcher
+    from searcher.index.watch import Watcher
 
     svc = app.extensions["searcher"]
     watcher = Watcher(svc.index, paths, options, write=svc.write, **settings)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..remote import API_MAX_K, RemoteIndex
-from ..retrieval import Hit, check_k, check_mode
+from searcher.remote import API_MAX_K, RemoteIndex
+from searcher.search.retrieval import Hit, check_k, check_mode
 
 
 def install_hint(module: str, extra: str, package: str, error: ImportError) -> ImportError:
@@ -30,7 +30,7 @@ def resolve_source(index: Any = None, url: str | None = None) -> tuple[Any, bool
             raise ValueError(f"url must be a string like http://127.0.0.1:8000, not {url!r}")
         return RemoteIndex(url), True
     if isinstance(index, (str, os.PathLike)):
-        from ..sharded import open_index
+        from searcher.cluster.sharded import open_index
 
         return open_index(index), True
     if not callable(getattr(index, "search", None)):

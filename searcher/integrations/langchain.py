@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .common import SearchSource, hit_metadata, install_hint
+from searcher.integrations.common import SearchSource, hit_metadata, install_hint
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .common import SearchSource, hit_metadata, install_hint
+from searcher.integrations.common import SearchSource, hit_metadata, install_hint
 
 try:
     from llama_index.core.callbacks import CallbackManager

@@ -1,0 +1,1 @@
+"""Encoding: text to vectors (the chunker, the BERT encoder, its int8 ONNX path, the query encoder)."""

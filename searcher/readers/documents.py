@@ -1,0 +1,58 @@
+"""What readers produce: a Document, or a Skipped with the reason a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from searcher.sanitize import clean_text
+
+
+@dataclass
+class Document:
+    """One unit of search results: what a hit points to."""
+
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    """Something that could not be indexed, and why."""
+
+    path: str
+    reason: str
+
+    def __post_init__(self):
+        # A file name that is not valid UTF-8 is shown escaped, as its documents' ids are.
+        self.path, self.reason = clean_text(str(self.path)), clean_text(str(self.reason))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def page_starts(metadata: dict) -> list[int] | None:
+    """Where each page of a paged document (a PDF) begins in its text: `metadata["page_starts"]`,
+    when it is a list of ascending non-negative integers (anything else is not page data)."""
+    starts = metadata.get("page_starts")
+    if not isinstance(starts, list) or not starts:
+        return None
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in starts):
+        return None
+    if any(b < a for a, b in zip(starts, starts[1:])):
+        return None
+    return starts
+
+
+PAGE_BREAK = "\n\n"
+
+
+def join_pages(pages: list[str]) -> tuple[str, list[int]]:
+    """A paged document's text (its pages joined by blank lines) and where each page begins."""
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_BREAK)
+    return PAGE_BREAK.join(pages), starts

@@ -1,0 +1,1 @@
+"""Search: a query to ranked documents (options, retrievers, fusion, filters, facets, the result page)."""

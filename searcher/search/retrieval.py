@@ -1,0 +1,225 @@
+"""Retrievers: dense (cosine of the BERT vectors), keyword (BM25) and hybrid (the two fused).
+
+Each has one signature, `retrieve(view, query, want)`, and returns {doc_id: (score, chunk id
+of its best chunk)} for the `want` best documents, best first. A document's score is its best
+chunk's. `View` is what a search reads (one thread's store connection, the live vectors, the
+keyword engine); `Query` carries the text, its vector (encoded on first use) and the fusion.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from searcher.readers.documents import page_starts
+from searcher.search.fusion import Fusion
+from searcher.storage.keywords import KeywordStats
+from searcher.readers.loaders import is_blank
+from searcher.sanitize import clean_text
+
+SEARCH_MODES = ("dense", "keyword", "hybrid")
+DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
+
+Ranked = dict[str, tuple[float, int]]
+
+
+def check_mode(mode: str | None) -> str:
+    """The search mode to use: `mode`, or DEFAULT_MODE for None; ValueError for anything else."""
+    if mode is None:
+        return DEFAULT_MODE
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
+    return mode
+
+
+def check_query(query) -> str:
+    """The query text to search for: a string, cleaned (searcher/sanitize.py), not blank;
+    TypeError or ValueError otherwise."""
+    if not isinstance(query, str):
+        raise TypeError(f"the query must be a string, not {type(query).__name__}")
+    query = clean_text(query)
+    if is_blank(query):
+        raise ValueError("the query is empty")
+    return query
+
+
+def check_k(k, offset=0) -> tuple[int, int]:
+    """k (at least 1) and offset (at least 0) as ints; ValueError naming the bad one."""
+    for name, value, low in (("k", k, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, not {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, not {value}")
+    return int(k), int(offset)
+
+
+class Results(list):
+    """A list of Hits that says whether every shard answered: `missing_shards` names the
+    shards of a sharded index that did not (searcher/cluster/sharded.py), empty for a full answer
+    (and always, for a single index); `partial` is whether any is missing."""
+
+    def __init__(self, hits=(), missing_shards=()):
+        super().__init__(hits)
+        self.missing_shards = tuple(missing_shards)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing_shards)
+
+
+@dataclass
+class Hit:
+    """A document found by a search, with the passage (best chunk) that matched."""
+
+    doc_id: str
+    score: float
+    title: str
+    source: str
+    passage: str
+    start: int  # character offsets of the passage in the document text
+    end: int
+    chunk_id: int
+    metadata: dict = field(default_factory=dict)
+    page: int | None = None  # the page (PDF) the passage starts on, from 1; None for formats without pages
+
+    def to_dict(self) -> dict:
+        """The one serialised form of a hit (the web's JSON starts from it)."""
+        return {
+            "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
+            "passage": self.passage, "start": self.start, "end": self.end, "page": self.page,
+            "metadata": self.metadata,
+        }
+
+
+def page_of(metadata: dict, offset: int) -> int | None:
+    """The page (from 1) holding character `offset`, from a paged document's `page_starts`."""
+    starts = page_starts(metadata)
+    return max(1, bisect.bisect_right(starts, offset)) if starts else None
+
+
+@dataclass
+class View:
+    """What a search reads. `store()` is the calling thread's read connection; `lock` is held
+    around vector searches, since a writer in this process changes the vectors in place."""
+
+    store: Callable[[], object]
+    vectors: object
+    keywords: object
+    lock: threading.RLock
+    background: Callable[[], Executor]  # threads for the keyword half of hybrid searches
+    allowed: np.ndarray | None = None  # a filter's chunk ids (sorted): only these are candidates
+
+
+@dataclass
+class Query:
+    """`keyword_stats`: BM25 statistics to score with instead of the index's own (a sharded
+    index's, summed over its shards: searcher/cluster/sharded.py)."""
+
+    text: str
+    encode: Callable[[str], np.ndarray]
+    fusion: Fusion = field(default_factory=Fusion)
+    _vector: np.ndarray | None = None
+    keyword_stats: KeywordStats | None = None
+
+    @property
+    def vector(self) -> np.ndarray:
+        if self._vector is None:
+            self._vector = self.encode(self.text)
+        return self._vector
+
+
+def dense(view: View, query: Query, want: int) -> Ranked:
+    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents."""
+    vectors, store = view.vectors, view.store()
+    qv = query.vector
+    n = len(vectors) if view.allowed is None else len(view.allowed)
+    fetch = min(n, max(want * 5, 50))
+    best: Ranked = {}
+    while n:
+        with view.lock:
+            scores, ids = vectors.search(qv, fetch, view.allowed)
+        found = [(float(s), int(c)) for s, c in zip(scores[0], ids[0]) if c >= 0]
+        owners = store.chunk_doc_ids([c for _, c in found])
+        best = {}
+        for score, cid in found:  # best first: the first chunk seen of a document is its best
+            doc_id = owners.get(cid)
+            if doc_id is not None and doc_id not in best:
+                best[doc_id] = (score, cid)
+        if len(best) >= want or fetch >= n:
+            break
+        fetch = min(n, fetch * 4)
+    return dict(list(best.items())[:want])
+
+
+def keyword(view: View, query: Query, want: int) -> Ranked:
+    """BM25's best chunks, fetched in growing rounds until `want` distinct documents. Only live
+    chunks count: an engine that lags behind SQLite never returns a deleted chunk."""
+    store = view.store()
+    fetch = max(want * 5, 50)
+    while True:
+        found = view.keywords.search(store, query.text, fetch, stats=query.keyword_stats)
+        rows = found
+        if view.allowed is not None:  # BM25 ranks all chunks alike: keeping the allowed ones is exact
+            keep = np.isin(np.array([cid for cid, _ in found], dtype=np.int64), view.allowed)
+            rows = [row for row, ok in zip(found, keep) if ok]
+        owners = store.chunk_doc_ids([cid for cid, _ in rows])
+        best: Ranked = {}
+        for cid, score in rows:  # best first
+            doc_id = owners.get(cid)
+            if doc_id is not None and doc_id not in best:
+                best[doc_id] = (score, cid)
+        if len(best) >= want or len(found) < fetch:
+            return dict(list(best.items())[:want])
+        fetch *= 4
+
+
+def hybrid(view: View, query: Query, want: int) -> Ranked:
+    """Dense and keyword candidates (each to the fusion's depth) fused; the passage is the best
+    chunk of the list that ranks the document higher. BM25 runs on a worker thread (with its own
+    connection) while this one encodes the query."""
+    depth = max(want, query.fusion.depth)
+    pending = view.background().submit(keyword, view, query, depth)
+    try:
+        by_vector = dense(view, query, depth)
+    finally:
+        by_words = pending.result()
+    return fuse(by_vector, by_words, query.fusion, want, depth)
+
+
+def fuse(by_vector: dict, by_words: dict, fusion: Fusion, want: int, depth: int) -> dict:
+    """The best `want` of two candidate lists {doc_id: (score, passage)}, best first, fused by
+    `fusion`: {doc_id: (fused score, passage)}, the passage (a chunk id here; a shard and its
+    chunk id in searcher/cluster/sharded.py) from the list that ranks the document higher (the dense
+    one on a tie)."""
+    fused = fusion.fuse({d: s for d, (s, _) in by_vector.items()}, {d: s for d, (s, _) in by_words.items()})
+    dense_rank = {d: r for r, d in enumerate(by_vector)}
+    keyword_rank = {d: r for r, d in enumerate(by_words)}
+    out = {}
+    for doc_id, score in list(fused.items())[:want]:
+        from_dense = dense_rank.get(doc_id, depth) <= keyword_rank.get(doc_id, depth)
+        out[doc_id] = (score, (by_vector if from_dense else by_words)[doc_id][1])
+    return out
+
+
+RETRIEVERS: dict[str, Callable[[View, Query, int], Ranked]] = {"dense": dense, "keyword": keyword, "hybrid": hybrid}
+
+
+def hits(store, ranked: Ranked, offset: int, want: int) -> list[Hit]:
+    """The page [offset, want) of a ranking as Hits, with their documents and passages."""
+    page = list(ranked.items())[offset:want]
+    chunks = store.chunks([cid for _, (_, cid) in page])
+    docs = store.documents([doc_id for doc_id, _ in page])
+    out = []
+    for doc_id, (score, cid) in page:
+        doc, chunk = docs.get(doc_id), chunks.get(cid)
+        if doc is None or chunk is None:
+            continue
+        metadata = doc["metadata"]
+        out.append(Hit(doc_id, score, doc["title"] or "", doc["source"] or "", chunk.text, chunk.start, chunk.end,
+                       cid, {k: v for k, v in metadata.items() if k != "page_starts"}, page_of(metadata, chunk.start)))
+    return out
