@@ -11,30 +11,47 @@
 A sharded index's search gives `Results` (a list of Hits) whose `missing_shards` names the
 shards that did not answer (`partial`); a call only a missing shard can answer raises
 ShardUnavailable.
+
+The names below load on first use (PEP 562): `import searcher.remote` or `searcher.connect`
+loads no model, FAISS, tantivy or SQLite wrapper (tests/test_layout.py checks it).
 """
 
-from searcher.encoding.encoder import Encoder, ModelError
-from searcher.errors import ShardUnavailable
-from searcher.index.facade import (
-    Hit,
-    Index,
-    IndexCorruptError,
-    IndexExistsError,
-    IndexIOError,
-    IndexLockedError,
-    IndexNotFoundError,
-    IndexReport,
-    ModelMismatchError,
-    SearcherError,
-)
-from searcher.readers.loaders import Document, LoadOptions, Skipped
-from searcher.remote import RemoteIndex, connect
-from searcher.search.retrieval import Results
-from searcher.cluster.sharded import ShardedIndex, open_index
+from __future__ import annotations
 
-__all__ = [
-    "Document", "Encoder", "Hit", "Index", "IndexCorruptError", "IndexExistsError",
-    "IndexIOError", "IndexLockedError", "IndexNotFoundError", "IndexReport", "LoadOptions", "ModelError",
-    "ModelMismatchError", "RemoteIndex", "Results", "SearcherError", "ShardUnavailable", "ShardedIndex", "Skipped",
-    "connect", "open_index",
-]
+import importlib
+
+# name -> the module that defines it
+_EXPORTS = {
+    "Document": "searcher.readers.documents",
+    "Skipped": "searcher.readers.documents",
+    "LoadOptions": "searcher.readers.loaders",
+    "Encoder": "searcher.encoding.encoder",
+    "ModelError": "searcher.encoding.encoder",
+    "Hit": "searcher.search.results",
+    "Results": "searcher.search.results",
+    "SearchOptions": "searcher.search.options",
+    "SearchableIndex": "searcher.search.protocol",
+    "Index": "searcher.index.facade",
+    "IndexReport": "searcher.index.writer",
+    "ShardedIndex": "searcher.cluster.sharded",
+    "open_index": "searcher.cluster.sharded",
+    "RemoteIndex": "searcher.remote",
+    "connect": "searcher.remote",
+    **{name: "searcher.errors" for name in (
+        "IndexCorruptError", "IndexExistsError", "IndexIOError", "IndexLockedError", "IndexNotFoundError",
+        "ModelMismatchError", "SearcherError", "ShardUnavailable")},
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'searcher' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 
 from searcher.errors import SearcherError
-from searcher.search.retrieval import Hit, Results
+from searcher.search.results import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
 log = logging.getLogger(__name__)

@@ -48,3 +48,8 @@ def clean_metadata(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return clean_text(str(value))
+
+
+def is_blank(text: str) -> bool:
+    """True for text with nothing a person could search for (whitespace, control chars)."""
+    return not any(ch.isprintable() and not ch.isspace() for ch in text)

@@ -128,7 +128,7 @@ def inject(monkeypatch, step: str, code: int, index) -> Fault:
     elif step == "sqlite.full":
         if code != errno.ENOSPC:
             raise ValueError("sqlite.full is SQLITE_FULL: ENOSPC only")
-        conn = index._writable_store().db.conn
+        conn = index.live.writable_store().db.conn
         pages = conn.execute("pragma page_count").fetchone()[0]
         conn.execute(f"pragma max_page_count = {pages}")
         fault._clear_hooks.append(lambda: conn.execute("pragma max_page_count = 4294967294"))

@@ -8,6 +8,7 @@ import pytest
 from searcher import Index
 from searcher import ModelMismatchError
 from searcher.index import facade as index_module
+from searcher.index import opening as opening_module
 
 from .conftest import ANIMALS
 from .fake_encoder import FakeEncoder
@@ -65,7 +66,8 @@ def test_truncation_and_progress_follow_the_encoder_interface(fake_encoder):
 
 
 def test_an_index_on_the_fake_searches_reopens_and_never_loads_a_model(tmp_path, fake_encoder, monkeypatch):
-    monkeypatch.setattr(index_module, "get_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
+    for module in (index_module, opening_module):  # creating, and opening
+        monkeypatch.setattr(module, "get_encoder", lambda *a, **k: pytest.fail("a model was loaded"))
     path = tmp_path / "idx"
     with Index.create(path, encoder=fake_encoder) as idx:
         report = idx.add_documents(ANIMALS)

@@ -90,11 +90,11 @@ def test_the_index_filters_in_memory_and_a_new_generation_gets_new_columns(mixed
     index.add_documents([{"id": "a", "text": "alpha", "metadata": {"type": "pdf"}},
                          {"id": "b", "text": "beta", "metadata": {"type": "md"}}])
     assert [h.doc_id for h in index.search("alpha beta", k=5, mode="keyword", where={"type": "pdf"})] == ["a"]
-    first = index._columns
+    first = index.live._columns
     assert first is not None and first.generation == index.generation
     index.add_documents([{"id": "c", "text": "alpha gamma", "metadata": {"type": "pdf"}}])
     assert sorted(h.doc_id for h in index.search("alpha", k=5, mode="keyword", where={"type": "pdf"})) == ["a", "c"]
-    assert index._columns is not first and index._columns.generation == index.generation
+    assert index.live._columns is not first and index.live._columns.generation == index.generation
     index.close()
 
 

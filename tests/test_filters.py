@@ -119,7 +119,7 @@ def test_a_repeated_filter_reuses_its_allowed_ids_and_their_selector(tmp_path, f
         where = {"kind": "memo"}
         first = index.search("comet", k=5, mode="dense", where=where)
         assert index.search("comet", k=5, mode="dense", where=where) == first
-        (allowed,) = index._filter_cache.values()  # read-only and sorted: the backend may keep its selector
+        (allowed,) = index.live._filter_cache.values()  # read-only and sorted: the backend may keep its selector
         assert not allowed.flags.writeable and np.all(np.diff(allowed) > 0) and len(allowed) == 200
         assert len(index.vectors._selectors) == 1
 

@@ -390,10 +390,12 @@ def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, f
 def test_a_second_indexer_fails_before_loading_the_model(tmp_path, fake_animals_index, monkeypatch):
     animals_index = fake_animals_index
     from searcher.index import facade as index_module
+    from searcher.index import opening as opening_module
 
     (tmp_path / "x.txt").write_text("text")
     loads = []
-    monkeypatch.setattr(index_module, "get_encoder", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
+    for module in (index_module, opening_module):
+        monkeypatch.setattr(module, "get_encoder", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
     with exclusive_lock(animals_index.path):
         result = run("index", tmp_path / "x.txt", "--index", animals_index.path)
     assert result.exit_code == 1 and "another process is writing" in result.output and not loads

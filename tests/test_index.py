@@ -205,5 +205,5 @@ def test_a_finished_threads_connection_is_not_kept(tmp_path, fake_encoder):
             t.join()
     assert index.search("kittens", k=1, mode="keyword")[0].doc_id == "cat"
     # The writer's, this thread's and the last burst's (closed when new threads come): not all 20.
-    assert len(index._stores) <= 2 + 4
+    assert len(index.live._stores) <= 2 + 4
     index.close()

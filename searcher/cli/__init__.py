@@ -14,7 +14,10 @@ import click
 
 from searcher.encoding.encoder import ModelError
 from searcher.storage.folder import ensure_unlocked
-from searcher.index.facade import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
+from searcher.errors import SearcherError
+from searcher.index.facade import DEFAULT_INDEX_DIR, Index
+from searcher.index.writer import ON_CONFLICT
+from searcher.search.results import DEFAULT_MODE, SEARCH_MODES
 from searcher.readers.loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
 from searcher.storage.keywords import KEYWORD_ENGINES
 from searcher.cluster.sharded import ShardedIndex, open_index

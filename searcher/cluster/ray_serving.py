@@ -165,7 +165,7 @@ def similar_encoder(encoder, layout_manifest: dict):
     """(title, texts) -> the document's vector, as `Index.document_vector` makes it, with the
     front's encoder and the shards' chunking (a shard's manifest)."""
     from searcher.encoding.chunker import Chunker
-    from searcher.index.facade import similar_vector
+    from searcher.index.querying import similar_vector
 
     budget = Chunker(encoder.tokenizer, layout_manifest["chunk_tokens"], layout_manifest["overlap"]).budget
     return lambda title, texts: similar_vector(encoder, budget, title, texts)
@@ -296,7 +296,7 @@ def query_encoder(path, layout: dict, device: str = "auto", precision: str = "au
     """The front's query encoder, of the sharded index's model (checked against shards.json)."""
     from searcher.encoding.encoder import ModelError
     from searcher.errors import ModelMismatchError
-    from searcher.index.facade import get_encoder
+    from searcher.encoding.encoder import get_encoder
     from searcher.encoding.queries import get_query_encoder
     manifest = shard_manifest(path, layout)
     try:

@@ -46,25 +46,29 @@ import itertools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from searcher.readers.documents import Document, Skipped
-from searcher.errors import ModelMismatchError, SearcherError, ShardUnavailable
-from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH, check_facet_fields, check_recency, check_sort, count_facets, reorder
-from searcher.search.filters import compile_where
-from searcher.storage.folder import SHARDS_MANIFEST
-from searcher.search.fusion import Fusion
-from searcher.index.facade import Index, PathRun
-from searcher.storage.keywords import KeywordStats, analyzer_for
-from searcher.readers.loaders import LoadOptions, is_blank
-from searcher.search.retrieval import Hit, Results, check_k, check_mode, check_query, fuse
-from searcher.sanitize import document_id
 from searcher.cluster.shards import check_keyword_statistics, read_layout, shard_of, shard_paths
-from searcher.index.writer import ON_CONFLICT, IndexReport, as_document, doc_location, duplicate
+from searcher.errors import ModelMismatchError, SearcherError, ShardUnavailable
+from searcher.index.facade import Index
+from searcher.index.writer import IndexReport, as_document, check_additions, doc_location, duplicate
+from searcher.readers.documents import Document, Skipped
+from searcher.readers.loaders import LoadOptions
+from searcher.readers.path_run import PathRun
+from searcher.sanitize import document_id, is_blank
+from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
+from searcher.search.fusion import Fusion
+from searcher.search.options import SearchOptions
+from searcher.search.page import result_page
+from searcher.search.protocol import Shard
+from searcher.search.results import Hit, Results, check_k, check_query
+from searcher.search.retrieval import fuse
+from searcher.storage.folder import SHARDS_MANIFEST
+from searcher.storage.keywords import KeywordStats, analyzer_for
 
 ROUTE_CHARS = 8_000_000  # text a shard's batch of routed documents gathers before it is indexed (about a commit's worth)
 
@@ -124,14 +128,19 @@ class ShardedIndex:
         self.keyword_statistics = check_keyword_statistics(keyword_statistics or layout.get("keyword_statistics"))
         self.fusion = Fusion()  # hybrid mode's fusion; a search may pass its own
         self.route_chars = ROUTE_CHARS
-        self.analyzer = analyzer_for(self.keyword_engine)  # the shards' keyword analysis (the page's highlighter)
+        self._analyzer = analyzer_for(self.keyword_engine)  # the shards' keyword analysis (the page's highlighter)
         self.threads = default_threads(len(self.shards)) if threads is None else threads
         # The query encoder: each query is encoded once, here, and its vector goes to every
         # shard (`Index.rank(query_vector=)`). Local shards share one (the first's); shards
         # without a model (Ray Serve's) get the caller's.
-        self.queries = queries if queries is not None else getattr(self.shards[0], "queries", None)
+        if queries is None and isinstance(self.shards[0], Index):
+            queries = self.shards[0].queries
+        self.queries = queries
         self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="searcher-shard")
                       if self.threads > 1 and len(self.shards) > 1 else None)
+        # How each shard is asked (searcher/search/protocol.py: Shard): a local Index in this
+        # index's threads, a served shard through its own `submit`.
+        self._asked: list[Shard] = [LocalShard(s, self._pool) if isinstance(s, Index) else s for s in self.shards]
 
     @classmethod
     def open(cls, path, model=None, *, device: str = "auto", batch_size: int = 32, precision: str = "auto",
@@ -179,7 +188,15 @@ class ShardedIndex:
 
     @property
     def encoder(self):
-        return getattr(self.shards[0], "encoder", None)
+        """The local shards' encoder (one model shared by all); None for shards served elsewhere."""
+        return self.shards[0].encoder if isinstance(self.shards[0], Index) else None
+
+    @property
+    def analyzer(self):
+        return self._analyzer
+
+    def committed_generation(self) -> None:
+        return None  # each shard has its own (searcher/search/protocol.py: ServedIndex)
 
     @property
     def keyword_engine(self) -> str:
@@ -192,7 +209,7 @@ class ShardedIndex:
     @property
     def generations(self) -> list[int | None]:
         """Each shard's generation (a sharded index has no one generation)."""
-        return [getattr(s, "generation", None) for s in self.shards]
+        return [s.generation if isinstance(s, Index) else None for s in self.shards]
 
     @property
     def names(self) -> list[str]:
@@ -266,36 +283,17 @@ class ShardedIndex:
                            facet_depth: int = FACET_DEPTH) -> tuple[Results, dict[str, dict]]:
         """Index.search_with_facets over every shard: the merged ranking's page (Results,
         partial where a shard did not answer), and the facet counts among its best
-        `facet_depth` documents."""
-        sort, recency = check_sort(sort), check_recency(recency)
-        fields = check_facet_fields(fields)
-        k, offset = check_k(k, offset)
-        facet_depth, _ = check_k(facet_depth)
-        if where is not None:
-            compile_where(where)  # a bad filter fails once, here, not in every shard
-        reordered = sort != "relevance" or recency is not None
-        order_depth = max(k, FACET_DEPTH) if reordered else offset + k  # as Index.search_with_facets
-        missing: set[int] = set()
-        ranking = self._rank(query, max(order_depth, facet_depth if fields else 0), mode, fusion, where, missing)
-        metadatas = {}
-        if reordered or fields:
-            metadatas = self._metadata(dict(list(ranking.items())[:max(order_depth if reordered else 0,
-                                                                       facet_depth if fields else 0)]), missing)
-        counts = count_facets((metadatas[d] for d in list(ranking)[:facet_depth] if d in metadatas), fields) \
-            if fields else {}
-        if reordered:
-            ranking = reorder(dict(list(ranking.items())[:order_depth]), metadatas, sort, recency,
-                              now or datetime.now(timezone.utc))
-        hits = self._fetch(dict(list(ranking.items())[offset: offset + k]), missing)
-        return self._results(hits, missing), counts
+        `facet_depth` documents; the page is the one a single index makes (searcher/search/page.py)."""
+        options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
+        search = _ShardedSearch(self, query, options, fusion or self.fusion)
+        hits, counts = result_page(search, options)
+        return self._results(hits, search.missing), counts
 
-    def _rank(self, query: str, want: int, mode: str | None, fusion: Fusion | None, where: dict | None,
+    def _rank(self, query: str, want: int, mode: str, fusion: Fusion, where: dict | None,
               missing: set[int]) -> Ranking:
         """The query phase over every shard: the best `want` documents, best first. The query
         is encoded once, here; shards that do not answer are added to `missing`."""
-        mode = check_mode(mode)
         query = check_query(query)
-        fusion = fusion or self.fusion
         vector = self.queries.encode(query) if mode != "keyword" and self.queries is not None else None
         stats = self._keyword_stats(query, missing) if mode != "dense" else None
 
@@ -341,8 +339,6 @@ class ShardedIndex:
         """keyword_stats; a shard that does not answer is added to `missing` and its counts left
         out (the others' sum is what the answering shards search with)."""
         if self.keyword_statistics != "dfs" or len(self.shards) == 1:
-            return None
-        if not all(hasattr(s, "keyword_statistics") for s in self.shards):
             return None
         silent: set[int] = set()
         parts = self._ask(self._each("keyword_statistics", query), silent)
@@ -391,16 +387,7 @@ class ShardedIndex:
         awaited; local shards answer in the index's threads (`threads`), else in turn. A shard
         that cannot answer (UNAVAILABLE) is added to `missing` and its answer is `fallback`;
         any other error is raised, the first, after every call has finished."""
-        pending = []
-        for number, method, args, kwargs in calls:
-            shard = self.shards[number]
-            submit = getattr(shard, "submit", None)
-            if submit is not None:
-                pending.append(_Later(submit, method, args, kwargs))
-            elif self._pool is not None and len(calls) > 1:
-                pending.append(self._pool.submit(getattr(shard, method), *args, **kwargs))
-            else:
-                pending.append(_Now(getattr(shard, method), args, kwargs))
+        pending = [_Later(self._asked[number].submit, method, args, kwargs) for number, method, args, kwargs in calls]
         answers, error = [], None
         for (number, _, _, _), answer in zip(calls, pending):
             try:
@@ -446,10 +433,7 @@ class ShardedIndex:
         commit's worth (`route_chars` of text) at a time; an item that cannot be a document
         goes to the first shard, whose writer reports it as a single index would. `encoder`:
         every shard's, for this call (Index.add_documents)."""
-        if on_conflict not in ON_CONFLICT:
-            raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
-        if isinstance(documents, (str, bytes, dict, Document)):
-            raise TypeError("add_documents takes a list (or other iterable) of documents, not one document")
+        check_additions(documents, on_conflict)
         started = time.perf_counter()
         report = IndexReport()
         seen: dict[str, str] = {}  # id -> where it was read in this run (the writer's rule, across batches)
@@ -511,6 +495,40 @@ class ShardedIndex:
 
     def record_evaluation(self, result: dict, wait: float | None = None) -> None:
         raise SearcherError(f"{self.path} is a sharded index: `searcher eval --index` takes a single one")
+
+
+class LocalShard:
+    """A local Index as a shard (searcher/search/protocol.py: Shard): questions run in the
+    sharded index's threads, or at once where it has none."""
+
+    def __init__(self, index: Index, pool: ThreadPoolExecutor | None):
+        self.index = index
+        self.pool = pool
+
+    def submit(self, method: str, *args, **kwargs):
+        call = getattr(self.index, method)  # one of the Shard protocol's calls, by name
+        return self.pool.submit(call, *args, **kwargs) if self.pool is not None else _Now(call, args, kwargs)
+
+
+class _ShardedSearch:
+    """One search over the shards as the result page asks it (searcher/search/page.py):
+    `missing` collects the shards that did not answer."""
+
+    def __init__(self, index: "ShardedIndex", query: str, options: SearchOptions, fusion: Fusion):
+        self.index, self.query, self.options, self.fusion = index, query, options, fusion
+        self.missing: set[int] = set()
+        self.ranking: Ranking = {}
+
+    def rank(self, want: int) -> Ranking:
+        self.ranking = self.index._rank(self.query, want, self.options.mode, self.fusion, self.options.where,
+                                        self.missing)
+        return self.ranking
+
+    def metadata(self, doc_ids: list[str]) -> dict[str, dict]:
+        return self.index._metadata({d: self.ranking[d] for d in doc_ids}, self.missing)
+
+    def fetch(self, ranking: Ranking) -> list[Hit]:
+        return self.index._fetch(ranking, self.missing)
 
 
 class _Now:

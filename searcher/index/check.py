@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from searcher.errors import IndexCorruptError, SearcherError
-from searcher.storage.folder import (DATABASE, commit_generation, exclusive_lock, file_sha256, leftover_files, next_generation,
+from searcher.storage.folder import (DATABASE, commit_generation, exclusive_lock, finish_commit, file_sha256, leftover_files, next_generation,
                      read_manifest, remove_leftovers, vectors_path)
 from searcher.encoding.encoder import get_encoder
 from searcher.storage.keywords import open_keywords
@@ -343,6 +343,7 @@ def _repair(path: Path, manifest: dict, found: _Findings, device: str, report: C
             stray = leftover_files(path, next_generation(path, store.generation))
             generation = commit_generation(path, store, store.generation, vectors, keywords,
                                            next_chunk_id=found.next_id, delete_chunk_ids=found.orphan_chunks)
+            finish_commit(path, store, generation, keywords)
         finally:
             keywords.close()
         if found.orphan_chunks:

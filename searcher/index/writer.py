@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable, Protocol
 
 import numpy as np
 
 from searcher.encoding.chunker import Chunker
 from searcher.readers.documents import page_starts
-from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, Document, Skipped, clean_document, is_blank
-from searcher.sanitize import clean_text, document_id
+from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, Document, Skipped, clean_document
+from searcher.sanitize import clean_text, document_id, is_blank
 from searcher.storage.store import ContentStore
 
 ON_CONFLICT = ("skip", "replace")
@@ -103,6 +103,14 @@ def content_hash(doc: Document) -> str:
 
 
 
+def check_additions(documents, on_conflict: str) -> None:
+    """The checks of add_documents' arguments, for a single index and a sharded one alike."""
+    if on_conflict not in ON_CONFLICT:
+        raise ValueError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {on_conflict!r}")
+    if isinstance(documents, (str, bytes, dict, Document)):
+        raise TypeError("add_documents takes a list (or other iterable) of documents, not one document")
+
+
 def as_document(item: Document | dict) -> Document:
     """Accept Document objects or plain dicts ({"id", "text", "title"?, "source"?, "metadata"?,
     other keys: metadata}); strings are cleaned and metadata made valid JSON (searcher/sanitize.py).
@@ -172,6 +180,14 @@ def stored_chunk_input(encoder, title: str, text: str, budget: int) -> list[int]
     return encoder.with_special_tokens((title_ids + ids)[:budget])
 
 
+class CommitTarget(Protocol):
+    """Where a Writer's batches go: the open index folder's live generation (searcher/index/live.py)."""
+
+    def commit(self, changes: Changes) -> None: ...
+
+    def vector_count(self) -> int: ...
+
+
 class Writer:
     """Stages added/deleted documents and commits them in batches (vectors first, then SQLite).
 
@@ -180,13 +196,12 @@ class Writer:
     its stored content hash is marked unfinished, so a killed run re-indexes it next time.
     """
 
-    def __init__(self, store: ContentStore, chunker: Chunker, encoder, apply: Callable[[Changes], None],
-                 vector_count: Callable[[], int], batch_size: int = 32, commit_chunks: int = COMMIT_CHUNKS):
+    def __init__(self, store: ContentStore, chunker: Chunker, encoder, folder: "CommitTarget",
+                 batch_size: int = 32, commit_chunks: int = COMMIT_CHUNKS):
         self.store = store  # the writable connection (reads see this writer's own commits)
         self.chunker = chunker
         self.encoder = encoder
-        self.apply = apply  # makes a batch of changes the next generation
-        self.vector_count = vector_count
+        self.folder = folder  # commits each batch as the next generation (searcher/index/live.py)
         self.batch_size = batch_size
         self.commit_chunks = commit_chunks
         self.next_chunk_id = self.store.state("next_chunk_id")
@@ -241,7 +256,7 @@ class Writer:
     def commit_threshold(self) -> int:
         """Chunks per commit: `commit_chunks`, or 10% of the index once it is large, so that
         rewriting the vectors file stays a small share of the work."""
-        return max(self.commit_chunks, self.vector_count() // 10)
+        return max(self.commit_chunks, self.folder.vector_count() // 10)
 
     def stage(self, batch: list[Document], report: IndexReport, progress=None, on_conflict: str = "skip") -> None:
         """Chunk the new and changed documents of a batch; encode and commit each threshold's worth
@@ -315,7 +330,7 @@ class Writer:
         if not (docs or self.delete_ids):
             return
         empty = np.zeros(0, np.int64)
-        self.apply(Changes(docs, self.chunks, self.delete_ids, np.concatenate(self.ids) if self.ids else empty,
+        self.folder.commit(Changes(docs, self.chunks, self.delete_ids, np.concatenate(self.ids) if self.ids else empty,
                            np.concatenate(self.vecs) if self.vecs else None, self.next_chunk_id))
         self._reset()
 

@@ -20,8 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from searcher.index.facade import MANIFEST, Index, SearcherError, check_mode, content_hash, as_document
-from searcher.readers.loaders import is_blank
+from searcher.errors import SearcherError
+from searcher.index.facade import Index
+from searcher.index.writer import as_document, content_hash
+from searcher.search.results import check_mode
+from searcher.storage.folder import MANIFEST
+from searcher.sanitize import is_blank
 
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 RUN_DEPTH = 100  # documents retrieved per query: enough for Recall@100

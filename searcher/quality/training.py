@@ -30,7 +30,7 @@ from typing import Callable
 from searcher.encoding.encoder import DEFAULT_MODEL_NAME, model_fingerprint, resolve_model_path
 from searcher.errors import SearcherError
 from searcher.quality.evaluate import DatasetError, check_index_holds, judgement_lines, read_corpus, read_jsonl, read_queries
-from searcher.readers.loaders import is_blank
+from searcher.sanitize import is_blank
 
 TRAINING_FILE = "training.json"  # beside the checkpoint's weights
 

@@ -21,7 +21,7 @@ from searcher.readers.documents import Document, Skipped
 from searcher.readers.html_text import html_to_text
 from searcher.readers.office import read_docx, read_epub, read_pptx
 from searcher.readers.pdf import read_pdf
-from searcher.sanitize import clean_metadata, clean_text
+from searcher.sanitize import clean_metadata, clean_text, is_blank
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")
@@ -53,11 +53,6 @@ class LoadOptions:
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
         self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/readers/pdf.py)
-
-
-def is_blank(text: str) -> bool:
-    """True for text with nothing a person could search for (whitespace, control chars)."""
-    return not any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def decode_bytes(data: bytes) -> str:

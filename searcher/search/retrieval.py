@@ -18,82 +18,12 @@ import numpy as np
 
 from searcher.readers.documents import page_starts
 from searcher.search.fusion import Fusion
+# re-exported: these lived here before search/results.py
+from searcher.search.results import (DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k,  # noqa: F401
+                                     check_mode, check_query)
 from searcher.storage.keywords import KeywordStats
-from searcher.readers.loaders import is_blank
-from searcher.sanitize import clean_text
-
-SEARCH_MODES = ("dense", "keyword", "hybrid")
-DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
 
 Ranked = dict[str, tuple[float, int]]
-
-
-def check_mode(mode: str | None) -> str:
-    """The search mode to use: `mode`, or DEFAULT_MODE for None; ValueError for anything else."""
-    if mode is None:
-        return DEFAULT_MODE
-    if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
-    return mode
-
-
-def check_query(query) -> str:
-    """The query text to search for: a string, cleaned (searcher/sanitize.py), not blank;
-    TypeError or ValueError otherwise."""
-    if not isinstance(query, str):
-        raise TypeError(f"the query must be a string, not {type(query).__name__}")
-    query = clean_text(query)
-    if is_blank(query):
-        raise ValueError("the query is empty")
-    return query
-
-
-def check_k(k, offset=0) -> tuple[int, int]:
-    """k (at least 1) and offset (at least 0) as ints; ValueError naming the bad one."""
-    for name, value, low in (("k", k, 1), ("offset", offset, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, not {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be at least {low}, not {value}")
-    return int(k), int(offset)
-
-
-class Results(list):
-    """A list of Hits that says whether every shard answered: `missing_shards` names the
-    shards of a sharded index that did not (searcher/cluster/sharded.py), empty for a full answer
-    (and always, for a single index); `partial` is whether any is missing."""
-
-    def __init__(self, hits=(), missing_shards=()):
-        super().__init__(hits)
-        self.missing_shards = tuple(missing_shards)
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.missing_shards)
-
-
-@dataclass
-class Hit:
-    """A document found by a search, with the passage (best chunk) that matched."""
-
-    doc_id: str
-    score: float
-    title: str
-    source: str
-    passage: str
-    start: int  # character offsets of the passage in the document text
-    end: int
-    chunk_id: int
-    metadata: dict = field(default_factory=dict)
-    page: int | None = None  # the page (PDF) the passage starts on, from 1; None for formats without pages
-
-    def to_dict(self) -> dict:
-        """The one serialised form of a hit (the web's JSON starts from it)."""
-        return {
-            "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
-            "passage": self.passage, "start": self.start, "end": self.end, "page": self.page,
-            "metadata": self.metadata,
-        }
 
 
 def page_of(metadata: dict, offset: int) -> int | None:

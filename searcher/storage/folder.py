@@ -252,8 +252,7 @@ def load_generation(folder: Path, manifest: dict, store, use_gpu: bool = False):
 
 
 def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=(), chunks=(),
-                      delete_doc_ids=(), next_chunk_id: int | None = None, delete_chunk_ids=(),
-                      on_committed=None) -> int:
+                      delete_doc_ids=(), next_chunk_id: int | None = None, delete_chunk_ids=()) -> int:
     """Make `vectors` (already changed) and these rows the next generation, under the write
     lock: the vectors file (a number no file has) and its checksum, then one SQLite
     transaction (where the keyword engine records its changes), then the old files go and the
@@ -268,8 +267,8 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
     errno, naming the step; the new vectors file is removed, so nothing of the commit stays
     and the previous generation is still the live one.
 
-    `on_committed(new)` runs the moment SQLite has committed, before the clean-up and the
-    keyword engine's work: a process that searches while it writes swaps its vectors there,
+    It returns the moment SQLite has committed: a process that searches while it writes swaps
+    its vectors then, and calls `finish_commit` for the clean-up and the keyword engine's work,
     so its searches never read the new rows over the old vectors for longer than that."""
     new = next_generation(folder, live)
     vfile = vectors_path(folder, new)
@@ -290,8 +289,12 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
         if isinstance(e, OSError) or is_disk_error(e):
             raise write_failed(folder, live, f"the SQLite transaction in {DATABASE}", e) from e
         raise
-    if on_committed is not None:
-        on_committed(new)
+    return new
+
+
+def finish_commit(folder: Path, store, new: int, keywords) -> None:
+    """After `commit_generation`: remove the older generations' files and let the keyword
+    engine apply what the commit recorded. Neither can undo the commit; a failure is logged."""
     try:
         remove_leftovers(folder, new)
     except OSError as e:  # committed: what stays is only a leftover the next commit removes
@@ -300,7 +303,6 @@ def commit_generation(folder: Path, store, live: int, vectors, keywords, docs=()
         keywords.catch_up(store)
     except (SearcherError, OSError, sqlite3.Error) as e:
         log.warning("%s: committed, but the keyword changes wait for the next open or write: %s", folder, e)
-    return new
 
 
 def write_failed(folder: Path, live: int, step: str, e: BaseException) -> IndexIOError:

@@ -14,6 +14,8 @@ matched: an engine's `Analyzer` turns a word into the term its index holds.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 import re
 import unicodedata
@@ -100,6 +102,7 @@ class KeywordEngine(ABC):
 
     name: str  # the manifest's "keyword_engine"
     analyzer: Analyzer
+    path: Path | None = None  # the engine's own folder in the index (tantivy's); None when it has none
 
     def prepare(self, store) -> None:
         """On a writable store: make what the engine needs (filled from the chunks when new)."""

@@ -1,0 +1,172 @@
+"""The query pipeline of one index folder: rank (dense, keyword, hybrid), the result page,
+fetch, and "more like this". What it reads comes from the live generation (searcher/index/live.py).
+
+A shard of a sharded index is asked for the two phases separately (`rank`, then `fetch` of
+only the page's documents: searcher/cluster/sharded.py); a single index runs both here
+through the one result page (searcher/search/page.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from searcher.errors import SearcherError
+from searcher.index.live import LiveGeneration
+from searcher.index.writer import stored_chunk_input
+from searcher.sanitize import document_id
+from searcher.search.fusion import Fusion
+from searcher.search.options import SearchOptions
+from searcher.search.page import Ranking, result_page
+from searcher.search.results import Hit, check_k, check_query
+from searcher.search.retrieval import RETRIEVERS, Query, hits
+from searcher.storage.folder import DATABASE
+from searcher.storage.keywords import KeywordStats
+from searcher.storage.store import ContentStore, readable
+
+SIMILAR_CHUNKS = 8  # chunks of a document that make its "more like this" vector
+
+
+def reading(method):
+    """Reads: SQLite's errors about a damaged database become IndexCorruptError."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with readable(self.path / DATABASE):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def similar_vector(encoder, budget: int, title: str, texts: list[str]) -> np.ndarray:
+    """A document's "more like this" vector from its `similar_source`: its chunks encoded as
+    indexing encoded them (title tokens first, cut to the chunker's `budget`), averaged, unit length."""
+    inputs = [stored_chunk_input(encoder, title, text, budget) for text in texts]
+    vector = encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
+    vector /= max(float(np.linalg.norm(vector)), 1e-12)
+    return vector.astype(np.float32)
+
+
+class QueryPipeline:
+    """Searches of one index folder. `queries`: the query encoder (None: opened without its
+    model, keyword search only); `encoder` and `budget`: what "more like this" encodes with."""
+
+    def __init__(self, path: Path, live: LiveGeneration, dimension: int, queries=None, encoder=None,
+                 budget: int | None = None):
+        self.path = path
+        self.live = live
+        self.dimension = dimension
+        self.queries = queries
+        self.encoder = encoder
+        self.budget = budget
+
+    @reading
+    def page(self, query: str, options: SearchOptions, fusion: Fusion,
+             keyword_stats: KeywordStats | None = None) -> tuple[list[Hit], dict[str, dict]]:
+        """The options' page of hits and facet counts (searcher/search/page.py)."""
+        return result_page(_OneSearch(self, query, options, fusion, keyword_stats), options)
+
+    def rank(self, query: str, want: int, mode: str, fusion: Fusion, where: dict | None,
+             keyword_stats: KeywordStats | None = None,
+             query_vector: np.ndarray | None = None) -> tuple[ContentStore, dict]:
+        """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best first)."""
+        query = check_query(query)
+        store = self.live.read_store()
+        if mode != "dense" and not self.live.keywords.ready(store):
+            raise SearcherError(f"{self.path}: {self.live.keywords.missing()}")
+        if query_vector is not None:
+            query_vector = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+            if query_vector.shape[1] != self.dimension:
+                raise ValueError(f"the query vector has {query_vector.shape[1]} dimensions; "
+                                 f"{self.path} holds vectors of {self.dimension}")
+        elif mode != "keyword" and self.queries is None:
+            raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
+        view = self.live.view(store, where)
+        ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None, fusion,
+                                              _vector=query_vector, keyword_stats=keyword_stats), want)
+        return store, ranked
+
+    @reading
+    def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
+        ranked = {doc_id: (float(score), int(cid)) for doc_id, score, cid in ranking}
+        return hits(self.live.read_store(), ranked, 0, len(ranked))
+
+    @reading
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
+        docs = self.live.read_store().documents(list(dict.fromkeys(document_id(d) for d in doc_ids)))
+        return {doc_id: doc["metadata"] for doc_id, doc in docs.items()}
+
+    @reading
+    def keyword_statistics(self, query: str) -> KeywordStats | None:
+        query = check_query(query)
+        store = self.live.read_store()
+        if not self.live.keywords.ready(store):
+            raise SearcherError(f"{self.path}: {self.live.keywords.missing()}")
+        return self.live.keywords.statistics(store, query)
+
+    @reading
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+        k, _ = check_k(k)
+        vector = self.document_vector(doc_id)
+        if vector is None:
+            return []
+        found = self.search_vector(vector, k + 1, where)
+        return [h for h in found if h.doc_id != document_id(doc_id)][:k]
+
+    @reading
+    def document_vector(self, doc_id: str) -> np.ndarray | None:
+        if self.encoder is None:
+            raise SearcherError(f"{self.path} was opened without its model: similar needs it")
+        source = self.similar_source(doc_id)
+        return None if source is None else similar_vector(self.encoder, self.budget, *source)
+
+    @reading
+    def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:
+        doc_id = document_id(doc_id)
+        store = self.live.read_store()
+        doc = store.documents([doc_id]).get(doc_id)
+        if doc is None:
+            raise KeyError(f"no document with id {doc_id!r}")
+        chunks = sorted(store.chunks(store.chunk_ids_of([doc_id])).values(), key=lambda c: c.position)
+        if not chunks:
+            return None
+        return doc["title"], [c.text for c in chunks[:SIMILAR_CHUNKS]]
+
+    @reading
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
+        k, _ = check_k(k)
+        vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if vector.shape[1] != self.dimension:
+            raise ValueError(f"a vector of this index has {self.dimension} dimensions, not {vector.shape[1]}")
+        store = self.live.read_store()
+        view = self.live.view(store, where)
+        ranked = RETRIEVERS["dense"](view, Query("", None, Fusion(), vector), k)
+        return hits(store, ranked, 0, k)
+
+    @reading
+    def get_document(self, doc_id: str) -> dict | None:
+        doc_id = document_id(doc_id)
+        return self.live.read_store().documents([doc_id], with_text=True).get(doc_id)
+
+
+class _OneSearch:
+    """One search of a single index as the result page asks it (searcher/search/page.py): the
+    ranking's store connection is kept for its metadata and its page."""
+
+    def __init__(self, pipeline: QueryPipeline, query: str, options: SearchOptions, fusion: Fusion,
+                 keyword_stats: KeywordStats | None):
+        self.pipeline, self.query, self.options = pipeline, query, options
+        self.fusion, self.keyword_stats = fusion, keyword_stats
+        self.store: ContentStore | None = None
+
+    def rank(self, want: int) -> Ranking:
+        self.store, ranked = self.pipeline.rank(self.query, want, self.options.mode, self.fusion,
+                                                self.options.where, self.keyword_stats)
+        return ranked
+
+    def metadata(self, doc_ids: list[str]) -> dict[str, dict]:
+        return {d: doc["metadata"] for d, doc in self.store.documents(doc_ids).items()}
+
+    def fetch(self, ranking: Ranking) -> list[Hit]:
+        return hits(self.store, ranking, 0, len(ranking))
