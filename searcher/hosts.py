@@ -59,7 +59,7 @@ def check_allowed_host(entry: str) -> str:
     value = entry.strip().lower()
     if value == ANY:
         return value
-    bare = value[1:] if value.startswith(".") else value
+    bare = value.removeprefix(".")
     bare = bare[1:-1] if bare.startswith("[") and bare.endswith("]") else bare
     if _NAME.fullmatch(bare) or (is_ip(bare) and not value.startswith(".")):
         return bare if not value.startswith(".") else value

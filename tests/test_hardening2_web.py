@@ -239,7 +239,7 @@ def test_one_key_cannot_sign_out_the_holders_of_other_keys():
 def test_past_the_total_the_key_with_most_sessions_loses_its_oldest():
     sessions = Sessions(lifetime=3600, limit=4, per_key=3)
     a, b = sessions.start("a"), sessions.start("b")
-    c1, c2, c3 = (sessions.start("c") for _ in range(3))
+    c1, _, c3 = (sessions.start("c") for _ in range(3))
     assert sessions.key_id(a) == "a" and sessions.key_id(b) == "b"
     assert sessions.key_id(c1) is None and sessions.key_id(c3) == "c"
 
@@ -295,3 +295,32 @@ def test_about_and_stats_name_a_model_folder_without_its_path(tmp_path, fake_enc
         assert "my-model" in page.get_data(as_text=True)
     finally:
         idx.close()
+
+
+def test_serve_answers_its_host_and_the_allowed_names(tmp_path, fake_encoder, monkeypatch):
+    """`searcher serve --host NAME --allowed-hosts ...` as run: the app it serves answers those names."""
+    import web.server
+    from searcher import cli
+
+    idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
+    idx.add_documents(ANIMALS)
+    answers = {}
+
+    class Server:  # instead of waitress: ask the app, then stop as Ctrl+C would
+        def __init__(self, app):
+            self.client = app.test_client()
+
+        def run(self):
+            for host in ("search.lan:8000", "a.example", "x.corp.example", "127.0.0.1:8000", "attacker.example"):
+                answers[host] = self.client.get("/api/health", headers={"Host": host}).status_code
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cli, "open_index", lambda folder, **kw: idx)
+    monkeypatch.setattr(web.server, "make_server", lambda app, *a: Server(app))
+    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "idx"), "--host", "search.lan", "--no-auth",
+                                       "--allowed-hosts", "a.example,.corp.example"])
+    assert result.exit_code == 0, result.output
+    assert answers == {"search.lan:8000": 200, "a.example": 200, "x.corp.example": 200, "127.0.0.1:8000": 200,
+                       "attacker.example": 421}

@@ -386,6 +386,10 @@ class FailureLimiter:
                 return 0
             return max(1, int(times[0] + self.window - self.clock() + 0.999))
 
+    def record(self, client: str) -> None:
+        """Count an attempt that is limited though it succeeded (a sign-in: `Auth.sign_ins`)."""
+        self.failed(client)
+
     def failed(self, client: str) -> None:
         with self._lock:
             times = self._recent(client)
@@ -587,7 +591,7 @@ def sign_in_post():
         limits.limiter.failed(client_address())
         return no_store((render_template("sign_in.html", next=target,
                                          error="That key is not valid (or has been removed)."), 401))
-    limits.sign_ins.failed(client_address())  # (counted as an attempt, though it succeeded)
+    limits.sign_ins.record(client_address())
     token = limits.sessions.start(key.id)
     response = redirect(target, 303)
     response.set_cookie(COOKIE, token, max_age=int(limits.sessions.lifetime), path="/", httponly=True,

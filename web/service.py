@@ -434,7 +434,7 @@ class SearchService:
     def _generation_or_none(self) -> int | None:
         try:
             return self.generation()
-        except Exception:
+        except (IndexUnavailable, *INDEX_ERRORS):
             return None
 
     # -- damage and recovery -------------------------------------------------------------
