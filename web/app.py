@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping
+from typing import Iterable, Mapping
 from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from flask import Flask, abort, request
@@ -13,12 +13,13 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
 from searcher.search.facets import DEFAULT_FACETS
+from searcher.hosts import HostRule
 
 from searcher.web.about import bp as about_bp
 from searcher.web.api import bp as api_bp
 from searcher.web.auth import KeyRing, install as install_auth
 from searcher.web.corpus_map import bp as map_bp
-from searcher.web.errors import register_error_handlers
+from searcher.web.errors import error_response, register_error_handlers
 from searcher.web.indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
 from searcher.web.server import MAX_BODY_BYTES, MAX_WRITE_BYTES
@@ -104,13 +105,16 @@ def body_limit(max_write_bytes: int) -> int:
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
                precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
                keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
-               indexes: Mapping[str, object] | None = None) -> Flask:
+               indexes: Mapping[str, object] | None = None,
+               allowed_hosts: HostRule | Iterable[str] = ()) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
     or serve several: `indexes` {name: open Index}, the first the default (web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
     the page lists beside its results. `keys`: the API keys every request must show
     (web/auth.py); None serves without keys, and refuses every write.
-    `max_write_bytes`: the largest body of a POST /api/documents."""
+    `max_write_bytes`: the largest body of a POST /api/documents. `allowed_hosts`: the Host
+    names answered besides the localhost forms and IP addresses (searcher/hosts.py; a HostRule
+    as `searcher serve` makes it, with the address it listens on), against DNS rebinding."""
     if indexes is not None:
         if index is not None or index_dir is not None:
             raise ValueError("give `indexes` or one index (`index`, `index_dir`), not both")
@@ -139,8 +143,20 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.extensions["searcher"] = services[services.default]  # the default index's service
     app.url_map.converters["docid"] = DocIdConverter
 
+    hosts = allowed_hosts if isinstance(allowed_hosts, HostRule) else HostRule(allowed=allowed_hosts)
+    app.extensions["searcher.hosts"] = hosts
+
+    @app.before_request
+    def refuse_foreign_hosts():
+        """First of all hooks, on every route (sign-in and static files too), keys or not."""
+        refused = hosts.refusal(request.environ.get("HTTP_HOST"), request.headers.get("Origin"))
+        if refused:
+            status, reason = refused
+            return error_response(status, "Misdirected Request" if status == 421 else "Forbidden", reason)
+        return None
+
     if keys is not None:
-        install_auth(app, keys)  # its check runs before the other request hooks
+        install_auth(app, keys)  # its check runs before the other request hooks but the one above
     app.register_blueprint(api_bp)
     app.register_blueprint(writes_bp)
     app.register_blueprint(views_bp)

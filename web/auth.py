@@ -31,7 +31,9 @@ cookie goes with same-site requests only), but never write: writes need the key 
 in an `Authorization: Bearer` header, which no other site can make a browser send, so no
 page elsewhere can write through a signed-in person's browser (no CSRF). Failed attempts
 (a wrong key in the form or in an Authorization header) are limited per client address:
-FAILURE_LIMIT a FAILURE_WINDOW, then 429 with Retry-After.
+FAILURE_LIMIT a FAILURE_WINDOW, then 429 with Retry-After; sign-ins with a good key too,
+SIGN_IN_LIMIT a SIGN_IN_WINDOW. A key holds at most MAX_SESSIONS_PER_KEY sessions (its own
+oldest ends first), so one key's holder cannot sign out anyone else.
 """
 
 from __future__ import annotations
@@ -64,9 +66,12 @@ HASH_SCHEME = "sha256"
 ALL_INDEXES = "*"
 COOKIE = "searcher_session"
 SESSION_SECONDS = 12 * 3600
-MAX_SESSIONS = 10_000  # the oldest session ends when more are started
+MAX_SESSIONS = 10_000  # in all: past it, the oldest session of the key with the most ends
+MAX_SESSIONS_PER_KEY = 100  # past it, the oldest session of that key ends (never another key's)
 FAILURE_LIMIT = 5  # failed sign-ins a client may make per window...
 FAILURE_WINDOW = 60.0  # ...seconds, before it gets 429
+SIGN_IN_LIMIT = 20  # sign-ins (with a good key) a client may make per window...
+SIGN_IN_WINDOW = 60.0  # ...seconds, before it gets 429
 MAX_CLIENTS = 10_000  # addresses the limiter remembers
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # what a read key may do; anything else needs admin
 FILE_HEADER = (
@@ -294,23 +299,55 @@ class Sessions:
     """Sign-in sessions of the page, in memory: a random token -> (key id, when it ends).
 
     Stored by the token's digest, so a lookup's timing says nothing about stored tokens.
-    A session ends after `lifetime` seconds, on sign-out, or when its key is removed."""
+    A session ends after `lifetime` seconds, on sign-out, or when its key is removed. A key
+    holds at most `per_key` sessions (a new one ends that key's oldest), so no key holder can
+    sign out the holders of other keys; past `limit` in all, the oldest session of the key
+    that holds the most ends."""
 
     def __init__(self, lifetime: float = SESSION_SECONDS, limit: int = MAX_SESSIONS,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, per_key: int = MAX_SESSIONS_PER_KEY):
         self.lifetime = lifetime
         self.limit = limit
+        self.per_key = per_key
         self.clock = clock
-        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()  # oldest first
+        self._by_key: dict[str, OrderedDict[str, None]] = {}  # key id -> its sessions' digests, oldest first
         self._lock = threading.Lock()
 
     def start(self, kid: str) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._sessions[digest(token)] = (kid, self.clock() + self.lifetime)
+            now = self.clock()
+            while self._sessions:  # the ended ones first (oldest first: they end in that order)
+                oldest, (_, ends) = next(iter(self._sessions.items()))
+                if ends > now:
+                    break
+                self._drop(oldest)
+            hashed = digest(token)
+            self._sessions[hashed] = (kid, now + self.lifetime)
+            own = self._by_key.setdefault(kid, OrderedDict())
+            own[hashed] = None
+            while len(own) > self.per_key:
+                self._drop(next(iter(own)))
             while len(self._sessions) > self.limit:
-                self._sessions.popitem(last=False)
+                most = max(len(v) for v in self._by_key.values())
+                self._drop(next(h for h, (k, _) in self._sessions.items() if len(self._by_key[k]) == most))
         return token
+
+    def count(self, kid: str) -> int:
+        """How many sessions the key `kid` holds (ended ones included until they are dropped)."""
+        with self._lock:
+            return len(self._by_key.get(kid, ()))
+
+    def _drop(self, hashed: str) -> None:
+        found = self._sessions.pop(hashed, None)
+        if found is None:
+            return
+        own = self._by_key.get(found[0])
+        if own is not None:
+            own.pop(hashed, None)
+            if not own:
+                del self._by_key[found[0]]
 
     def key_id(self, token: str | None) -> str | None:
         if not token:
@@ -321,18 +358,19 @@ class Sessions:
                 return None
             kid, ends = found
             if self.clock() >= ends:
-                del self._sessions[digest(token)]
+                self._drop(digest(token))
                 return None
             return kid
 
     def end(self, token: str | None) -> None:
         if token:
             with self._lock:
-                self._sessions.pop(digest(token), None)
+                self._drop(digest(token))
 
 
 class FailureLimiter:
-    """At most `limit` failed attempts per client in any `window` seconds."""
+    """At most `limit` failed attempts per client in any `window` seconds (also used for
+    sign-ins that succeed: `Auth.sign_ins`)."""
 
     def __init__(self, limit: int = FAILURE_LIMIT, window: float = FAILURE_WINDOW,
                  clock: Callable[[], float] = time.monotonic, max_clients: int = MAX_CLIENTS):
@@ -347,6 +385,10 @@ class FailureLimiter:
             if times is None or len(times) < self.limit:
                 return 0
             return max(1, int(times[0] + self.window - self.clock() + 0.999))
+
+    def record(self, client: str) -> None:
+        """Count an attempt that is limited though it succeeded (a sign-in: `Auth.sign_ins`)."""
+        self.failed(client)
 
     def failed(self, client: str) -> None:
         with self._lock:
@@ -378,6 +420,7 @@ class Auth:
     keys: KeyRing
     sessions: Sessions
     limiter: FailureLimiter
+    sign_ins: FailureLimiter  # sign-ins that started a session, per client address
 
 
 @dataclass(frozen=True)
@@ -537,9 +580,10 @@ def sign_in_post():
     target = safe_next(request.form.get("next"))
     if not same_origin():
         return forbidden("This sign-in form was sent from another site.")
-    wait = limits.limiter.retry_after(client_address())
+    failed_wait = limits.limiter.retry_after(client_address())
+    wait = failed_wait or limits.sign_ins.retry_after(client_address())
     if wait:
-        message = f"Too many failed sign-ins from this address; try again in {wait} seconds."
+        message = f"Too many {'failed ' if failed_wait else ''}sign-ins from this address; try again in {wait} seconds."
         return no_store(with_headers((render_template("sign_in.html", next=target, error=message), 429),
                                      Retry_After=str(wait)))
     key = limits.keys.lookup(request.form.get("key", "").strip())
@@ -547,6 +591,7 @@ def sign_in_post():
         limits.limiter.failed(client_address())
         return no_store((render_template("sign_in.html", next=target,
                                          error="That key is not valid (or has been removed)."), 401))
+    limits.sign_ins.record(client_address())
     token = limits.sessions.start(key.id)
     response = redirect(target, 303)
     response.set_cookie(COOKIE, token, max_age=int(limits.sessions.lifetime), path="/", httponly=True,
@@ -565,10 +610,11 @@ def sign_out():
 
 
 def install(app: Flask, keys: KeyRing, sessions: Sessions | None = None,
-            limiter: FailureLimiter | None = None) -> Auth:
+            limiter: FailureLimiter | None = None, sign_ins: FailureLimiter | None = None) -> Auth:
     """Ask every request of `app` for one of `keys` (create_app calls this first, so the
-    check runs before any other request hook)."""
-    state = Auth(keys, sessions or Sessions(), limiter or FailureLimiter())
+    check runs before any other request hook but the Host check)."""
+    state = Auth(keys, sessions or Sessions(), limiter or FailureLimiter(),
+                 sign_ins or FailureLimiter(SIGN_IN_LIMIT, SIGN_IN_WINDOW))
     app.extensions["searcher.auth"] = state
     app.before_request(require_key)
     app.register_blueprint(bp)

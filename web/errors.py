@@ -4,15 +4,19 @@ stack trace. Used by the app factory (`register_error_handlers`) and by the API 
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from searcher.errors import ShardUnavailable
+from searcher.errors import IndexIOError, ShardUnavailable
 
 from searcher.web.service import IndexUnavailable
 
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a disk (or quota) with no room: 507
 RETRY_AFTER = "1"  # seconds: the service tries to reopen a broken index on the next request
 
 
@@ -37,9 +41,38 @@ def error_response(status: int, name: str, message: str):
     return render_template("error.html", status=status, name=name, message=message), status
 
 
+def without_index_paths(message: str) -> str:
+    """`message` with the served indexes' folders left out: a file in one by its name in the
+    folder, the folder itself by the index's name (clients are shown no server paths)."""
+    for name, service in (current_app.extensions.get("searcher.indexes") or {}).items():
+        path = getattr(service.index, "path", None)
+        if path is None:
+            continue
+        for folder in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
+            message = message.replace(folder + os.sep, "").replace(folder, f"{name!r}")
+    return message
+
+
+def disk_error_message(e: IndexIOError) -> str:
+    """What a client is told of a write (or read) the disk refused: IndexIOError's reason, and
+    what was written (`written`, set by SearchService on a write)."""
+    reason = without_index_paths(e.strerror or str(e))
+    full = "The server's disk is full"
+    if not hasattr(e, "written"):  # not a write: a read that needed room (SQLite's -shm file)
+        return f"{full if e.errno in FULL else 'The disk failed'}: {reason}"
+    refused = full if e.errno in FULL else "The disk refused the write"
+    written = e.written
+    if written is False:
+        return f"{refused}, and nothing was written: {reason}"
+    if written is True:
+        return (f"{refused} after part of the write was committed (that part is searchable; sending the "
+                f"same write again adds the rest): {reason}")
+    return f"{refused}: {reason}"
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Answer an unreadable index with a 503, HTTP errors with their status, anything else
-    with a logged 500."""
+    """Answer an unreadable index with a 503, a disk that refuses a write with a 507 (full) or
+    503, HTTP errors with their status, anything else with a logged 500."""
 
     @app.errorhandler(IndexUnavailable)
     def index_unavailable(e: IndexUnavailable):
@@ -53,6 +86,18 @@ def register_error_handlers(app: Flask) -> None:
         response = app.make_response(error_response(503, "Service Unavailable", f"A shard of the index did not "
                                                     f"answer: {e}. Try again shortly."))
         response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.errorhandler(IndexIOError)
+    def disk_error(e: IndexIOError):
+        """A full disk is a 507 (freeing space is the fix), another disk error a 503 to retry;
+        the index itself still holds its last commit."""
+        app.logger.error("the disk refused %s %s: %s", request.method, request.path, e)
+        full = e.errno in FULL
+        status, name = (507, "Insufficient Storage") if full else (503, "Service Unavailable")
+        response = app.make_response(error_response(status, name, disk_error_message(e)))
+        if not full:
+            response.headers["Retry-After"] = RETRY_AFTER
         return response
 
     @app.errorhandler(HTTPException)

@@ -27,12 +27,12 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping, TypeVar
 
 from searcher.search.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
 from searcher.search.filters import compile_where
-from searcher.errors import ShardUnavailable
+from searcher.errors import IndexIOError, ShardUnavailable
 from searcher.index.facade import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.readers.loaders import is_blank
 
@@ -217,6 +217,28 @@ def probe(index) -> int:
     return documents
 
 
+def model_name(model):
+    """The model as a client is shown it: a model folder (`--model DIR`, stored as its absolute
+    path) by the folder's name, never the server's path; a name as it is."""
+    if isinstance(model, str) and (PurePath(model).is_absolute() or model.startswith("~")):
+        return PurePath(model).name or model
+    return model
+
+
+def without_server_paths(info: dict) -> dict:
+    """`Index.info()` as clients see it: no folder path, the model (also each stored
+    evaluation's) by name, no evaluation's dataset path."""
+    out = {k: v for k, v in info.items() if k != "path"}
+    if "model" in out:
+        out["model"] = model_name(out["model"])
+    if isinstance(out.get("evaluations"), list):
+        out["evaluations"] = [
+            {**{k: v for k, v in e.items() if k != "dataset_path"},
+             **({"model": model_name(e["model"])} if "model" in e else {})} if isinstance(e, dict) else e
+            for e in out["evaluations"]]
+    return out
+
+
 def describe(error: BaseException) -> str:
     """Why the index cannot be read, for a client: SQLite's message (it names no paths)."""
     if isinstance(error, sqlite3.DatabaseError):
@@ -352,13 +374,14 @@ class SearchService:
         return getattr(self.index, "analyzer", None) or getattr(getattr(self.index, "keywords", None), "analyzer", None)
 
     def stats(self) -> dict:
-        info = self._call(lambda index: index.info())
+        info = without_server_paths(self._call(lambda index: index.info()))
         keys = ("documents", "chunks", "model", "dimension", "pooling", "chunk_tokens", "overlap", "generation")
         return {k: info[k] for k in keys if k in info}
 
     def about(self) -> dict:
-        """The index's own report (`Index.info()`) and this server's recent search latencies."""
-        return {**self._call(lambda index: index.info()), "latency": self.latency.summary()}
+        """The index's own report (`Index.info()`, without server paths) and this server's recent
+        search latencies."""
+        return {**without_server_paths(self._call(lambda index: index.info())), "latency": self.latency.summary()}
 
     def count(self) -> int:
         return self._call(len)
@@ -391,13 +414,28 @@ class SearchService:
 
     @contextmanager
     def _writing(self, wait: float | None = None):
+        """The write lock for one write. An IndexIOError (a full or failing disk) leaves it with
+        `written`: whether an earlier commit of the same write was kept (a large write commits
+        in parts), compared by generation under the lock; None when that cannot be told."""
         wait = self.write_wait if wait is None else wait
         if not (self._write_lock.acquire() if wait < 0 else self._write_lock.acquire(timeout=wait)):
             raise WriteBusy(f"another write has been running for over {wait:.0f} seconds; try again later")
         try:
-            yield
+            before = self._generation_or_none()
+            try:
+                yield
+            except IndexIOError as e:
+                after = self._generation_or_none()
+                e.written = None if before is None or after is None else after != before
+                raise
         finally:
             self._write_lock.release()
+
+    def _generation_or_none(self) -> int | None:
+        try:
+            return self.generation()
+        except (IndexUnavailable, *INDEX_ERRORS):
+            return None
 
     # -- damage and recovery -------------------------------------------------------------
     def _call(self, read: Callable[[Any], T]) -> T:

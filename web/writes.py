@@ -12,7 +12,11 @@ added, updated, unchanged or skipped, and why) and the ids sent.
 
 POST /api/index, on a server started with `--watch PATH` (`watch_folders`), runs the
 watcher's reconcile (searcher/index/watch.py) and answers 200 with its report; a server that
-watches nothing answers 409.
+watches nothing answers 409. It checks `?index=` and the key's index limit as the other
+writes do (404 / 403).
+
+A write the disk refuses (IndexIOError: full, failing) is answered by web/errors.py: 507 for
+a full disk, 503 with Retry-After otherwise, with the reason and whether anything was written.
 
 Writes go through `SearchService` one at a time, the watcher's runs among them; searches
 keep answering meanwhile (see web/service.py). Without API keys (a server started without --api-keys) there is no admin,
@@ -125,11 +129,17 @@ def delete_document(doc_id: str | None):
 
 @bp.post("/index")
 def reindex():
-    """A full run over the watched folders now -> 200 with its report; 409 when none are watched."""
+    """A full run over the watched folders now -> 200 with its report; 409 when none are watched.
+    Like every write, for the index of ?index= (or the default), which the key must be allowed:
+    404 / 403 before anything runs."""
+    target = service()
     watcher = current_app.extensions.get(WATCHER)
     if watcher is None:
         return json_error(409, "This server watches no folders: start it with `searcher serve --watch PATH` "
                                "to re-index folders through the API.", "Conflict")
+    if target is not current_app.extensions["searcher"]:
+        return json_error(409, "This server watches folders for its default index only: send POST /api/index "
+                               "without ?index=, or with that index's name.", "Conflict")
     try:
         report = watcher.reconcile()
     except (IndexLockedError, WriteBusy) as e:

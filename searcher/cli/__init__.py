@@ -547,6 +547,10 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
               help="Every request needs one of the keys in FILE (`searcher keys add`); admin keys may write.")
 @click.option("--no-auth", is_flag=True,
               help="Serve beyond loopback without keys: anyone who can reach it can search (never write).")
+@click.option("--allowed-hosts", "allowed_hosts", multiple=True, metavar="NAMES",
+              help="Host names the server answers besides localhost, IP addresses and --host (comma-separated, "
+                   "repeatable; .example.com: a domain and the names under it; *: any). Any other name in a "
+                   "request's Host gets 421 (DNS rebinding).")
 @click.option("--max-write-mb", type=click.FloatRange(min=0.01, max=1024), default=MAX_WRITE_BYTES / 2**20,
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
@@ -561,15 +565,15 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
 @device_option
 @precision_option
 @click.pass_context
-def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, max_write_mb, watch_paths,
-          ray_address, replicas, reconcile, debounce, settle, device, precision):
+def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
+          watch_paths, ray_address, replicas, reconcile, debounce, settle, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
     searcher serve --index indexes/notes --port 8080
     searcher serve --index notes=indexes/notes --index mail=/srv/mail-index
     searcher serve --facets author,type,year
-    searcher serve --host 0.0.0.0 --api-keys keys.txt
+    searcher serve --host 0.0.0.0 --api-keys keys.txt --allowed-hosts search.example.com
     searcher serve --watch ~/notes --watch ~/papers
     searcher serve --ray auto --index sharded/ --replicas 2
     """
@@ -578,6 +582,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     from searcher.web.server import make_server
 
     from searcher.search.facets import check_facet_fields
+    from searcher.hosts import HostRule, parse_allowed_hosts
 
     specs = parse_index_specs(index_specs)
     if ray_address is not None:
@@ -607,6 +612,10 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
         facets = check_facet_fields(f for f in facet_fields.split(",") if f.strip())
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    try:
+        hosts = HostRule(host, parse_allowed_hosts(allowed_hosts))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--allowed-hosts") from None
     keys = None
     if api_keys is not None:
         keys = KeyRing.from_file(api_keys)  # a bad file: KeyFileError, a ValueError (one line, exit 1)
@@ -623,7 +632,8 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             else:
                 opened[name] = open_index(folder, device=device, precision=precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
-        app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20))
+        app = create_app(indexes=opened, facets=facets, keys=keys, max_write_bytes=int(max_write_mb * 2**20),
+                         allowed_hosts=hosts)
         watcher = None
         if watch_paths:
             from searcher.web.writes import watch_folders

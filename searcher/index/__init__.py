@@ -1,5 +1,5 @@
 """Index: one searchable index folder (the `Index` facade and its parts: the write session, check and
-repair, watched folders). `searcher.index` keeps the names it always exported."""
+repair, watched folders). `searcher.index.facade` keeps the names it always exported."""
 
 from searcher.index.facade import *  # noqa: F401,F403
 from searcher.index.facade import DEFAULT_INDEX_DIR, Index, PathRun

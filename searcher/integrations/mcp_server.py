@@ -123,9 +123,14 @@ def build_server(source, name: str = "searcher"):
 
 
 def serve(source, http_port: int | None = None) -> None:
-    """Serve over stdio (what an assistant launches), or streamable HTTP on 127.0.0.1:PORT."""
+    """Serve over stdio (what an assistant launches), or streamable HTTP on 127.0.0.1:PORT,
+    answering the Host names `searcher serve` answers (searcher/hosts.py: 421 for another
+    name, 403 for another site's Origin, against DNS rebinding)."""
+    from searcher.integrations.hosts import HostRule
+
     server = build_server(source)
     if http_port is None:
         server.run("stdio")
     else:
-        server.run("streamable-http", host="127.0.0.1", port=http_port)
+        server.run("streamable-http", host="127.0.0.1", port=http_port,
+                   transport_security=HostRule("127.0.0.1").mcp_security())
