@@ -150,7 +150,7 @@ class Watcher:
         try:
             import watchfiles
         except ImportError:
-            self._no_events("watchfiles is not installed (pip install 'searcher[watch]')")
+            self._no_events("watchfiles is not installed (pip install -e '.[watch]' in the searcher checkout)")
             yield from self._ticks()
             return
         self._default_filter = watchfiles.DefaultFilter()
