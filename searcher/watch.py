@@ -59,6 +59,15 @@ def signature(path: Path) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns) if path.is_file() else None
 
 
+def outermost(paths: Iterable[Path]) -> list[Path]:
+    """`paths` less repeats and those inside another of them: a folder's walk reads its files
+    (and prunes the gone ones), so a file given again beside it would be read twice, and
+    reported a duplicate of itself."""
+    paths = list(dict.fromkeys(paths))
+    given = set(paths)
+    return [p for p in paths if not any(parent in given for parent in p.parents)]
+
+
 def check_paths(paths: Iterable[str | os.PathLike], index_dir: str | os.PathLike) -> None:
     """ValueError unless every path exists and none is the index folder or inside it (the
     index's own writes would be events)."""
@@ -267,7 +276,7 @@ class Watcher:
         unsettled: set[str] = set()
         missing: set[str] = set()
         targets: list[Path] = []
-        for path in paths:
+        for path in outermost(paths):
             if not os.path.lexists(path):
                 missing.add(clean_text(str(path)))
                 targets.append(path)

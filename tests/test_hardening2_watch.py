@@ -5,8 +5,10 @@ hint names what really installs the extra (item 20). Fake encoder, real file eve
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -72,3 +74,66 @@ def test_the_watch_and_map_hints_say_what_installs_them(index, docs, monkeypatch
     monkeypatch.setattr(corpus_map, "umap_available", lambda: False)
     with pytest.raises(ValueError, match=re.escape("pip install -e '.[map]'")):
         corpus_map.choose_method(100, "umap")
+
+
+# -- the watcher ----------------------------------------------------------------------------
+DEADLINE = 30.0  # seconds; generous: what happens takes well under one on an idle machine
+FAST = {"debounce": 0.1, "settle": 0.3, "reconcile_every": None}
+
+
+def eventually(check, timeout: float = DEADLINE, every: float = 0.05):
+    """check()'s first truthy value within `timeout` seconds; fails the test otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
+        time.sleep(every)
+
+
+def age(path: Path, seconds: float = 60) -> None:
+    """Set a file's times `seconds` into the past (it has long been quiet)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.fixture
+def watching(index, docs):
+    """Start a watcher over `docs` (keywords: Watcher's), recording its runs' reports; stopped at the end."""
+    pytest.importorskip("watchfiles")
+    started = []
+
+    def start(**settings) -> Watcher:
+        runs: list[tuple[str, object]] = []
+        watcher = Watcher(index, [docs], LoadOptions(workers=0), on_run=lambda kind, report: runs.append((kind, report)),
+                          **{**FAST, **settings})
+        watcher.reports = runs
+        started.append(watcher.start())
+        assert watcher.ready.wait(DEADLINE), "the first reconcile did not finish"
+        return watcher
+
+    yield start
+    for watcher in started:
+        watcher.stop()
+
+
+def test_a_folder_moved_in_is_read_once_and_reported_true(watching, index, docs, tmp_path):
+    """Item 15: the folder and the files in it both have events; each file is read once, and no
+    file is reported a duplicate of itself."""
+    watcher = watching()
+    outside = tmp_path / "elsewhere"
+    (outside / "deeper").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "deeper/c.txt"):
+        (outside / name).write_text(f"Notes {name} about lichens on old walls.")
+        age(outside / name)
+    outside.rename(docs / "lichens")
+    eventually(lambda: len(index) == 4)
+    (docs / "lichens" / "a.txt").write_text("Mosses and lichens on the north side of the wall.")  # an event inside
+    (docs / "lichens" / "deeper" / "c.txt").unlink()
+    eventually(lambda: len(index) == 3 and "Mosses" in index.get_document(str(docs / "lichens" / "a.txt"))["text"])
+    skipped = [s for _, report in watcher.reports for s in report.skipped]
+    assert not skipped, skipped
+    assert watcher.index_changes([docs / "lichens", docs / "lichens" / "b.txt", docs / "lichens" / "b.txt",
+                                  docs / "lichens" / "deeper" / "c.txt"]).skipped == []
