@@ -137,3 +137,59 @@ def test_a_folder_moved_in_is_read_once_and_reported_true(watching, index, docs,
     assert not skipped, skipped
     assert watcher.index_changes([docs / "lichens", docs / "lichens" / "b.txt", docs / "lichens" / "b.txt",
                                   docs / "lichens" / "deeper" / "c.txt"]).skipped == []
+
+
+def bytes_file(folder: Path, name: bytes, text: str) -> None:
+    with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+        f.write(text.encode())
+
+
+def ids_ending(index, tail: str) -> list[str]:
+    return [h.doc_id for h in index.search("otters muddy bank", k=5, mode="keyword") if h.doc_id.endswith(tail)]
+
+
+def test_a_name_that_is_not_utf8_does_not_end_the_watch(watching, index, docs, caplog):
+    """Item 3: watchfiles raises on a name it cannot decode (even when the file is only read);
+    the watcher leaves it out, watches on, and indexes what comes after (and the file, its
+    name escaped)."""
+    caplog.set_level(logging.WARNING, logger="searcher.watch")
+    watcher = watching()
+    bytes_file(docs, b"bad\xff.txt", "Otters slide down the muddy bank.")
+    eventually(lambda: "not UTF-8" in caplog.text)
+    (docs / "after.txt").write_text("Swifts scream round the church tower at dusk.")
+    assert eventually(lambda: index.get_document(str(docs / "after.txt")))
+    assert eventually(lambda: ids_ending(index, "bad\\xff.txt"))  # read by the catch-up run, its name escaped
+    (docs / "after.txt").unlink()
+    eventually(lambda: index.get_document(str(docs / "after.txt")) is None)
+    assert watcher.events is True
+    assert "refused" not in caplog.text and "no file events" not in caplog.text, caplog.text
+    assert "bad\\xFF.txt" in caplog.text  # the log names it
+
+
+def test_what_changed_beside_a_name_that_is_not_utf8_is_not_lost(watching, index, docs):
+    """The batch in which watchfiles met the name is lost with it: what changed meanwhile is read."""
+    watching()
+    beside = docs / "sub" / "beside.txt"
+    beside.parent.mkdir()
+    beside.write_text("Herons wait in the shallows.")
+    age(beside)  # settled at once: nothing but its event would bring it in
+    bytes_file(docs / "sub", b"bad\xfe.txt", "Otters slide down the muddy bank.")
+    assert eventually(lambda: index.get_document(str(beside)))
+    (docs / "later.txt").write_text("Swifts scream round the church tower at dusk.")
+    assert eventually(lambda: index.get_document(str(docs / "later.txt")))
+
+
+def test_a_folder_whose_name_is_not_utf8_is_watched_by_polling(index, docs, watching, caplog):
+    """Setting an inotify watch up reads every folder, so watchfiles stops at once on such a
+    folder: the watcher watches by polling, which sees changes, not reads."""
+    caplog.set_level(logging.WARNING, logger="searcher.watch")
+    os.mkdir(os.path.join(os.fsencode(docs), b"odd\xff"))
+    bytes_file(docs / os.fsdecode(b"odd\xff"), b"inside.txt", "Otters slide down the muddy bank.")
+    watcher = watching()
+    assert eventually(lambda: ids_ending(index, "odd\\xff/inside.txt"))  # the first reconcile
+    eventually(lambda: "polling" in caplog.text)
+    (docs / "after.txt").write_text("Swifts scream round the church tower at dusk.")
+    assert eventually(lambda: index.get_document(str(docs / "after.txt")))  # by an event or the catch-up run
+    (docs / "later.txt").write_text("Kingfishers dive from the alder branch.")  # the polling watch is up by now
+    assert eventually(lambda: index.get_document(str(docs / "later.txt")))
+    assert watcher.events is True and "no file events" not in caplog.text, caplog.text
