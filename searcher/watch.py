@@ -70,7 +70,7 @@ def signature(path: Path) -> tuple[int, int] | None:
 def undecodable(error: BaseException) -> str | None:
     """The name in watchfiles' error about a path that is not UTF-8, as it shows it
     (`"/docs/bad\\xFF.txt"`), or None for another error."""
-    match = re.match(r'Unable to decode path (".*") to string', str(error), re.S)
+    match = re.match(r'Unable to decode path (".*") to string', str(error))
     return match.group(1) if match else None
 
 
@@ -162,7 +162,7 @@ class Watcher:
             if self._stop.is_set():
                 break
             since, self._catch_up_since = self._catch_up_since, None
-            if since is not None and not self._safely("changes", lambda: self._catch_up(since)):
+            if since is not None and not self._safely("changes", lambda since=since: self._catch_up(since)):
                 next_reconcile = min(next_reconcile or math.inf, time.monotonic() + RETRY_RECONCILE)
             if next_reconcile is None or time.monotonic() < next_reconcile:
                 self._run_due()
