@@ -318,7 +318,7 @@ def test_serve_answers_its_host_and_the_allowed_names(tmp_path, fake_encoder, mo
             pass
 
     monkeypatch.setattr(cli, "open_index", lambda folder, **kw: idx)
-    monkeypatch.setattr(web.server, "make_server", lambda app, *a: Server(app))
+    monkeypatch.setattr(searcher.web.server, "make_server", lambda app, *a: Server(app))
     result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "idx"), "--host", "search.lan", "--no-auth",
                                        "--allowed-hosts", "a.example,.corp.example"])
     assert result.exit_code == 0, result.output

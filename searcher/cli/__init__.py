@@ -708,12 +708,16 @@ def served_on_ray(folder: Path, address: str, replicas: int, device: str, precis
     """The sharded index in `folder` deployed on Ray Serve for the block (the front's
     ShardedIndex); the deployments are deleted, and a Ray started here stopped, at the end."""
     from searcher.cluster.ray_cluster import check_address, import_ray, ray_session
-    from searcher.cluster.ray_serving import ServeSettings, serve_sharded
+    from searcher.cluster.ray_serving import UNDEPLOY_TIMEOUT_S, ServeSettings, serve_sharded
 
     import_ray(loopback=check_address(address) == "local")  # before the model loads
     with ray_session(address) as _, serve_sharded(folder, ServeSettings(replicas=replicas), device=device,
                                                   precision=precision) as front:
-        yield front.index
+        try:
+            yield front.index
+        finally:  # the deletion is bounded (ray_serving.undeploy); say why stopping takes a moment
+            click.echo(f"stopping: removing the shards from Ray Serve (waiting at most {UNDEPLOY_TIMEOUT_S:g} s)",
+                       err=True)
 
 
 key_file_option = click.option(

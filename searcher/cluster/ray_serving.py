@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +39,8 @@ from searcher.cluster.ray_cluster import RayError, import_ray
 
 log = logging.getLogger(__name__)
 MAX_REPLICAS = 64
+UNDEPLOY_TIMEOUT_S = 30.0  # the longest the front waits for its shards' applications to be deleted
+GRACEFUL_SHUTDOWN_S = 5.0  # a replica's calls are short reads: Serve kills one still busy after this
 # The calls a shard answers (searcher/cluster/sharded.py); `__len__` travels as `count`.
 SHARD_CALLS = ("rank", "fetch", "metadata", "keyword_statistics", "similar_source", "search_vector",
                "get_document", "count", "info")
@@ -260,7 +263,8 @@ def deploy_shards(path, settings: ServeSettings = ServeSettings()) -> list[tuple
     layout = read_layout(path)
     folders = [str(Path(folder).resolve()) for folder in shard_paths(path, layout)]
     serve.start(proxy_location="Disabled")
-    options = dict(num_replicas=settings.replicas, ray_actor_options={"num_cpus": settings.num_cpus})
+    options = dict(num_replicas=settings.replicas, ray_actor_options={"num_cpus": settings.num_cpus},
+                   graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S, graceful_shutdown_wait_loop_s=0.5)
     if settings.health_check_period_s is not None:
         options["health_check_period_s"] = settings.health_check_period_s
     deployed = []
@@ -274,15 +278,33 @@ def deploy_shards(path, settings: ServeSettings = ServeSettings()) -> list[tuple
     return deployed
 
 
-def undeploy(names: Sequence[str]) -> None:
-    """Delete the shards' Serve applications (their replicas stop)."""
+def undeploy(names: Sequence[str], timeout_s: float = UNDEPLOY_TIMEOUT_S) -> list[str]:
+    """Delete the shards' Serve applications (their replicas stop), all at once, and wait up to
+    `timeout_s` for them to go: Serve's own wait is 60 s per application, one after the other.
+    Gives the ones still there then (Serve goes on deleting them; a warning names them)."""
     from ray import serve
 
     for name in names:
         try:
-            serve.delete(name)
+            serve.delete(name, _blocking=False)
         except Exception:  # already gone, or Serve shut down: nothing left to stop
             log.debug("deleting Serve application %s failed", name, exc_info=True)
+    deadline = time.monotonic() + timeout_s
+    left = list(names)
+    while left:
+        try:
+            there = serve.status().applications
+        except Exception:  # Serve is gone: so are its applications
+            log.debug("asking Serve which applications are left failed", exc_info=True)
+            return []
+        left = [name for name in left if name in there]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if left:
+        log.warning("the Serve applications %s were still being deleted after %g s; stopping without waiting "
+                    "(Serve goes on deleting them)", ", ".join(left), timeout_s)
+    return left
 
 
 def shard_manifest(path, layout: dict) -> dict:
@@ -312,7 +334,8 @@ def query_encoder(path, layout: dict, device: str = "auto", precision: str = "au
 
 class ServedIndex:
     """A sharded index served on Ray Serve, as the front sees it: `index` (a ShardedIndex over
-    ServeShards) and the applications behind it; `close()` deletes them. Made by `serve_sharded`."""
+    ServeShards) and the applications behind it; `close()` deletes them, waiting at most
+    UNDEPLOY_TIMEOUT_S. Made by `serve_sharded`."""
 
     def __init__(self, index, names: list[str]):
         self.index = index

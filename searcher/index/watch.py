@@ -19,7 +19,10 @@ Events can be missed (a folder beyond the system's watch limit, fs.inotify.max_u
 on Linux; a network share; changes while nothing ran), so every `reconcile_every` seconds,
 and at the start, a full run over the watched paths (`add_paths(paths, prune=True)`, with
 the same settling) brings the index in line with the folders. Without `watchfiles`, or when
-the system refuses to watch, the watcher says so in the log and keeps the reconciles.
+the watch fails, the watcher says so in the log and keeps the reconciles. A name that is not
+UTF-8 (which watchfiles cannot report: it stops) is left out of the events, the watch starts
+again, and the files changed meanwhile are read; the file itself is indexed as any other, by
+reconciles and runs over its folder, under its name with the bad bytes escaped (`\\xff`).
 
 Runs go through `write(run, wait)`: by default `run(index)`; `searcher serve --watch` passes
 SearchService.write, so the watcher's runs and the write API's take turns. An error in a run
@@ -29,7 +32,10 @@ is logged and the watcher carries on (the paths of a failed run are retried).
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -48,6 +54,8 @@ DEFAULT_RECONCILE = 600.0  # seconds between full runs
 RETRY_AFTER = 2.0  # seconds before the paths of a failed run are tried again
 RETRY_RECONCILE = 30.0  # seconds before a failed reconcile is tried again
 MAX_TICK = 0.25  # the longest the loop sleeps between looks at what is due
+RESTART_GAP = 2.0  # seconds at least between two starts of the file watch (a name it cannot report stops it)
+CTIME_MARGIN = 1.0  # seconds: a catch-up after a restart reads what changed since the last batch, less this
 
 
 def signature(path: Path) -> tuple[int, int] | None:
@@ -57,6 +65,22 @@ def signature(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns) if path.is_file() else None
+
+
+def undecodable(error: BaseException) -> str | None:
+    """The name in watchfiles' error about a path that is not UTF-8, as it shows it
+    (`"/docs/bad\\xFF.txt"`), or None for another error."""
+    match = re.match(r'Unable to decode path (".*") to string', str(error))
+    return match.group(1) if match else None
+
+
+def outermost(paths: Iterable[Path]) -> list[Path]:
+    """`paths` less repeats and those inside another of them: a folder's walk reads its files
+    (and prunes the gone ones), so a file given again beside it would be read twice, and
+    reported a duplicate of itself."""
+    paths = list(dict.fromkeys(paths))
+    given = set(paths)
+    return [p for p in paths if not any(parent in given for parent in p.parents)]
 
 
 def check_paths(paths: Iterable[str | os.PathLike], index_dir: str | os.PathLike) -> None:
@@ -113,6 +137,8 @@ class Watcher:
         self.runs = 0
         self.last_report: IndexReport | None = None
         self.last_error: str | None = None
+        self._catch_up_since: float | None = None  # set by _events after a restarted watch
+        self._bad_names: set[str] = set()  # names watchfiles could not report (logged once each)
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> "Watcher":
@@ -135,6 +161,9 @@ class Watcher:
             self._note(changes)
             if self._stop.is_set():
                 break
+            since, self._catch_up_since = self._catch_up_since, None
+            if since is not None and not self._safely("changes", lambda since=since: self._catch_up(since)):
+                next_reconcile = min(next_reconcile or math.inf, time.monotonic() + RETRY_RECONCILE)
             if next_reconcile is None or time.monotonic() < next_reconcile:
                 self._run_due()
                 continue
@@ -146,31 +175,102 @@ class Watcher:
                 next_reconcile = time.monotonic() + self.reconcile_every if self.reconcile_every else None
 
     def _events(self) -> Iterator[set]:
-        """Sets of (change, path) as they come, and an empty set every tick."""
+        """Sets of (change, path) as they come, and an empty set every tick.
+
+        watchfiles stops at a name that is not UTF-8 (an event on it, even a read, raises, and
+        the batch it was in is lost): the watch is started again, at most once every
+        RESTART_GAP seconds, and what changed since the last batch that came is read
+        (`_catch_up`). A watch that stops so before its first batch (a folder of such a name:
+        setting the watch up reads it) starts again polling, which sees no reads."""
         try:
             import watchfiles
         except ImportError:
-            self._no_events("watchfiles is not installed (pip install 'searcher[watch]')")
+            self._no_events("watchfiles is not installed (pip install -e '.[watch]' in the searcher checkout)")
             yield from self._ticks()
             return
         self._default_filter = watchfiles.DefaultFilter()
         self._deleted = watchfiles.Change.deleted
         self._added = watchfiles.Change.added
-        try:
-            self.events = True
-            yield from watchfiles.watch(*self.paths, watch_filter=self._wanted,
-                                        debounce=max(50, int(self.debounce * 1000)), step=50,
-                                        stop_event=self._stop, rust_timeout=max(1, int(self._tick * 1000)),
-                                        yield_on_timeout=True, force_polling=self.force_polling)
-        except (OSError, RuntimeError) as e:  # the system's watch limit, a folder gone
-            self._no_events(f"the system refused to watch them ({e})")
-            yield from self._ticks()
+        polling = self.force_polling
+        heard: float | None = None  # wall time of the last batch (or tick) that came: nothing before it was missed
+        catch_up: float | None = None  # read what changed since then, once the watch is up again
+        while not self._stop.is_set():
+            started, began = time.monotonic(), time.time()
+            fresh = True
+            try:
+                self.events = True
+                for changes in watchfiles.watch(*self.paths, watch_filter=self._wanted,
+                                                debounce=max(50, int(self.debounce * 1000)), step=50,
+                                                stop_event=self._stop, rust_timeout=max(1, int(self._tick * 1000)),
+                                                yield_on_timeout=True, force_polling=polling):
+                    fresh = False
+                    heard = time.time()
+                    if catch_up is not None:
+                        self._catch_up_since, catch_up = catch_up, None
+                    yield changes
+                return  # stopped
+            except (OSError, RuntimeError) as e:  # the system's watch limit, a folder gone, a name not UTF-8
+                name = undecodable(e)
+                if name is None:
+                    self._no_events(f"the file watch failed ({e})")
+                    yield from self._ticks()
+                    return
+                self._skip_name(name)
+                if fresh and polling:
+                    self._no_events(f"watchfiles cannot watch them, even polling, for the name {name} (not UTF-8)")
+                    yield from self._ticks()
+                    return
+                if fresh:
+                    polling = True
+                    log.warning("watch: watchfiles stops at once on the name %s (not UTF-8) under %s: they are "
+                                "watched by polling instead", name, ", ".join(map(str, self.paths)))
+                since = heard if heard is not None else began  # (the first reconcile may come before a watch is up)
+                catch_up = since if catch_up is None else min(catch_up, since)
+            while time.monotonic() < started + RESTART_GAP and not self._stop.is_set():
+                yield set()  # the runs due go on meanwhile
+                self._stop.wait(self._tick)
+
+    def _skip_name(self, name: str) -> None:
+        level = logging.DEBUG if name in self._bad_names else logging.WARNING
+        self._bad_names.add(name)
+        log.log(level, "watch: watchfiles cannot report the name %s (not UTF-8): its events are left out, the "
+                "watch starts again, and the files changed meanwhile are read", name)
 
     def _no_events(self, why: str) -> None:
         self.events = False
         every = f"every {self.reconcile_every:g} s" if self.reconcile_every else "when asked (POST /api/index)"
         log.warning("no file events for %s: %s; the index follows them by a full run %s",
                     ", ".join(map(str, self.paths)), why, every)
+
+    def _catch_up(self, since: float) -> None:
+        """After a restarted watch: a run over the watched files and folders whose status
+        changed at `since` (time.time()) or later: written, renamed or moved in, a folder with
+        an entry added or removed (read whole, which prunes what left it). By ctime, which a
+        modification time set back does not hide; CTIME_MARGIN before `since` for clocks."""
+        threshold = (since - CTIME_MARGIN) * 1e9
+        changed: list[Path] = []
+        for root in self.paths:
+            stack = [root]
+            while stack:
+                path = stack.pop()
+                try:
+                    st = path.stat() if path == root else path.lstat()
+                except OSError:
+                    if path == root:
+                        changed.append(root)  # gone: its documents go
+                    continue
+                if path == self.index_dir:
+                    continue
+                if st.st_ctime_ns >= threshold and (path == root or self._wanted(self._added, str(path))):
+                    changed.append(path)  # a folder's run reads everything under it
+                elif stat.S_ISDIR(st.st_mode):
+                    try:
+                        with os.scandir(path) as entries:
+                            stack.extend(Path(e.path) for e in entries if not e.name.startswith("."))
+                    except OSError:
+                        continue
+        if changed:
+            self.index_changes(changed, wait=-1)
 
     def _ticks(self) -> Iterator[set]:
         yield set()
@@ -267,7 +367,7 @@ class Watcher:
         unsettled: set[str] = set()
         missing: set[str] = set()
         targets: list[Path] = []
-        for path in paths:
+        for path in outermost(paths):
             if not os.path.lexists(path):
                 missing.add(clean_text(str(path)))
                 targets.append(path)

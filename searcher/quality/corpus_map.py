@@ -86,7 +86,7 @@ def choose_method(n: int, method: str = "auto") -> str:
     asked for and umap-learn is missing. Fewer points than UMAP's neighbourhood get PCA."""
     check_method(method)
     if method == "umap" and not umap_available():
-        raise ValueError("the umap layout needs umap-learn: pip install 'searcher[map]'")
+        raise ValueError("the umap layout needs umap-learn: pip install -e '.[map]' (in the searcher checkout)")
     if method == "auto":
         method = "umap" if n >= UMAP_MIN_DOCS and umap_available() else "pca"
     if method == "umap" and n <= UMAP_NEIGHBOURS + 1:
