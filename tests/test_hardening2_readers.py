@@ -1,0 +1,58 @@
+"""Issue 30, the readers: symlinks out of the tree, per-file bounds, linear-time patterns,
+long CSV fields, checked page_starts, empty EPUB metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from searcher.loaders import Document, Skipped, load_paths, markdown_title
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def docs_and_skips(paths, opts=None):
+    items = list(load_paths(paths, opts))
+    return [i for i in items if isinstance(i, Document)], [i for i in items if isinstance(i, Skipped)]
+
+
+def run_bounded(code: str, limit: float = 60.0) -> str:
+    """Run `code` in a child Python under a time limit far above what linear work needs (a
+    few milliseconds) and far below what the old backtracking patterns took (hours)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=limit, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running after {limit:g} s: the pattern backtracks") from None
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_long_markdown_heading_line_is_read_in_linear_time():
+    # 20,000 spaces in a heading line: the cubic pattern took 20 s on 4,500 (hours on this).
+    out = run_bounded("""
+        from searcher.loaders import markdown_title
+        print(repr(markdown_title("# a" + " " * 20000 + "b")))
+    """)
+    assert out.strip() == repr("a" + " " * 20000 + "b")
+
+
+def test_a_long_mbox_from_line_full_of_times_is_split_in_linear_time():
+    # 100,000 times on the last 'From ' line (no newline): the quadratic pattern took 48 s on 16,000.
+    out = run_bounded("""
+        from pathlib import Path
+        from searcher.loaders import LoadOptions, _read_mbox
+        items = list(_read_mbox(Path("m.mbox"), b"From a " + b"10:00 " * 100000, LoadOptions()))
+        print(len(items), type(items[0]).__name__)
+    """)
+    assert out.split() == ["1", "Document"]
+
+
+def test_markdown_titles_are_read_as_before():
+    assert markdown_title("Intro\n\n# The Title #\n\nBody") == "The Title"
+    assert markdown_title("   ## Two ##  \n") == "Two"
+    assert markdown_title("    # code, not a heading\n####### seven\n#no space\n# \n### Third") == "Third"
+    assert markdown_title("#\tTabbed  title\t###\t") == "Tabbed  title"
+    assert markdown_title("no heading") == ""
