@@ -179,6 +179,9 @@ def file_facts(path: Path, size: int, mtime: float) -> dict:
 
 def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
     text = decode_bytes(data)
+    # csv refuses fields over 128 KiB by default; no field is longer than its file, which the
+    # file size bound (--max-file-mb) already limits.
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(text) + 1, 2**31 - 1)))
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
@@ -192,14 +195,25 @@ def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
         return
     id_cols = (opts.csv_id_column,) if opts.csv_id_column else ID_COLUMNS
     title_col = opts.csv_title_column or "title"
-    try:
-        for rowno, row in enumerate(reader, start=2):
-            row = {k: v for k, v in row.items() if k is not None}
-            doc = _split_record(row, f"{path}:{rowno}", str(path), id_cols, (text_col,), title_col)
-            doc.metadata.setdefault("row", rowno)
-            yield doc
-    except csv.Error as e:
-        yield Skipped(f"{path}:{reader.line_num}", f"malformed CSV ({e}); rows before it were kept")
+    rowno = 1
+    while True:
+        line = reader.reader.line_num  # the csv reader's own: DictReader's is not moved by an error
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            rowno += 1
+            # The reader starts again on the next line: only this row is lost.
+            yield Skipped(f"{path}:{rowno}", f"malformed CSV row ({e}); skipped, the other rows are read")
+            if reader.reader.line_num == line:
+                return
+            continue
+        rowno += 1
+        row = {k: v for k, v in row.items() if k is not None}
+        doc = _split_record(row, f"{path}:{rowno}", str(path), id_cols, (text_col,), title_col)
+        doc.metadata.setdefault("row", rowno)
+        yield doc
 
 
 def _mail_date(value) -> str | None:

@@ -56,3 +56,28 @@ def test_markdown_titles_are_read_as_before():
     assert markdown_title("    # code, not a heading\n####### seven\n#no space\n# \n### Third") == "Third"
     assert markdown_title("#\tTabbed  title\t###\t") == "Tabbed  title"
     assert markdown_title("no heading") == ""
+
+
+def test_a_csv_field_over_128_kib_is_read_and_so_are_the_rows_after_it(tmp_path):
+    big = "word " * 40_000  # 200,000 characters: over csv's default field limit of 131,072
+    (tmp_path / "t.csv").write_text(f'id,text\n1,first\n2,"{big}"\n3,third\n4,fourth\n')
+    docs, skipped = docs_and_skips([tmp_path])
+    assert not skipped
+    assert [d.id for d in docs] == ["1", "2", "3", "4"]
+    assert docs[1].text == big and docs[3].metadata["row"] == 5
+
+
+def test_a_malformed_csv_row_is_skipped_alone(tmp_path, monkeypatch):
+    import csv
+
+    from searcher import loaders
+
+    class Strict(csv.excel):
+        strict = True  # a quote inside an unquoted field is an error, not text
+
+    monkeypatch.setattr(loaders.csv.Sniffer, "sniff", lambda *a, **k: Strict)
+    (tmp_path / "t.csv").write_text('id,text\n1,first\n2,"bad"x\n3,third\n')
+    docs, skipped = docs_and_skips([tmp_path], loaders.LoadOptions(workers=0))
+    assert [d.id for d in docs] == ["1", "3"]
+    assert [s.path for s in skipped] == [f"{tmp_path / 't.csv'}:3"]
+    assert "malformed CSV row" in skipped[0].reason and "the other rows are read" in skipped[0].reason
