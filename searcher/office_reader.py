@@ -159,8 +159,12 @@ def read_epub(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         return
 
     def first(name: str) -> str:
-        values = book.get_metadata("DC", name)
-        return str(values[0][0]).strip() if values else ""
+        """The first non-empty value of a Dublin Core field, or '' (ebooklib gives None for
+        an empty element such as `<dc:title/>`)."""
+        for value, _attributes in book.get_metadata("DC", name):
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return ""
 
     metadata = {"chapters": len(chapters)}
     for name, key in (("creator", "author"), ("language", "language"), ("subject", "subject")):

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from searcher.loaders import Document, Skipped, load_paths, markdown_title
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +83,25 @@ def test_a_malformed_csv_row_is_skipped_alone(tmp_path, monkeypatch):
     assert [d.id for d in docs] == ["1", "3"]
     assert [s.path for s in skipped] == [f"{tmp_path / 't.csv'}:3"]
     assert "malformed CSV row" in skipped[0].reason and "the other rows are read" in skipped[0].reason
+
+
+def test_an_epub_with_an_empty_title_and_creator_gets_no_title_or_author_none(tmp_path):
+    epub = pytest.importorskip("ebooklib.epub", reason="ebooklib makes the EPUB fixture")
+    book = epub.EpubBook()
+    book.set_identifier("id-1")
+    book.set_title("")  # written as <dc:title></dc:title>
+    book.add_author("")  # <dc:creator></dc:creator>
+    book.add_author("Ann Archivist")  # a second creator, not empty
+    chapter = epub.EpubHtml(title="One", file_name="c1.xhtml")
+    chapter.content = "<p>The ship left the harbour at dawn.</p>"
+    book.add_item(chapter)
+    book.spine = [chapter]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    epub.write_epub(str(tmp_path / "sea.epub"), book)
+    docs, skipped = docs_and_skips([tmp_path])
+    assert not skipped and docs[0].title == "sea.epub" and docs[0].metadata["author"] == "Ann Archivist"
+    book.metadata[epub.NAMESPACES["DC"]]["creator"] = book.metadata[epub.NAMESPACES["DC"]]["creator"][:1]
+    epub.write_epub(str(tmp_path / "sea.epub"), book)
+    docs, _ = docs_and_skips([tmp_path])
+    assert docs[0].title == "sea.epub" and "author" not in docs[0].metadata
