@@ -105,3 +105,38 @@ def test_an_epub_with_an_empty_title_and_creator_gets_no_title_or_author_none(tm
     epub.write_epub(str(tmp_path / "sea.epub"), book)
     docs, _ = docs_and_skips([tmp_path])
     assert docs[0].title == "sea.epub" and "author" not in docs[0].metadata
+
+
+def test_page_starts_are_page_data_only_strictly_ascending_and_within_the_text():
+    from searcher.documents import page_starts
+
+    assert page_starts({"page_starts": [0, 5, 9]}, 9) == [0, 5, 9]  # an empty last page starts at the end
+    assert page_starts({"page_starts": [0, 5, 9]}) == [0, 5, 9]
+    assert page_starts({"page_starts": [0] * 300_000}, 100) is None  # not ascending
+    assert page_starts({"page_starts": [0, 5, 5, 9]}, 100) is None
+    assert page_starts({"page_starts": [0, 5, 101]}, 100) is None  # beyond the text
+    assert page_starts({"page_starts": [-1, 5]}, 100) is None
+    assert page_starts({"page_starts": [0, True]}, 100) is None
+
+
+def test_bad_page_starts_are_not_pages_in_the_document_view_or_the_chunks(fake_index):
+    from web import create_app
+
+    text = "First page about gardens.\n\nSecond page about oceans."
+    fake_index.add_documents([
+        {"id": "good", "text": text, "metadata": {"page_starts": [0, 27]}},
+        {"id": "zeros", "text": text, "metadata": {"page_starts": [0] * 3000}},
+        {"id": "beyond", "text": text, "metadata": {"page_starts": [0, 27, 10_000]}},
+    ])
+    client = create_app(fake_index).test_client()
+    marks = {}
+    for doc_id in ("good", "zeros", "beyond"):
+        r = client.get(f"/document?id={doc_id}")
+        assert r.status_code == 200
+        marks[doc_id] = r.get_data(as_text=True).count('class="page-mark"')
+    assert marks == {"good": 2, "zeros": 0, "beyond": 0}
+    # A paged document's chunks end at a page; bad page data is one run of text.
+    starts = {doc_id: [c.start for c in fake_index.store.chunks(
+        [cid for cid, owner in fake_index.store.chunk_owners() if owner == doc_id]).values()]
+        for doc_id in ("good", "zeros", "beyond")}
+    assert sorted(starts["good"]) == [0, 27] and starts["zeros"] == starts["beyond"] == [0]
