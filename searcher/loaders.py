@@ -32,9 +32,9 @@ DEFAULT_FILE_TIMEOUT = 60.0  # seconds one file's extraction may take before it 
 
 
 class LoadOptions:
-    """Knobs for the readers (CSV columns, size limit) and for reading in worker processes:
-    `workers` processes (0: in this process, with no time limit) and `file_timeout` seconds
-    a file may take."""
+    """Knobs for the readers (CSV columns, size limit), for walking folders (symlinks) and for
+    reading in worker processes: `workers` processes (0: in this process, with no time limit)
+    and `file_timeout` seconds a file may take."""
 
     def __init__(
         self,
@@ -45,6 +45,8 @@ class LoadOptions:
         workers: int | None = None,
         file_timeout: float = DEFAULT_FILE_TIMEOUT,
         ocr: bool = False,
+        follow_links: bool = False,
+        within: Iterable[str | os.PathLike] | None = None,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
@@ -53,6 +55,10 @@ class LoadOptions:
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
         self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/pdf_reader.py)
+        # Symlinks out of the tree walked are not followed unless follow_links; `within`: the
+        # folders a path given may not lead out of (a watcher's), see walk_paths.
+        self.follow_links = follow_links
+        self.within = list(within) if within else None
 
 
 def is_blank(text: str) -> bool:
@@ -327,11 +333,22 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
 }
 
 
-def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
+def _inside(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` (a real path) or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def walk_paths(paths: Iterable[str | os.PathLike], follow_links: bool = False,
+               within: Iterable[str | os.PathLike] | None = None) -> Iterator[Path | Skipped]:
     """Yield files under the given files/folders, recursively, in a stable order.
 
-    Symlinked folders are followed once; a loop (a folder seen before) is reported, not followed.
+    A symlink is followed while it stays inside the tree being walked: the folder given, or
+    the one of `within` that holds the path given (a watcher's folders, whose events name
+    paths inside them). One that leads out of it is reported, and nothing beyond it is read
+    or listed, unless `follow_links`. A folder reached twice (a symlink loop) is reported,
+    not followed.
     """
+    trees = [Path(os.path.abspath(w)) for w in within] if within else []
     for raw in paths:
         root = Path(raw)
         try:
@@ -343,6 +360,14 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 reason = "no such file or folder" if e.errno == errno.ENOENT else f"cannot read ({e.strerror or e})"
             yield Skipped(str(root), reason)
             continue
+        top, bound = root, None
+        if not follow_links:
+            absolute = Path(os.path.abspath(root))
+            top = next((t for t in trees if t == absolute or t in absolute.parents), root)
+            bound = os.path.realpath(top)
+            if not _inside(os.path.realpath(root), bound):
+                yield Skipped(str(root), _out_of_tree(top))
+                continue
         if root.is_file():
             yield root
             continue
@@ -373,7 +398,10 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_dir():
+                    if (bound is not None and entry.is_symlink() and (entry.is_dir() or entry.is_file())
+                            and not _inside(os.path.realpath(entry), bound)):
+                        yield Skipped(str(entry), _out_of_tree(top))
+                    elif entry.is_dir():
                         subfolders.append(entry)
                     elif entry.is_file():
                         yield entry
@@ -382,6 +410,10 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 except OSError as e:
                     yield Skipped(str(entry), f"cannot read ({e.strerror or e})")
             stack.extend(reversed(subfolders))
+
+
+def _out_of_tree(top: Path) -> str:
+    return f"symlink that leads out of {top}; not followed (--follow-links follows it)"
 
 
 def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
@@ -447,7 +479,7 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
     process is skipped with that reason, and the worker is replaced."""
     opts = opts or LoadOptions()
     if opts.workers == 0:
-        for item in walk_paths(paths):
+        for item in walk_paths(paths, opts.follow_links, opts.within):
             if isinstance(item, Skipped):
                 yield item
             else:
@@ -479,7 +511,7 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
                     yield Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")
 
         try:
-            for item in walk_paths(paths):
+            for item in walk_paths(paths, opts.follow_links, opts.within):
                 if isinstance(item, Skipped):
                     window.append((None, [item]))
                 else:

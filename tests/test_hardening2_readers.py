@@ -3,9 +3,12 @@ long CSV fields, checked page_starts, empty EPUB metadata."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,81 @@ def test_bad_page_starts_are_not_pages_in_the_document_view_or_the_chunks(fake_i
         [cid for cid, owner in fake_index.store.chunk_owners() if owner == doc_id]).values()]
         for doc_id in ("good", "zeros", "beyond")}
     assert sorted(starts["good"]) == [0, 27] and starts["zeros"] == starts["beyond"] == [0]
+
+
+@pytest.fixture
+def linked_tree(tmp_path):
+    """notes/ with a link that stays inside (sub/alias.txt -> ../a.txt) and two that lead out: a
+    folder link (etc -> ../outside) and a file link (passwd.txt -> ../outside/secret.txt)."""
+    notes, outside = tmp_path / "notes", tmp_path / "outside"
+    (notes / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (notes / "a.txt").write_text("Herons wait in the reeds.")
+    (notes / "sub" / "b.txt").write_text("Kestrels hover above the verge.")
+    (outside / "secret.txt").write_text("root:x:0:0 a secret")
+    (outside / "other-file.txt").write_text("another file beyond the link")
+    (notes / "sub" / "alias.txt").symlink_to(Path("..") / "a.txt")
+    (notes / "etc").symlink_to(outside)
+    (notes / "passwd.txt").symlink_to(outside / "secret.txt")
+    for path in (*notes.rglob("*.txt"), *outside.iterdir()):
+        os.utime(path, (time.time() - 60, time.time() - 60), follow_symlinks=True)  # long quiet (the watcher)
+    return notes
+
+
+def listed(items_or_report) -> str:
+    items = getattr(items_or_report, "skipped", items_or_report)
+    return " ".join(f"{getattr(i, 'source', '')} {getattr(i, 'path', '')}" for i in items)
+
+
+def test_symlinks_out_of_the_folder_are_reported_and_nothing_beyond_them_is_read(linked_tree):
+    from searcher.loaders import LoadOptions
+
+    docs, skipped = docs_and_skips([linked_tree], LoadOptions(workers=0))
+    assert sorted(d.id for d in docs) == [str(linked_tree / p) for p in ("a.txt", "sub/alias.txt", "sub/b.txt")]
+    reasons = {Path(s.path).name: s.reason for s in skipped}
+    assert set(reasons) == {"etc", "passwd.txt"}
+    assert all("leads out of" in r and "--follow-links" in r for r in reasons.values()), reasons
+    assert "secret" not in listed(docs + skipped) and "other-file" not in listed(docs + skipped)
+    # A path given inside a tree (a watcher's event) is walked as part of it.
+    _, skipped = docs_and_skips([linked_tree / "etc"], LoadOptions(workers=0, within=[linked_tree]))
+    assert [Path(s.path).name for s in skipped] == ["etc"]
+    # Given directly, a link is what the user asked for; --follow-links follows them all.
+    docs, _ = docs_and_skips([linked_tree / "etc"], LoadOptions(workers=0))
+    assert len(docs) == 2
+    docs, skipped = docs_and_skips([linked_tree], LoadOptions(workers=1, follow_links=True))
+    assert not skipped and len(docs) == 6 and str(linked_tree / "etc" / "secret.txt") in listed(docs)
+
+
+def test_the_watcher_stays_inside_its_folders(linked_tree, fake_index):
+    pytest.importorskip("watchfiles")
+    from searcher.loaders import LoadOptions
+    from searcher.watch import Watcher
+
+    watcher = Watcher(fake_index, [linked_tree], LoadOptions(workers=0), reconcile_every=None, debounce=0.1, settle=0.1)
+    report = watcher.reconcile()
+    assert report.added == 3 and sorted(Path(s.path).name for s in report.skipped) == ["etc", "passwd.txt"]
+    # The events a link made, or a file beyond it, name paths inside the folder.
+    report = watcher.index_changes([linked_tree / "etc", linked_tree / "etc" / "secret.txt"])
+    assert report.added == 0 and "leads out of" in report.skipped[0].reason
+    assert "other-file" not in listed(report) and len(fake_index) == 3
+    follow = Watcher(fake_index, [linked_tree], LoadOptions(workers=0, follow_links=True), reconcile_every=None,
+                     debounce=0.1, settle=0.1)
+    assert follow.index_changes([linked_tree / "etc"]).added == 2 and len(fake_index) == 5
+
+
+def test_the_cli_takes_follow_links(linked_tree, tmp_path, encoder, monkeypatch):
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    run = CliRunner().invoke(main, ["index", str(linked_tree), "--index", str(tmp_path / "idx"), "--workers", "0",
+                                    "--json"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    assert out["added"] == 3 and sorted(Path(s["path"]).name for s in out["skipped"]) == ["etc", "passwd.txt"]
+    assert "secret" not in run.output and "other-file" not in run.output
+    run = CliRunner().invoke(main, ["index", str(linked_tree), "--index", str(tmp_path / "idx"), "--workers", "0",
+                                    "--follow-links", "--json"])
+    assert run.exit_code == 0 and json.loads(run.output)["added"] == 3, run.output  # etc/ (2) and passwd.txt
+    bad = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "idx"), "--follow-links"])
+    assert bad.exit_code == 2 and "give --watch PATH too" in bad.output
