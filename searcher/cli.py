@@ -15,7 +15,7 @@ import click
 from .encoder import ModelError
 from .folder import ensure_unlocked
 from .index import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
-from .loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
+from .loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from .keywords import KEYWORD_ENGINES
 from .sharded import ShardedIndex, open_index
 from .shards import KEYWORD_STATISTICS, MAX_SHARDS, is_sharded, read_layout, shard_paths
@@ -140,6 +140,10 @@ def main():
 @click.option("--csv-title-column", help="CSV column holding the title (default: title).")
 @click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
               help="Skip files larger than this.")
+@click.option("--max-pages", type=click.IntRange(1), default=DEFAULT_MAX_PAGES, show_default=True,
+              help="Skip a PDF with more pages (a PPTX with more slides, an EPUB with more chapters).")
+@click.option("--max-file-chars", type=click.IntRange(1), default=None,
+              help="Skip a file whose text is longer (default: as many as --max-file-mb allows bytes).")
 @click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
               help="Seconds one file's reading may take; a file that takes longer is skipped.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
@@ -170,8 +174,8 @@ def main():
               help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, ocr, follow_links,
-          prune, commit_every,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
+          workers, ocr, follow_links, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
           as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
@@ -212,7 +216,8 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     if commit_every:
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
-                          workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links)
+                          workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
+                          max_pages=max_pages, max_chars=max_file_chars)
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, progress_bar() as update:
         report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)

@@ -33,6 +33,26 @@ class Skipped:
         return f"{self.path}: {self.reason}"
 
 
+class TooLarge(ValueError):
+    """A file over a per-file bound (pages, characters of text: LoadOptions in
+    searcher/loaders.py), raised while it is read, before any of its text is chunked; the
+    message is the reason it is skipped."""
+
+
+def check_pages(count: int, opts, kind: str = "PDF", unit: str = "pages") -> None:
+    """TooLarge when a file has more pages (slides, chapters) than `opts.max_pages`."""
+    limit = getattr(opts, "max_pages", None)
+    if limit is not None and count > limit:
+        raise TooLarge(f"{kind} has {count:,} {unit}, over the limit of {limit:,} a file (--max-pages); skipped")
+
+
+def check_chars(count: int, opts) -> None:
+    """TooLarge when a file's text (so far) is longer than `opts.max_chars` characters."""
+    limit = getattr(opts, "max_chars", None)
+    if limit is not None and count > limit:
+        raise TooLarge(f"its text is over {limit:,} characters, the limit of a file (--max-file-chars); skipped")
+
+
 def page_starts(metadata: dict, length: int | None = None) -> list[int] | None:
     """Where each page of a paged document (a PDF) begins in its text: `metadata["page_starts"]`,
     when it is a list of strictly ascending non-negative integers, each within the text when

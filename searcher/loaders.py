@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .documents import Document, Skipped
+from .documents import Document, Skipped, TooLarge, check_chars
 from .html_text import html_to_text
 from .office_reader import read_docx, read_epub, read_pptx
 from .pdf_reader import read_pdf
@@ -29,10 +29,17 @@ ID_COLUMNS = ("id", "_id", "doc_id", "docid")
 
 
 DEFAULT_FILE_TIMEOUT = 60.0  # seconds one file's extraction may take before it is skipped
+# Per-file bounds, checked while a file is read (in its worker, under --file-timeout) and
+# before any of its text is chunked: chunking and encoding cost grows with the text, and a
+# 1.2 MB PDF whose page tree lists one page 200,000 times made 141k chunks. A file over one
+# is skipped with the reason. Characters: by default as many as --max-file-mb allows bytes,
+# so that no text file under the size limit is refused, but a PDF or zip-packaged document
+# cannot unpack to more.
+DEFAULT_MAX_PAGES = 10_000  # PDF pages, PPTX slides, EPUB chapters
 
 
 class LoadOptions:
-    """Knobs for the readers (CSV columns, size limit), for walking folders (symlinks) and for
+    """Knobs for the readers (CSV columns, size, page and character limits), for walking folders (symlinks) and for
     reading in worker processes: `workers` processes (0: in this process, with no time limit)
     and `file_timeout` seconds a file may take."""
 
@@ -47,11 +54,15 @@ class LoadOptions:
         ocr: bool = False,
         follow_links: bool = False,
         within: Iterable[str | os.PathLike] | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_chars: int | None = None,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
         self.csv_title_column = csv_title_column
         self.max_file_bytes = max_file_bytes
+        self.max_pages = max_pages
+        self.max_chars = max_file_bytes if max_chars is None else max_chars  # a file's text, all its documents
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
         self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/pdf_reader.py)
@@ -274,6 +285,8 @@ def _message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> 
                 else:
                     item = Skipped(f"{source} [{part_id}]", item.reason)
                 yield item
+        except TooLarge as e:
+            yield Skipped(f"{source} [{part_id}]", str(e))
         except Exception as e:
             yield Skipped(f"{source} [{part_id}]", f"unreadable attachment ({type(e).__name__}: {e})")
 
@@ -437,10 +450,14 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
     if not data.strip():
         yield Skipped(str(path), "empty file")
         return
+    chars = kept = 0
     try:
         facts = file_facts(path, size, stat.st_mtime)
         for item in reader(path, data, opts):
             if isinstance(item, Document):
+                chars += len(item.text)
+                check_chars(chars, opts)
+                kept += 1
                 item.metadata = {**facts, **item.metadata}
                 item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):
@@ -448,6 +465,8 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
                               "no text (only whitespace or control characters)")
             else:
                 yield item
+    except TooLarge as e:  # the documents of the file before it were yielded
+        yield Skipped(str(path), f"{e}{f'; the {kept:,} documents before that point were kept' if kept else ''}")
     except (ValueError, UnicodeError, RecursionError) as e:
         yield Skipped(str(path), str(e))
     except Exception as e:  # a reader's bug on one odd file must not stop the run

@@ -221,3 +221,91 @@ def test_the_cli_takes_follow_links(linked_tree, tmp_path, encoder, monkeypatch)
     assert run.exit_code == 0 and json.loads(run.output)["added"] == 3, run.output  # etc/ (2) and passwd.txt
     bad = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "idx"), "--follow-links"])
     assert bad.exit_code == 2 and "give --watch PATH too" in bad.output
+
+
+def page_tree_pdf(copies: int, text: str = "Hello page") -> bytes:
+    """A PDF whose page tree lists one page object `copies` times (the issue's 1.2 MB file
+    listed it 200,000 times and was read as 200,000 pages)."""
+    content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + b"3 0 R " * copies + b"] /Count " + str(copies).encode() + b" >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def test_a_pdf_over_the_page_bound_is_skipped_before_a_page_is_read(tmp_path):
+    from searcher.loaders import DEFAULT_MAX_PAGES, LoadOptions
+
+    (tmp_path / "tree.pdf").write_bytes(page_tree_pdf(2 * DEFAULT_MAX_PAGES))
+    (tmp_path / "small.pdf").write_bytes(page_tree_pdf(3))
+    docs, skipped = docs_and_skips([tmp_path], LoadOptions(workers=0))
+    assert [d.metadata["pages"] for d in docs] == [3]
+    [skip] = skipped
+    assert Path(skip.path).name == "tree.pdf"
+    assert skip.reason == (f"PDF has {2 * DEFAULT_MAX_PAGES:,} pages, over the limit of {DEFAULT_MAX_PAGES:,} "
+                           "a file (--max-pages); skipped")
+    _, skipped = docs_and_skips([tmp_path / "small.pdf"], LoadOptions(workers=1, max_pages=2))
+    assert "PDF has 3 pages" in skipped[0].reason
+
+
+def test_a_file_over_the_character_bound_is_skipped_and_rows_before_it_kept(tmp_path):
+    from searcher.loaders import LoadOptions
+
+    assert LoadOptions(max_file_bytes=1000).max_chars == 1000  # by default: the size limit's bytes
+    (tmp_path / "p.pdf").write_bytes(page_tree_pdf(3))  # "Hello page" three times: 34 characters
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"id": "r{n}", "text": "{"x" * 10}"}}\n' for n in range(4)))
+    (tmp_path / "short.txt").write_text("fits")
+    docs, skipped = docs_and_skips([tmp_path], LoadOptions(workers=0, max_chars=25))
+    assert sorted(d.id for d in docs) == sorted(["r0", "r1", str(tmp_path / "short.txt")])
+    reasons = {Path(s.path).name: s.reason for s in skipped}
+    assert reasons["p.pdf"] == "its text is over 25 characters, the limit of a file (--max-file-chars); skipped"
+    assert reasons["rows.jsonl"].endswith("; the 2 documents before that point were kept")
+
+
+def test_an_epub_over_the_chapter_bound_is_skipped(tmp_path):
+    epub = pytest.importorskip("ebooklib.epub", reason="ebooklib makes the EPUB fixture")
+    from searcher.loaders import LoadOptions
+
+    book = epub.EpubBook()
+    book.set_identifier("id-1")
+    chapter = epub.EpubHtml(title="One", file_name="c1.xhtml")
+    chapter.content = "<p>The ship left the harbour at dawn.</p>"
+    book.add_item(chapter)
+    book.spine = [chapter] * 3  # one chapter listed three times
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    epub.write_epub(str(tmp_path / "sea.epub"), book)
+    _, skipped = docs_and_skips([tmp_path], LoadOptions(workers=0, max_pages=2))
+    assert skipped[0].reason.startswith("EPUB has 3 chapters in its reading order, over the limit of 2")
+    _, skipped = docs_and_skips([tmp_path], LoadOptions(workers=0, max_chars=50))
+    assert "--max-file-chars" in skipped[0].reason
+
+
+def test_the_cli_takes_the_page_and_character_bounds(tmp_path, encoder):
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "p.pdf").write_bytes(page_tree_pdf(3))
+    (tmp_path / "docs" / "a.txt").write_text("Herons wait in the reeds.")
+    args = ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"), "--workers", "0", "--json"]
+    run = CliRunner().invoke(main, [*args, "--max-pages", "2", "--max-file-chars", "30"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    assert out["added"] == 1 and [s["reason"].split(",")[0] for s in out["skipped"]] == ["PDF has 3 pages"]
+    run = CliRunner().invoke(main, [*args, "--max-file-chars", "20"])
+    assert "--max-file-chars" in json.loads(run.output)["skipped"][0]["reason"]
