@@ -180,7 +180,8 @@ def document():
     _, doc = requested_document()
     q = request.args.get("q", "")[:1000]
     start, end = _opt_int("start"), _opt_int("end")
-    body = document_html(doc["text"], start, end, q, service().analyzer(), page_starts(doc.get("metadata") or {}))
+    body = document_html(doc["text"], start, end, q, service().analyzer(),
+                         page_starts(doc.get("metadata") or {}, len(doc["text"])))
     return render_template(
         "document.html", doc=doc, body=body, q=q, has_hit=valid_span(doc["text"], start, end),
         back_url=url_for("views.search", q=q, index=link_index()) if q.strip() else None,

@@ -14,11 +14,8 @@ import click
 
 from searcher.encoding.encoder import ModelError
 from searcher.storage.folder import ensure_unlocked
-from searcher.errors import SearcherError
-from searcher.index.facade import DEFAULT_INDEX_DIR, Index
-from searcher.index.writer import ON_CONFLICT
-from searcher.search.results import DEFAULT_MODE, SEARCH_MODES
-from searcher.readers.loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, LoadOptions
+from searcher.index.facade import DEFAULT_INDEX_DIR, DEFAULT_MODE, ON_CONFLICT, SEARCH_MODES, Index, SearcherError
+from searcher.readers.loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from searcher.storage.keywords import KEYWORD_ENGINES
 from searcher.cluster.sharded import ShardedIndex, open_index
 from searcher.cluster.shards import KEYWORD_STATISTICS, MAX_SHARDS, is_sharded, read_layout, shard_paths
@@ -143,11 +140,17 @@ def main():
 @click.option("--csv-title-column", help="CSV column holding the title (default: title).")
 @click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
               help="Skip files larger than this.")
+@click.option("--max-pages", type=click.IntRange(1), default=DEFAULT_MAX_PAGES, show_default=True,
+              help="Skip a PDF with more pages (a PPTX with more slides, an EPUB with more chapters).")
+@click.option("--max-file-chars", type=click.IntRange(1), default=None,
+              help="Skip a file whose text is longer (default: as many as --max-file-mb allows bytes).")
 @click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
               help="Seconds one file's reading may take; a file that takes longer is skipped.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
 @click.option("--ocr", is_flag=True, help="Read PDF pages without a text layer (scans) with OCRmyPDF and Tesseract.")
+@click.option("--follow-links", is_flag=True,
+              help="Follow symlinks that lead out of the folders given (by default they are skipped, reported).")
 @click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
@@ -171,7 +174,8 @@ def main():
               help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, file_timeout, workers, ocr, prune, commit_every,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
+          workers, ocr, follow_links, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
           as_json):
     """Index files and folders (.txt .md .html .jsonl .csv), adding to the index in --index.
@@ -212,7 +216,8 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     if commit_every:
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
-                          workers=workers, file_timeout=file_timeout, ocr=ocr)
+                          workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
+                          max_pages=max_pages, max_chars=max_file_chars)
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, progress_bar() as update:
         report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
@@ -419,8 +424,11 @@ def delete(doc_ids, index_dir):
               help="Processes reading files (default: up to 4, one a core; 0: none).")
 @click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
               help="A row whose id already belongs to a document from another file: skip it or replace it.")
+@click.option("--follow-links", is_flag=True,
+              help="Follow symlinks that lead out of the folders watched (by default they are skipped, reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print each run's report as one line of JSON.")
-def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, on_conflict, as_json):
+def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, follow_links, on_conflict,
+          as_json):
     """Keep the index in --index in line with PATHS as files change, until Ctrl+C.
 
     New, changed, renamed and deleted files are indexed (or removed) a moment after they
@@ -435,7 +443,7 @@ def watch(paths, index_dir, model, device, precision, reconcile, debounce, settl
 
     check_paths(paths, index_dir)  # before the model loads
     idx = open_for_writing(index_dir, model, device=device, precision=precision)
-    watcher = Watcher(idx, paths, LoadOptions(workers=workers), debounce=debounce / 1000,
+    watcher = Watcher(idx, paths, LoadOptions(workers=workers, follow_links=follow_links), debounce=debounce / 1000,
                       reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
                       on_run=run_printer(as_json))
     click.echo(f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
@@ -555,6 +563,8 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
+@click.option("--follow-links", is_flag=True,
+              help="With --watch: follow symlinks that lead out of the folders watched (by default they are skipped).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Serve a sharded index's shards on Ray Serve, one deployment each (pip install -e '.[ray]'); "
                    "this process is the front (the same page and API). Alone: a Ray of its own on 127.0.0.1; "
@@ -566,7 +576,7 @@ def parse_index_specs(specs) -> list[tuple[str, Path]]:
 @precision_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          watch_paths, ray_address, replicas, reconcile, debounce, settle, device, precision):
+          watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -595,6 +605,8 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
                   if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
         if timing:
             raise click.UsageError(f"{', '.join(timing)} set how --watch keeps time: give --watch PATH too")
+        if follow_links:
+            raise click.UsageError("--follow-links is how --watch walks its folders: give --watch PATH too")
     else:
         from searcher.index.watch import check_paths
 
@@ -638,8 +650,8 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
         if watch_paths:
             from searcher.web.writes import watch_folders
 
-            watcher = watch_folders(app, watch_paths, debounce=debounce / 1000, reconcile_every=reconcile or None,
-                                    settle=settle, on_run=run_printer())
+            watcher = watch_folders(app, watch_paths, LoadOptions(follow_links=follow_links), debounce=debounce / 1000,
+                                    reconcile_every=reconcile or None, settle=settle, on_run=run_printer())
         try:
             server = make_server(app, host, port, threads)
         except OSError as e:

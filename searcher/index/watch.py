@@ -31,6 +31,7 @@ is logged and the watcher carries on (the paths of a failed run are retried).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -119,7 +120,10 @@ class Watcher:
             raise ValueError("reconcile_every is seconds, zero (never) or more")
         self.index_dir = Path(os.path.abspath(index.path))
         check_paths(self.paths, self.index_dir)
-        self.options = options or LoadOptions()
+        # An event names a path inside a watched folder: it is walked as part of that folder,
+        # so a symlink there that leads out of it is not followed (unless follow_links).
+        self.options = copy.copy(options or LoadOptions())
+        self.options.within = self.paths
         self.debounce = float(debounce)
         self.settle = float(settle)
         self.reconcile_every = float(reconcile_every) if reconcile_every else None
@@ -373,7 +377,7 @@ class Watcher:
                 targets.append(path)
                 continue
             found = False
-            for item in walk_paths([path]):
+            for item in walk_paths([path], self.options.follow_links, self.paths):
                 if isinstance(item, Skipped) or self._inside_index(item):
                     continue
                 sig = signature(item)

@@ -292,7 +292,7 @@ class Writer:
             report.pages += pages if isinstance(pages, int) and not isinstance(pages, bool) else 0
             title_ids = title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)
             own = 0  # this document's chunks staged since the last commit
-            starts = page_starts(doc.metadata)
+            starts = page_starts(doc.metadata, len(doc.text))
             chunks = (self.chunker.iter_split_sections(doc.text, starts, reserved=len(title_ids))
                       if starts else self.chunker.iter_split(doc.text, reserved=len(title_ids)))
             for chunk in chunks:  # a paged document's chunks stay within their page

@@ -33,15 +33,39 @@ class Skipped:
         return f"{self.path}: {self.reason}"
 
 
-def page_starts(metadata: dict) -> list[int] | None:
+class TooLarge(ValueError):
+    """A file over a per-file bound (pages, characters of text: LoadOptions in
+    searcher/readers/loaders.py), raised while it is read, before any of its text is chunked; the
+    message is the reason it is skipped."""
+
+
+def check_pages(count: int, opts, kind: str = "PDF", unit: str = "pages") -> None:
+    """TooLarge when a file has more pages (slides, chapters) than `opts.max_pages`."""
+    limit = getattr(opts, "max_pages", None)
+    if limit is not None and count > limit:
+        raise TooLarge(f"{kind} has {count:,} {unit}, over the limit of {limit:,} a file (--max-pages); skipped")
+
+
+def check_chars(count: int, opts) -> None:
+    """TooLarge when a file's text (so far) is longer than `opts.max_chars` characters."""
+    limit = getattr(opts, "max_chars", None)
+    if limit is not None and count > limit:
+        raise TooLarge(f"its text is over {limit:,} characters, the limit of a file (--max-file-chars); skipped")
+
+
+def page_starts(metadata: dict, length: int | None = None) -> list[int] | None:
     """Where each page of a paged document (a PDF) begins in its text: `metadata["page_starts"]`,
-    when it is a list of ascending non-negative integers (anything else is not page data)."""
+    when it is a list of strictly ascending non-negative integers, each within the text when
+    its `length` is given; anything else is not page data (300,000 zeros posted as
+    page_starts made one page marker each in the document view)."""
     starts = metadata.get("page_starts")
     if not isinstance(starts, list) or not starts:
         return None
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in starts):
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in starts) or starts[0] < 0:
         return None
-    if any(b < a for a, b in zip(starts, starts[1:])):
+    if any(b <= a for a, b in zip(starts, starts[1:])):
+        return None
+    if length is not None and starts[-1] > length:
         return None
     return starts
 

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from searcher.readers.documents import Document, Skipped
+from searcher.readers.documents import Document, Skipped, TooLarge, check_chars
 from searcher.readers.html_text import html_to_text
 from searcher.readers.office import read_docx, read_epub, read_pptx
 from searcher.readers.pdf import read_pdf
@@ -29,12 +29,19 @@ ID_COLUMNS = ("id", "_id", "doc_id", "docid")
 
 
 DEFAULT_FILE_TIMEOUT = 60.0  # seconds one file's extraction may take before it is skipped
+# Per-file bounds, checked while a file is read (in its worker, under --file-timeout) and
+# before any of its text is chunked: chunking and encoding cost grows with the text, and a
+# 1.2 MB PDF whose page tree lists one page 200,000 times made 141k chunks. A file over one
+# is skipped with the reason. Characters: by default as many as --max-file-mb allows bytes,
+# so that no text file under the size limit is refused, but a PDF or zip-packaged document
+# cannot unpack to more.
+DEFAULT_MAX_PAGES = 10_000  # PDF pages, PPTX slides, EPUB chapters
 
 
 class LoadOptions:
-    """Knobs for the readers (CSV columns, size limit) and for reading in worker processes:
-    `workers` processes (0: in this process, with no time limit) and `file_timeout` seconds
-    a file may take."""
+    """Knobs for the readers (CSV columns, size, page and character limits), for walking folders (symlinks) and for
+    reading in worker processes: `workers` processes (0: in this process, with no time limit)
+    and `file_timeout` seconds a file may take."""
 
     def __init__(
         self,
@@ -45,14 +52,24 @@ class LoadOptions:
         workers: int | None = None,
         file_timeout: float = DEFAULT_FILE_TIMEOUT,
         ocr: bool = False,
+        follow_links: bool = False,
+        within: Iterable[str | os.PathLike] | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_chars: int | None = None,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
         self.csv_title_column = csv_title_column
         self.max_file_bytes = max_file_bytes
+        self.max_pages = max_pages
+        self.max_chars = max_file_bytes if max_chars is None else max_chars  # a file's text, all its documents
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
         self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/readers/pdf.py)
+        # Symlinks out of the tree walked are not followed unless follow_links; `within`: the
+        # folders a path given may not lead out of (a watcher's), see walk_paths.
+        self.follow_links = follow_links
+        self.within = list(within) if within else None
 
 
 def decode_bytes(data: bytes) -> str:
@@ -80,11 +97,21 @@ def decode_bytes(data: bytes) -> str:
 
 
 def markdown_title(text: str) -> str:
-    """The first ATX heading of a Markdown text, or ''."""
+    """The first ATX heading of a Markdown text, or '': up to 3 spaces, 1-6 '#', a space, the
+    title, then optional closing '#'s. Parsed with string methods, in time linear in the line:
+    the regular expression it replaces (`^\\s{0,3}#{1,6}\\s+(.*?)\\s*#*\\s*$`) took cubic time
+    on a long line of spaces."""
     for line in text.splitlines():
-        m = re.match(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
-        if m and m.group(1):
-            return m.group(1)
+        rest = line.lstrip()
+        if len(line) - len(rest) > 3:
+            continue
+        hashes = len(rest) - len(rest.lstrip("#"))
+        rest = rest[hashes:]
+        if not 1 <= hashes <= 6 or not rest[:1].isspace():
+            continue
+        title = rest.strip().rstrip("#").rstrip()
+        if title:
+            return title
     return ""
 
 
@@ -164,6 +191,9 @@ def file_facts(path: Path, size: int, mtime: float) -> dict:
 
 def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
     text = decode_bytes(data)
+    # csv refuses fields over 128 KiB by default; no field is longer than its file, which the
+    # file size bound (--max-file-mb) already limits.
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(text) + 1, 2**31 - 1)))
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
@@ -177,14 +207,25 @@ def _read_csv(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
         return
     id_cols = (opts.csv_id_column,) if opts.csv_id_column else ID_COLUMNS
     title_col = opts.csv_title_column or "title"
-    try:
-        for rowno, row in enumerate(reader, start=2):
-            row = {k: v for k, v in row.items() if k is not None}
-            doc = _split_record(row, f"{path}:{rowno}", str(path), id_cols, (text_col,), title_col)
-            doc.metadata.setdefault("row", rowno)
-            yield doc
-    except csv.Error as e:
-        yield Skipped(f"{path}:{reader.line_num}", f"malformed CSV ({e}); rows before it were kept")
+    rowno = 1
+    while True:
+        line = reader.reader.line_num  # the csv reader's own: DictReader's is not moved by an error
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            rowno += 1
+            # The reader starts again on the next line: only this row is lost.
+            yield Skipped(f"{path}:{rowno}", f"malformed CSV row ({e}); skipped, the other rows are read")
+            if reader.reader.line_num == line:
+                return
+            continue
+        rowno += 1
+        row = {k: v for k, v in row.items() if k is not None}
+        doc = _split_record(row, f"{path}:{rowno}", str(path), id_cols, (text_col,), title_col)
+        doc.metadata.setdefault("row", rowno)
+        yield doc
 
 
 def _mail_date(value) -> str | None:
@@ -239,6 +280,8 @@ def _message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> 
                 else:
                     item = Skipped(f"{source} [{part_id}]", item.reason)
                 yield item
+        except TooLarge as e:
+            yield Skipped(f"{source} [{part_id}]", str(e))
         except Exception as e:
             yield Skipped(f"{source} [{part_id}]", f"unreadable attachment ({type(e).__name__}: {e})")
 
@@ -250,7 +293,9 @@ def _read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
     yield from _message_documents(email.message_from_bytes(data, policy=policy.default), str(path), str(path), opts)
 
 
-_MBOX_SEPARATOR = re.compile(rb"(?:\A|\n\n|\r\n\r\n)From \S+ [^\n]*\d{1,2}:\d{2}[^\n]*\r?\n")
+# The time is looked for in a lookahead, which never backtracks once it matched: as
+# `[^\n]*\d{1,2}:\d{2}[^\n]*\r?\n`, a long last line full of times took quadratic time.
+_MBOX_SEPARATOR = re.compile(rb"(?:\A|\n\n|\r\n\r\n)From \S+ (?=[^\n]*?\d{1,2}:\d{2})[^\n]*\n")
 
 
 def _read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
@@ -296,11 +341,22 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
 }
 
 
-def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
+def _inside(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` (a real path) or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def walk_paths(paths: Iterable[str | os.PathLike], follow_links: bool = False,
+               within: Iterable[str | os.PathLike] | None = None) -> Iterator[Path | Skipped]:
     """Yield files under the given files/folders, recursively, in a stable order.
 
-    Symlinked folders are followed once; a loop (a folder seen before) is reported, not followed.
+    A symlink is followed while it stays inside the tree being walked: the folder given, or
+    the one of `within` that holds the path given (a watcher's folders, whose events name
+    paths inside them). One that leads out of it is reported, and nothing beyond it is read
+    or listed, unless `follow_links`. A folder reached twice (a symlink loop) is reported,
+    not followed.
     """
+    trees = [Path(os.path.abspath(w)) for w in within] if within else []
     for raw in paths:
         root = Path(raw)
         try:
@@ -312,6 +368,14 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 reason = "no such file or folder" if e.errno == errno.ENOENT else f"cannot read ({e.strerror or e})"
             yield Skipped(str(root), reason)
             continue
+        top, bound = root, None
+        if not follow_links:
+            absolute = Path(os.path.abspath(root))
+            top = next((t for t in trees if t == absolute or t in absolute.parents), root)
+            bound = os.path.realpath(top)
+            if not _inside(os.path.realpath(root), bound):
+                yield Skipped(str(root), _out_of_tree(top))
+                continue
         if root.is_file():
             yield root
             continue
@@ -342,7 +406,10 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_dir():
+                    if (bound is not None and entry.is_symlink() and (entry.is_dir() or entry.is_file())
+                            and not _inside(os.path.realpath(entry), bound)):
+                        yield Skipped(str(entry), _out_of_tree(top))
+                    elif entry.is_dir():
                         subfolders.append(entry)
                     elif entry.is_file():
                         yield entry
@@ -351,6 +418,10 @@ def walk_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path | Skipped]:
                 except OSError as e:
                     yield Skipped(str(entry), f"cannot read ({e.strerror or e})")
             stack.extend(reversed(subfolders))
+
+
+def _out_of_tree(top: Path) -> str:
+    return f"symlink that leads out of {top}; not followed (--follow-links follows it)"
 
 
 def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document | Skipped]:
@@ -374,10 +445,14 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
     if not data.strip():
         yield Skipped(str(path), "empty file")
         return
+    chars = kept = 0
     try:
         facts = file_facts(path, size, stat.st_mtime)
         for item in reader(path, data, opts):
             if isinstance(item, Document):
+                chars += len(item.text)
+                check_chars(chars, opts)
+                kept += 1
                 item.metadata = {**facts, **item.metadata}
                 item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):
@@ -385,6 +460,8 @@ def load_file(path: Path, opts: LoadOptions | None = None) -> Iterator[Document 
                               "no text (only whitespace or control characters)")
             else:
                 yield item
+    except TooLarge as e:  # the documents of the file before it were yielded
+        yield Skipped(str(path), f"{e}{f'; the {kept:,} documents before that point were kept' if kept else ''}")
     except (ValueError, UnicodeError, RecursionError) as e:
         yield Skipped(str(path), str(e))
     except Exception as e:  # a reader's bug on one odd file must not stop the run
@@ -416,7 +493,7 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
     process is skipped with that reason, and the worker is replaced."""
     opts = opts or LoadOptions()
     if opts.workers == 0:
-        for item in walk_paths(paths):
+        for item in walk_paths(paths, opts.follow_links, opts.within):
             if isinstance(item, Skipped):
                 yield item
             else:
@@ -448,7 +525,7 @@ def load_paths(paths: Iterable[str | os.PathLike], opts: LoadOptions | None = No
                     yield Skipped(str(path), f"cannot read ({type(e).__name__}: {e})")
 
         try:
-            for item in walk_paths(paths):
+            for item in walk_paths(paths, opts.follow_links, opts.within):
                 if isinstance(item, Skipped):
                     window.append((None, [item]))
                 else:

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from searcher.readers.documents import Document, Skipped, join_pages
+from searcher.readers.documents import Document, Skipped, TooLarge, check_chars, check_pages, join_pages
 from searcher.readers.html_text import html_to_text
 
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a parsed XML tree takes several times this in memory
@@ -111,7 +111,8 @@ def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         return
     try:
         deck = pptx.Presentation(io.BytesIO(data))
-        slides, first_title = [], ""
+        check_pages(len(deck.slides), opts, "PPTX", "slides")
+        slides, first_title, chars = [], "", 0
         for slide in deck.slides:
             parts = []
             if slide.shapes.title is not None and slide.shapes.title.text.strip() and not first_title:
@@ -127,7 +128,11 @@ def read_pptx(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
                 if notes:
                     parts.append(f"Notes: {notes}")
             slides.append("\n".join(parts))
+            chars += len(slides[-1]) + 2
+            check_chars(chars, opts)
         props = deck.core_properties
+    except TooLarge:
+        raise
     except Exception as e:
         yield Skipped(str(path), f"damaged PPTX: {type(e).__name__}: {e}")
         return
@@ -147,20 +152,29 @@ def read_epub(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         return
     try:
         book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": True})
-        chapters = []
+        check_pages(len(book.spine), opts, "EPUB", "chapters in its reading order")
+        chapters, chars = [], 0
         for idref, _linear in book.spine:
             item = book.get_item_with_id(idref)
             if item is not None and item.get_type() == ebooklib.ITEM_DOCUMENT:
                 text = html_to_text(item.get_content().decode("utf-8", "replace"))[1]
                 if text:
                     chapters.append(text)
+                    chars += len(text) + 2
+                    check_chars(chars, opts)
+    except TooLarge:
+        raise
     except Exception as e:  # ebooklib raises many kinds on a damaged book
         yield Skipped(str(path), f"damaged EPUB: {type(e).__name__}: {e}")
         return
 
     def first(name: str) -> str:
-        values = book.get_metadata("DC", name)
-        return str(values[0][0]).strip() if values else ""
+        """The first non-empty value of a Dublin Core field, or '' (ebooklib gives None for
+        an empty element such as `<dc:title/>`)."""
+        for value, _attributes in book.get_metadata("DC", name):
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return ""
 
     metadata = {"chapters": len(chapters)}
     for name, key in (("creator", "author"), ("language", "language"), ("subject", "subject")):

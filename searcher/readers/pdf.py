@@ -5,7 +5,8 @@ PDF manuals it reads 700-870 pages a second here against pdfminer.six's 50, with
 text. A document's text is its pages joined by blank lines; `metadata["page_starts"]` holds
 the character offset where each page begins, so a hit knows its page (searcher/search/retrieval.py).
 An encrypted PDF, a damaged one, and one without a text layer (a scan) are skipped with that
-reason, never indexed empty.
+reason, never indexed empty; so is one over the per-file bounds (--max-pages, counted before
+a page is read, and --max-file-chars: searcher/readers/loaders.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from searcher.readers.documents import Document, Skipped, join_pages
+from searcher.readers.documents import PAGE_BREAK, Document, Skipped, check_chars, check_pages, join_pages
 
 OCR_HINT = ("--ocr needs OCRmyPDF and Tesseract: pip install -e '.[ocr]' (in the searcher checkout) "
             "and apt-get install tesseract-ocr")
@@ -99,13 +100,16 @@ def heading(first_page: str) -> str:
     return ""
 
 
-def extract_pages(data: bytes):
-    """(pages' text, metadata dict) of a PDF; raises pypdfium2's PdfiumError."""
+def extract_pages(data: bytes, opts=None):
+    """(pages' text, metadata dict) of a PDF; raises pypdfium2's PdfiumError, and TooLarge for
+    one over `opts.max_pages` pages (counted before any is read: a page tree can list one
+    page 200,000 times in 1.2 MB) or `opts.max_chars` characters (checked page by page)."""
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(data)
     try:
-        pages = []
+        check_pages(len(pdf), opts)
+        pages, chars = [], 0
         for number in range(len(pdf)):
             page = pdf[number]
             try:
@@ -114,6 +118,8 @@ def extract_pages(data: bytes):
                 textpage.close()
             finally:
                 page.close()
+            chars += len(pages[-1]) + (len(PAGE_BREAK) if number else 0)
+            check_chars(chars, opts)
         return pages, pdf.get_metadata_dict()
     finally:
         pdf.close()
@@ -124,7 +130,7 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
 
     started = time.monotonic()
     try:
-        pages, info = extract_pages(data)
+        pages, info = extract_pages(data, opts)
     except pdfium.PdfiumError as e:
         reason = str(e)
         if "password" in reason.lower():
@@ -138,7 +144,7 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
         budget = max(1.0, 0.8 * getattr(opts, "file_timeout", 600) - (time.monotonic() - started))
         try:
             blank = [number for number, text in enumerate(pages, 1) if not text]
-            pages, info = extract_pages(ocr(data, blank, budget))
+            pages, info = extract_pages(ocr(data, blank, budget), opts)
             ocred = True
         except (RuntimeError, OSError, pdfium.PdfiumError) as e:
             if not any(pages):

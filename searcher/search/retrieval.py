@@ -27,7 +27,9 @@ Ranked = dict[str, tuple[float, int]]
 
 
 def page_of(metadata: dict, offset: int) -> int | None:
-    """The page (from 1) holding character `offset`, from a paged document's `page_starts`."""
+    """The page (from 1) holding character `offset`, from a paged document's `page_starts` (their
+    order is checked here; that they lie within the text, where the text is at hand: the writer,
+    the document view)."""
     starts = page_starts(metadata)
     return max(1, bisect.bisect_right(starts, offset)) if starts else None
 
