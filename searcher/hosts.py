@@ -1,5 +1,5 @@
 """Which Host names a local HTTP server answers: the one rule against DNS rebinding, for
-`searcher serve` (web/app.py's request hook) and `searcher mcp --http` (the MCP SDK's own
+`searcher serve` (searcher/web/app.py's request hook) and `searcher mcp --http` (the MCP SDK's own
 check, given these names: `mcp_security`).
 
 A page on attacker.example whose name the attacker then points at 127.0.0.1 makes the

@@ -201,7 +201,7 @@ def test_evaluate_stores_nothing_unless_asked(tmp_path, fake_encoder):
 def test_a_held_write_lock_leaves_the_figures_unstored(tmp_path, fake_encoder, caplog, monkeypatch):
     data = write_beir(tmp_path / "tiny")
     idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
-    monkeypatch.setattr("searcher.index.facade.report.RECORD_WAIT", 0.3)
+    monkeypatch.setattr("searcher.index.report.RECORD_WAIT", 0.3)
     try:
         idx.add_documents(DOCS)
         with exclusive_lock(idx.path):  # another writer
@@ -311,6 +311,6 @@ def test_about_and_latency_import_nothing_from_app():
     import ast
 
     for name in ("about", "latency"):
-        tree = ast.parse((Path(__file__).parent.parent / "web" / f"{name}.py").read_text())
+        tree = ast.parse((Path(__file__).parent.parent / "searcher" / "web" / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
         assert "app" not in imported, name

@@ -1,4 +1,4 @@
-"""API keys (web/auth.py): the key file, the key ring, sign-in sessions and the failure limit,
+"""API keys (searcher/web/auth.py): the key file, the key ring, sign-in sessions and the failure limit,
 and a keyed app through Flask's test client: no key, a wrong key, a read key on a write, an
 admin key, the page's sign-in and sign-out. The browser's side of signing in is in
 tests/test_web_browser.py; the write API itself in tests/test_writes.py."""

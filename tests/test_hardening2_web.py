@@ -210,14 +210,14 @@ def test_a_write_that_committed_part_before_the_disk_filled_says_so(animals, mon
     animals.commit_chunks = 1  # every document its own commit
     fault = inject(monkeypatch, "vectors.write", errno.ENOSPC, animals)
     fault.armed = False
-    real_apply, applied = animals._apply, []
+    real_commit, applied = animals.live.commit, []
 
-    def apply_then_fill(changes):  # the first commit goes through, then the disk is full
+    def commit_then_fill(changes):  # the first commit goes through, then the disk is full
         fault.armed = bool(applied)
         applied.append(1)
-        return real_apply(changes)
+        return real_commit(changes)
 
-    monkeypatch.setattr(animals, "_apply", apply_then_fill)
+    monkeypatch.setattr(animals.live, "commit", commit_then_fill)
     docs = [{"id": f"d{i}", "text": f"Document number {i} about owls and wrens."} for i in range(3)]
     r = client.post("/api/documents", json=docs, headers=bearer(ADMIN))
     assert r.status_code == 507, r.get_data(as_text=True)

@@ -1,4 +1,4 @@
-"""Several indexes in one server (web/indexes.py, issue 14): `?index=NAME` picks one,
+"""Several indexes in one server (searcher/web/indexes.py, issue 14): `?index=NAME` picks one,
 `index=*` merges them by reciprocal rank fusion, unknown names are 404s, the page has a
 selector and keeps the index in its links, `serve --index NAME=DIR`, and keys limited to
 some indexes. Two small fake-encoder indexes (tests/fake_encoder.py; no model)."""

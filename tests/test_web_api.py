@@ -94,7 +94,7 @@ def test_error_helpers_import_nothing_back():
     from pathlib import Path
 
     def imported(name):
-        tree = ast.parse((Path(__file__).parent.parent / "web" / f"{name}.py").read_text())
+        tree = ast.parse((Path(__file__).parent.parent / "searcher" / "web" / f"{name}.py").read_text())
         return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
 
     assert imported("errors").isdisjoint({"app", "api", "views"})

@@ -1,4 +1,4 @@
-"""The write API (web/writes.py): POST /api/documents and DELETE /api/documents/<id> with an
+"""The write API (searcher/web/writes.py): POST /api/documents and DELETE /api/documents/<id> with an
 admin key, over small fake-encoder indexes (tests/fake_encoder.py; no model), through Flask's
 test client and through waitress (a search answers while a long POST encodes)."""
 

@@ -1,5 +1,2 @@
-"""The search page and JSON API over a searcher index: `create_app()` builds the Flask app."""
-
-from searcher.web.app import create_app
-
-__all__ = ["create_app"]
+"""The search page's templates and static files (installed as `searcher.web.ui`; the Flask app
+is searcher/web/)."""

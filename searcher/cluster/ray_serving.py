@@ -168,7 +168,7 @@ def similar_encoder(encoder, layout_manifest: dict):
     """(title, texts) -> the document's vector, as `Index.document_vector` makes it, with the
     front's encoder and the shards' chunking (a shard's manifest)."""
     from searcher.encoding.chunker import Chunker
-    from searcher.index.facade.querying import similar_vector
+    from searcher.index.querying import similar_vector
 
     budget = Chunker(encoder.tokenizer, layout_manifest["chunk_tokens"], layout_manifest["overlap"]).budget
     return lambda title, texts: similar_vector(encoder, budget, title, texts)

@@ -26,12 +26,12 @@ from searcher.encoding.encoder import Encoder, get_encoder
 from searcher.encoding.queries import get_query_encoder
 from searcher.errors import (IndexCorruptError, IndexExistsError, IndexIOError, IndexLockedError,  # noqa: F401
                              IndexNotFoundError, ModelMismatchError, SearcherError)
-from searcher.index.facade import opening, report
-from searcher.index.facade.live import LiveGeneration
-from searcher.index.facade.querying import QueryPipeline, reading
+from searcher.index import opening, report
+from searcher.index.live import LiveGeneration
+from searcher.index.querying import QueryPipeline, reading
 from searcher.index.writer import (ON_CONFLICT, UNFINISHED, IndexReport, as_document, content_hash,  # noqa: F401
                                    doc_location, title_token_ids)
-from searcher.index.facade.writing import WriteSession
+from searcher.index.writing import WriteSession
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.loaders import LoadOptions
 from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)

@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from searcher.errors import SearcherError
-from searcher.index.facade.live import LiveGeneration
+from searcher.index.live import LiveGeneration
 from searcher.index.writer import stored_chunk_input
 from searcher.sanitize import document_id
 from searcher.search.fusion import Fusion

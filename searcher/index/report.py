@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from searcher.errors import IndexLockedError
-from searcher.index.facade.live import LiveGeneration
+from searcher.index.live import LiveGeneration
 from searcher.storage.folder import DATABASE, exclusive_lock, vectors_path
 from searcher.storage.store import ContentStore, readable
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from searcher.errors import ModelMismatchError, SearcherError
-from searcher.index.facade.live import LiveGeneration
+from searcher.index.live import LiveGeneration
 from searcher.index.writer import COMMIT_CHUNKS, IndexReport, Writer, check_additions
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.loaders import LoadOptions

@@ -64,7 +64,7 @@ class SearchRequest:
     facets: tuple[str, ...] = ()  # fields to count (searcher/search/facets.py), from ?facets=type,folder
     sort: str | None = None  # "relevance" (None) or "modified"
     recency: float | None = None  # the recency boost's half-life in days
-    index: str | None = None  # ?index= as given (web/indexes.py resolves it): a name, `*`, or None
+    index: str | None = None  # ?index= as given (searcher/web/indexes.py resolves it): a name, `*`, or None
 
 
 
@@ -92,7 +92,7 @@ class SearchPage:
     has_more: bool = False
     took_ms: float = 0.0
     facets: dict | None = None  # {field: {value: count}} when the request asked for facets
-    # index=* (web/indexes.py): each hit's index, and its reciprocal rank fusion score
+    # index=* (searcher/web/indexes.py): each hit's index, and its reciprocal rank fusion score
     indexes: list[str] | None = None
     fused: list[float] | None = None
     generation: int | None = None  # the generation every hit was read from (one index)

@@ -1,5 +1,5 @@
 """The HTML pages: the search page (/), the document view (/document?id=...) and the
-documents like one (/similar?id=...); each takes ?index= (web/indexes.py), the search page
+documents like one (/similar?id=...); each takes ?index= (searcher/web/indexes.py), the search page
 also index=* (every index), and their links keep it."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The key file, one key a line (`searcher keys add|list|remove --file FILE` writes
 
 `id` is a short random name (it is also part of the key, so a key says which line is its
 own); `scope` is `read` (searches, documents, the pages) or `admin` (also the write API). The
-optional fourth field limits the key to some of the server's indexes (web/indexes.py):
+optional fourth field limits the key to some of the server's indexes (searcher/web/indexes.py):
 comma-separated names (`notes,mail`), or `*` for every index (the same as leaving it out).
 Such a key gets a 403 for any other index, `index=*` searches only its own, and
 /api/indexes lists only those. A name the server does not serve is allowed (the limit
@@ -122,7 +122,7 @@ def key_id(key: str) -> str | None:
 
 def check_indexes(field: str | Iterable[str] | None) -> str:
     """A key's index limit as the key file writes it: `*`, or comma-separated index names
-    (each as web/indexes.py names them, each once, in the order given); ValueError otherwise."""
+    (each as searcher/web/indexes.py names them, each once, in the order given); ValueError otherwise."""
     if field is None:
         return ALL_INDEXES
     names = field.split(",") if isinstance(field, str) else list(field)

@@ -1,7 +1,10 @@
-"""The Flask app factory: one open index or several named ones (web/indexes.py), the page,
+"""The Flask app factory: one open index or several named ones (searcher/web/indexes.py), the page,
 the JSON API and safe error responses (those from `errors`)."""
 
 from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
 
 import math
 import os
@@ -102,16 +105,21 @@ def body_limit(max_write_bytes: int) -> int:
     return MAX_BODY_BYTES
 
 
+def ui_folder() -> Path:
+    """The page's templates and static files: web/ in the checkout, installed as searcher.web.ui."""
+    return Path(str(importlib.resources.files("searcher.web.ui")))
+
+
 def create_app(index=None, index_dir: str | os.PathLike | None = None, device: str = "auto",
                precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
                keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
                indexes: Mapping[str, object] | None = None,
                allowed_hosts: HostRule | Iterable[str] = ()) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
-    or serve several: `indexes` {name: open Index}, the first the default (web/indexes.py).
+    or serve several: `indexes` {name: open Index}, the first the default (searcher/web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
     the page lists beside its results. `keys`: the API keys every request must show
-    (web/auth.py); None serves without keys, and refuses every write.
+    (searcher/web/auth.py); None serves without keys, and refuses every write.
     `max_write_bytes`: the largest body of a POST /api/documents. `allowed_hosts`: the Host
     names answered besides the localhost forms and IP addresses (searcher/hosts.py; a HostRule
     as `searcher serve` makes it, with the address it listens on), against DNS rebinding."""
@@ -130,7 +138,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     if len(services) > 1:
         for name, service in services.items():
             service.name = name
-    app = Flask(__name__)
+    ui = ui_folder()
+    app = Flask(__name__, template_folder=str(ui / "templates"), static_folder=str(ui / "static"))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
                       SEARCHER_FACETS=tuple(facets), SEARCHER_MAX_WRITE_BYTES=int(max_write_bytes))
     app.json = FiniteJSONProvider(app)

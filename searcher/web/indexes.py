@@ -8,7 +8,7 @@ read). `index=*` is for searches only: every index the caller may read, each sea
 own and the lists merged by reciprocal rank fusion (searcher/search/fusion.py; their scores are
 not comparable: another corpus, another BM25 vocabulary, another fusion), or, with
 `sort=modified`, by date. A name the server does not serve is a 404, an index the caller's
-key is not limited to a 403 (web/auth.py: `Access.indexes`).
+key is not limited to a 403 (searcher/web/auth.py: `Access.indexes`).
 
 Document ids are per index: `/document?id=x&index=mail` and `/api/documents?id=x&index=mail`.
 """

@@ -1,5 +1,5 @@
 """The write API (admin keys only): POST /api/documents, DELETE /api/documents/<id>, to the
-default index or to ?index=NAME (web/indexes.py; a key limited to some indexes writes to those only),
+default index or to ?index=NAME (searcher/web/indexes.py; a key limited to some indexes writes to those only),
 and POST /api/index (a full run over the server's watched folders now).
 
 A POST takes one document (a JSON object) or a list of them, with the fields
@@ -15,11 +15,11 @@ watcher's reconcile (searcher/index/watch.py) and answers 200 with its report; a
 watches nothing answers 409. It checks `?index=` and the key's index limit as the other
 writes do (404 / 403).
 
-A write the disk refuses (IndexIOError: full, failing) is answered by web/errors.py: 507 for
+A write the disk refuses (IndexIOError: full, failing) is answered by searcher/web/errors.py: 507 for
 a full disk, 503 with Retry-After otherwise, with the reason and whether anything was written.
 
 Writes go through `SearchService` one at a time, the watcher's runs among them; searches
-keep answering meanwhile (see web/service.py). Without API keys (a server started without --api-keys) there is no admin,
+keep answering meanwhile (see searcher/web/service.py). Without API keys (a server started without --api-keys) there is no admin,
 so every write is refused with a 403 that says how to enable them.
 """
 

@@ -1,5 +1,5 @@
 """The JSON API: /api/search, /api/similar, /api/documents/<id>, /api/health, /api/stats;
-each takes ?index=NAME (web/indexes.py), and /api/search and /api/health also index=*."""
+each takes ?index=NAME (searcher/web/indexes.py), and /api/search and /api/health also index=*."""
 
 from __future__ import annotations
 
