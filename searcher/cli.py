@@ -276,12 +276,12 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
     """
     from .facets import check_facet_fields
 
-    from .filters import compile_where, parse_where_option
+    from .filters import compile_where, loads_where, parse_where_option
 
     try:
         conditions = [parse_where_option(w) for w in wheres]
         if where_json is not None:
-            parsed = json.loads(where_json)
+            parsed = loads_where(where_json)
             conditions.append(parsed)
         where = None if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
         if where is not None:

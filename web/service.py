@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from searcher.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
-from searcher.filters import compile_where
+from searcher.filters import compile_where, loads_where
 from searcher.errors import ShardUnavailable
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
@@ -160,7 +160,7 @@ def parse_where(args: Mapping[str, str]) -> dict | None:
     if raw is None or not raw.strip():
         return None
     try:
-        where = json.loads(raw)
+        where = loads_where(raw)  # depth checked before parsing: no RecursionError
         compile_where(where)
     except ValueError as e:
         raise BadRequest(f"where is not a valid filter: {e}") from None
