@@ -329,7 +329,7 @@ def similar(doc_id, index_dir, k, device, precision, as_json):
     try:
         hits = idx.similar(doc_id, k=k)
     except KeyError as e:
-        raise click.ClickException(str(e).strip("'\"")) from None
+        raise click.ClickException(str(e.args[0]) if e.args else "no such document") from None  # str() would quote it
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -391,8 +391,9 @@ def check(index_dir, repair, device, as_json):
     report = (check_sharded if is_sharded(index_dir) else check_index)(index_dir, repair=repair, device=device)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))
     if not report.ok:
-        if not repair:
-            click.echo("run `searcher check --repair` to fix it", err=True)
+        hint = None if repair else report.repair_hint()  # only what repair can really do
+        if hint:
+            click.echo(hint, err=True)
         sys.exit(1)
 
 
@@ -639,7 +640,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     if keys is None and not is_loopback(host):
         click.echo(f"warning: listening on {host} without keys (--no-auth): anyone who can reach it "
                    f"can search this index", err=True)
-    url_host = f"[{host}]" if ":" in host else host
+    url_host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # ::1 and [::1] alike
     port = getattr(server, "effective_port", port)  # a name like localhost gets several sockets
     access = (f"{len(keys)} API keys from {api_keys}" if keys is not None
               else "no keys, read-only API")

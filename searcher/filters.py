@@ -61,7 +61,7 @@ def _scalar(value: Any, where: str, text_column: bool = False) -> Any:
         try:
             return float(value)
         except OverflowError:  # beyond every float: above (or below) every number SQLite holds
-            return math.copysign(math.inf, value)
+            return math.inf if value > 0 else -math.inf
     if value is None or isinstance(value, (str, int, float)):
         return value
     raise ValueError(f"{where}: a value must be a string, number, true, false or null, not {_show(value)}")

@@ -54,7 +54,7 @@ def build_server(source, name: str = "searcher"):
     def guarded(call):
         try:
             return call()
-        except (ValueError, TypeError) as e:  # a bad argument: the reason goes back to the model
+        except (ValueError, TypeError, OverflowError) as e:  # a bad argument: the reason goes back to the model
             raise ToolError(str(e)) from None
         except (SearcherError, sqlite3.Error, OSError, RuntimeError) as e:
             # the index cannot be read right now (locked, damaged, being rebuilt), or the server is away

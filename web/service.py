@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from searcher.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
 from searcher.filters import compile_where, loads_where
-from searcher.errors import ShardUnavailable
+from searcher.errors import DatabaseCorruptError, ShardUnavailable
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.loaders import is_blank
 
@@ -225,8 +225,11 @@ def describe(error: BaseException) -> str:
         return f"{DATABASE} is missing"
     if isinstance(error, IndexNotFoundError):
         return "its manifest is missing"
-    if isinstance(error, IndexCorruptError):
-        return "its vectors do not match its database or cannot be read (`searcher check --repair` fixes that)"
+    if isinstance(error, DatabaseCorruptError):  # repair cannot rebuild a database, only salvage from it
+        return ("its database is damaged (`searcher check` says what is wrong; `--repair` can only salvage "
+                "what SQLite's .recover reads from it)")
+    if isinstance(error, IndexCorruptError):  # vectors, keyword files or manifest: check knows which
+        return "its files are damaged or disagree (`searcher check` says what is wrong and whether `--repair` fixes it)"
     if isinstance(error, OSError):
         return f"its files cannot be read ({error.strerror or type(error).__name__})"
     return f"it cannot be read ({type(error).__name__})"
