@@ -297,7 +297,7 @@ def _check_rows(store: ContentStore, report: CheckReport) -> None:
                       f"restore it: index the document's file again")
     if bad_metadata:
         report.beyond(f"{DATABASE} is damaged: the metadata of {len(bad_metadata)} documents is not JSON "
-                               f"({', '.join(map(repr, bad_metadata[:5]))}); index their files again")
+                      f"({', '.join(map(repr, bad_metadata[:5]))}); index their files again")
 
 
 def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,

@@ -15,14 +15,16 @@ gives operators:
 A malformed filter (an unknown operator, a value of the wrong type, one past the limits below)
 is a ValueError that says what is wrong. Values are always bound parameters, never SQL text;
 an integer beyond SQLite's 64 bits is compared as a floating-point number (as SQLite stores
-such a number in the metadata; as its decimal text against `id`). Filters are bounded (every
-caller, web, CLI, MCP and Python, gets the same limits): `$and`/`$or`/`$not` nest at most
-MAX_DEPTH levels, objects and lists at most MAX_NESTING (JSON text is checked before it is
-parsed: json.loads would recurse until a RecursionError), at most MAX_CONDITIONS field
-conditions and MAX_VALUES values in all (SQLite refuses deeper expressions and more
-parameters). Searches evaluate
-filters in memory (searcher/filter_columns.py) with the same rules as this SQL, which a test
-holds them to; the SQL answers what that cannot.
+such a number in the metadata; as its decimal text against `id`).
+
+Every caller (web, CLI, MCP, Python) gets the same limits, which keep SQLite within its
+expression depth and parameter count and Python within its recursion limit: `$and`/`$or`/
+`$not` nest at most MAX_DEPTH levels, objects and lists at most MAX_NESTING (JSON text is
+checked before it is parsed: json.loads would recurse until a RecursionError), and a filter
+holds at most MAX_CONDITIONS field conditions and MAX_VALUES values.
+
+Searches evaluate filters in memory (searcher/filter_columns.py) with the same rules as this
+SQL, which a test holds them to; the SQL answers what that cannot.
 """
 
 from __future__ import annotations

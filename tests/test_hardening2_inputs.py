@@ -274,7 +274,8 @@ def test_too_many_values_is_a_reason_not_an_unsearchable_index(sized_index):
     with pytest.raises(ValueError, match="more than 256 conditions"):
         sized_index.search("cats", where={"$or": [{"size": i} for i in range(3000)]})
     pytest.importorskip("mcp", reason="the mcp extra is not installed")
-    answer = asyncio.run(mcp_call(sized_index, "search", {"query": "cats", "where": {"id": {"$in": list(range(40_000))}}}))
+    many = {"id": {"$in": list(range(40_000))}}
+    answer = asyncio.run(mcp_call(sized_index, "search", {"query": "cats", "where": many}))
     assert answer.is_error and f"more than {MAX_VALUES:,} values" in answer.content[0].text
     assert "cannot be searched right now" not in answer.content[0].text
 
