@@ -27,6 +27,12 @@ class IndexCorruptError(SearcherError):
     """The index folder's files are damaged or disagree; the message says what to run."""
 
 
+class DatabaseCorruptError(IndexCorruptError):
+    """content.db is missing, empty or damaged. `check --repair` cannot rebuild it: it can only
+    salvage what SQLite's `.recover` reads from it (searcher/index/check.py); the rest must be indexed
+    again from the source files."""
+
+
 class IndexIOError(SearcherError, OSError):
     """A file of the index folder could not be written or read (a full disk, an I/O error):
     an OSError with the errno, naming the file and the step, and saying what still holds

@@ -4,7 +4,9 @@ File names that are not valid UTF-8 reach Python as lone surrogates (PEP 383), a
 from them carries them too; UTF-8 cannot encode those, so SQLite and the tokenizer refuse
 them. Each one is replaced by a visible escape (`\\xff` for the raw byte 0xff, `\\ud800` for
 other lone surrogates), the same way everywhere, so an id escaped at indexing is found again
-by `get_document` and `delete`. Metadata is made valid JSON: NaN and infinities become null.
+by `get_document` and `delete`. Metadata is made valid JSON: NaN and infinities become null;
+metadata that nests more than MAX_METADATA_DEPTH objects and lists is refused (a ValueError:
+copying it, and SQLite's JSON functions over it, would recurse too deep).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 import re
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_METADATA_DEPTH = 100  # objects and lists inside one another in a document's metadata
+_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 def _escape(match: re.Match) -> str:
@@ -36,11 +40,23 @@ def document_id(doc_id) -> str:
 
 def clean_metadata(value):
     """A JSON-safe copy of metadata: NaN/infinity -> None, strings cleaned, keys as strings,
-    tuples and sets as lists, anything else as its str()."""
+    tuples and sets as lists, anything else as its str(). ValueError when it nests more than
+    MAX_METADATA_DEPTH levels (checked without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, _CONTAINERS):
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"metadata nests objects and lists more than {MAX_METADATA_DEPTH} levels deep")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return _clean(value)
+
+
+def _clean(value):
     if isinstance(value, dict):
-        return {clean_text(str(k)): clean_metadata(v) for k, v in value.items()}
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [clean_metadata(v) for v in value]
+        return [_clean(v) for v in value]
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, bool) or value is None or isinstance(value, int):

@@ -59,7 +59,9 @@ def damage(path: Path, how: str, seed: int) -> str:
 
 
 def describe(e: BaseException) -> dict:
-    return {"type": type(e).__name__, "corrupt": type(e).__name__ == "IndexCorruptError",
+    from searcher import IndexCorruptError
+
+    return {"type": type(e).__name__, "corrupt": isinstance(e, IndexCorruptError),  # DatabaseCorruptError too
             "searcher": _is_searcher_error(e), "message": str(e)[:3000],
             "where": "".join(traceback.format_exception(e)[-3:])[:1200]}
 

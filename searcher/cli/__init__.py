@@ -284,12 +284,12 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
     """
     from searcher.search.facets import check_facet_fields
 
-    from searcher.search.filters import compile_where, parse_where_option
+    from searcher.search.filters import compile_where, loads_where, parse_where_option
 
     try:
         conditions = [parse_where_option(w) for w in wheres]
         if where_json is not None:
-            parsed = json.loads(where_json)
+            parsed = loads_where(where_json)
             conditions.append(parsed)
         where = None if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
         if where is not None:
@@ -337,7 +337,7 @@ def similar(doc_id, index_dir, k, device, precision, as_json):
     try:
         hits = idx.similar(doc_id, k=k)
     except KeyError as e:
-        raise click.ClickException(str(e).strip("'\"")) from None
+        raise click.ClickException(str(e.args[0]) if e.args else "no such document") from None  # str() would quote it
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -399,8 +399,9 @@ def check(index_dir, repair, device, as_json):
     report = (check_sharded if is_sharded(index_dir) else check_index)(index_dir, repair=repair, device=device)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))
     if not report.ok:
-        if not repair:
-            click.echo("run `searcher check --repair` to fix it", err=True)
+        hint = None if repair else report.repair_hint()  # only what repair can really do
+        if hint:
+            click.echo(hint, err=True)
         sys.exit(1)
 
 
@@ -664,7 +665,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     if keys is None and not is_loopback(host):
         click.echo(f"warning: listening on {host} without keys (--no-auth): anyone who can reach it "
                    f"can search this index", err=True)
-    url_host = f"[{host}]" if ":" in host else host
+    url_host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # ::1 and [::1] alike
     port = getattr(server, "effective_port", port)  # a name like localhost gets several sockets
     access = (f"{len(keys)} API keys from {api_keys}" if keys is not None
               else "no keys, read-only API")

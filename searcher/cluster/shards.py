@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from searcher.index.check import CheckReport, check_index
+from searcher.index.check import CheckReport, check_index, repair_hint
 from searcher.errors import IndexCorruptError, IndexExistsError, IndexNotFoundError, SearcherError
 from searcher.storage.files import fsync_dir, write_atomic
 from searcher.storage.folder import (DATABASE, SHARDS_MANIFEST, exclusive_lock, load_generation, manifest_checksum, read_manifest,
@@ -298,6 +298,14 @@ class ShardedCheckReport:
     @property
     def repaired(self) -> list[str]:
         return [f"{name}: {line}" for name, r in self.shards for line in r.repaired]
+
+    def repair_hint(self) -> str | None:
+        """As CheckReport's; the sharded index's own problems (its manifest, the routing) are
+        beyond repair."""
+        shards = [r for _, r in self.shards]
+        return repair_hint(len(self.problems) + sum(len(r.problems) for r in shards),
+                           len(self.problems) + sum(len(r.beyond_repair) for r in shards),
+                           any(r.salvage for r in shards))
 
     def to_dict(self) -> dict:
         return {"path": self.path, "ok": self.ok, "problems": self.problems,

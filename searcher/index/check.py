@@ -47,10 +47,20 @@ class CheckReport:
     documents: int = 0
     chunks: int = 0
     vectors: int = 0
+    beyond_repair: list[str] = field(default_factory=list)  # the problems repair cannot fix (each says what can)
+    salvage: bool = False  # content.db is damaged: repair salvages what SQLite's .recover reads, no more
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def beyond(self, problem: str) -> None:
+        """Report a problem `--repair` cannot fix; its text says what can."""
+        self.problems.append(problem)
+        self.beyond_repair.append(problem)
+
+    def repair_hint(self) -> str | None:
+        return repair_hint(len(self.problems), len(self.beyond_repair), self.salvage)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "ok": self.ok, "problems": self.problems, "notes": self.notes,
@@ -64,6 +74,17 @@ class CheckReport:
         lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  repaired: {r}" for r in self.repaired]
         return "\n".join(lines)
+
+
+def repair_hint(problems: int, beyond_repair: int, salvage: bool) -> str | None:
+    """What a failed check tells the user about `--repair`: only what it can do."""
+    if not problems:
+        return None
+    if beyond_repair == problems:
+        return "`searcher check --repair` cannot fix this: the problems above say what can"
+    if beyond_repair or salvage:
+        return "run `searcher check --repair` to fix what it can; the problems above say what it cannot"
+    return "run `searcher check --repair` to fix it"
 
 
 @dataclass
@@ -85,7 +106,7 @@ def check_index(path: str | Path, repair: bool = False, device: str = "auto") ->
     try:
         manifest = read_manifest(path)
     except SearcherError as e:
-        report.problems.append(str(e))
+        report.beyond(str(e))
         if repair:
             report.problems.append("repair cannot rebuild the manifest (it names the model and chunk settings); "
                                    "restore it from a backup, or build a new index from the source files")
@@ -132,22 +153,41 @@ def _live_generation(path: Path) -> int:
         store.close()
 
 
+REBUILD = "its documents can only come back from their source files (`searcher index` in a new folder)"
+SALVAGE = ("`--repair` salvages what SQLite's .recover can read from it (with the sqlite3 program); "
+           "documents it cannot read must be indexed again from their files")
+
+
+def _database_damaged(report: CheckReport, reason: str, readonly: bool) -> None:
+    """content.db cannot be read: repair can salvage from it, not rebuild it (a check says so;
+    a repair goes on to try)."""
+    report.problems.append(f"{DATABASE} is damaged: {reason}" + (f"; {SALVAGE}" if readonly else ""))
+    report.salvage = True
+
+
+def _reason(e: IndexCorruptError) -> str:
+    """The store's message without its advice to run `searcher check` (this is check)."""
+    return str(e).split("; run `searcher check", 1)[0]
+
+
 def _open_store(path: Path, report: CheckReport, readonly: bool) -> ContentStore | None:
-    if not (path / DATABASE).is_file():
-        report.problems.append(f"{DATABASE} is missing")
+    db = path / DATABASE
+    if not db.is_file() or db.stat().st_size == 0:
+        state = "empty" if db.is_file() else "missing"
+        report.beyond(f"{DATABASE} is {state}: {REBUILD}" if readonly else f"{DATABASE} is {state}")
         return None
     try:
-        store = ContentStore(path / DATABASE, readonly=readonly)
+        store = ContentStore(db, readonly=readonly)
     except IndexCorruptError as e:
-        report.problems.append(f"{DATABASE} is damaged: {e}")
+        _database_damaged(report, _reason(e), readonly)
         return None
     try:
         with readable(store.path):
             integrity = store.db.execute("pragma integrity_check").fetchone()[0]
     except IndexCorruptError as e:
-        integrity = str(e)
+        integrity = _reason(e)
     if integrity != "ok":
-        report.problems.append(f"{DATABASE} is damaged: SQLite integrity check failed: {integrity}")
+        _database_damaged(report, f"SQLite integrity check failed: {integrity}", readonly)
         store.close()
         return None
     return store
@@ -163,7 +203,7 @@ def _check(path: Path, manifest: dict, report: CheckReport, readonly: bool) -> _
             _check_contents(path, manifest, store, report, found, writable=not readonly)
         found.store_ok = True
     except IndexCorruptError as e:
-        report.problems.append(f"{DATABASE} is damaged: {e}")
+        _database_damaged(report, _reason(e), readonly)
     finally:
         store.close()
     return found
@@ -253,11 +293,11 @@ def _check_rows(store: ContentStore, report: CheckReport) -> None:
     except sqlite3.OperationalError as e:
         if "decode" not in str(e):
             raise
-        report.problems.append(f"{DATABASE} is damaged: a stored text is not valid UTF-8 ({e}); repair cannot "
-                               f"restore it: index the document's file again")
+        report.beyond(f"{DATABASE} is damaged: a stored text is not valid UTF-8 ({e}); repair cannot "
+                      f"restore it: index the document's file again")
     if bad_metadata:
-        report.problems.append(f"{DATABASE} is damaged: the metadata of {len(bad_metadata)} documents is not JSON "
-                               f"({', '.join(map(repr, bad_metadata[:5]))}); index their files again")
+        report.beyond(f"{DATABASE} is damaged: the metadata of {len(bad_metadata)} documents is not JSON "
+                      f"({', '.join(map(repr, bad_metadata[:5]))}); index their files again")
 
 
 def _check_keywords(keywords, store: ContentStore, chunk_ids: np.ndarray, report: CheckReport,

@@ -137,8 +137,11 @@ def as_document(item: Document | dict) -> Document:
         raise ValueError(f"document {doc_id!r} has no text (a string)")
     if not isinstance(metadata, dict):
         raise ValueError(f"document {doc_id!r}: metadata must be a dict, not {type(metadata).__name__}")
-    return clean_document(Document(id=document_id(doc_id), text=text, title=str(title), source=str(source),
-                                   metadata={**metadata, **extra}))
+    try:
+        return clean_document(Document(id=document_id(doc_id), text=text, title=str(title), source=str(source),
+                                       metadata={**metadata, **extra}))
+    except ValueError as e:  # metadata nested too deep
+        raise ValueError(f"document {document_id(doc_id)[:200]!r}: {e}") from None
 
 
 

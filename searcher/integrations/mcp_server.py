@@ -54,7 +54,7 @@ def build_server(source, name: str = "searcher"):
     def guarded(call):
         try:
             return call()
-        except (ValueError, TypeError) as e:  # a bad argument: the reason goes back to the model
+        except (ValueError, TypeError, OverflowError) as e:  # a bad argument: the reason goes back to the model
             raise ToolError(str(e)) from None
         except (SearcherError, sqlite3.Error, OSError, RuntimeError) as e:
             # the index cannot be read right now (locked, damaged, being rebuilt), or the server is away
@@ -126,7 +126,7 @@ def serve(source, http_port: int | None = None) -> None:
     """Serve over stdio (what an assistant launches), or streamable HTTP on 127.0.0.1:PORT,
     answering the Host names `searcher serve` answers (searcher/hosts.py: 421 for another
     name, 403 for another site's Origin, against DNS rebinding)."""
-    from searcher.integrations.hosts import HostRule
+    from searcher.hosts import HostRule
 
     server = build_server(source)
     if http_port is None:

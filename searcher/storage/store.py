@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from searcher.errors import IndexCorruptError, IndexIOError
+from searcher.errors import DatabaseCorruptError, IndexIOError
 
 BATCH = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
 
@@ -64,7 +64,7 @@ def readable(path: Path) -> Iterator[None]:
                 m in str(e) for m in ("no such table", "Could not decode to UTF-8")):
             raise
         folder = Path(path).parent
-        raise IndexCorruptError(
+        raise DatabaseCorruptError(
             f"{path} cannot be read ({e}); run `searcher check --index {folder}` to see what is "
             f"damaged and what `--repair` can recover"
         ) from e
@@ -104,7 +104,7 @@ class ContentStore:
     def __init__(self, path: Path, readonly: bool = False, create: bool = False):
         self.path = Path(path)
         if not self.path.is_file() and not create:
-            raise IndexCorruptError(f"{self.path} is missing; run `searcher check --index {self.path.parent}`")
+            raise DatabaseCorruptError(f"{self.path} is missing; run `searcher check --index {self.path.parent}`")
         with readable(self.path):
             if readonly:
                 conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
@@ -115,7 +115,7 @@ class ContentStore:
                 self.db = sqlite_utils.Database(conn)
                 names = set(self.db.table_names())
                 if not create and not names.issuperset(TABLES):
-                    raise IndexCorruptError(
+                    raise DatabaseCorruptError(
                         f"{self.path} holds no index tables (it is empty or damaged); run "
                         f"`searcher check --index {self.path.parent}`")
                 if not readonly:
@@ -285,7 +285,7 @@ class ContentStore:
         try:
             return json.loads(raw or "{}")
         except ValueError as e:
-            raise IndexCorruptError(
+            raise DatabaseCorruptError(
                 f"{self.path}: the metadata of document {doc_id!r} is damaged ({e}); run `searcher check "
                 f"--index {self.path.parent}`, and index that document's file again") from e
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import traceback
 from pathlib import Path
 
 from flask import Flask, current_app, jsonify, render_template, request
@@ -18,6 +19,8 @@ from searcher.web.service import IndexUnavailable
 
 FULL = (errno.ENOSPC, errno.EDQUOT)  # a disk (or quota) with no room: 507
 RETRY_AFTER = "1"  # seconds: the service tries to reopen a broken index on the next request
+LOGGED_FRAMES = 30  # a logged traceback keeps its innermost frames (a RecursionError has a thousand)
+LOGGED_CHARS = 20_000  # and is cut to this many characters: a request never logs more than about this
 
 
 def json_error(status: int, message: str, name: str | None = None):
@@ -106,5 +109,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(e: Exception):
-        app.logger.exception("error while answering %s %s", request.method, request.path)
+        trace = "".join(traceback.format_exception(e, limit=-LOGGED_FRAMES))
+        if len(trace) > LOGGED_CHARS:
+            trace = trace[:LOGGED_CHARS // 2] + "\n[... cut ...]\n" + trace[-LOGGED_CHARS // 2:]
+        app.logger.error("error while answering %s %s\n%s", request.method, request.path[:200], trace.rstrip())
         return error_response(500, "Internal Server Error", "Something went wrong on the server; it has been logged.")

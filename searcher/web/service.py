@@ -19,7 +19,6 @@ encodes, each on one whole generation.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sqlite3
@@ -31,9 +30,9 @@ from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping, TypeVar
 
 from searcher.search.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
-from searcher.search.filters import compile_where
-from searcher.errors import IndexIOError, ShardUnavailable
-from searcher.index.facade import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
+from searcher.search.filters import compile_where, loads_where
+from searcher.errors import DatabaseCorruptError, IndexIOError, ShardUnavailable
+from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
 from searcher.readers.loaders import is_blank
 
 from searcher.web.latency import LatencyWindow
@@ -160,7 +159,7 @@ def parse_where(args: Mapping[str, str]) -> dict | None:
     if raw is None or not raw.strip():
         return None
     try:
-        where = json.loads(raw)
+        where = loads_where(raw)  # depth checked before parsing: no RecursionError
         compile_where(where)
     except ValueError as e:
         raise BadRequest(f"where is not a valid filter: {e}") from None
@@ -247,8 +246,11 @@ def describe(error: BaseException) -> str:
         return f"{DATABASE} is missing"
     if isinstance(error, IndexNotFoundError):
         return "its manifest is missing"
-    if isinstance(error, IndexCorruptError):
-        return "its vectors do not match its database or cannot be read (`searcher check --repair` fixes that)"
+    if isinstance(error, DatabaseCorruptError):  # repair cannot rebuild a database, only salvage from it
+        return ("its database is damaged (`searcher check` says what is wrong; `--repair` can only salvage "
+                "what SQLite's .recover reads from it)")
+    if isinstance(error, IndexCorruptError):  # vectors, keyword files or manifest: check knows which
+        return "its files are damaged or disagree (`searcher check` says what is wrong and whether `--repair` fixes it)"
     if isinstance(error, OSError):
         return f"its files cannot be read ({error.strerror or type(error).__name__})"
     return f"it cannot be read ({type(error).__name__})"
