@@ -38,7 +38,7 @@ from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
-from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, check_k, check_mode  # noqa: F401
+from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode  # noqa: F401
 from searcher.storage.folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, read_manifest,  # noqa: F401
                                      vectors_path, write_manifest)
 from searcher.storage.keywords import KeywordStats, open_keywords
@@ -236,7 +236,7 @@ class Index:
     def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                recency: float | None = None, now: datetime | None = None,
-               keyword_stats: KeywordStats | None = None) -> list[Hit]:
+               keyword_stats: KeywordStats | None = None) -> Results:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
@@ -248,7 +248,7 @@ class Index:
         index passes its shards' sum: searcher/cluster/sharded.py).
         """
         options = SearchOptions(k, offset, mode, where, sort, recency, now=now)
-        return self.queried.page(query, options, fusion or self.fusion, keyword_stats)[0]
+        return Results(self.queried.page(query, options, fusion or self.fusion, keyword_stats)[0])
 
     def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None) -> dict[str, dict]:
@@ -260,15 +260,16 @@ class Index:
                            *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
                            sort: str | None = None, recency: float | None = None, now: datetime | None = None,
                            facet_depth: int = FACET_DEPTH,
-                           keyword_stats: KeywordStats | None = None) -> tuple[list[Hit], dict[str, dict]]:
+                           keyword_stats: KeywordStats | None = None) -> tuple[Results, dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows)."""
         options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
-        return self.queried.page(query, options, fusion or self.fusion, keyword_stats)
+        hits, counts = self.queried.page(query, options, fusion or self.fusion, keyword_stats)
+        return Results(hits), counts
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
         """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
         filtered by `where`: a dense search for its `document_vector`. KeyError: no such document."""
-        return self.queried.similar(doc_id, k, where)
+        return Results(self.queried.similar(doc_id, k, where))
 
     def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
         """The `k` documents whose best chunk is nearest to `vector` (a unit vector of the
