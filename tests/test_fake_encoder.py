@@ -7,8 +7,8 @@ import pytest
 
 from searcher import Index
 from searcher import ModelMismatchError
-from searcher.index.facade import facade as index_module
-from searcher.index.facade import opening as opening_module
+from searcher.index import facade as index_module
+from searcher.index import opening as opening_module
 
 from .conftest import ANIMALS
 from .fake_encoder import FakeEncoder

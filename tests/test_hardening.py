@@ -389,8 +389,8 @@ def test_a_fifo_and_a_symlink_loop_passed_directly_say_what_they_are(tmp_path, f
 
 def test_a_second_indexer_fails_before_loading_the_model(tmp_path, fake_animals_index, monkeypatch):
     animals_index = fake_animals_index
-    from searcher.index.facade import facade as index_module
-    from searcher.index.facade import opening as opening_module
+    from searcher.index import facade as index_module
+    from searcher.index import opening as opening_module
 
     (tmp_path / "x.txt").write_text("text")
     loads = []
