@@ -1,5 +1,5 @@
 """A running `searcher serve`, read through its JSON API with the same calls as an `Index`
-(search, similar, get_document, len), for clients that live elsewhere: `searcher.connect`,
+(searcher/search/protocol.py: SearchableIndex), for clients that live elsewhere: `searcher.connect`,
 the MCP server's and the retrievers' `url=` mode. Standard library only: a client needs
 neither the model nor Ray ("encode on a server, query from a thin client").
 
@@ -15,8 +15,10 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Iterable
 
 from searcher.errors import SearcherError
+from searcher.search.facets import DEFAULT_FACETS
 from searcher.search.results import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
@@ -84,13 +86,24 @@ class RemoteIndex:
         """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` and ordered by
         `sort`/`recency` as Index.search is; their metadata is not in the API's results
         (get_document has it) and chunk_id is -1."""
-        params = {"q": query, "k": k, "offset": offset, "mode": mode, "sort": sort, "recency": recency}
+        return self.search_with_facets(query, k, offset, (), mode=mode, where=where, sort=sort, recency=recency)[0]
+
+    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
+                           *, mode: str | None = None, where: dict | None = None, sort: str | None = None,
+                           recency: float | None = None) -> tuple[Results, dict[str, dict]]:
+        """`search`, and the server's counts of `fields` among the ranking's best documents."""
+        if isinstance(fields, str):
+            raise TypeError("fields is a list of field names, not one string")
+        fields = list(fields)
+        params = {"q": query, "k": k, "offset": offset, "mode": mode, "sort": sort, "recency": recency,
+                  "facets": ",".join(fields) or None}
         params = {name: value for name, value in params.items() if value is not None}
         if where is not None:
             params["where"] = json.dumps(where)
-        return self._hits("/api/search", self._get("/api/search", params))
+        answer = self._get("/api/search", params)
+        return self._hits("/api/search", answer), (answer.get("facets") or {}) if fields else {}
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
         """The documents the server finds nearest in meaning to `doc_id` (never itself), as
         Index.similar; KeyError when the server has no such document."""
         params: dict = {"id": doc_id, "k": k}
@@ -114,6 +127,11 @@ class RemoteIndex:
 
     def get_document(self, doc_id: str) -> dict | None:
         return self._get("/api/documents", {"id": doc_id}, missing_ok=True)
+
+    def info(self) -> dict:
+        """The server's report of its index, with Index.info's names (/api/stats: documents,
+        chunks, model, dimension, pooling, chunk_tokens, overlap, generation)."""
+        return self._get("/api/stats", {})
 
     def __len__(self) -> int:
         return self.check()
