@@ -134,14 +134,6 @@ def shard_paths(path, layout: dict) -> list[Path]:
     return [Path(path) / name for name in layout["folders"]]
 
 
-def set_keyword_statistics(path, name: str) -> dict:
-    """Change how a sharded index's keyword search keeps BM25 statistics (kept in shards.json)."""
-    layout = read_layout(path)
-    layout["keyword_statistics"] = check_keyword_statistics(name)
-    write_layout(Path(path), layout)
-    return layout
-
-
 # -- splitting ----------------------------------------------------------------------------------
 @dataclass
 class SplitReport:

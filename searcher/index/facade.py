@@ -13,7 +13,6 @@ during a write leaves the last committed generation readable (searcher/index/liv
 
 from __future__ import annotations
 
-import errno
 import os
 from datetime import datetime
 from pathlib import Path
@@ -176,21 +175,7 @@ class Index:
                           persist: bool = False) -> None:
         """Change nprobe (ivf, ivfpq) or efSearch (hnsw) for this process, or with `persist` in the manifest too."""
         params = {k: int(v) for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
-        with self.live.lock:
-            self.live.manifest = {**self.manifest, "search_params": {**self.manifest.get("search_params", {}),
-                                                                     **params}}
-            if self.live.vectors is not None:
-                self.live.vectors.set_search_params(**params)
-            if persist:
-                with exclusive_lock(self.path):
-                    manifest = read_manifest(self.path)
-                    manifest["search_params"] = {**manifest.get("search_params", {}), **params}
-                    try:
-                        write_manifest(self.path, manifest)
-                    except OSError as e:
-                        raise IndexIOError(e.errno or errno.EIO, (
-                            f"cannot write {self.path / MANIFEST}: {e.strerror or e}; the search parameters "
-                            f"apply to this process, the manifest on disk may not have them")) from e
+        self.live.set_search_params(params, persist)
 
     @reading
     def __len__(self) -> int:
@@ -208,12 +193,9 @@ class Index:
 
     @reading
     def chunk_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """(generation, chunk ids, vectors) of the live generation: the exact vectors, or, for an
-        index type that keeps only codes (ivfpq), their reconstructions. For whole-corpus views
-        (searcher/quality/corpus_map.py)."""
-        with self.live.lock:
-            vectors, generation = self.live.current()
-            return (generation, *vectors.export(approximate=True))
+        """(generation, chunk ids, vectors) of the live generation, for whole-corpus views
+        (searcher/quality/corpus_map.py): exact, or reconstructed for ivfpq."""
+        return self.live.export()
 
     @reading
     def info(self) -> dict:
@@ -281,7 +263,8 @@ class Index:
         strings; another value is looked up by its str() (searcher/sanitize.py)."""
         return self.queried.get_document(doc_id)
 
-    # -- as a shard of a sharded index (searcher/cluster/sharded.py) ------------------------------
+    # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its
+    # documentation in searcher/index/querying.py) ----------------------------------------------
     @reading
     def rank(self, query: str, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
              where: dict | None = None, keyword_stats: KeywordStats | None = None,
@@ -295,28 +278,18 @@ class Index:
         return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
 
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
-        """The fetch phase: the Hits of (doc_id, score, chunk id) triples such as `rank` gives,
-        in their order, with their scores; a document or chunk no longer stored is left out."""
         return self.queried.fetch(ranking)
 
     def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
-        """{doc_id: metadata} of the stored documents among `doc_ids`."""
         return self.queried.metadata(doc_ids)
 
     def keyword_statistics(self, query: str) -> KeywordStats | None:
-        """This index's BM25 statistics for `query`'s terms, or None where its keyword engine
-        cannot score with other statistics (fts5); a sharded index sums its shards'."""
         return self.queried.keyword_statistics(query)
 
     def document_vector(self, doc_id: str) -> np.ndarray | None:
-        """Document `doc_id`'s "more like this" vector, (1, dimension), unit length: the mean of
-        its first chunks' vectors, encoded from their stored text as indexing encoded them.
-        None for a document without chunks; KeyError: no such document."""
         return self.queried.document_vector(doc_id)
 
     def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:
-        """What `document_vector` encodes: the title and the first chunks' texts (a shard served
-        without its model gives these; the front encodes them)."""
         return self.queried.similar_source(doc_id)
 
     # -- writing -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ swapping in the new generation take it, so searches answer while a write encodes
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sqlite3
@@ -25,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from searcher.errors import IndexLockedError, SearcherError
+from searcher.errors import IndexIOError, IndexLockedError, SearcherError
 from searcher.search.filter_columns import FilterColumns, MovedOn
 from searcher.search.filters import compile_where
 from searcher.search.retrieval import View
@@ -157,6 +158,30 @@ class LiveGeneration:
             log.warning("%s: keyword changes committed but not applied yet: %s", self.path, e)
         finally:
             self.write_lock.release()
+
+    def set_search_params(self, params: dict, persist: bool = False) -> None:
+        """Index.set_search_params: for this process, and with `persist` in the manifest too."""
+        with self.lock:
+            self.manifest = {**self.manifest, "search_params": {**self.manifest.get("search_params", {}), **params}}
+            if self.vectors is not None:
+                self.vectors.set_search_params(**params)
+            if persist:
+                with exclusive_lock(self.path):
+                    manifest = read_manifest(self.path)
+                    manifest["search_params"] = {**manifest.get("search_params", {}), **params}
+                    try:
+                        write_manifest(self.path, manifest)
+                    except OSError as e:
+                        raise IndexIOError(e.errno or errno.EIO, (
+                            f"cannot write {self.path / MANIFEST}: {e.strerror or e}; the search parameters "
+                            f"apply to this process, the manifest on disk may not have them")) from e
+
+    def export(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(generation, chunk ids, vectors) of the live generation, reloaded first if another process
+        committed: the exact vectors, or their reconstructions where the index keeps only codes (ivfpq)."""
+        with self.lock:
+            vectors, generation = self.current()
+            return (generation, *vectors.export(approximate=True))
 
     # -- what a search reads -----------------------------------------------------------------
     def view(self, store: ContentStore, where: dict | None) -> View:

@@ -89,16 +89,21 @@ class QueryPipeline:
 
     @reading
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
+        """The fetch phase: the Hits of (doc_id, score, chunk id) triples such as `rank` gives,
+        in their order, with their scores; a document or chunk no longer stored is left out."""
         ranked = {doc_id: (float(score), int(cid)) for doc_id, score, cid in ranking}
         return hits(self.live.read_store(), ranked, 0, len(ranked))
 
     @reading
     def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
+        """{doc_id: metadata} of the stored documents among `doc_ids`."""
         docs = self.live.read_store().documents(list(dict.fromkeys(document_id(d) for d in doc_ids)))
         return {doc_id: doc["metadata"] for doc_id, doc in docs.items()}
 
     @reading
     def keyword_statistics(self, query: str) -> KeywordStats | None:
+        """This index's BM25 statistics for `query`'s terms, or None where its keyword engine
+        cannot score with other statistics (fts5); a sharded index sums its shards'."""
         query = check_query(query)
         store = self.live.read_store()
         if not self.live.keywords.ready(store):
@@ -116,6 +121,9 @@ class QueryPipeline:
 
     @reading
     def document_vector(self, doc_id: str) -> np.ndarray | None:
+        """Document `doc_id`'s "more like this" vector, (1, dimension), unit length: the mean of
+        its first chunks' vectors, encoded from their stored text as indexing encoded them.
+        None for a document without chunks; KeyError: no such document."""
         if self.encoder is None:
             raise SearcherError(f"{self.path} was opened without its model: similar needs it")
         source = self.similar_source(doc_id)
@@ -123,6 +131,8 @@ class QueryPipeline:
 
     @reading
     def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:
+        """What `document_vector` encodes: the title and the first chunks' texts (a shard served
+        without its model gives these; the front encodes them)."""
         doc_id = document_id(doc_id)
         store = self.live.read_store()
         doc = store.documents([doc_id]).get(doc_id)

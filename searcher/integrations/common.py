@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 from searcher.remote import API_MAX_K, RemoteIndex
-from searcher.search.retrieval import Hit, check_k, check_mode
+from searcher.search.protocol import SearchableIndex
+from searcher.search.results import Hit, check_k, check_mode
 
 
 def install_hint(module: str, extra: str, package: str, error: ImportError) -> ImportError:
@@ -33,7 +34,7 @@ def resolve_source(index: Any = None, url: str | None = None) -> tuple[Any, bool
         from searcher.cluster.sharded import open_index
 
         return open_index(index), True
-    if not callable(getattr(index, "search", None)):
+    if not isinstance(index, SearchableIndex):
         raise TypeError(f"index must be an Index or the path of one, not {type(index).__name__}")
     return index, False
 

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 
 from searcher.errors import SearcherError
 from searcher.remote import API_MAX_K
-from searcher.search.retrieval import check_k
+from searcher.search.options import SearchOptions
+from searcher.search.results import check_k
 
 INSTALL_HINT = "the MCP server needs the mcp package: pip install -e '.[mcp]' (in the searcher checkout)"
 MAX_K = API_MAX_K  # as `searcher serve`'s API, so both sources take the same k
@@ -74,8 +75,8 @@ def build_server(source, name: str = "searcher"):
                         '$eq $ne $gt $gte $lt $lte $in $nin $under $and $or $not')] = None,
     ) -> dict:
         def run():
-            check_k(k)  # (the schema's bounds are checked by the SDK before this runs)
-            hits = source.search(query, k=k, mode=mode, **({"where": where} if where is not None else {}))
+            options = SearchOptions(k, mode=mode, where=where)  # checked once, as everywhere (the SDK checked the schema)
+            hits = source.search(query, k=options.k, mode=options.mode, where=options.where)
             return {"query": query, "results": [hit_result(h) for h in hits]}
         return guarded(run)
 
@@ -90,7 +91,7 @@ def build_server(source, name: str = "searcher"):
         def run():
             check_k(k)
             try:
-                hits = source.similar(id, k=k, **({"where": where} if where is not None else {}))
+                hits = source.similar(id, k=k, where=where)
             except KeyError:
                 raise ValueError(f"no document with id {id[:200]!r}") from None
             return {"id": id, "results": [hit_result(h) for h in hits]}

@@ -266,8 +266,8 @@ def evaluation_record(index: Index, dataset: Dataset, result: dict) -> dict:
         "ms_per_query": result["ms_per_query"],
         "generation": index.generation,
         "model": index.manifest["model"],
-        "precision": getattr(encoder, "precision", None),
-        "backend": getattr(encoder, "backend", None),
+        "precision": encoder.precision if encoder is not None else None,
+        "backend": encoder.backend if encoder is not None else None,
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

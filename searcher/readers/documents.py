@@ -41,14 +41,14 @@ class TooLarge(ValueError):
 
 def check_pages(count: int, opts, kind: str = "PDF", unit: str = "pages") -> None:
     """TooLarge when a file has more pages (slides, chapters) than `opts.max_pages`."""
-    limit = getattr(opts, "max_pages", None)
+    limit = opts.max_pages if opts is not None else None
     if limit is not None and count > limit:
         raise TooLarge(f"{kind} has {count:,} {unit}, over the limit of {limit:,} a file (--max-pages); skipped")
 
 
 def check_chars(count: int, opts) -> None:
     """TooLarge when a file's text (so far) is longer than `opts.max_chars` characters."""
-    limit = getattr(opts, "max_chars", None)
+    limit = opts.max_chars if opts is not None else None
     if limit is not None and count > limit:
         raise TooLarge(f"its text is over {limit:,} characters, the limit of a file (--max-file-chars); skipped")
 

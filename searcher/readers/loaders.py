@@ -115,14 +115,6 @@ def markdown_title(text: str) -> str:
     return ""
 
 
-def first_line(text: str, limit: int = 120) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line[:limit]
-    return ""
-
-
 def _read_plain(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
     text = decode_bytes(data)
     title = markdown_title(text) if path.suffix.lower() in (".md", ".markdown") else ""

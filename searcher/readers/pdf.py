@@ -139,9 +139,9 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
             yield Skipped(str(path), f"damaged PDF: {reason}")
         return
     ocred = False
-    if not all(pages) and getattr(opts, "ocr", False):
+    if not all(pages) and opts.ocr:
         # OCR gets most of the file's time, so that a PDF with text keeps it if OCR runs out.
-        budget = max(1.0, 0.8 * getattr(opts, "file_timeout", 600) - (time.monotonic() - started))
+        budget = max(1.0, 0.8 * opts.file_timeout - (time.monotonic() - started))
         try:
             blank = [number for number, text in enumerate(pages, 1) if not text]
             pages, info = extract_pages(ocr(data, blank, budget), opts)
@@ -151,7 +151,7 @@ def read_pdf(path: Path, data: bytes, opts) -> Iterator[Document | Skipped]:
                 yield Skipped(str(path), f"no text layer (scanned?), and OCR failed: {e}")
                 return
     if not any(pages):
-        hint = "" if getattr(opts, "ocr", False) else "; --ocr reads it with OCRmyPDF"
+        hint = "" if opts.ocr else "; --ocr reads it with OCRmyPDF"
         yield Skipped(str(path), f"no text layer (scanned?): none of its {len(pages)} pages has text{hint}")
         return
     text, starts = join_pages(pages)
