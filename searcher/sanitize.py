@@ -69,3 +69,13 @@ def _clean(value):
 def is_blank(text: str) -> bool:
     """True for text with nothing a person could search for (whitespace, control chars)."""
     return not any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
+def one_of(value, choices, default, what: str):
+    """A named choice (a mode, an engine, a sort...): `value`, or `default` for None; a
+    ValueError saying "unknown <what>" and the choices otherwise."""
+    if value is None:
+        return default
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
+    return value

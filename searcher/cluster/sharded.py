@@ -55,7 +55,7 @@ import numpy as np
 from searcher.cluster.shards import check_keyword_statistics, read_layout, shard_of, shard_paths
 from searcher.errors import ModelMismatchError, SearcherError, ShardUnavailable
 from searcher.index.facade import Index
-from searcher.index.writer import IndexReport, as_document, check_additions, doc_location, duplicate
+from searcher.index.writer import IndexReport, as_documents, check_additions, doc_location, duplicate
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.loaders import LoadOptions
 from searcher.readers.path_run import PathRun
@@ -431,7 +431,7 @@ class ShardedIndex:
         """Index.add_documents, each document indexed by the shard its id hashes to (a changed
         one replaces itself there). Documents are gathered per shard and handed over about a
         commit's worth (`route_chars` of text) at a time; an item that cannot be a document
-        goes to the first shard, whose writer reports it as a single index would. `encoder`:
+        is reported as a single index reports it. `encoder`:
         every shard's, for this call (Index.add_documents)."""
         check_additions(documents, on_conflict)
         started = time.perf_counter()
@@ -445,15 +445,7 @@ class ShardedIndex:
                 report.merge(self.shards[number].add_documents(batches[number], progress, on_conflict, encoder))
                 batches[number], sizes[number] = [], 0
 
-        for item in documents:
-            if isinstance(item, Skipped):
-                report.skipped.append(item)
-                continue
-            try:
-                doc = as_document(item)
-            except (TypeError, ValueError):
-                batches[0].append(item)  # the writer says why
-                continue
+        for doc in as_documents(documents, report):
             if not is_blank(doc.text):
                 if doc.id in seen and on_conflict == "skip":
                     report.skipped.append(duplicate(doc, seen[doc.id]))

@@ -47,6 +47,7 @@ from searcher.storage.folder import (DATABASE, SHARDS_MANIFEST, exclusive_lock, 
 from searcher.storage.keywords import open_keywords
 from searcher.sanitize import document_id
 from searcher.storage.store import ContentStore, readable
+from searcher.sanitize import one_of
 
 SHARDS_FORMAT = 1
 HASH_RULE = "sha256-64-mod"  # the first 8 bytes of SHA-256(id as UTF-8), big-endian, mod the shard count
@@ -71,11 +72,7 @@ def check_shard_count(shards) -> int:
 
 
 def check_keyword_statistics(name: str | None) -> str:
-    if name is None:
-        return DEFAULT_KEYWORD_STATISTICS
-    if name not in KEYWORD_STATISTICS:
-        raise ValueError(f"unknown keyword statistics {name!r}: use one of {', '.join(KEYWORD_STATISTICS)}")
-    return name
+    return one_of(name, KEYWORD_STATISTICS, DEFAULT_KEYWORD_STATISTICS, "keyword statistics")
 
 
 def is_sharded(path) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -101,6 +101,19 @@ def content_hash(doc: Document) -> str:
     payload = json.dumps([doc.title, doc.text, metadata], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
+
+
+def as_documents(items: Iterable, report: IndexReport) -> Iterator[Document]:
+    """The documents among `items` (Documents, or dicts with id and text); a reader's Skipped
+    and anything that cannot be a document go into `report` with the reason."""
+    for item in items:
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+            continue
+        try:
+            yield as_document(item)
+        except (TypeError, ValueError) as e:
+            report.skipped.append(Skipped(_describe(item), str(e)))
 
 
 def check_additions(documents, on_conflict: str) -> None:
@@ -222,15 +235,7 @@ class Writer:
         """Stage and commit every document of `documents` (see Index.add_documents)."""
         seen: dict[str, str] = {}  # id -> where it was read in this run
         batch: list[Document] = []
-        for item in documents:
-            if isinstance(item, Skipped):
-                report.skipped.append(item)
-                continue
-            try:
-                doc = as_document(item)
-            except (TypeError, ValueError) as e:
-                report.skipped.append(Skipped(_describe(item), str(e)))
-                continue
+        for doc in as_documents(documents, report):
             if is_blank(doc.text):
                 report.skipped.append(Skipped(doc_location(doc), "no text (only whitespace or control characters)"))
                 continue

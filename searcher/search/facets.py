@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from searcher.search.filters import COLUMNS
+from searcher.sanitize import one_of
 
 DEFAULT_FACETS = ("type", "folder", "year")
 FACET_DEPTH = 100  # documents of the ranking that facets count and sort/recency re-order (hybrid's fusion depth)
@@ -42,11 +43,7 @@ def check_facet_fields(fields: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_sort(sort: str | None) -> str:
-    if sort is None:
-        return "relevance"
-    if sort not in SORTS:
-        raise ValueError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
-    return sort
+    return one_of(sort, SORTS, "relevance", "sort")
 
 
 def check_recency(half_life_days) -> float | None:

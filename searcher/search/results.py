@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 
-from searcher.sanitize import clean_text, is_blank
+from searcher.sanitize import clean_text, is_blank, one_of
 
 SEARCH_MODES = ("dense", "keyword", "hybrid")
 DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
@@ -17,11 +17,7 @@ DEFAULT_MODE = "hybrid"  # the best on the measurements in benchmarks/README.md
 
 def check_mode(mode: str | None) -> str:
     """The search mode to use: `mode`, or DEFAULT_MODE for None; ValueError for anything else."""
-    if mode is None:
-        return DEFAULT_MODE
-    if mode not in SEARCH_MODES:
-        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
-    return mode
+    return one_of(mode, SEARCH_MODES, DEFAULT_MODE, "search mode")
 
 
 def check_query(query) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from searcher.storage.keywords.base import Analyzer, KeywordEngine
 from searcher.storage.keywords.fts5 import Fts5Engine, PorterAnalyzer
 from searcher.storage.keywords.tantivy_engine import TantivyAnalyzer, TantivyEngine
+from searcher.sanitize import one_of
 
 ENGINES: dict[str, type[KeywordEngine]] = {"fts5": Fts5Engine, "tantivy": TantivyEngine}
 ANALYZERS: dict[str, type[Analyzer]] = {"fts5": PorterAnalyzer, "tantivy": TantivyAnalyzer}
@@ -16,11 +17,7 @@ DEFAULT_KEYWORD_ENGINE = "tantivy"  # faster at every size, same nDCG@10: benchm
 
 
 def check_keyword_engine(name: str | None) -> str:
-    if name is None:
-        return DEFAULT_KEYWORD_ENGINE
-    if name not in ENGINES:
-        raise ValueError(f"unknown keyword engine {name!r}: use one of {', '.join(ENGINES)}")
-    return name
+    return one_of(name, ENGINES, DEFAULT_KEYWORD_ENGINE, "keyword engine")
 
 
 def open_keywords(folder: Path, manifest: dict) -> KeywordEngine:

@@ -72,6 +72,7 @@ import numpy as np
 
 from searcher.storage.files import write_atomic
 from searcher.storage.vectors.base import VectorBackend
+from searcher.sanitize import one_of
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 DEFAULT_INDEX_TYPE = "auto"
@@ -120,11 +121,7 @@ def gpu_available() -> bool:
 
 
 def check_index_type(index_type: str | None) -> str:
-    if index_type is None:
-        return DEFAULT_INDEX_TYPE
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"unknown index type {index_type!r}: use one of {', '.join(INDEX_TYPES)}")
-    return index_type
+    return one_of(index_type, INDEX_TYPES, DEFAULT_INDEX_TYPE, "index type")
 
 
 def nlist_for(n: int) -> int:
