@@ -67,3 +67,12 @@ def test_every_stage_says_what_it_owns():
     for stage in STAGES:
         doc = ast.get_docstring(ast.parse((ROOT / "searcher" / stage / "__init__.py").read_text()))
         assert doc and len(doc.split()) >= 5, f"searcher/{stage}/__init__.py has no docstring saying what it owns"
+
+
+def test_the_readme_draws_the_stages_from_the_imports():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "layout.py")], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text()
+    drawn = readme.split("<!-- layout:start -->\n", 1)[1].split("<!-- layout:end -->", 1)[0]
+    assert drawn.strip() == result.stdout.strip(), "README's drawing is stale: paste `python scripts/layout.py`"
