@@ -141,9 +141,10 @@ def test_a_folder_moved_in_and_out(watching, index, docs, tmp_path):
 
 
 def record_texts(index, monkeypatch) -> list[tuple[str, str]]:
-    """Every (source, text) the index is given to store, from now on."""
+    """Every (source, text) the index is given to store, from now on (what its write session
+    is given: add_paths and add_documents both end there)."""
     seen: list[tuple[str, str]] = []
-    add_documents = index.add_documents
+    add_documents = index.writes.add_documents
 
     def spy(documents, *args, **kwargs):
         def passing():
@@ -153,7 +154,7 @@ def record_texts(index, monkeypatch) -> list[tuple[str, str]]:
                 yield doc
         return add_documents(passing(), *args, **kwargs)
 
-    monkeypatch.setattr(index, "add_documents", spy)
+    monkeypatch.setattr(index.writes, "add_documents", spy)
     return seen
 
 
