@@ -212,7 +212,7 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from searcher import Index
-    from searcher.web.auth import add_key
+    from searcher.web.keys import add_key
 
     work = Path(tempfile.mkdtemp(prefix="searcher-soak-"))
     docs = starting_documents(args.documents)

@@ -38,6 +38,11 @@ class IndexIOError(SearcherError, OSError):
     an OSError with the errno, naming the file and the step, and saying what still holds
     (a failed commit leaves the last committed generation live)."""
 
+    # Set by a server's write queue (searcher/web/write_queue.py) when a write failed: whether an
+    # earlier commit of the same write was kept (None: that cannot be told).
+    in_write: bool = False
+    written: bool | None = None
+
 
 class ShardUnavailable(SearcherError):
     """A shard of a sharded index did not answer: no live replica, a lost connection, a

@@ -1,4 +1,4 @@
-"""API keys (searcher/web/auth.py): the key file, the key ring, sign-in sessions and the failure limit,
+"""API keys (searcher/web/keys.py, auth.py): the key file, the key ring, sign-in sessions and the failure limit,
 and a keyed app through Flask's test client: no key, a wrong key, a read key on a write, an
 admin key, the page's sign-in and sign-out. The browser's side of signing in is in
 tests/test_web_browser.py; the write API itself in tests/test_writes.py."""
@@ -14,8 +14,8 @@ import pytest
 from searcher import Index
 from tests.conftest import ANIMALS
 from searcher.web import create_app
-from searcher.web.auth import (COOKIE, FailureLimiter, KeyFileError, KeyRing, Sessions, add_key, key_id,
-                      parse_key_file, read_key_file, remove_key, safe_next)
+from searcher.web.auth import COOKIE, FailureLimiter, Sessions, safe_next
+from searcher.web.keys import KeyFileError, KeyRing, add_key, key_id, parse_key_file, read_key_file, remove_key
 
 
 class Clock:

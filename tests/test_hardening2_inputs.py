@@ -19,7 +19,7 @@ from searcher.cli import main
 from searcher.search.filters import MAX_NESTING, MAX_VALUES, compile_where, loads_where
 from tests.conftest import ANIMALS
 from searcher.web import create_app
-from searcher.web.auth import ApiKey, KeyRing, digest
+from searcher.web.keys import ApiKey, KeyRing, digest
 
 BIG = 99999999999999999999999999  # beyond 64 bits
 ADMIN = "srch_admin1_" + "a" * 43

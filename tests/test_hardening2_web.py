@@ -20,7 +20,8 @@ from searcher.hosts import HostRule, parse_allowed_hosts
 from tests.conftest import ANIMALS
 from tests.faults import inject
 from searcher.web import create_app
-from searcher.web.auth import COOKIE, ApiKey, KeyRing, Sessions, digest
+from searcher.web.auth import COOKIE, Sessions
+from searcher.web.keys import ApiKey, KeyRing, digest
 from searcher.web.server import serving
 
 ADMIN = "srch_admin1_" + "a" * 43

@@ -19,7 +19,7 @@ from searcher.search.fusion import RRF_K
 from searcher.remote import RemoteIndex
 from tests.conftest import ANIMALS
 from searcher.web import create_app
-from searcher.web.auth import ApiKey, KeyFileError, KeyRing, digest, parse_key_file, read_key_file
+from searcher.web.keys import ApiKey, KeyFileError, KeyRing, digest, parse_key_file, read_key_file
 from searcher.web.server import serving
 
 # Ids shared with ANIMALS on purpose: a document id is per index.

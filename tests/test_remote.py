@@ -19,7 +19,7 @@ def test_a_remote_index_answers_as_the_index_does(web_app, web_index):  # noqa: 
             far = remote.search("kittens chase mice", k=3, mode=mode)
             assert [h.doc_id for h in far] == [h.doc_id for h in local]
             assert [(h.passage, h.start, h.end) for h in far] == [(h.passage, h.start, h.end) for h in local]
-            # the server sends scores rounded to 6 decimals (searcher/web/service.py): compare to that, not by rounding twice
+            # the server sends scores rounded to 6 decimals (searcher/web/requests.py): compare to that, not by rounding twice
             assert [h.score for h in far] == pytest.approx([h.score for h in local], abs=1e-6)
         assert remote.get_document("cat")["text"] == DOCS[0]["text"]
         where = {"id": {"$in": ["car", "sea"]}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from searcher import Index
 from searcher.web import create_app
-from searcher.web.auth import ApiKey, KeyRing, digest
+from searcher.web.keys import ApiKey, KeyRing, digest
 from searcher.web.server import serving
 
 ADMIN = "srch_soak1_" + "s" * 43

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from searcher.web import create_app
 from searcher.web.highlight import document_html, query_terms, snippet
-from searcher.web.service import MAX_QUERY_CHARS
-from tests.web_support import LONG_ID, XSS_TEXT, web_app, web_client, web_index  # noqa: F401 (fixtures)
+from searcher.web.requests import MAX_QUERY_CHARS
+from searcher.search.results import Results
+from tests.web_support import LONG_ID, XSS_TEXT, StandInIndex, web_app, web_client, web_index  # noqa: F401 (fixtures)
 
 ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -76,9 +77,9 @@ def test_search_result_fields_follow_hit_to_dict():
 
     hit = Hit("d", 0.123456789, "T", "s.md", "passage", 3, 10, 7, {"tag": "x"})
 
-    class OneHit:
+    class OneHit(StandInIndex):
         def search(self, query, k=10, offset=0, mode=None):
-            return [hit]
+            return Results([hit])
 
         def __len__(self):
             return 1
@@ -144,14 +145,14 @@ def test_each_mode_is_passed_through(web_client, mode):
     assert body["mode"] == mode and body["results"]
 
 
-class EmptyIndex:
+class EmptyIndex(StandInIndex):
     """A stand-in with no documents, so that many generated requests run without the model."""
 
     def search(self, query, k=10, offset=0, mode=None, **narrowing):
-        return []
+        return Results()
 
     def search_with_facets(self, query, k, offset, fields, mode=None, **narrowing):
-        return [], {name: {} for name in fields}
+        return Results(), {name: {} for name in fields}
 
     def __len__(self):
         return 0

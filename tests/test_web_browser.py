@@ -203,7 +203,7 @@ def test_open_the_documents_like_a_result(page):
 def keyed_server(web_index, tmp_path_factory):
     """(base URL, read key) of a second server over the same index, with API keys."""
     from searcher.web import create_app
-    from searcher.web.auth import KeyRing, add_key
+    from searcher.web.keys import KeyRing, add_key
 
     path = tmp_path_factory.mktemp("keys") / "keys.txt"
     _, key = add_key(path, "read")

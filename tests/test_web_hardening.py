@@ -19,16 +19,18 @@ from searcher import Index
 from tests.conftest import ANIMALS
 from searcher.web import create_app
 from searcher.web.server import make_server, serving
+from searcher.search.results import Results
+from tests.web_support import StandInIndex
 
 
-class FakeIndex:
+class FakeIndex(StandInIndex):
     """No documents and no model: for the tests about requests, not about searching."""
 
     delay = 0.0
 
     def search(self, query, k=10, offset=0, mode=None):
         time.sleep(self.delay)
-        return []
+        return Results()
 
     def __len__(self):
         return 0
@@ -196,8 +198,8 @@ def test_non_finite_scores_become_null():
         def search(self, query, k=10, offset=0, mode=None):
             from searcher.index.facade import Hit
 
-            return [Hit("a", float("nan"), "A", "", "text", 0, 4, 1, {}),
-                    Hit("b", float("-inf"), "B", "", "text", 0, 4, 2, {})]
+            return Results([Hit("a", float("nan"), "A", "", "text", 0, 4, 1, {}),
+                            Hit("b", float("-inf"), "B", "", "text", 0, 4, 2, {})])
 
     r = create_app(NaNScores()).test_client().get("/api/search?q=x")
     assert [hit["score"] for hit in strict_json(r.get_data())["results"]] == [None, None]

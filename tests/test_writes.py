@@ -17,7 +17,7 @@ from searcher import Index
 from searcher.storage.folder import exclusive_lock
 from tests.conftest import ANIMALS
 from searcher.web import create_app
-from searcher.web.auth import ApiKey, KeyRing, digest
+from searcher.web.keys import ApiKey, KeyRing, digest
 from searcher.web.server import MAX_BODY_BYTES, serving
 
 ADMIN = "srch_admin1_" + "a" * 43
@@ -202,7 +202,7 @@ def test_another_process_writing_is_409(client, index):
 def test_a_write_waiting_too_long_for_another_is_503(client):
     service = client.application.extensions["searcher"]
     service.write_wait = 0.01
-    with service._write_lock:  # another write, still running
+    with service.writes.turn():  # another write, still running
         r = client.post("/api/documents", json=OWL, headers=AUTH)
     assert "another write" in api_error(r, 503)["message"] and r.headers["Retry-After"]
 

@@ -20,6 +20,19 @@ LONG_TEXT = (
     + FILLER
 )
 
+
+class StandInIndex:
+    """What a served index declares besides its reads (searcher/search/protocol.py: ServedIndex),
+    for the stand-ins that answer requests without a model or a folder."""
+
+    sharded = False
+    path = None
+    analyzer = None
+
+    def committed_generation(self):
+        return None
+
+
 def file_facts(kind: str, folder: str, modified: str) -> dict:
     """The metadata a file document carries (searcher/readers/loaders.py FILE_KEYS), for the facets."""
     return {"type": kind, "folder": folder, "modified": modified, "size": 1000}

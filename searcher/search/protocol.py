@@ -8,6 +8,7 @@ RemoteIndex on a test server, with the same assertions.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 from searcher.search.facets import DEFAULT_FACETS
@@ -47,9 +48,11 @@ class SearchableIndex(Protocol):
 @runtime_checkable
 class ServedIndex(SearchableIndex, Protocol):
     """An index opened in this process, single or sharded: what `searcher serve` (searcher/web)
-    reads and writes through. `sharded`: a set of shards, with no database of its own."""
+    reads and writes through. `sharded`: a set of shards, with no database of its own; `path`:
+    the folder it was opened from (None: one that has none)."""
 
     sharded: bool
+    path: Path | None
 
     @property
     def analyzer(self) -> Any:

@@ -10,7 +10,8 @@ from searcher.errors import ShardUnavailable
 from searcher.web import indexes
 from searcher.web.errors import RETRY_AFTER, json_error
 from searcher.web.indexes import current_service as service
-from searcher.web.service import BadRequest, IndexUnavailable, hit_json, parse_search_args, parse_where
+from searcher.web.requests import DEFAULT_K, MAX_K, BadRequest, hit_json, int_arg, parse_search_args, parse_where
+from searcher.web.service import IndexUnavailable
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -35,11 +36,9 @@ def similar():
     doc_id = request.args.get("id", "")
     if not doc_id:
         return json_error(400, "give a document id: /api/similar?id=<id>", "Bad Request")
-    raw = request.args.get("k", "10").strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        return json_error(400, f"k must be an integer from 1 to 100, not {raw[:20]!r}", "Bad Request")
     try:
-        hits = service().similar(doc_id, int(raw), parse_where(request.args))
+        k = int_arg(request.args, "k", DEFAULT_K, 1, MAX_K)
+        hits = service().similar(doc_id, k, parse_where(request.args))
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     except KeyError:

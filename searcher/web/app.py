@@ -20,11 +20,13 @@ from searcher.hosts import HostRule
 
 from searcher.web.about import bp as about_bp
 from searcher.web.api import bp as api_bp
-from searcher.web.auth import KeyRing, install as install_auth
+from searcher.web.auth import install as install_auth
 from searcher.web.corpus_map import bp as map_bp
 from searcher.web.errors import error_response, register_error_handlers
-from searcher.web.indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
+from searcher.web.keys import KeyRing
+from searcher.web.indexes import ALL, Services, allowed_names, default_for, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
+from searcher.web.names import folder_name
 from searcher.web.server import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from searcher.web.service import SearchService
 from searcher.web.views import bp as views_bp
@@ -119,7 +121,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     or serve several: `indexes` {name: open Index}, the first the default (searcher/web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
     the page lists beside its results. `keys`: the API keys every request must show
-    (searcher/web/auth.py); None serves without keys, and refuses every write.
+    (searcher/web/keys.py); None serves without keys, and refuses every write.
     `max_write_bytes`: the largest body of a POST /api/documents. `allowed_hosts`: the Host
     names answered besides the localhost forms and IP addresses (searcher/hosts.py; a HostRule
     as `searcher serve` makes it, with the address it listens on), against DNS rebinding."""
@@ -133,7 +135,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
             from searcher.cluster.sharded import open_index
 
             index = open_index(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
-        indexes = {folder_name(getattr(index, "path", None)): index}
+        indexes = {folder_name(index.path): index}
     services = Services({name: SearchService(idx) for name, idx in indexes.items()})  # checks the names
     if len(services) > 1:
         for name, service in services.items():

@@ -1,33 +1,12 @@
-"""API keys: the key file, the key ring that checks a key, the page's sign-in sessions, the
-limit on failed sign-ins, and the request hook that asks every request for a key
-(`create_app(keys=...)` installs it; without keys the app asks nothing, as before).
+"""Asking every request for an API key (searcher/web/keys.py: the key file and the key ring):
+the request hook (`create_app(keys=...)` installs it; without keys the app asks nothing), the
+page's sign-in sessions, and the limit on failed sign-ins.
 
-The key file, one key a line (`searcher keys add|list|remove --file FILE` writes it):
-
-    # comment
-    <id> sha256:<hex digest of the key> <scope> [<indexes>]
-
-`id` is a short random name (it is also part of the key, so a key says which line is its
-own); `scope` is `read` (searches, documents, the pages) or `admin` (also the write API). The
-optional fourth field limits the key to some of the server's indexes (searcher/web/indexes.py):
-comma-separated names (`notes,mail`), or `*` for every index (the same as leaving it out).
-Such a key gets a 403 for any other index, `index=*` searches only its own, and
-/api/indexes lists only those. A name the server does not serve is allowed (the limit
-means "at most these"), so a key file can be shared by servers of different indexes.
-
-A key is `srch_<id>_<secret>`, the secret `secrets.token_urlsafe(32)` (256 random bits).
-Only its SHA-256 is stored. A slow, salted hash (scrypt, PBKDF2) is what passwords need,
-because people choose guessable ones; a 256-bit random token has no guessable preimage,
-salted or not, so it would only slow every request. The id in the key finds its line at
-once, and the digests are compared with `hmac.compare_digest` (constant time). The server
-reads the file again whenever it changes (one stat a request), so `searcher keys remove`
-takes effect without a restart; a file that cannot be read then keeps the keys last read
-(and logs why).
-
-The page: a request without a key is redirected to /sign-in, a form that takes a key and sets
-an HttpOnly, SameSite=Strict cookie (Secure over https) holding a random session token,
-kept in this process's memory for SESSION_SECONDS. A signed-in page can read the API (its
-cookie goes with same-site requests only), but never write: writes need the key itself
+A request shows its key in an `Authorization: Bearer KEY` header, or comes from a page signed
+in with one. The page: a request without a key is redirected to /sign-in, a form that takes a
+key and sets an HttpOnly, SameSite=Strict cookie (Secure over https) holding a random session
+token, kept in this process's memory for SESSION_SECONDS. A signed-in page can read the API
+(its cookie goes with same-site requests only), but never write: writes need the key itself
 in an `Authorization: Bearer` header, which no other site can make a browser send, so no
 page elsewhere can write through a signed-in person's browser (no CSRF). Failed attempts
 (a wrong key in the form or in an Authorization header) are limited per client address:
@@ -38,32 +17,21 @@ oldest ends first), so one key's holder cannot sign out anyone else.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import logging
-import os
-import re
 import secrets
-import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
 
 from searcher.web.errors import error_response, wants_json
-from searcher.web.indexes import check_index_name
+from searcher.web.keys import Access, KeyRing, digest
+# For searcher/cli, which imports them from here (searcher.web.keys is their home):
+from searcher.web.keys import add_key, check_indexes, key_id, read_key_file, remove_key  # noqa: F401
 
-log = logging.getLogger(__name__)
-
-SCOPES = ("read", "admin")
-KEY_PREFIX = "srch"
-HASH_SCHEME = "sha256"
-ALL_INDEXES = "*"
 COOKIE = "searcher_session"
 SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 10_000  # in all: past it, the oldest session of the key with the most ends
@@ -74,225 +42,6 @@ SIGN_IN_LIMIT = 20  # sign-ins (with a good key) a client may make per window...
 SIGN_IN_WINDOW = 60.0  # ...seconds, before it gets 429
 MAX_CLIENTS = 10_000  # addresses the limiter remembers
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # what a read key may do; anything else needs admin
-FILE_HEADER = (
-    "# searcher API keys: managed by `searcher keys add|list|remove --file FILE`.\n"
-    "# <id> sha256:<digest of the key> <scope: read|admin> [<indexes: a,b or * for all>]\n"
-)
-_ID = re.compile(r"[A-Za-z0-9]{1,32}")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-
-class KeyFileError(ValueError):
-    """The key file cannot be used; the message names the line and what is wrong."""
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """One line of the key file: never the key itself, only its digest."""
-
-    id: str
-    digest: str  # hex SHA-256 of the whole key
-    scope: str
-    indexes: str = ALL_INDEXES  # `*`, or the comma-separated names of the only indexes it may use
-
-    @property
-    def index_limit(self) -> frozenset[str] | None:
-        """The names of the indexes this key may use; None: every index."""
-        return None if self.indexes == ALL_INDEXES else frozenset(self.indexes.split(","))
-
-    def line(self) -> str:
-        return f"{self.id} {HASH_SCHEME}:{self.digest} {self.scope}" + (
-            "" if self.indexes == ALL_INDEXES else f" {self.indexes}")
-
-    def allows(self, needed: str) -> bool:
-        return self.scope == "admin" or needed == "read"
-
-
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def key_id(key: str) -> str | None:
-    """The id a key carries (`srch_<id>_<secret>`), or None for anything else."""
-    parts = key.split("_", 2)
-    if len(parts) == 3 and parts[0] == KEY_PREFIX and _ID.fullmatch(parts[1]) and parts[2]:
-        return parts[1]
-    return None
-
-
-def check_indexes(field: str | Iterable[str] | None) -> str:
-    """A key's index limit as the key file writes it: `*`, or comma-separated index names
-    (each as searcher/web/indexes.py names them, each once, in the order given); ValueError otherwise."""
-    if field is None:
-        return ALL_INDEXES
-    names = field.split(",") if isinstance(field, str) else list(field)
-    names = [n.strip() for n in names]
-    if names == [ALL_INDEXES]:
-        return ALL_INDEXES
-    if not names or ALL_INDEXES in names:
-        raise ValueError(f"the indexes are {ALL_INDEXES} (all) or comma-separated names, not {str(field)[:80]!r}")
-    for name in names:
-        check_index_name(name)
-    return ",".join(dict.fromkeys(names))
-
-
-def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
-    """A fresh key of `scope`, limited to `indexes` (None or `*`: all): (its line, the key
-    itself, to show once)."""
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
-    limit = check_indexes(indexes)
-    taken = set(taken)
-    while True:
-        kid = secrets.token_hex(4)
-        if kid not in taken:
-            break
-    key = f"{KEY_PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
-    return ApiKey(kid, digest(key), scope, limit), key
-
-
-def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
-    """The keys in a key file's text; KeyFileError names the first bad line."""
-    keys: list[ApiKey] = []
-    seen: set[str] = set()
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        where = f"{name}:{number}"
-        if len(fields) not in (3, 4):
-            raise KeyFileError(f"{where}: expected `<id> sha256:<digest> <scope> [<indexes>]`, "
-                               f"found {len(fields)} fields")
-        kid, hashed, scope = fields[:3]
-        indexes = fields[3] if len(fields) == 4 else ALL_INDEXES
-        scheme, _, hexdigest = hashed.partition(":")
-        if not _ID.fullmatch(kid):
-            raise KeyFileError(f"{where}: the id must be 1 to 32 letters and digits, not {kid[:40]!r}")
-        if kid in seen:
-            raise KeyFileError(f"{where}: the id {kid} is used twice")
-        if scheme != HASH_SCHEME or not _DIGEST.fullmatch(hexdigest):
-            raise KeyFileError(f"{where}: the hash must be sha256:<64 hex digits>")
-        if scope not in SCOPES:
-            raise KeyFileError(f"{where}: the scope must be one of {', '.join(SCOPES)}, not {scope[:40]!r}")
-        try:
-            indexes = check_indexes(indexes)
-        except ValueError as e:
-            raise KeyFileError(f"{where}: {e}") from None
-        seen.add(kid)
-        keys.append(ApiKey(kid, hexdigest, scope, indexes))
-    return keys
-
-
-def read_key_file(path: str | os.PathLike) -> list[ApiKey]:
-    """The keys in `path`; a missing file has none."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as e:
-        raise KeyFileError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-    return parse_key_file(text, str(path))
-
-
-def write_key_file(path: str | os.PathLike, keys: Iterable[ApiKey]) -> None:
-    """Replace `path` with these keys atomically (temp file, fsync, rename), readable by its owner only."""
-    path = Path(path)
-    body = FILE_HEADER + "".join(k.line() + "\n" for k in keys)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def add_key(path: str | os.PathLike, scope: str, indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
-    """Add a new key of `scope` (limited to `indexes`, None: all) to the file (created if
-    missing); returns its line and the key."""
-    keys = read_key_file(path)
-    entry, key = new_key(scope, (k.id for k in keys), indexes)
-    write_key_file(path, [*keys, entry])
-    return entry, key
-
-
-def remove_key(path: str | os.PathLike, kid: str) -> bool:
-    """Remove the key with id `kid` (a whole key is accepted too); whether it was there."""
-    kid = key_id(kid) or kid
-    keys = read_key_file(path)
-    kept = [k for k in keys if k.id != kid]
-    if len(kept) == len(keys):
-        return False
-    write_key_file(path, kept)
-    return True
-
-
-def file_identity(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
-
-
-class KeyRing:
-    """The keys a server accepts: `lookup(key)` -> its ApiKey or None, `check(key)` -> its scope.
-
-    Made from a file (`KeyRing.from_file`), it reads the file again when it changes; made
-    from a list (tests), it keeps that list."""
-
-    def __init__(self, keys: Iterable[ApiKey], path: str | os.PathLike | None = None):
-        self.path = Path(path) if path is not None else None
-        self._keys = {k.id: k for k in keys}
-        self._identity = file_identity(self.path) if self.path is not None else None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "KeyRing":
-        path = Path(path)
-        return cls(read_key_file(path), path)
-
-    def __len__(self) -> int:
-        return len(self._current())
-
-    def _current(self) -> dict[str, ApiKey]:
-        if self.path is None or file_identity(self.path) == self._identity:
-            return self._keys
-        with self._lock:
-            identity = file_identity(self.path)
-            if identity != self._identity:
-                try:
-                    self._keys = {k.id: k for k in read_key_file(self.path)} if identity is not None else {}
-                    log.warning("read the API keys again from %s: %d keys", self.path, len(self._keys))
-                except KeyFileError as e:
-                    log.error("keeping the API keys read before: %s", e)
-                self._identity = identity
-            return self._keys
-
-    def lookup(self, key: str) -> ApiKey | None:
-        kid = key_id(key)
-        entry = self._current().get(kid) if kid else None
-        if entry is None:
-            hmac.compare_digest(digest(key), "0" * 64)  # the same work either way
-            return None
-        return entry if hmac.compare_digest(digest(key), entry.digest) else None
-
-    def check(self, key: str) -> str | None:
-        entry = self.lookup(key)
-        return entry.scope if entry else None
-
-    def get(self, kid: str) -> ApiKey | None:
-        """The key with this id, if it is still in the ring (sessions check it on every request)."""
-        return self._current().get(kid)
 
 
 class Sessions:
@@ -421,17 +170,6 @@ class Auth:
     sessions: Sessions
     limiter: FailureLimiter
     sign_ins: FailureLimiter  # sign-ins that started a session, per client address
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who is asking: the key's id and scope, how it came (`key`: a Bearer header; `session`:
-    the page's cookie), and the indexes it may use (None: all). In `g.access` for the request."""
-
-    key_id: str
-    scope: str
-    via: str
-    indexes: frozenset[str] | None = None
 
 
 def auth() -> Auth | None:

@@ -48,7 +48,7 @@ def without_index_paths(message: str) -> str:
     """`message` with the served indexes' folders left out: a file in one by its name in the
     folder, the folder itself by the index's name (clients are shown no server paths)."""
     for name, service in (current_app.extensions.get("searcher.indexes") or {}).items():
-        path = getattr(service.index, "path", None)
+        path = service.index.path
         if path is None:
             continue
         for folder in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
@@ -61,7 +61,7 @@ def disk_error_message(e: IndexIOError) -> str:
     what was written (`written`, set by SearchService on a write)."""
     reason = without_index_paths(e.strerror or str(e))
     full = "The server's disk is full"
-    if not hasattr(e, "written"):  # not a write: a read that needed room (SQLite's -shm file)
+    if not e.in_write:  # a read that needed room (SQLite's -shm file)
         return f"{full if e.errno in FULL else 'The disk failed'}: {reason}"
     refused = full if e.errno in FULL else "The disk refused the write"
     written = e.written

@@ -5,50 +5,29 @@ every endpoint that reads an index takes, and the search over all of them.
 `create_app(index)` serves one, named after its folder). A request picks one with
 `?index=NAME`; without it, it reads the default index (the first, or the first its key may
 read). `index=*` is for searches only: every index the caller may read, each searched on its
-own and the lists merged by reciprocal rank fusion (searcher/search/fusion.py; their scores are
-not comparable: another corpus, another BM25 vocabulary, another fusion), or, with
-`sort=modified`, by date. A name the server does not serve is a 404, an index the caller's
-key is not limited to a 403 (searcher/web/auth.py: `Access.indexes`).
+own and the lists merged as the library merges several indexes' rankings
+(searcher/search/several.py: reciprocal rank fusion, or, with `sort=modified`, by date). A
+name the server does not serve is a 404, an index the caller's key is not limited to a 403
+(searcher/web/keys.py: `Access.indexes`).
 
 Document ids are per index: `/document?id=x&index=mail` and `/api/documents?id=x&index=mail`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Iterator, Mapping
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
-from searcher.search.facets import MAX_VALUES, modified_time
-from searcher.search.fusion import RRF_K, reciprocal_rank_fusion
+from searcher.search.several import fuse_rankings, merge_facets
 
-from searcher.web.service import IndexUnavailable, SearchPage, SearchRequest, SearchService
+from searcher.web.names import check_index_name, folder_name  # noqa: F401  (folder_name: searcher/cli imports it from here)
+from searcher.web.requests import SearchPage, SearchRequest
+from searcher.web.service import IndexUnavailable, SearchService
 
 ALL = "*"  # index=*: every index the caller may read (searches only)
-DEFAULT_NAME = "default"  # the name of an index that has no folder to be named after
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-
-
-def check_index_name(name: str) -> str:
-    """`name` if it can name an index (in URLs, the key file's comma-separated lists); else ValueError."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"an index name is {NAME_RULE}, not {str(name)[:80]!r}")
-    return name
-
-
-def folder_name(path: str | Path | None) -> str:
-    """The name an index gets from its folder (`indexes/notes` -> notes), made valid."""
-    if path is None:
-        return DEFAULT_NAME
-    path = Path(path)
-    name = path.name or path.resolve().name
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lstrip(".-_")[:64]
-    return name or DEFAULT_NAME
 
 
 class Services:
@@ -95,8 +74,7 @@ def allowed_names() -> list[str]:
     access = g.get("access")
     if access is None:
         return []
-    limit = getattr(access, "indexes", None)
-    return names if limit is None else [n for n in names if n in limit]
+    return names if access.indexes is None else [n for n in names if n in access.indexes]
 
 
 def requested() -> str | None:
@@ -156,41 +134,22 @@ def link_index() -> str | None:
         return None
 
 
-def merge_facets(counts: list[dict]) -> dict:
-    """{field: {value: count}} summed over indexes, each field's MAX_VALUES most frequent
-    values, most frequent first (ties by value), as count_facets orders one index's."""
-    merged: dict[str, dict] = {}
-    for one in counts:
-        for name, values in one.items():
-            field = merged.setdefault(name, {})
-            for value, count in values.items():
-                field[value] = field.get(value, 0) + count
-    return {name: dict(sorted(values.items(), key=lambda kv: (-kv[1], str(kv[0])))[:MAX_VALUES])
-            for name, values in merged.items()}
-
-
 def search_all(names: list[str], req: SearchRequest) -> SearchPage:
     """One page of `req` over the indexes `names`: each index's best offset + k documents
-    (its own search, so its own filter, mode and facets), merged by reciprocal rank fusion
-    (k=60) over their ranks, or, with sort=modified, by date (newest first, then by fusion),
-    then paged. Hits carry their index (`SearchPage.indexes`) and their fused score."""
+    (its own search, so its own filter, mode and facets), merged (searcher/search/several.py:
+    reciprocal rank fusion, k=60, or with sort=modified by date), then paged. Hits carry
+    their index (`SearchPage.indexes`) and their fused score."""
     started = time.perf_counter()
     services = registry()
     depth = req.offset + req.k
     pages = {name: services[name].search(replace(req, k=depth, offset=0)) for name in names}
-    runs = [{(name, hit.doc_id): hit for hit in page.hits} for name, page in pages.items()]
-    fused = reciprocal_rank_fusion(runs, k=RRF_K)
-    found = {key: hit for run in runs for key, hit in run.items()}
-    order = list(fused)
-    if req.sort == "modified":
-        dates = {key: modified_time(found[key].metadata or {}) for key in order}
-        order.sort(key=lambda key: (dates[key] is None, -(dates[key].timestamp() if dates[key] else 0)))
-    window = order[req.offset: req.offset + req.k]
-    has_more = len(order) > req.offset + req.k or any(page.has_more for page in pages.values())
+    merged = fuse_rankings({name: page.hits for name, page in pages.items()}, req.sort)
+    window = merged[req.offset: req.offset + req.k]
+    has_more = len(merged) > req.offset + req.k or any(page.has_more for page in pages.values())
     facets = merge_facets([p.facets for p in pages.values() if p.facets is not None]) if req.facets else None
     took_ms = round((time.perf_counter() - started) * 1000, 1)
-    return SearchPage(req, [found[key] for key in window], has_more, took_ms, facets,
-                      indexes=[key[0] for key in window], fused=[fused[key] for key in window],
+    return SearchPage(req, [m.hit for m in window], has_more, took_ms, facets,
+                      indexes=[m.index for m in window], fused=[m.score for m in window],
                       generations={name: page.generation for name, page in pages.items()},
                       missing_shards=[f"{name}/{shard}" for name, page in pages.items() for shard in page.missing_shards])
 

@@ -1,4 +1,4 @@
-"""The web layer's view of an index: request parameters checked, searches timed, damage survived.
+"""The web layer's view of an index: searches timed, damage survived, writes taken in turn.
 
 One `Index` is shared by every request thread. `Index` makes that safe: its reads of SQLite
 and FAISS go through the index's own lock, and query encoding goes through its
@@ -11,8 +11,7 @@ under /api) instead of a bare 500, and the service reopens the index once it rea
 see `SearchService`.
 
 Writes (the write API: `add_documents`, `delete`; the folder watcher's runs: `write`) go
-through the service too, one at a time (its write lock; `Index` also allows one writer per
-process, and the index folder's lock one per folder). Each commits a new generation;
+through the service too, one at a time (searcher/web/write_queue.py). Each commits a new generation;
 `Index` encodes outside its search lock, so searches go on answering while a write
 encodes, each on one whole generation.
 """
@@ -20,171 +19,23 @@ encodes, each on one whole generation.
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, TypeVar
 
-from searcher.search.facets import DEFAULT_FACETS, check_facet_fields, check_recency, check_sort
-from searcher.search.filters import compile_where, loads_where
-from searcher.errors import DatabaseCorruptError, IndexIOError, ShardUnavailable
-from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError, check_mode
-from searcher.readers.loaders import is_blank
+from searcher.errors import DatabaseCorruptError, ShardUnavailable
+from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError
 
 from searcher.web.latency import LatencyWindow
+from searcher.web.requests import BadRequest, SearchPage, SearchRequest
+from searcher.web.write_queue import WriteQueue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITE_WAIT = 60.0  # seconds a write waits for the one before it, then WriteBusy
-MAX_QUERY_CHARS = 1000
-MAX_K = 100
-MAX_OFFSET = 1000
-DEFAULT_K = 10
 GENERATION_TRIES = 3  # searches run again when a commit lands during one, so the answer names one generation
-_DIGITS = re.compile(r"[0-9]{1,7}")
-
-
-class BadRequest(ValueError):
-    """A request parameter that cannot be used; the message says which and why."""
-
-
-@dataclass
-class SearchRequest:
-    query: str
-    k: int = DEFAULT_K
-    offset: int = 0
-    mode: str | None = None
-    where: dict | None = None  # a filter (searcher/search/filters.py), from ?where=<JSON>
-    facets: tuple[str, ...] = ()  # fields to count (searcher/search/facets.py), from ?facets=type,folder
-    sort: str | None = None  # "relevance" (None) or "modified"
-    recency: float | None = None  # the recency boost's half-life in days
-    index: str | None = None  # ?index= as given (searcher/web/indexes.py resolves it): a name, `*`, or None
-
-
-
-# Hit.to_dict() fields that /api/search leaves out: a document's metadata is served by
-# /api/documents/<id>, not repeated in every result.
-OMITTED_HIT_FIELDS = ("metadata",)
-
-
-def hit_json(hit) -> dict:
-    """One result of /api/search: the engine's own `Hit.to_dict()` (so the two cannot drift;
-    a field it gains appears here too), less OMITTED_HIT_FIELDS, the score rounded to 6 places."""
-    out = hit.to_dict()
-    for name in OMITTED_HIT_FIELDS:
-        out.pop(name, None)
-    out["score"] = round(float(out["score"]), 6)
-    return out
-
-
-@dataclass
-class SearchPage:
-    """One page of results, with what a client needs to ask for the next."""
-
-    request: SearchRequest
-    hits: list = field(default_factory=list)
-    has_more: bool = False
-    took_ms: float = 0.0
-    facets: dict | None = None  # {field: {value: count}} when the request asked for facets
-    # index=* (searcher/web/indexes.py): each hit's index, and its reciprocal rank fusion score
-    indexes: list[str] | None = None
-    fused: list[float] | None = None
-    generation: int | None = None  # the generation every hit was read from (one index)
-    generations: dict | None = None  # index=*: each index's
-    # A sharded index's shards that did not answer (searcher/cluster/sharded.py): the hits are the
-    # others'; the answer says "partial": true and names them
-    missing_shards: list[str] = field(default_factory=list)
-
-    def results(self) -> list[dict]:
-        out = [hit_json(h) for h in self.hits]
-        if self.indexes is not None:
-            for row, name, fused in zip(out, self.indexes, self.fused or [None] * len(out)):
-                row["index"] = name
-                if fused is not None:
-                    row["fused_score"] = round(float(fused), 6)
-        return out
-
-    def to_dict(self) -> dict:
-        r = self.request
-        out: dict[str, Any] = {
-            "query": r.query, "k": r.k, "offset": r.offset, "took_ms": self.took_ms,
-            "results": self.results(),
-            "has_more": self.has_more,
-            "next_offset": r.offset + len(self.hits) if self.has_more else None,
-        }
-        echoed = {"index": r.index, "mode": r.mode, "where": r.where, "sort": r.sort, "recency": r.recency}
-        answered = {"facets": self.facets, "generation": self.generation, "generations": self.generations}
-        out.update({name: value for name, value in {**echoed, **answered}.items() if value is not None})
-        if self.missing_shards:
-            out.update(partial=True, missing_shards=list(self.missing_shards))
-        return out
-
-
-def _int_arg(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = args.get(name)
-    if raw is None:
-        return default
-    raw = raw.strip()
-    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, not {raw[:20]!r}")
-    return int(raw)
-
-
-def parse_search_args(args: Mapping[str, str], require_query: bool = True) -> SearchRequest | None:
-    """Check q, k, offset and mode from a query string; None when q is absent and not required."""
-    query = args.get("q")
-    if query is None or is_blank(query):
-        if require_query:
-            raise BadRequest("q (the query) is missing or empty")
-        return None
-    if len(query) > MAX_QUERY_CHARS:
-        raise BadRequest(f"q is too long ({len(query)} characters; the limit is {MAX_QUERY_CHARS})")
-    k = _int_arg(args, "k", DEFAULT_K, 1, MAX_K)
-    offset = _int_arg(args, "offset", 0, 0, MAX_OFFSET)
-    mode = args.get("mode")
-    if mode is not None:
-        mode = mode.strip() or None
-    index = (args.get("index") or "").strip() or None
-    return SearchRequest(query.strip(), k, offset, mode, parse_where(args), *_narrowing_args(args), index=index)
-
-
-def parse_where(args: Mapping[str, str]) -> dict | None:
-    """The filter in ?where=<JSON> (searcher/search/filters.py), checked; None when absent."""
-    raw = args.get("where")
-    if raw is None or not raw.strip():
-        return None
-    try:
-        where = loads_where(raw)  # depth checked before parsing: no RecursionError
-        compile_where(where)
-    except ValueError as e:
-        raise BadRequest(f"where is not a valid filter: {e}") from None
-    return where
-
-
-def _narrowing_args(args: Mapping[str, str]) -> tuple[tuple[str, ...], str | None, float | None]:
-    """facets (a comma-separated list, or `default`), sort and recency from a query string."""
-    facets: tuple[str, ...] = ()
-    raw = (args.get("facets") or "").strip()
-    try:
-        if raw:
-            facets = DEFAULT_FACETS if raw == "default" else check_facet_fields(raw.split(","))
-        sort = (args.get("sort") or "").strip() or None
-        check_sort(sort)
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
-    recency = None
-    raw = (args.get("recency") or "").strip()
-    if raw:
-        try:
-            recency = check_recency(float(raw) if len(raw) < 20 else None)
-        except ValueError:
-            raise BadRequest(f"recency is a half-life in days, a positive number, not {raw[:20]!r}") from None
-    return facets, sort, recency
 
 
 # What reading a damaged index raises: SQLite's errors (a truncated or replaced content.db:
@@ -193,10 +44,6 @@ def _narrowing_args(args: Mapping[str, str]) -> tuple[tuple[str, ...], str | Non
 # unreadable is then decided by a probe (`probe`), not by the exception alone.
 INDEX_ERRORS = (sqlite3.DatabaseError, SearcherError, OSError)
 PROBE_QUERY = "health check"
-
-
-class WriteBusy(Exception):
-    """Another write has held the service's write lock for WRITE_WAIT seconds."""
 
 
 class MapUnavailable(Exception):
@@ -302,21 +149,16 @@ class SearchService:
         self._lock = threading.Lock()
         self._broken: str | None = None  # why the index cannot be read, None while it can
         self._last_try = -float("inf")  # when recovery was last tried (clock seconds)
-        path = getattr(index, "path", None)
         # A sharded index (searcher/cluster/sharded.py) has no content.db of its own: its shards do.
-        self._db = Path(path) / DATABASE if path is not None and not getattr(index, "sharded", False) else None
+        self._db = Path(index.path) / DATABASE if index.path is not None and not index.sharded else None
         self._identity = database_identity(self._db)
         self.latency = LatencyWindow()  # the durations of recent searches, for /about
-        self._write_lock = threading.Lock()  # one write at a time, in arrival order (roughly)
-        self.write_wait = WRITE_WAIT
+        self.writes = WriteQueue(self._generation_or_none)
         self.name: str | None = None  # set when a server has several indexes (its messages name it)
 
     # -- the guarded reads ---------------------------------------------------------------
     def search(self, req: SearchRequest) -> SearchPage:
-        try:
-            mode = check_mode(req.mode)
-        except ValueError as e:
-            raise BadRequest(str(e)) from e
+        mode = req.options().mode
         started = time.perf_counter()
         # One extra hit tells whether a next page exists.
         options = {"where": req.where, "sort": req.sort, "recency": req.recency}
@@ -340,16 +182,14 @@ class SearchService:
         took_ms = round((time.perf_counter() - started) * 1000, 1)
         self.latency.record(took_ms)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation,
-                          missing_shards=list(getattr(hits, "missing_shards", ())))
+                          missing_shards=list(hits.missing_shards))
 
     def generation(self) -> int | None:
         """The generation committed in the index's database now, as this thread's connection
         reads it: what a search's hits are read from (chunk rows of other generations drop
         out there), so a search between two equal readings is of that generation whole.
-        None for an index that does not say."""
-        if not hasattr(type(self.index), "store"):  # (the class: reading the property opens the database)
-            return None
-        return self._call(lambda index: index.store.generation)
+        None for a sharded index (each shard has its own)."""
+        return self._call(lambda index: index.committed_generation())
 
     def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
         """Index.similar through the same guard as searches (KeyError: no such document)."""
@@ -366,14 +206,14 @@ class SearchService:
         MapUnavailable for a sharded index (not made for one yet)."""
         from searcher.quality.corpus_map import corpus_map
 
-        if getattr(self.index, "sharded", False):
+        if self.index.sharded:
             raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
                                  "map of the index it was split from")
         return self._call(corpus_map)
 
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""
-        return getattr(self.index, "analyzer", None) or getattr(getattr(self.index, "keywords", None), "analyzer", None)
+        return self.index.analyzer
 
     def stats(self) -> dict:
         info = without_server_paths(self._call(lambda index: index.info()))
@@ -398,40 +238,30 @@ class SearchService:
         when another process is writing to the index, WriteBusy when this one has been busy
         for `write_wait` seconds."""
         documents = list(documents)
-        with self._writing():
+        with self.writes.turn():
             return self._call(lambda index: index.add_documents(documents, on_conflict=on_conflict))
 
     def delete(self, doc_ids: list[str]) -> tuple[int, int | None]:
         """Index.delete, one write at a time: how many of the documents were there, and the
         generation after it."""
-        with self._writing():  # the generation its own commit made (another process's may follow)
-            return self._call(lambda index: (index.delete(doc_ids), getattr(index, "generation", None)))
+        with self.writes.turn():  # read under the write lock: the generation its own commit made
+            return self._call(lambda index: (index.delete(doc_ids), index.committed_generation()))
 
     def write(self, run: Callable[[Any], T], wait: float | None = None) -> T:
-        """`run(index)` as one write among the others (the folder watcher's runs, searcher/index/watch.py):
-        under the write lock, waiting `wait` seconds for it (None: `write_wait`; negative: as
-        long as it takes), then WriteBusy."""
-        with self._writing(wait):
+        """`run(index)` as one write among the others (the folder watcher's runs, searcher/index/watch.py),
+        waiting `wait` seconds for its turn (None: `write_wait`; negative: as long as it takes),
+        then WriteBusy."""
+        with self.writes.turn(wait):
             return self._call(run)
 
-    @contextmanager
-    def _writing(self, wait: float | None = None):
-        """The write lock for one write. An IndexIOError (a full or failing disk) leaves it with
-        `written`: whether an earlier commit of the same write was kept (a large write commits
-        in parts), compared by generation under the lock; None when that cannot be told."""
-        wait = self.write_wait if wait is None else wait
-        if not (self._write_lock.acquire() if wait < 0 else self._write_lock.acquire(timeout=wait)):
-            raise WriteBusy(f"another write has been running for over {wait:.0f} seconds; try again later")
-        try:
-            before = self._generation_or_none()
-            try:
-                yield
-            except IndexIOError as e:
-                after = self._generation_or_none()
-                e.written = None if before is None or after is None else after != before
-                raise
-        finally:
-            self._write_lock.release()
+    @property
+    def write_wait(self) -> float:
+        """The seconds a write waits for the one before it, then WriteBusy."""
+        return self.writes.wait
+
+    @write_wait.setter
+    def write_wait(self, seconds: float) -> None:
+        self.writes.wait = seconds
 
     def _generation_or_none(self) -> int | None:
         try:
@@ -513,7 +343,7 @@ class SearchService:
     def _mark_broken(self, error: BaseException) -> None:
         reason = describe(error)
         if self._broken != reason:  # log each new state once, not every failed request
-            log.error("the index in %s cannot be read: %s: %s", getattr(self.index, "path", "?"),
+            log.error("the index in %s cannot be read: %s: %s", self.index.path,
                       type(error).__name__, error)
         self._broken = reason
 

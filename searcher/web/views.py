@@ -15,7 +15,7 @@ from searcher.search.facets import add_filter, facet_filter
 from searcher.web import indexes
 from searcher.web.highlight import document_html, snippet, valid_span
 from searcher.web.indexes import current_service as service, link_index
-from searcher.web.service import DEFAULT_K, BadRequest, parse_search_args, parse_where
+from searcher.web.requests import DEFAULT_K, BadRequest, parse_search_args, parse_where
 
 bp = Blueprint("views", __name__)
 

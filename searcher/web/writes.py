@@ -19,7 +19,7 @@ A write the disk refuses (IndexIOError: full, failing) is answered by searcher/w
 a full disk, 503 with Retry-After otherwise, with the reason and whether anything was written.
 
 Writes go through `SearchService` one at a time, the watcher's runs among them; searches
-keep answering meanwhile (see searcher/web/service.py). Without API keys (a server started without --api-keys) there is no admin,
+keep answering meanwhile (see searcher/web/service.py and write_queue.py). Without API keys (a server started without --api-keys) there is no admin,
 so every write is refused with a 403 that says how to enable them.
 """
 
@@ -35,7 +35,8 @@ from searcher.index.writer import ON_CONFLICT, as_document
 from searcher.web.auth import require_admin
 from searcher.web.errors import json_error
 from searcher.web.indexes import current_service as service
-from searcher.web.service import BadRequest, WriteBusy
+from searcher.web.requests import BadRequest
+from searcher.web.write_queue import WriteBusy
 
 bp = Blueprint("writes", __name__, url_prefix="/api")
 bp.before_request(require_admin)
