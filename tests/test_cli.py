@@ -143,7 +143,7 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
 
 
 def test_serve_default_write_limit_matches_the_web_layer():
-    from searcher.cli import MAX_WRITE_BYTES
+    from searcher.cli.serving import MAX_WRITE_BYTES
     from searcher.web.server import MAX_WRITE_BYTES as WEB_MAX_WRITE_BYTES
 
     assert MAX_WRITE_BYTES == WEB_MAX_WRITE_BYTES

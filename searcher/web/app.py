@@ -25,7 +25,7 @@ from searcher.web.corpus_map import bp as map_bp
 from searcher.web.errors import error_response, register_error_handlers
 from searcher.web.indexes import ALL, Services, allowed_names, default_for, folder_name, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
-from searcher.web.server import MAX_BODY_BYTES, MAX_WRITE_BYTES
+from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from searcher.web.service import SearchService
 from searcher.web.views import bp as views_bp
 from searcher.web.writes import bp as writes_bp
