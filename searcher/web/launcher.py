@@ -75,8 +75,8 @@ class ServeConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        object.__setattr__(self, "indexes", tuple(self.indexes))
-        object.__setattr__(self, "watch", tuple(self.watch))
+        object.__setattr__(self, "indexes", tuple((name, Path(folder)) for name, folder in self.indexes))
+        object.__setattr__(self, "watch", tuple(Path(p) for p in self.watch))
         if self.ray_address is not None:
             check_ray_serving(self.indexes, self.watch)
         elif self.replicas is not None:
@@ -94,8 +94,8 @@ class ServeConfig:
                 f"refusing to listen on {self.host} without API keys: anyone who can reach it could search "
                 f"this index. Give --api-keys FILE (make one with `searcher keys add --scope read --file FILE`), "
                 f"or --no-auth to serve it to everyone anyway.")
-        if isinstance(self.facets, str):
-            raise TypeError("facets is a list of field names, not one string")
+        if isinstance(self.facets, str) or isinstance(self.allowed_hosts, str):
+            raise TypeError("facets and allowed_hosts are lists of names, not one string")
         try:
             object.__setattr__(self, "facets", check_facet_fields(f for f in self.facets if f.strip()))
         except ValueError as e:
