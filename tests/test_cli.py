@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from searcher.cli import main
@@ -96,7 +97,7 @@ def test_index_type_and_search_params_options(tmp_path):
 # -- API keys and serve's refusal to listen beyond loopback without them ---------------------
 
 def test_keys_add_list_remove(tmp_path):
-    from searcher.web.auth import KeyRing
+    from searcher.web.keys import KeyRing
 
     path = tmp_path / "keys.txt"
     added = CliRunner().invoke(main, ["keys", "add", "--scope", "read", "--file", str(path)])
@@ -143,7 +144,41 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
 
 
 def test_serve_default_write_limit_matches_the_web_layer():
-    from searcher.cli import MAX_WRITE_BYTES
+    from searcher.cli.serving import MAX_WRITE_BYTES
     from searcher.web.server import MAX_WRITE_BYTES as WEB_MAX_WRITE_BYTES
 
     assert MAX_WRITE_BYTES == WEB_MAX_WRITE_BYTES
+
+
+def test_serve_config_checks_its_settings_together(tmp_path):
+    from searcher.web.launcher import ServeConfig, ServeConfigError
+
+    config = ServeConfig([("notes", str(tmp_path))], facets=["type", " ", "year"], allowed_hosts=["A.example,b.example"])
+    assert config.indexes == (("notes", tmp_path),) and config.facets == ("type", "year")
+    assert config.allowed_hosts == ("a.example", "b.example")
+    for settings, reason in (({"host": "0.0.0.0"}, "without API keys"), ({"replicas": 2}, "give --ray too"),
+                             ({"api_keys": tmp_path / "k", "no_auth": True}, "contradict"),
+                             ({"follow_links": True}, "give --watch PATH too")):
+        with pytest.raises(ServeConfigError, match=reason):
+            ServeConfig([("notes", tmp_path)], **settings)
+    with pytest.raises(ServeConfigError, match="allowed host") as bad:
+        ServeConfig([("notes", tmp_path)], allowed_hosts=["http://x"])
+    assert bad.value.option == "--allowed-hosts"
+
+
+def test_help_names_what_the_readers_read_and_the_default_engine():
+    from searcher.readers.loaders import READERS
+    from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE
+
+    text = " ".join(run("index", "--help").output.split())
+    assert all(suffix in text for suffix in READERS) and ".pdf" in text
+    assert f"(default {DEFAULT_KEYWORD_ENGINE};" in text
+
+
+def test_the_command_line_loads_no_web_server():
+    import subprocess
+    import sys
+
+    code = ("import sys, searcher.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'waitress', 'werkzeug'}))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

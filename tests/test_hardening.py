@@ -17,7 +17,8 @@ from searcher import Index
 from searcher import IndexCorruptError
 from searcher import IndexExistsError
 from searcher.index.check import check_index
-from searcher.cli import main, printable
+from searcher.cli import main
+from searcher.cli.output import printable
 from searcher.storage.folder import exclusive_lock, vectors_path
 
 from .conftest import ANIMALS
@@ -292,7 +293,7 @@ def test_a_run_killed_inside_a_large_document_redoes_it_next_time(fake_index, mo
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, monkeypatch):
-    from searcher import cli
+    from searcher.cli import output as cli
 
     clock = iter(range(0, 1000, 3))
     monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))

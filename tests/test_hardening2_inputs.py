@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from searcher import Index
-from searcher import cli as cli_module
+from searcher.cli import searching as search_commands
+from searcher.web import launcher
 from searcher.cli import main
 from searcher.search.filters import MAX_NESTING, MAX_VALUES, compile_where, loads_where
 from tests.conftest import ANIMALS
@@ -51,8 +52,9 @@ def client(sized_index):
 def cli_on(monkeypatch):
     """CLI commands open `index` (a fake-encoder index) whatever --index says."""
     def point_at(index):
-        monkeypatch.setattr(cli_module, "open_index", lambda *args, **kwargs: Index.open(index.path,
-                                                                                           encoder=index.encoder))
+        for module in (search_commands, launcher):  # searcher search|similar, searcher serve
+            monkeypatch.setattr(module, "open_index", lambda *args, **kwargs: Index.open(index.path,
+                                                                                         encoder=index.encoder))
     return point_at
 
 

@@ -301,7 +301,7 @@ def test_about_and_stats_name_a_model_folder_without_its_path(tmp_path, fake_enc
 def test_serve_answers_its_host_and_the_allowed_names(tmp_path, fake_encoder, monkeypatch):
     """`searcher serve --host NAME --allowed-hosts ...` as run: the app it serves answers those names."""
     import searcher.web.server
-    from searcher import cli
+    from searcher.web import launcher
 
     idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
     idx.add_documents(ANIMALS)
@@ -318,7 +318,7 @@ def test_serve_answers_its_host_and_the_allowed_names(tmp_path, fake_encoder, mo
         def close(self):
             pass
 
-    monkeypatch.setattr(cli, "open_index", lambda folder, **kw: idx)
+    monkeypatch.setattr(launcher, "open_index", lambda folder, **kw: idx)
     monkeypatch.setattr(searcher.web.server, "make_server", lambda app, *a: Server(app))
     result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "idx"), "--host", "search.lan", "--no-auth",
                                        "--allowed-hosts", "a.example,.corp.example"])

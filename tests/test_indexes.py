@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from searcher import Index
-from searcher.cli import main, parse_index_specs
+from searcher.cli import main
+from searcher.cli.options import parse_index_specs
 from searcher.search.fusion import RRF_K
 from searcher.remote import RemoteIndex
 from tests.conftest import ANIMALS

@@ -324,7 +324,7 @@ def test_watch_command_runs_a_watcher_and_prints_its_runs(tmp_path, docs, index,
         made.update(watcher=self)
         self.reconcile()
 
-    monkeypatch.setattr("searcher.cli.Index.open_or_create", lambda *a, **k: index)
+    monkeypatch.setattr("searcher.cli.indexing.Index.open_or_create", lambda *a, **k: index)
     monkeypatch.setattr(Watcher, "run", fake_run)
     result = run("watch", docs, "--index", index.path, "--debounce", "250", "--reconcile", "0", "--settle", "0",
                  "--workers", "0", "--json")

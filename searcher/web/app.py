@@ -26,8 +26,8 @@ from searcher.web.errors import error_response, register_error_handlers
 from searcher.web.keys import KeyRing
 from searcher.web.indexes import ALL, Services, allowed_names, default_for, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
+from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from searcher.web.names import folder_name
-from searcher.web.server import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from searcher.web.service import SearchService
 from searcher.web.views import bp as views_bp
 from searcher.web.writes import bp as writes_bp

@@ -30,7 +30,6 @@ from flask import Blueprint, Flask, current_app, g, redirect, render_template, r
 from searcher.web.errors import error_response, wants_json
 from searcher.web.keys import Access, KeyRing, digest
 # For searcher/cli, which imports them from here (searcher.web.keys is their home):
-from searcher.web.keys import add_key, check_indexes, key_id, read_key_file, remove_key  # noqa: F401
 
 COOKIE = "searcher_session"
 SESSION_SECONDS = 12 * 3600

@@ -23,7 +23,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from searcher.search.several import fuse_rankings, merge_facets
 
-from searcher.web.names import check_index_name, folder_name  # noqa: F401  (folder_name: searcher/cli imports it from here)
+from searcher.web.names import check_index_name
 from searcher.web.requests import SearchPage, SearchRequest
 from searcher.web.service import IndexUnavailable, SearchService
 

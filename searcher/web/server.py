@@ -14,8 +14,8 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 
-MAX_BODY_BYTES = 64 * 1024  # reads take no bodies: Flask answers larger ones with a JSON 413
-MAX_WRITE_BYTES = 4 * 1024 * 1024  # POST /api/documents (create_app(max_write_bytes=), serve --max-write-mb)
+from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES  # noqa: F401 (imported from here too)
+
 SERVER_MAX_BODY_BYTES = 1024 * 1024  # waitress's own backstop (plain-text 413), for huge bodies
 QUEUE_LOG_INTERVAL = 60.0  # seconds between two of waitress's "Task queue depth is N" warnings
 

@@ -1,0 +1,217 @@
+"""Writing an index: `searcher index`, `searcher watch`, `searcher delete`."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from searcher.cli.options import device_option, index_option, json_option, precision_option, watch_timing
+from searcher.cli.output import printable, progress_bar, run_printer
+from searcher.cluster.sharded import ShardedIndex, open_index
+from searcher.cluster.shards import is_sharded, read_layout, shard_paths
+from searcher.index.facade import ON_CONFLICT, Index
+from searcher.readers.loaders import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, READERS,
+                                      LoadOptions)
+from searcher.storage.folder import ensure_unlocked
+from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
+from searcher.storage.vectors import INDEX_TYPES
+
+INDEX_HELP = f"""Index files and folders ({" ".join(READERS)}), adding to the index in --index.
+
+\b
+searcher index docs/ notes.md --index indexes/notes
+searcher index --python-docs
+searcher index docs/ --prune        # also drop documents whose files were removed
+searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
+searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
+"""
+
+
+@click.command(help=INDEX_HELP)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", help="Local BERT-family checkpoint folder (default: all-MiniLM-L6-v2).")
+@click.option("--python-docs", is_flag=True, help="Also index the Python standard library's docstrings.")
+@click.option("--chunk-tokens", type=int, help="Tokens per chunk, special tokens included (default: the model's limit, at most 512).")
+@click.option("--overlap", type=int, help="Tokens shared by consecutive chunks (default: 10% of --chunk-tokens).")
+@click.option("--pooling", type=click.Choice(["mean", "cls", "max"]), help="Pooling when the checkpoint declares none.")
+@device_option
+@precision_option
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
+@click.option("--csv-text-column", help="CSV column holding the text (default: text, body, content...).")
+@click.option("--csv-id-column", help="CSV column holding the document id (default: id if present, else the row).")
+@click.option("--csv-title-column", help="CSV column holding the title (default: title).")
+@click.option("--max-file-mb", type=float, default=DEFAULT_MAX_FILE_BYTES / 2**20, show_default=True,
+              help="Skip files larger than this.")
+@click.option("--max-pages", type=click.IntRange(1), default=DEFAULT_MAX_PAGES, show_default=True,
+              help="Skip a PDF with more pages (a PPTX with more slides, an EPUB with more chapters).")
+@click.option("--max-file-chars", type=click.IntRange(1), default=None,
+              help="Skip a file whose text is longer (default: as many as --max-file-mb allows bytes).")
+@click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
+              help="Seconds one file's reading may take; a file that takes longer is skipped.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
+@click.option("--ocr", is_flag=True, help="Read PDF pages without a text layer (scans) with OCRmyPDF and Tesseract.")
+@click.option("--follow-links", is_flag=True,
+              help="Follow symlinks that lead out of the folders given (by default they are skipped, reported).")
+@click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
+@click.option("--commit-every", type=click.IntRange(1), default=None,
+              help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
+@click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
+              help="Vector index type of a new index (default auto: exact below 50,000 chunks, "
+                   "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
+@click.option("--keyword-engine", type=click.Choice(KEYWORD_ENGINES), default=None,
+              help=f"Keyword (BM25) engine of a new index (default {DEFAULT_KEYWORD_ENGINE}; see README). "
+                   f"Fixed once the index exists.")
+@click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
+@click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")
+@click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
+              help="A row whose id already belongs to a document from another file: skip it (reported) "
+                   "or replace the other document (reported).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Encode on Ray (pip install -e '.[ray]'); files are still read, and the index written, "
+                   "here. Alone: a Ray of its own on 127.0.0.1; auto: the cluster `ray start` made here; "
+                   "or a head node's HOST:PORT or ray://HOST:PORT. Put it after the paths.")
+@click.option("--ray-workers", type=click.IntRange(1, 4096), default=None,
+              help="Ray actors encoding, each loading the model once (default: one per GPU, else one per node).")
+@click.option("--ray-batch-size", type=click.IntRange(1), default=None,
+              help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
+@json_option("Print the summary as JSON.")
+def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
+          workers, ocr, follow_links, prune, commit_every,
+          index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
+          as_json):
+    if not paths and not python_docs:
+        raise click.UsageError("give files or folders to index, or --python-docs")
+    if (ray_workers or ray_batch_size) and ray_address is None:
+        raise click.UsageError("--ray-workers and --ray-batch-size need --ray")
+    if ray_address is not None:
+        from searcher.cluster.ray_cluster import check_address, import_ray
+
+        import_ray(loopback=check_address(ray_address) == "local")  # before the model loads
+    if ocr:
+        from searcher.readers.pdf import OCR_HINT, ocr_available
+
+        if not ocr_available():
+            raise click.ClickException(OCR_HINT)
+    idx = open_for_writing(index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
+                           device=device, batch_size=batch_size, precision=precision, index_type=index_type,
+                           keyword_engine=keyword_engine)
+    if index_type and index_type != idx.index_type:
+        raise click.UsageError(
+            f"{index_dir} is an index of type {idx.index_type}; the type is chosen when an index is "
+            f"created (index into a new folder to use {index_type})")
+    if keyword_engine and keyword_engine != idx.keyword_engine:
+        raise click.UsageError(
+            f"{index_dir} uses the keyword engine {idx.keyword_engine}; the engine is chosen when an index "
+            f"is created (index into a new folder to use {keyword_engine})")
+    if nprobe or ef_search:
+        idx.set_search_params(nprobe=nprobe, ef_search=ef_search, persist=True)
+    if commit_every:
+        idx.commit_chunks = commit_every
+    options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
+                          workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
+                          max_pages=max_pages, max_chars=max_file_chars)
+    ray_facts = {}
+    with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, progress_bar() as update:
+        report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
+        if python_docs:
+            from searcher.readers.pydocs import python_docs as stdlib_documents
+
+            report = report.merge(idx.add_documents(stdlib_documents(), progress=update, on_conflict=on_conflict,
+                                                    encoder=encoder))
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir), **ray_facts}, indent=2))
+    else:
+        click.echo(printable(report.summary()))
+        if ray_facts:
+            ray = ray_facts["ray"]
+            nodes = len(ray["nodes"])
+            click.echo(f"encoded by {ray['workers']} on {nodes} Ray node{'s' if nodes != 1 else ''}")
+        click.echo(f"index: {index_dir} ({len(idx)} documents)")
+
+
+@contextmanager
+def encoding(idx: Index, ray_address: str | None, ray_workers: int | None, ray_batch_size: int | None,
+             facts: dict):
+    """The encoder of `searcher index`: None (the index's own), or a RayEncoder on
+    `ray_address`; fills `facts` with where the chunks were encoded once the block is done."""
+    if ray_address is None:
+        yield None
+        return
+    from searcher.cluster.ray_encoder import DEFAULT_BATCH, ray_encoder
+
+    with ray_encoder(idx.encoder, ray_address, ray_workers, ray_batch_size or DEFAULT_BATCH) as encoder:
+        try:
+            yield encoder
+        finally:
+            facts["ray"] = {"workers": encoder.describe(), "nodes": dict(encoder.nodes)}
+
+
+def open_for_writing(index_dir: Path, model=None, **options):
+    """The index in `index_dir` to write to: a sharded one, the single one there, or a new
+    single one made with `options` (Index.create's). A second writer fails now, before the
+    model loads (every shard's lock is tried)."""
+    if is_sharded(index_dir):
+        for folder in shard_paths(index_dir, read_layout(index_dir)):
+            ensure_unlocked(folder)
+        return ShardedIndex.open(index_dir, model, **{k: options[k] for k in ("device", "batch_size", "precision")
+                                                      if k in options})
+    ensure_unlocked(index_dir)
+    return Index.open_or_create(index_dir, model, **options)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@index_option
+@click.option("--model", help="Local BERT-family checkpoint folder of a new index (default: all-MiniLM-L6-v2).")
+@device_option
+@precision_option
+@watch_timing
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes reading files (default: up to 4, one a core; 0: none).")
+@click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
+              help="A row whose id already belongs to a document from another file: skip it or replace it.")
+@click.option("--follow-links", is_flag=True,
+              help="Follow symlinks that lead out of the folders watched (by default they are skipped, reported).")
+@json_option("Print each run's report as one line of JSON.")
+def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, follow_links, on_conflict,
+          as_json):
+    """Keep the index in --index in line with PATHS as files change, until Ctrl+C.
+
+    New, changed, renamed and deleted files are indexed (or removed) a moment after they
+    change; a file still being written waits until it is quiet. A full run at the start and
+    every --reconcile seconds catches what events missed.
+
+    \b
+    searcher watch ~/notes ~/papers --index indexes/notes
+    searcher watch docs/ --reconcile 300 --debounce 1000
+    """
+    from searcher.index.watch import Watcher, check_paths
+
+    check_paths(paths, index_dir)  # before the model loads
+    idx = open_for_writing(index_dir, model, device=device, precision=precision)
+    watcher = Watcher(idx, paths, LoadOptions(workers=workers, follow_links=follow_links), debounce=debounce / 1000,
+                      reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
+                      on_run=run_printer(as_json))
+    click.echo(f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        idx.close()
+    click.echo(f"stopped; index: {index_dir}", err=True)
+
+
+@click.command()
+@click.argument("doc_ids", nargs=-1, required=True)
+@index_option
+def delete(doc_ids, index_dir):
+    """Remove documents by id (a file's id is its absolute path); no model is loaded."""
+    removed = open_index(index_dir, load_model=False).delete(doc_ids)
+    click.echo(f"{removed} of {len(set(doc_ids))} documents removed")

@@ -1,0 +1,75 @@
+"""The API keys of `searcher serve --api-keys FILE`: `searcher keys add|list|remove`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from searcher.cli.output import Group
+
+key_file_option = click.option(
+    "--file", "key_file", type=click.Path(dir_okay=False, path_type=Path), required=True, metavar="FILE",
+    help="The key file (`searcher serve --api-keys FILE`).",
+)
+
+
+@click.group(cls=Group)
+def keys():
+    """Manage the API keys of `searcher serve --api-keys FILE` (only their hashes are stored).
+
+    \b
+    searcher keys add --scope read --file keys.txt     # prints the new key, once
+    searcher keys add --scope read --indexes notes,mail --file keys.txt
+    searcher keys list --file keys.txt
+    searcher keys remove 3f9c01ab --file keys.txt
+    """
+
+
+@keys.command("add")
+@click.option("--scope", type=click.Choice(["read", "admin"]), required=True,
+              help="read: searches, documents, the page; admin: also the write API.")
+@click.option("--indexes", "index_names", default="*", show_default=True, metavar="NAMES",
+              help="Limit the key to these indexes of `serve --index NAME=DIR` (comma-separated); * for all.")
+@key_file_option
+def keys_add(scope, index_names, key_file):
+    """Make a key; prints it once (stdout), stores only its hash."""
+    from searcher.web.keys import add_key, check_indexes
+
+    try:
+        check_indexes(index_names)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--indexes") from None
+    entry, key = add_key(key_file, scope, index_names)
+    click.echo(key)
+    limit = "" if entry.index_limit is None else f", indexes {entry.indexes}"
+    click.echo(f"added key {entry.id} ({scope}{limit}) to {key_file}; it is shown only now, so keep it somewhere "
+               f"safe. A running server picks it up at once.", err=True)
+
+
+@keys.command("list")
+@key_file_option
+def keys_list(key_file):
+    """The keys' ids and scopes (a key is srch_<id>_..., so each key says which it is)."""
+    from searcher.web.keys import read_key_file
+
+    entries = read_key_file(key_file)
+    if not entries:
+        click.echo(f"no keys in {key_file}", err=True)
+        return
+    click.echo(f"{'ID':<10} {'SCOPE':<6} INDEXES")
+    for entry in entries:
+        click.echo(f"{entry.id:<10} {entry.scope:<6} {entry.indexes}")
+
+
+@keys.command("remove")
+@click.argument("key_id")
+@key_file_option
+def keys_remove(key_id, key_file):
+    """Remove a key by its id (or the key itself); a running server refuses it at once."""
+    from searcher.web.keys import key_id as id_in_key, remove_key
+
+    shown = id_in_key(key_id) or key_id[:40]  # never echo a whole key
+    if not remove_key(key_file, key_id):
+        raise click.ClickException(f"no key {shown!r} in {key_file} (`searcher keys list --file {key_file}`)")
+    click.echo(f"removed key {shown} from {key_file}")

@@ -1,0 +1,89 @@
+"""What the commands print, and how: text from documents made safe for a terminal, progress,
+hits, a watcher's runs, and errors a user can act on as one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from contextlib import contextmanager
+
+import click
+
+from searcher.encoding.encoder import ModelError
+from searcher.errors import SearcherError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class Group(click.Group):
+    """Turns the errors a user can act on into a one-line message and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (SearcherError, ModelError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+
+
+def printable(text: str) -> str:
+    """Text from documents made safe to print: control characters (terminal escapes, bells)
+    become a visible `\\xNN` (newlines and tabs are kept)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+@contextmanager
+def progress_bar(unit: str = " chunks", desc: str = "encoding", every: float = 5.0):
+    """A progress callback: a tqdm bar on a terminal; elsewhere (a log file, CI) a line on stderr
+    every `every` seconds, as pip and git do."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(unit=unit, desc=desc, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    started = last = time.monotonic()
+    done = 0
+
+    def update(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            click.echo(f"{desc}: {done}{unit} ({done / (now - started):.1f}{unit}/s)", err=True)
+
+    yield update
+
+
+def run_printer(as_json: bool = False):
+    """on_run for a watcher: each run's summary (or report as one JSON line) on stdout."""
+    from datetime import datetime
+
+    def on_run(kind: str, report) -> None:
+        at = datetime.now().astimezone().isoformat(timespec="seconds")
+        if as_json:
+            click.echo(json.dumps({"run": kind, "at": at, **report.to_dict()}))
+        else:
+            click.echo(f"[{at}] {kind}: {printable(report.summary())}")
+
+    return on_run
+
+
+def print_hits(hits, passages: bool = True) -> None:
+    """Hits, best first: rank, title and score; where each is from; its passage (`passages`)."""
+    for rank, hit in enumerate(hits, 1):
+        click.echo(click.style(f"{rank}. {printable(hit.title or hit.doc_id)}", bold=True) + f"  ({hit.score:.3f})")
+        click.echo(f"   {printable(hit.source or hit.doc_id)}")
+        if passages:
+            passage = printable(" ".join(hit.passage.split()))
+            click.echo(f"   {passage[:300]}{'...' if len(passage) > 300 else ''}\n")
+
+
+def evaluation_line(record: dict) -> str:
+    """One stored `searcher eval` result on one line (searcher info)."""
+    metrics = ", ".join(f"{name} {value:.4f}" if isinstance(value, (int, float)) else f"{name} {value}"
+                        for name, value in (record.get("metrics") or {}).items())
+    return (f"{record.get('dataset')} ({record.get('split')}, {record.get('mode')}): {metrics}; "
+            f"{record.get('queries')} queries, generation {record.get('generation')}, {record.get('recorded_at')}")
