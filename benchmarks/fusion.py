@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from searcher.quality.evaluate import compute_metrics, load_dataset  # noqa: E402
 from searcher.search.fusion import (Fusion, adaptive_fusion, keyword_confidence, reciprocal_rank_fusion,  # noqa: E402
                              score_fusion)
-from searcher.readers.loaders import is_blank  # noqa: E402
+from searcher.sanitize import is_blank  # noqa: E402
 
 RUN_DEPTH = 200  # documents cached per list: enough for every depth tried
 Lists = list[tuple[str, float]]  # (doc id, score), best first

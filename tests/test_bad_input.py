@@ -8,7 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from searcher.encoding.chunker import Chunker
-from searcher.readers.loaders import READERS, Document, LoadOptions, Skipped, load_file
+from searcher.readers.formats import READERS
+from searcher.readers.documents import Document, Skipped
+from searcher.readers.loaders import LoadOptions, load_file
 
 
 def run(index, tmp_path, name: str, content: bytes | str, **opts):

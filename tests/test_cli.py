@@ -167,7 +167,7 @@ def test_serve_config_checks_its_settings_together(tmp_path):
 
 
 def test_help_names_what_the_readers_read_and_the_default_engine():
-    from searcher.readers.loaders import READERS
+    from searcher.readers.formats import READERS
     from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE
 
     text = " ".join(run("index", "--help").output.split())

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from searcher.readers.loaders import Document, Skipped, load_paths, markdown_title
+from searcher.readers.documents import Document, Skipped
+from searcher.readers.loaders import load_paths
+from searcher.readers.text import markdown_title
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +40,7 @@ def run_bounded(code: str, limit: float = 60.0) -> str:
 def test_a_long_markdown_heading_line_is_read_in_linear_time():
     # 20,000 spaces in a heading line: the cubic pattern took 20 s on 4,500 (hours on this).
     out = run_bounded("""
-        from searcher.readers.loaders import markdown_title
+        from searcher.readers.text import markdown_title
         print(repr(markdown_title("# a" + " " * 20000 + "b")))
     """)
     assert out.strip() == repr("a" + " " * 20000 + "b")
@@ -48,8 +50,9 @@ def test_a_long_mbox_from_line_full_of_times_is_split_in_linear_time():
     # 100,000 times on the last 'From ' line (no newline): the quadratic pattern took 48 s on 16,000.
     out = run_bounded("""
         from pathlib import Path
-        from searcher.readers.loaders import LoadOptions, _read_mbox
-        items = list(_read_mbox(Path("m.mbox"), b"From a " + b"10:00 " * 100000, LoadOptions()))
+        from searcher.readers.loaders import LoadOptions
+        from searcher.readers.email import read_mbox
+        items = list(read_mbox(Path("m.mbox"), b"From a " + b"10:00 " * 100000, LoadOptions()))
         print(len(items), type(items[0]).__name__)
     """)
     assert out.split() == ["1", "Document"]
@@ -80,7 +83,7 @@ def test_a_malformed_csv_row_is_skipped_alone(tmp_path, monkeypatch):
     class Strict(csv.excel):
         strict = True  # a quote inside an unquoted field is an error, not text
 
-    monkeypatch.setattr(loaders.csv.Sniffer, "sniff", lambda *a, **k: Strict)
+    monkeypatch.setattr(csv.Sniffer, "sniff", lambda *a, **k: Strict)
     (tmp_path / "t.csv").write_text('id,text\n1,first\n2,"bad"x\n3,third\n')
     docs, skipped = docs_and_skips([tmp_path], loaders.LoadOptions(workers=0))
     assert [d.id for d in docs] == ["1", "3"]

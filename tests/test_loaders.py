@@ -1,6 +1,8 @@
 import json
 
-from searcher.readers.loaders import Document, LoadOptions, Skipped, html_to_text, load_paths
+from searcher.readers.documents import Document, Skipped
+from searcher.readers.loaders import LoadOptions, load_paths
+from searcher.readers.html_text import html_to_text
 
 
 def docs_and_skips(paths, opts=None):

@@ -17,7 +17,8 @@ import numpy as np
 
 from searcher.encoding.chunker import Chunker
 from searcher.readers.documents import page_starts
-from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, Document, Skipped, clean_document
+from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, clean_document
+from searcher.readers.documents import Document, Skipped
 from searcher.sanitize import clean_text, document_id, is_blank
 from searcher.storage.store import ContentStore
 

@@ -12,7 +12,7 @@ import sysconfig
 from pathlib import Path
 from typing import Iterator
 
-from searcher.readers.loaders import Document
+from searcher.readers.documents import Document
 
 SKIP_PARTS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__",
               "lib2to3", "idlelib", "turtledemo", "ensurepip", "venv"}

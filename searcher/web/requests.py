@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from searcher.readers.loaders import is_blank
+from searcher.sanitize import is_blank
 from searcher.search.facets import DEFAULT_FACETS
 from searcher.search.filters import loads_where
 from searcher.search.options import SearchOptions
