@@ -48,7 +48,7 @@ def test_every_install_hint_names_an_extra_of_this_checkout():
     known = extras()
     hints = 0
     for path in [*sorted((ROOT / "searcher").rglob("*.py")),
-                 ROOT / "README.md"]:
+                 ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:  # the site's pages too
         text = path.read_text()
         where = path.relative_to(ROOT)
         assert not re.search(r"searcher\[", text), f"{where} tells people to install 'searcher[...]' from PyPI"
