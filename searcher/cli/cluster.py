@@ -19,7 +19,7 @@ from searcher.cluster.shards import KEYWORD_STATISTICS, MAX_SHARDS
               help="The new sharded index's folder (absent or empty).")
 @click.option("--keyword-statistics", type=click.Choice(KEYWORD_STATISTICS), default="dfs", show_default=True,
               help="BM25 across shards: dfs, the whole collection's term statistics (a first round asks every "
-                   "shard); shard, each shard's own (see README).")
+                   "shard); shard, each shard's own (see docs/clusters.md).")
 @json_option("Print the report as JSON.")
 def shard(source, count, out, keyword_statistics, as_json):
     """Split the index in SOURCE into --shards folders under --out, by a stable hash of each

@@ -64,7 +64,7 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
               help="Vector index type of a new index (default auto: exact below 50,000 chunks, "
                    "inverted lists above; hnsw graph; ivfpq compressed codes). Fixed once the index exists.")
 @click.option("--keyword-engine", type=click.Choice(KEYWORD_ENGINES), default=None,
-              help=f"Keyword (BM25) engine of a new index (default {DEFAULT_KEYWORD_ENGINE}; see README). "
+              help=f"Keyword (BM25) engine of a new index (default {DEFAULT_KEYWORD_ENGINE}; see docs/indexing.md). "
                    f"Fixed once the index exists.")
 @click.option("--nprobe", type=click.IntRange(1), help="Inverted lists visited a query (ivf, ivfpq); kept in the manifest.")
 @click.option("--ef-search", type=click.IntRange(1), help="HNSW search queue size (hnsw); kept in the manifest.")

@@ -23,7 +23,7 @@ from searcher.search.options import SearchOptions
 @precision_option
 @click.option("--where", "wheres", multiple=True,
               help="A filter condition field=value (or != >= > <= <), repeatable, all must hold: --where type=pdf.")
-@click.option("--where-json", help='A filter as JSON: \'{"type": {"$in": ["pdf", "docx"]}}\' (see README).')
+@click.option("--where-json", help='A filter as JSON: \'{"type": {"$in": ["pdf", "docx"]}}\' (see docs/searching.md).')
 @click.option("--sort", type=click.Choice(["relevance", "modified"]), default="relevance", show_default=True,
               help="modified: the best documents newest first.")
 @click.option("--recency", type=click.FloatRange(min=0, min_open=True), metavar="DAYS",
