@@ -298,3 +298,17 @@ def test_a_sharded_backup_missing_a_shard_is_refused(tmp_path, source):
     with pytest.raises(BackupError, match="shard-1 is not a backup"):
         restore(tmp_path / "bk", tmp_path / "restored")
     assert not (tmp_path / "restored").exists() and not list(tmp_path.glob(".*-tmp-*"))
+
+
+def test_a_forced_restore_without_a_one_step_swap_renames_twice(tmp_path, source, fake_encoder, monkeypatch):
+    """Where renameat2 cannot swap the folders, the old index is renamed aside, then the new one in."""
+    import searcher.storage.files as files
+
+    monkeypatch.setattr(files, "exchange", lambda a, b: False)
+    backup(source.path, tmp_path / "bk")
+    other = Index.create(tmp_path / "other", encoder=fake_encoder)
+    other.close()
+    assert restore(tmp_path / "bk", tmp_path / "other", force=True).replaced
+    assert check_index(tmp_path / "other").ok and sorted(p.name for p in tmp_path.iterdir()) == ["bk", "other", "src"]
+    with Index.open(tmp_path / "other", encoder=fake_encoder) as idx:
+        assert len(idx) == len(source)
