@@ -53,3 +53,9 @@ class ShardUnavailable(SearcherError):
     def __init__(self, message: str, shards=()):
         super().__init__(message)
         self.shards = tuple(shards)
+
+
+class BackupError(SearcherError):
+    """A backup cannot be written or restored: the folder is not a complete backup, a file of it
+    is missing or fails its checksum, or the restored copy fails `searcher check`; the message
+    says which."""

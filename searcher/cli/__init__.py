@@ -3,7 +3,7 @@ calls the library and prints; the commands live by what they do:
 
     indexing     index, watch, delete
     searching    search, similar
-    maintenance  info, check
+    maintenance  info, check, backup, restore
     cluster      shard
     serving      serve (searcher/web/launcher.py), mcp
     quality      eval, train
@@ -26,6 +26,6 @@ def main():
 
 
 for command in (indexing.index, indexing.watch, indexing.delete, searching.search, searching.similar,
-                maintenance.info, maintenance.check, cluster.shard, serving.serve, serving.mcp,
+                maintenance.info, maintenance.check, maintenance.backup, maintenance.restore, cluster.shard, serving.serve, serving.mcp,
                 quality.evaluate, quality.train, keys.keys):
     main.add_command(command)

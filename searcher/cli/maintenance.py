@@ -1,9 +1,10 @@
-"""Looking after an index: `searcher info`, `searcher check`."""
+"""Looking after an index: `searcher info`, `searcher check`, `searcher backup`, `searcher restore`."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -62,3 +63,41 @@ def check(index_dir, repair, device, as_json):
         if hint:
             click.echo(hint, err=True)
         sys.exit(1)
+
+
+@click.command()
+@index_option
+@click.option("--to", "to", required=True, type=click.Path(path_type=Path),
+              help="The backup's folder (it must not exist yet).")
+@json_option("Print the report as JSON.")
+def backup(index_dir, to, as_json):
+    """Copy one committed generation of an index (single or sharded) while it keeps serving and
+    taking writes; written beside PATH and renamed when whole.
+
+    \b
+    searcher backup --index indexes/notes --to /backups/notes-2026-12-06
+    """
+    from searcher.cluster.backup import backup as back_up
+
+    report = back_up(index_dir, to, progress=None if as_json else lambda message: click.echo(message, err=True))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@index_option
+@click.option("--force", is_flag=True, help="Replace an index that is in the folder already.")
+@json_option("Print the report as JSON.")
+def restore(source, index_dir, force, as_json):
+    """Put a backup (`searcher backup`) back as the index in --index; the result is checked
+    before it takes the folder's place.
+
+    \b
+    searcher restore /backups/notes-2026-12-06 --index indexes/notes-restored
+    searcher restore /backups/notes-2026-12-06 --index indexes/notes --force
+    """
+    from searcher.cluster.backup import restore as put_back
+
+    report = put_back(source, index_dir, force=force,
+                      progress=None if as_json else lambda message: click.echo(message, err=True))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else printable(report.summary()))

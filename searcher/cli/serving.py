@@ -38,6 +38,8 @@ from searcher.web.limits import MAX_WRITE_BYTES
                    "request's Host gets 421 (DNS rebinding).")
 @click.option("--max-write-mb", type=click.FloatRange(min=0.01, max=1024), default=MAX_WRITE_BYTES / 2**20,
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
+@click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where POST /api/backup (admin keys) writes backups; without it the server takes none.")
 @click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
 @click.option("--follow-links", is_flag=True,
@@ -53,7 +55,7 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @precision_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle, device, precision):
+          backup_dir, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle, device, precision):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -74,7 +76,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
         config = ServeConfig(
             indexes=specs, host=host, port=port, threads=threads, facets=facet_fields.split(","), api_keys=api_keys,
             no_auth=no_auth, allowed_hosts=allowed_hosts, max_write_bytes=int(max_write_mb * 2**20),
-            watch=watch_paths, follow_links=follow_links, reconcile=reconcile, debounce=debounce / 1000,
+            backup_dir=backup_dir, watch=watch_paths, follow_links=follow_links, reconcile=reconcile, debounce=debounce / 1000,
             settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision)
         launch(config, say=click.echo, warn=lambda line: click.echo(line, err=True), on_run=run_printer())
     except ServeConfigError as e:

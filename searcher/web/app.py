@@ -116,7 +116,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
                precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
                keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
                indexes: Mapping[str, object] | None = None,
-               allowed_hosts: HostRule | Iterable[str] = ()) -> Flask:
+               allowed_hosts: HostRule | Iterable[str] = (), backup_dir: str | os.PathLike | None = None) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
     or serve several: `indexes` {name: open Index}, the first the default (searcher/web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
@@ -124,7 +124,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     (searcher/web/keys.py); None serves without keys, and refuses every write.
     `max_write_bytes`: the largest body of a POST /api/documents. `allowed_hosts`: the Host
     names answered besides the localhost forms and IP addresses (searcher/hosts.py; a HostRule
-    as `searcher serve` makes it, with the address it listens on), against DNS rebinding."""
+    as `searcher serve` makes it, with the address it listens on), against DNS rebinding.
+    `backup_dir`: where POST /api/backup writes (None: the server takes no backups)."""
     if indexes is not None:
         if index is not None or index_dir is not None:
             raise ValueError("give `indexes` or one index (`index`, `index_dir`), not both")
@@ -143,7 +144,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     ui = ui_folder()
     app = Flask(__name__, template_folder=str(ui / "templates"), static_folder=str(ui / "static"))
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, DEBUG=False, PROPAGATE_EXCEPTIONS=False,
-                      SEARCHER_FACETS=tuple(facets), SEARCHER_MAX_WRITE_BYTES=int(max_write_bytes))
+                      SEARCHER_FACETS=tuple(facets), SEARCHER_MAX_WRITE_BYTES=int(max_write_bytes),
+                      SEARCHER_BACKUP_DIR=Path(backup_dir) if backup_dir is not None else None)
     app.json = FiniteJSONProvider(app)
     app.json.sort_keys = False
     # Werkzeug answers //api//health with a redirect to the merged path, an absolute URL on

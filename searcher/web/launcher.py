@@ -64,6 +64,7 @@ class ServeConfig:
     no_auth: bool = False
     allowed_hosts: Sequence[str] = ()
     max_write_bytes: int = MAX_WRITE_BYTES
+    backup_dir: Path | None = None  # where POST /api/backup writes
     watch: Sequence[Path] = ()
     follow_links: bool = False
     reconcile: float | None = DEFAULT_RECONCILE
@@ -161,6 +162,7 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
                 opened[name] = open_index(folder, device=config.device, precision=config.precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=config.facets, keys=keys, max_write_bytes=config.max_write_bytes,
+                         backup_dir=config.backup_dir,
                          allowed_hosts=HostRule(config.host, config.allowed_hosts))
         watcher = None
         if config.watch:

@@ -25,7 +25,10 @@ so every write is refused with a 403 that says how to enable them.
 
 from __future__ import annotations
 
+import errno
 import json
+import re
+from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -35,6 +38,7 @@ from searcher.index.writer import ON_CONFLICT, as_document
 from searcher.web.auth import require_admin
 from searcher.web.errors import json_error
 from searcher.web.indexes import current_service as service
+from searcher.web.names import folder_name
 from searcher.web.requests import BadRequest
 from searcher.web.write_queue import WriteBusy
 
@@ -146,3 +150,41 @@ def reindex():
     except (IndexLockedError, WriteBusy) as e:
         return write_error(e)
     return jsonify({**report.to_dict(), "watched": len(watcher.paths)})
+
+
+BACKUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@bp.post("/backup")
+def backup():
+    """A backup of the index of ?index= (or the default), one committed generation taken while it
+    serves and takes writes (searcher/cluster/backup.py), into the server's --backup-dir, as
+    the body's {"name": NAME} or the index's name and the time -> 201 with its report (the
+    backup named, no server paths). 409 when the server keeps no backups or NAME is taken."""
+    from searcher.cluster.backup import backup as back_up
+
+    target = service()
+    folder = current_app.config.get("SEARCHER_BACKUP_DIR")
+    if folder is None:
+        return json_error(409, "This server keeps no backups: start it with `searcher serve --backup-dir DIR` "
+                               "(or run `searcher backup` beside it).", "Conflict")
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        return json_error(400, 'the body is a JSON object: {"name": "NAME"}, or nothing', "Bad Request")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = body.get("name", f"{target.name or folder_name(target.index.path)}-{stamp}")
+    if not isinstance(name, str) or not BACKUP_NAME.fullmatch(name):
+        return json_error(400, "name is a plain name: letters, digits, '.', '_' and '-', at most 100", "Bad Request")
+    if (folder / name).exists():
+        return json_error(409, f"there is a backup named {name!r} already", "Conflict")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        report = back_up(target.index.path, folder / name)
+    except OSError as e:  # nothing is left under the name (the copy is renamed into place when whole)
+        status = 507 if e.errno in (errno.ENOSPC, errno.EDQUOT) else 503
+        return json_error(status, f"the backup failed and left nothing: {e.strerror or type(e).__name__}",
+                          "Insufficient Storage" if status == 507 else "Service Unavailable")
+    kept = {k: v for k, v in report.to_dict().items() if k not in ("path", "source")}
+    response = jsonify({"name": name, **kept})
+    response.status_code = 201
+    return response
