@@ -22,6 +22,8 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q "torch==2.13.0"
   fi
 fi
+# The distribution was named `searcher` before `searcher-engine`: a .venv made then holds it.
+python -m pip uninstall -y -q searcher >/dev/null 2>&1 || true
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 python -m pip install -q -e "$target"

@@ -38,22 +38,29 @@ def index(tmp_path, fake_encoder):
 
 
 # -- item 20: install hints ------------------------------------------------------------------
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def extras() -> set[str]:
-    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    return set(PROJECT["optional-dependencies"])
 
 
 def test_every_install_hint_names_an_extra_of_this_checkout():
     """`pip install 'searcher[x]'` installs an unrelated project of that name from PyPI: a hint
-    installs an extra of this checkout (`pip install -e '.[x]'`), or names real packages."""
+    installs an extra of this checkout (`pip install -e '.[x]'`) or of this distribution
+    (`pip install 'searcher-engine[x]'`, the name in pyproject.toml), or names real packages."""
     known = extras()
+    assert PROJECT["name"] != "searcher"  # that name on PyPI is another project
+    distribution = re.escape(PROJECT["name"])
     hints = 0
     for path in [*sorted((ROOT / "searcher").rglob("*.py")),
                  ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:  # the site's pages too
         text = path.read_text()
         where = path.relative_to(ROOT)
         assert not re.search(r"searcher\[", text), f"{where} tells people to install 'searcher[...]' from PyPI"
-        assert not re.search(r"pip install\s+['\"]?searcher\b", text), f"{where} installs 'searcher' from PyPI"
+        assert not re.search(r"pip install\s+['\"]?searcher(?![\w-])", text), f"{where} installs 'searcher' from PyPI"
         named = re.findall(r"pip install -e\s+['\"]?\.\[([^\]]*)\]", text)
+        named += re.findall(rf"pip install\s+['\"]?{distribution}\[([^\]]*)\]", text)
         named += re.findall(r"install_hint\([^,()]+,\s*['\"](\w+)['\"]", text)  # the integrations' hint, filled in
         for extra in (e for e in named if not e.startswith("{")):
             hints += 1

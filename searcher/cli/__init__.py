@@ -20,7 +20,7 @@ from searcher.cli.output import Group
 
 
 @click.group(cls=Group)
-@click.version_option(package_name="searcher")
+@click.version_option(package_name="searcher-engine")
 def main():
     """Semantic search over your own documents."""
 
