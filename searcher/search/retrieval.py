@@ -4,6 +4,12 @@ Each has one signature, `retrieve(view, query, want)`, and returns {doc_id: (sco
 of its best chunk)} for the `want` best documents, best first. A document's score is its best
 chunk's. `View` is what a search reads (one thread's store connection, the live vectors, the
 keyword engine); `Query` carries the text, its vector (encoded on first use) and the fusion.
+
+A query's words that documents are held to (phrases, exclusions: searcher/search/query.py)
+are checked on each candidate's stored title and text, in the dense and keyword retrievers,
+which rank deeper in growing rounds until `want` documents pass (or none is left). Hybrid
+fuses the two lists of passing documents, so a sharded index, each shard checking its own
+documents, fuses the lists a single index would.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class Query:
     fusion: Fusion = field(default_factory=Fusion)
     _vector: np.ndarray | None = None
     keyword_stats: KeywordStats | None = None
+    # (title, text) -> whether a document may be returned; None: every document may
+    accepts: Callable[[str, str], bool] | None = None
+    _verdicts: dict = field(default_factory=dict)  # doc_id -> accepts' answer, for this search
 
     @property
     def vector(self) -> np.ndarray:
@@ -64,9 +73,22 @@ class Query:
             self._vector = self.encode(self.text)
         return self._vector
 
+    def passing(self, store, best: "Ranked") -> "Ranked":
+        """The documents of `best` that `accepts`, in order (each document read and checked once a search)."""
+        if self.accepts is None:
+            return best
+        unread = [doc_id for doc_id in best if doc_id not in self._verdicts]
+        if unread:
+            texts = store.document_texts(unread)
+            for doc_id in unread:
+                title, text = texts.get(doc_id, ("", ""))
+                self._verdicts[doc_id] = doc_id in texts and self.accepts(title, text)
+        return {doc_id: value for doc_id, value in best.items() if self._verdicts[doc_id]}
+
 
 def dense(view: View, query: Query, want: int) -> Ranked:
-    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents."""
+    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents
+    (that the query accepts)."""
     vectors, store = view.vectors, view.store()
     qv = query.vector
     n = len(vectors) if view.allowed is None else len(view.allowed)
@@ -82,6 +104,7 @@ def dense(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        best = query.passing(store, best)
         if len(best) >= want or fetch >= n:
             break
         fetch = min(n, fetch * 4)
@@ -89,8 +112,9 @@ def dense(view: View, query: Query, want: int) -> Ranked:
 
 
 def keyword(view: View, query: Query, want: int) -> Ranked:
-    """BM25's best chunks, fetched in growing rounds until `want` distinct documents. Only live
-    chunks count: an engine that lags behind SQLite never returns a deleted chunk."""
+    """BM25's best chunks, fetched in growing rounds until `want` distinct documents (that the
+    query accepts). Only live chunks count: an engine that lags behind SQLite never returns a
+    deleted chunk."""
     store = view.store()
     fetch = max(want * 5, 50)
     while True:
@@ -105,6 +129,7 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        best = query.passing(store, best)
         if len(best) >= want or len(found) < fetch:
             return dict(list(best.items())[:want])
         fetch *= 4
