@@ -132,6 +132,7 @@ class _Pattern:
 
     regex: re.Pattern
     title_only: bool
+    needle: str  # its longest word: text without it cannot match (a fast test first)
 
     @staticmethod
     def of(text: str, prefix: bool = False, title_only: bool = False) -> "_Pattern | None":
@@ -139,10 +140,13 @@ class _Pattern:
         if not words:
             return None  # punctuation only: nothing a document's words could hold
         body = r"[\W_]+".join(re.escape(w) for w in words)
-        return _Pattern(re.compile(r"(?<![^\W_])" + body + ("" if prefix else r"(?![^\W_])")), title_only)
+        regex = re.compile(r"(?<![^\W_])" + body + ("" if prefix else r"(?![^\W_])"))
+        return _Pattern(regex, title_only, max(words, key=len))
 
     def found(self, title: str, text: str) -> bool:
-        return bool(self.regex.search(title) or (not self.title_only and self.regex.search(text)))
+        """Whether the (folded) title or text holds it."""
+        return bool((self.needle in title and self.regex.search(title))
+                    or (not self.title_only and self.needle in text and self.regex.search(text)))
 
 
 def _member_pattern(member: str) -> _Pattern | None:

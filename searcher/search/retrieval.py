@@ -73,17 +73,22 @@ class Query:
             self._vector = self.encode(self.text)
         return self._vector
 
-    def passing(self, store, best: "Ranked") -> "Ranked":
-        """The documents of `best` that `accepts`, in order (each document read and checked once a search)."""
+    def passing(self, store, best: Ranked, want: int) -> Ranked:
+        """The first `want` documents of `best` that `accepts`, in order: read and checked a
+        batch at a time, each document once a search."""
         if self.accepts is None:
             return best
-        unread = [doc_id for doc_id in best if doc_id not in self._verdicts]
-        if unread:
-            texts = store.document_texts(unread)
-            for doc_id in unread:
-                title, text = texts.get(doc_id, ("", ""))
-                self._verdicts[doc_id] = doc_id in texts and self.accepts(title, text)
-        return {doc_id: value for doc_id, value in best.items() if self._verdicts[doc_id]}
+        ranked, kept, i = list(best.items()), {}, 0
+        while i < len(ranked) and len(kept) < want:
+            batch = ranked[i:i + max(2 * (want - len(kept)), 32)]
+            i += len(batch)
+            unread = [doc_id for doc_id, _ in batch if doc_id not in self._verdicts]
+            if unread:
+                texts = store.document_texts(unread)
+                for doc_id in unread:
+                    self._verdicts[doc_id] = doc_id in texts and self.accepts(*texts[doc_id])
+            kept.update((doc_id, value) for doc_id, value in batch if self._verdicts[doc_id])
+        return kept
 
 
 def dense(view: View, query: Query, want: int) -> Ranked:
@@ -104,7 +109,7 @@ def dense(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
-        best = query.passing(store, best)
+        best = query.passing(store, best, want)
         if len(best) >= want or fetch >= n:
             break
         fetch = min(n, fetch * 4)
@@ -129,7 +134,7 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
-        best = query.passing(store, best)
+        best = query.passing(store, best, want)
         if len(best) >= want or len(found) < fetch:
             return dict(list(best.items())[:want])
         fetch *= 4
