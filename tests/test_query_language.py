@@ -111,7 +111,8 @@ def test_a_document_is_matched_by_whole_words_and_phrases_across_punctuation():
 SYNTAX = st.sampled_from(['"', "-", "*", ":", ",", "\\", " ", "OR", "title:", "kind:", "year:", ">=", "<", "=",
                           "!", "type:", "folder:", "a", "é", "1", "\t", "\n", "\u00a0", "\x00", "\ud800"])
 RANDOM_TEXT = st.one_of(st.text(max_size=80), st.lists(SYNTAX, max_size=30).map("".join))
-URL_TEXT = st.lists(SYNTAX.filter(lambda s: s != "\ud800"), min_size=1, max_size=20).map("".join)  # a URL carries no lone surrogate
+# a URL carries no lone surrogate
+URL_TEXT = st.lists(SYNTAX.filter(lambda s: s != "\ud800"), min_size=1, max_size=20).map("".join)
 
 
 @settings(max_examples=400, deadline=None)
@@ -141,7 +142,8 @@ DOCS = [
     {"id": "exact", "title": "Reading files", "text": "To read a text file line by line, loop over the file object."},
     {"id": "hyphen", "title": "Streams", "text": "Parse the stream line-by-line and keep memory use low."},
     {"id": "scattered", "title": "Lines", "text": "Each line of the log is written by a worker; the last line wins."},
-    {"id": "json", "title": "JSON", "text": "json.dump writes an object to a file; json.load reads it back line by line."},
+    {"id": "json", "title": "JSON",
+     "text": "json.dump writes an object to a file; json.load reads it back line by line."},
     {"id": "csv", "title": "CSV files", "text": "The csv module reads rows from a file, one row at a time."},
     {"id": "pickle", "title": "Pickle", "text": "pickle turns objects into bytes and back, for files and sockets."},
     {"id": "titled", "title": "Line by line", "text": "Iterate over lines and strip the newline from each."},

@@ -295,8 +295,8 @@ class Index:
         sharded index for all its shards (a shard served on Ray has no model of its own); a
         sharded index passes the query parsed once, with the fields of all its shards."""
         options = SearchOptions(k, 0, mode, where)
-        _, ranked = self.queried.rank(self.parse(query, syntax), options.k, options.mode, fusion or self.fusion, options.where,
-                                      keyword_stats, query_vector)
+        _, ranked = self.queried.rank(self.parse(query, syntax), options.k, options.mode, fusion or self.fusion,
+                                      options.where, keyword_stats, query_vector)
         return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
 
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
