@@ -30,6 +30,8 @@ _EXPORTS = {
     "Hit": "searcher.search.results",
     "Results": "searcher.search.results",
     "SearchOptions": "searcher.search.options",
+    "ParsedQuery": "searcher.search.query",
+    "parse_query": "searcher.search.query",
     "SearchableIndex": "searcher.search.protocol",
     "Index": "searcher.index.facade",
     "IndexReport": "searcher.index.writer",

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from searcher.errors import SearcherError
 from searcher.search.facets import DEFAULT_FACETS
+from searcher.search.query import ParsedQuery, escape
 from searcher.search.results import Hit, Results
 
 API_MAX_K = 100  # what /api/search serves at most
@@ -81,19 +82,28 @@ class RemoteIndex:
             raise SearcherError(f"{self.url} is not a searcher server, or its index cannot be read: {health}")
         return int(health.get("documents", 0))
 
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               where: dict | None = None, sort: str | None = None, recency: float | None = None) -> Results:
+    def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
+               where: dict | None = None, sort: str | None = None, recency: float | None = None,
+               syntax: bool = True) -> Results:
         """The server's top `k` (at most API_MAX_K) as Hits, filtered by `where` and ordered by
         `sort`/`recency` as Index.search is; their metadata is not in the API's results
-        (get_document has it) and chunk_id is -1."""
-        return self.search_with_facets(query, k, offset, (), mode=mode, where=where, sort=sort, recency=recency)[0]
+        (get_document has it) and chunk_id is -1. The server reads the query's syntax; with
+        `syntax=False` the text goes escaped, so it reads plain words."""
+        return self.search_with_facets(query, k, offset, (), mode=mode, where=where, sort=sort, recency=recency,
+                                       syntax=syntax)[0]
 
-    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
-                           *, mode: str | None = None, where: dict | None = None, sort: str | None = None,
-                           recency: float | None = None) -> tuple[Results, dict[str, dict]]:
-        """`search`, and the server's counts of `fields` among the ranking's best documents."""
+    def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
+                           fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
+                           where: dict | None = None, sort: str | None = None, recency: float | None = None,
+                           syntax: bool = True) -> tuple[Results, dict[str, dict]]:
+        """`search`, and the server's counts of `fields` among the ranking's best documents.
+        A ParsedQuery goes as its text (the server parses it again, with its own fields)."""
         if isinstance(fields, str):
             raise TypeError("fields is a list of field names, not one string")
+        if isinstance(query, ParsedQuery):
+            query, syntax = query.text, not query.plain
+        if not syntax and isinstance(query, str):
+            query = escape(query)
         fields = list(fields)
         params = {"q": query, "k": k, "offset": offset, "mode": mode, "sort": sort, "recency": recency,
                   "facets": ",".join(fields) or None}

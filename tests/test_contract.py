@@ -5,11 +5,14 @@ it here (which documents hold a word, which are newest), not written down."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from searcher import Hit, Index, Results, SearchableIndex, open_index
 from searcher.cluster.shards import split_index
 from searcher.remote import RemoteIndex
+from searcher.search.query import parse_query
 from searcher.web import create_app
 from searcher.web.server import serving
 
@@ -129,3 +132,41 @@ def test_bad_options_are_refused_with_the_reason(index):
         index.search("cats", sort="size")
     with pytest.raises(ValueError, match="operator"):
         index.search("cats", where={"kind": {"$like": "a"}})
+
+
+MODES = (None, "dense", "keyword", "hybrid")
+
+
+def holding(word: str) -> set[str]:
+    """The documents whose title or text hold `word` as a whole word."""
+    return {i for i, title, _, _, text in CORPUS if re.search(rf"\b{word}\b", f"{title} {text}", re.IGNORECASE)}
+
+
+def test_a_quoted_phrase_keeps_only_the_documents_holding_it(index):
+    for mode in MODES:
+        assert ids(index.search('"nap in sunny windows"', k=10, mode=mode)) == ["cat"]
+        assert ids(index.search(parse_query('"nap in sunny windows"'), k=10, mode=mode)) == ["cat"]
+    # unquoted, or with syntax=False, the words rank every document by meaning
+    assert len(index.search("nap in sunny windows", k=10, mode="dense")) == len(DOCS)
+    assert len(index.search('"nap in sunny windows"', k=10, mode="dense", syntax=False)) == len(DOCS)
+
+
+def test_an_excluded_word_never_comes_back(index):
+    owls = holding("owls")
+    assert owls == {"owl"} and "owl" in ids(index.search("mice", k=10))
+    for mode in MODES:
+        found = ids(index.search("mice -owls", k=10, mode=mode))
+        assert found and not set(found) & owls
+    assert "owl" in ids(index.search("mice -owls", k=10, mode="dense", syntax=False))
+
+
+def test_a_field_in_the_query_is_a_filter_anded_with_where(index):
+    for mode in MODES:
+        assert ids(index.search("kind:animal mice at night", k=10, mode=mode)) == \
+            ids(index.search("mice at night", k=10, mode=mode, where={"kind": "animal"}))
+    assert set(ids(index.search("kind:animal,food something", k=10))) == \
+        {i for i, _, kind, _, _ in CORPUS if kind in ("animal", "food")}
+    assert set(ids(index.search("year:2024 things", k=10, where={"kind": "machine"}))) == \
+        {i for i, _, kind, day, _ in CORPUS if kind == "machine" and day.startswith("2024")}
+    # a word:thing whose field the index lacks is words
+    assert ids(index.search("colour:animal mice", k=3, mode="keyword"))[0] in holding("mice")

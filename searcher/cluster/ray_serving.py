@@ -42,8 +42,8 @@ MAX_REPLICAS = 64
 UNDEPLOY_TIMEOUT_S = 30.0  # the longest the front waits for its shards' applications to be deleted
 GRACEFUL_SHUTDOWN_S = 5.0  # a replica's calls are short reads: Serve kills one still busy after this
 # The calls a shard answers (searcher/cluster/sharded.py); `__len__` travels as `count`.
-SHARD_CALLS = ("rank", "fetch", "metadata", "keyword_statistics", "similar_source", "search_vector",
-               "get_document", "count", "info")
+SHARD_CALLS = ("rank", "fetch", "metadata", "keyword_statistics", "known_fields", "similar_source",
+               "search_vector", "get_document", "count", "info")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,9 @@ class ShardReplica:
 
     def keyword_statistics(self, query):
         return self.index.keyword_statistics(query)
+
+    def known_fields(self, names):
+        return self.index.known_fields(names)
 
     def similar_source(self, doc_id):
         return self.index.similar_source(doc_id)
@@ -215,6 +218,9 @@ class ServeShard:
 
     def keyword_statistics(self, query):
         return self.ask("keyword_statistics", query)
+
+    def known_fields(self, names):
+        return self.ask("known_fields", names)
 
     def document_vector(self, doc_id):
         """The replica gives the document's chunks (`Index.similar_source`); the front's model encodes them."""

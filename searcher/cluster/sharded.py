@@ -21,6 +21,11 @@ every candidate's text and metadata read, a hybrid search over 4 shards of SciFa
              Fusion (searcher/search/fusion.py), as a single index fuses its two lists
     similar  the owning shard gives the document's vector; every shard searches by it
 
+The query is parsed once, here (searcher/search/query.py), with the metadata keys of every
+shard as fields, and goes to the shards parsed: each holds its own documents to the query's
+phrases and exclusions before it ranks them, so the merge is of the lists a single index
+would make.
+
 Sort, recency and facets re-order and count the merged ranking's best documents, as a single
 index does its own (their metadata fetched from their shards).
 
@@ -65,6 +70,7 @@ from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.page import result_page
 from searcher.search.protocol import Shard
+from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, Results, check_k, check_query
 from searcher.search.retrieval import fuse
 from searcher.storage.folder import SHARDS_MANIFEST
@@ -263,39 +269,69 @@ class ShardedIndex:
         """The document from the shard it lives in; ShardUnavailable when that shard cannot answer."""
         return self._ask_all([(self.shard_of(doc_id), "get_document", (doc_id,), {})])[0]
 
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
+    def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
-               recency: float | None = None, now: datetime | None = None) -> Results:
+               recency: float | None = None, now: datetime | None = None, syntax: bool = True) -> Results:
         """Index.search over every shard (see the module doc for how answers merge). A shard
         that cannot answer is left out: the Results are partial and name it
         (`missing_shards`); ShardUnavailable when none answers."""
         return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
-                                       recency=recency, now=now)[0]
+                                       recency=recency, now=now, syntax=syntax)[0]
 
-    def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
-               mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None) -> dict[str, dict]:
+    def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
+               mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
+               syntax: bool = True) -> dict[str, dict]:
         return self.search_with_facets(query, 1, 0, fields, mode=mode, fusion=fusion, where=where,
-                                       facet_depth=depth)[1]
+                                       facet_depth=depth, syntax=syntax)[1]
 
-    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
-                           *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
-                           sort: str | None = None, recency: float | None = None, now: datetime | None = None,
-                           facet_depth: int = FACET_DEPTH) -> tuple[Results, dict[str, dict]]:
+    def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
+                           fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
+                           fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
+                           recency: float | None = None, now: datetime | None = None,
+                           facet_depth: int = FACET_DEPTH, syntax: bool = True) -> tuple[Results, dict[str, dict]]:
         """Index.search_with_facets over every shard: the merged ranking's page (Results,
         partial where a shard did not answer), and the facet counts among its best
         `facet_depth` documents; the page is the one a single index makes (searcher/search/page.py)."""
         options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
-        search = _ShardedSearch(self, query, options, fusion or self.fusion)
+        missing: set[int] = set()
+        search = _ShardedSearch(self, self._parse(query, syntax, missing), options, fusion or self.fusion, missing)
         hits, counts = result_page(search, options)
         return self._results(hits, search.missing), counts
 
-    def _rank(self, query: str, want: int, mode: str, fusion: Fusion, where: dict | None,
+    def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
+        """Index.parse, with the metadata keys of every shard as fields."""
+        return self._parse(query, syntax, set())
+
+    def _parse(self, query: str | ParsedQuery, syntax: bool, missing: set[int]) -> ParsedQuery:
+        if isinstance(query, ParsedQuery):
+            return query
+        query = check_query(query)
+        if not syntax:
+            return plain_query(query)
+        return parse_query(query, self._known_fields(field_names(query), missing))
+
+    def known_fields(self, names: Iterable[str]) -> set[str]:
+        """Index.known_fields over every shard: the fields some shard has."""
+        return self._known_fields(names, set())
+
+    def _known_fields(self, names: Iterable[str], missing: set[int]) -> set[str]:
+        """known_fields; only the shards are asked, and only for names that are not built in
+        (a shard that does not answer is added to `missing`)."""
+        names = set(names)
+        out = {name for name in names if name.lower() in BUILTIN_FIELDS}
+        if names - out:
+            for part in self._ask(self._each("known_fields", sorted(names - out)), missing, set()):
+                out |= set(part)
+        return out
+
+    def _rank(self, query: ParsedQuery, want: int, mode: str, fusion: Fusion, where: dict | None,
               missing: set[int]) -> Ranking:
         """The query phase over every shard: the best `want` documents, best first. The query
-        is encoded once, here; shards that do not answer are added to `missing`."""
-        query = check_query(query)
-        vector = self.queries.encode(query) if mode != "keyword" and self.queries is not None else None
-        stats = self._keyword_stats(query, missing) if mode != "dense" else None
+        is encoded once, here, and goes to the shards parsed; shards that do not answer are
+        added to `missing`."""
+        text = check_query(query.search_text)
+        vector = self.queries.encode(text) if mode != "keyword" and self.queries is not None else None
+        stats = self._keyword_stats(text, missing) if mode != "dense" else None
 
         def asks(kind: str, depth: int) -> list[Call]:
             options = {"where": where, **({"keyword_stats": stats} if kind == "keyword" and stats else {}),
@@ -506,9 +542,10 @@ class _ShardedSearch:
     """One search over the shards as the result page asks it (searcher/search/page.py):
     `missing` collects the shards that did not answer."""
 
-    def __init__(self, index: "ShardedIndex", query: str, options: SearchOptions, fusion: Fusion):
+    def __init__(self, index: "ShardedIndex", query: ParsedQuery, options: SearchOptions, fusion: Fusion,
+                 missing: set[int]):
         self.index, self.query, self.options, self.fusion = index, query, options, fusion
-        self.missing: set[int] = set()
+        self.missing = missing
         self.ranking: Ranking = {}
 
     def rank(self, want: int) -> Ranking:

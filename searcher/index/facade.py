@@ -37,7 +37,9 @@ from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
-from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode  # noqa: F401
+from searcher.search.query import ParsedQuery, field_names, parse_query, plain_query
+from searcher.search.results import (DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode,  # noqa: F401
+                                     check_query)
 from searcher.storage.folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, read_manifest,  # noqa: F401
                                      vectors_path, write_manifest)
 from searcher.storage.keywords import KeywordStats, open_keywords
@@ -215,37 +217,56 @@ class Index:
         report.record_evaluation(self.path, self.live, result, wait)
 
     # -- reading -------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
+    def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
+        """The query as this index reads it (searcher/search/query.py): its syntax, with this
+        index's metadata keys as fields; plain words with `syntax=False`; a ParsedQuery as it is."""
+        if isinstance(query, ParsedQuery):
+            return query
+        query = check_query(query)
+        if not syntax:
+            return plain_query(query)
+        return parse_query(query, self.known_fields(field_names(query)))
+
+    def known_fields(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` a query can filter by: the built-in fields, and metadata keys some document has."""
+        return self.queried.known_fields(names)
+
+    def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                recency: float | None = None, now: datetime | None = None,
-               keyword_stats: KeywordStats | None = None) -> Results:
+               keyword_stats: KeywordStats | None = None, syntax: bool = True) -> Results:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
-        `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over the chunks' words),
-        or "hybrid" (the two fused by `fusion`, else this index's `fusion`); None means
-        DEFAULT_MODE. `where`: a filter (searcher/search/filters.py) applied before ranking.
-        `sort="modified"` orders the best FACET_DEPTH documents by date, newest first;
-        `recency` (a half-life in days) weights their scores by age (searcher/search/options.py).
-        `keyword_stats`: BM25 statistics to score with instead of this index's own (a sharded
-        index passes its shards' sum: searcher/cluster/sharded.py).
+        `query` is read in the query language (searcher/search/query.py: "a phrase", -word,
+        a OR b, pre*, field:value), or as plain words with `syntax=False`; a ParsedQuery is
+        searched as it is. `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over
+        the chunks' words), or "hybrid" (the two fused by `fusion`, else this index's
+        `fusion`); None means DEFAULT_MODE. `where`: a filter (searcher/search/filters.py)
+        applied before ranking, ANDed with the query's fields. `sort="modified"` orders the
+        best FACET_DEPTH documents by date, newest first; `recency` (a half-life in days)
+        weights their scores by age (searcher/search/options.py). `keyword_stats`: BM25
+        statistics to score with instead of this index's own (a sharded index passes its
+        shards' sum: searcher/cluster/sharded.py).
         """
         options = SearchOptions(k, offset, mode, where, sort, recency, now=now)
-        return Results(self.queried.page(query, options, fusion or self.fusion, keyword_stats)[0])
+        return Results(self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)[0])
 
-    def facets(self, query: str, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
-               mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None) -> dict[str, dict]:
+    def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
+               mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
+               syntax: bool = True) -> dict[str, dict]:
         """{field: {value: count}} among the best `depth` documents for `query` within `where`."""
         options = SearchOptions(1, 0, mode, where, facets=tuple(fields), facet_depth=depth)
-        return self.queried.page(query, options, fusion or self.fusion)[1]
+        return self.queried.page(self.parse(query, syntax), options, fusion or self.fusion)[1]
 
-    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
-                           *, mode: str | None = None, fusion: Fusion | None = None, where: dict | None = None,
-                           sort: str | None = None, recency: float | None = None, now: datetime | None = None,
-                           facet_depth: int = FACET_DEPTH,
-                           keyword_stats: KeywordStats | None = None) -> tuple[Results, dict[str, dict]]:
+    def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
+                           fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
+                           fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
+                           recency: float | None = None, now: datetime | None = None,
+                           facet_depth: int = FACET_DEPTH, keyword_stats: KeywordStats | None = None,
+                           syntax: bool = True) -> tuple[Results, dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows)."""
         options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
-        hits, counts = self.queried.page(query, options, fusion or self.fusion, keyword_stats)
+        hits, counts = self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)
         return Results(hits), counts
 
     def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
@@ -266,15 +287,16 @@ class Index:
     # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its
     # documentation in searcher/index/querying.py) ----------------------------------------------
     @reading
-    def rank(self, query: str, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
+    def rank(self, query: str | ParsedQuery, k: int = 10, mode: str | None = None, fusion: Fusion | None = None,
              where: dict | None = None, keyword_stats: KeywordStats | None = None,
-             query_vector: np.ndarray | None = None) -> list[tuple[str, float, int]]:
+             query_vector: np.ndarray | None = None, syntax: bool = True) -> list[tuple[str, float, int]]:
         """The query phase of `search`: its best `k` documents as (doc_id, score, chunk id of the
         passage), best first, without their text. `query_vector`: the query encoded once by the
-        sharded index for all its shards (a shard served on Ray has no model of its own)."""
+        sharded index for all its shards (a shard served on Ray has no model of its own); a
+        sharded index passes the query parsed once, with the fields of all its shards."""
         options = SearchOptions(k, 0, mode, where)
-        _, ranked = self.queried.rank(query, options.k, options.mode, fusion or self.fusion, options.where,
-                                      keyword_stats, query_vector)
+        _, ranked = self.queried.rank(self.parse(query, syntax), options.k, options.mode, fusion or self.fusion,
+                                      options.where, keyword_stats, query_vector)
         return [(doc_id, score, cid) for doc_id, (score, cid) in ranked.items()]
 
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:

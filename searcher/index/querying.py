@@ -3,7 +3,9 @@ fetch, and "more like this". What it reads comes from the live generation (searc
 
 A shard of a sharded index is asked for the two phases separately (`rank`, then `fetch` of
 only the page's documents: searcher/cluster/sharded.py); a single index runs both here
-through the one result page (searcher/search/page.py).
+through the one result page (searcher/search/page.py). A query arrives parsed
+(searcher/search/query.py): its free words are ranked, its field filters ANDed with the
+search's `where`, and the words it requires or excludes checked by the retrievers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from searcher.sanitize import document_id
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.page import Ranking, result_page
+from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, plain_query
 from searcher.search.results import Hit, check_k, check_query
 from searcher.search.retrieval import RETRIEVERS, Query, hits
 from searcher.storage.folder import DATABASE
@@ -28,6 +31,7 @@ from searcher.storage.keywords import KeywordStats
 from searcher.storage.store import ContentStore, readable
 
 SIMILAR_CHUNKS = 8  # chunks of a document that make its "more like this" vector
+KNOWN_FIELDS_CACHE = 1024  # (generation, metadata key) answers kept
 
 
 def reading(method):
@@ -60,18 +64,42 @@ class QueryPipeline:
         self.queries = queries
         self.encoder = encoder
         self.budget = budget
+        self._known: dict[tuple[int, str], bool] = {}  # (generation, metadata key) -> whether a document has it
 
     @reading
-    def page(self, query: str, options: SearchOptions, fusion: Fusion,
+    def known_fields(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` a query can filter by here: the built-in fields, and the metadata
+        keys some document has (asked once a generation)."""
+        names = set(names)
+        out = {name for name in names if name.lower() in BUILTIN_FIELDS}
+        unknown = names - out
+        if unknown:
+            store = self.live.read_store()
+            generation = self.live.current()[1]
+            for name in sorted(unknown):
+                key = name[len("metadata."):] if name.startswith("metadata.") else name
+                if (generation, key) not in self._known:
+                    if len(self._known) >= KNOWN_FIELDS_CACHE:
+                        self._known.clear()
+                    self._known[(generation, key)] = bool(key) and store.has_metadata_key(key)
+                if self._known[(generation, key)]:
+                    out.add(name)
+        return out
+
+    @reading
+    def page(self, query: ParsedQuery, options: SearchOptions, fusion: Fusion,
              keyword_stats: KeywordStats | None = None) -> tuple[list[Hit], dict[str, dict]]:
         """The options' page of hits and facet counts (searcher/search/page.py)."""
         return result_page(_OneSearch(self, query, options, fusion, keyword_stats), options)
 
-    def rank(self, query: str, want: int, mode: str, fusion: Fusion, where: dict | None,
+    def rank(self, query: ParsedQuery | str, want: int, mode: str, fusion: Fusion, where: dict | None,
              keyword_stats: KeywordStats | None = None,
              query_vector: np.ndarray | None = None) -> tuple[ContentStore, dict]:
-        """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best first)."""
-        query = check_query(query)
+        """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best
+        first) within `where` and the query's own filters. A string is plain words."""
+        parsed = query if isinstance(query, ParsedQuery) else plain_query(check_query(query))
+        query = check_query(parsed.search_text)
+        where = parsed.within(where)
         store = self.live.read_store()
         if mode != "dense" and not self.live.keywords.ready(store):
             raise SearcherError(f"{self.path}: {self.live.keywords.missing()}")
@@ -84,7 +112,8 @@ class QueryPipeline:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self.live.view(store, where)
         ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None, fusion,
-                                              _vector=query_vector, keyword_stats=keyword_stats), want)
+                                              _vector=query_vector, keyword_stats=keyword_stats,
+                                              accepts=parsed.matches if parsed.constrained else None), want)
         return store, ranked
 
     @reading
@@ -164,7 +193,7 @@ class _OneSearch:
     """One search of a single index as the result page asks it (searcher/search/page.py): the
     ranking's store connection is kept for its metadata and its page."""
 
-    def __init__(self, pipeline: QueryPipeline, query: str, options: SearchOptions, fusion: Fusion,
+    def __init__(self, pipeline: QueryPipeline, query: ParsedQuery, options: SearchOptions, fusion: Fusion,
                  keyword_stats: KeywordStats | None):
         self.pipeline, self.query, self.options = pipeline, query, options
         self.fusion, self.keyword_stats = fusion, keyword_stats

@@ -231,8 +231,9 @@ def _evaluate_on(index: Index, dataset: Dataset, mode: str, progress) -> dict:
 
     run: dict[str, list[str]] = {}
     started = time.perf_counter()
-    for qid, text in dataset.queries.items():
-        run[qid] = [] if is_blank(text) else [h.doc_id for h in index.search(text, k=RUN_DEPTH, mode=mode)]
+    for qid, text in dataset.queries.items():  # a dataset's queries are plain words, not the query language
+        run[qid] = [] if is_blank(text) else [h.doc_id for h in index.search(text, k=RUN_DEPTH, mode=mode,
+                                                                             syntax=False)]
     search_seconds = time.perf_counter() - started
     metrics = compute_metrics(dataset.qrels, run)
     n = len(dataset.queries)

@@ -159,7 +159,7 @@ def mine_hard_negatives(judgements: Judgements, index, count: int, depth: int,
         qid = example.query_id
         if qid not in ranked:
             judged = judgements.positives.get(qid, set())
-            hits = index.search(example.query, k=depth)
+            hits = index.search(example.query, k=depth, syntax=False)
             ranked[qid] = [judgements.corpus[h.doc_id] for h in hits
                            if h.doc_id not in judged and h.doc_id in judgements.corpus][:count]
             if progress:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 from searcher.search.facets import DEFAULT_FACETS
+from searcher.search.query import ParsedQuery
 from searcher.search.results import Hit
 
 
@@ -20,13 +21,17 @@ class SearchableIndex(Protocol):
     """Reading an index, wherever it lives. A sharded index's (and a server's over one) lists
     are `Results` that name the shards that did not answer."""
 
-    def search(self, query: str, k: int = 10, offset: int = 0, mode: str | None = None,
-               where: dict | None = None, sort: str | None = None, recency: float | None = None) -> list[Hit]:
-        """The top `k` documents for `query` after skipping `offset` (searcher/search/options.py)."""
+    def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
+               where: dict | None = None, sort: str | None = None, recency: float | None = None,
+               syntax: bool = True) -> list[Hit]:
+        """The top `k` documents for `query` after skipping `offset` (searcher/search/options.py).
+        The text is read in the query language (searcher/search/query.py); `syntax=False`
+        searches it as plain words; a ParsedQuery is searched as it is."""
 
-    def search_with_facets(self, query: str, k: int = 10, offset: int = 0, fields: Iterable[str] = DEFAULT_FACETS,
-                           *, mode: str | None = None, where: dict | None = None, sort: str | None = None,
-                           recency: float | None = None) -> tuple[list[Hit], dict[str, dict]]:
+    def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
+                           fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
+                           where: dict | None = None, sort: str | None = None, recency: float | None = None,
+                           syntax: bool = True) -> tuple[list[Hit], dict[str, dict]]:
         """`search`, and the counts of `fields` among the ranking's best documents."""
 
     def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> list[Hit]:
@@ -87,14 +92,17 @@ class Shard(Protocol):
 
     def submit(self, method: str, *args, **kwargs) -> Answer: ...
 
-    def rank(self, query: str, k: int = 10, mode: str | None = None, fusion=None, where: dict | None = None,
-             keyword_stats=None, query_vector=None) -> list[tuple[str, float, int]]: ...
+    def rank(self, query: str | ParsedQuery, k: int = 10, mode: str | None = None, fusion=None,
+             where: dict | None = None, keyword_stats=None, query_vector=None,
+             syntax: bool = True) -> list[tuple[str, float, int]]: ...
 
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]: ...
 
     def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]: ...
 
     def keyword_statistics(self, query: str) -> Any: ...
+
+    def known_fields(self, names: Iterable[str]) -> set[str]: ...
 
     def document_vector(self, doc_id: str) -> Any: ...
 

@@ -4,6 +4,12 @@ Each has one signature, `retrieve(view, query, want)`, and returns {doc_id: (sco
 of its best chunk)} for the `want` best documents, best first. A document's score is its best
 chunk's. `View` is what a search reads (one thread's store connection, the live vectors, the
 keyword engine); `Query` carries the text, its vector (encoded on first use) and the fusion.
+
+A query's words that documents are held to (phrases, exclusions: searcher/search/query.py)
+are checked on each candidate's stored title and text, in the dense and keyword retrievers,
+which rank deeper in growing rounds until `want` documents pass (or none is left). Hybrid
+fuses the two lists of passing documents, so a sharded index, each shard checking its own
+documents, fuses the lists a single index would.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class Query:
     fusion: Fusion = field(default_factory=Fusion)
     _vector: np.ndarray | None = None
     keyword_stats: KeywordStats | None = None
+    # (title, text) -> whether a document may be returned; None: every document may
+    accepts: Callable[[str, str], bool] | None = None
+    _verdicts: dict = field(default_factory=dict)  # doc_id -> accepts' answer, for this search
 
     @property
     def vector(self) -> np.ndarray:
@@ -64,9 +73,27 @@ class Query:
             self._vector = self.encode(self.text)
         return self._vector
 
+    def passing(self, store, best: Ranked, want: int) -> Ranked:
+        """The first `want` documents of `best` that `accepts`, in order: read and checked a
+        batch at a time, each document once a search."""
+        if self.accepts is None:
+            return best
+        ranked, kept, i = list(best.items()), {}, 0
+        while i < len(ranked) and len(kept) < want:
+            batch = ranked[i:i + max(2 * (want - len(kept)), 32)]
+            i += len(batch)
+            unread = [doc_id for doc_id, _ in batch if doc_id not in self._verdicts]
+            if unread:
+                texts = store.document_texts(unread)
+                for doc_id in unread:
+                    self._verdicts[doc_id] = doc_id in texts and self.accepts(*texts[doc_id])
+            kept.update((doc_id, value) for doc_id, value in batch if self._verdicts[doc_id])
+        return kept
+
 
 def dense(view: View, query: Query, want: int) -> Ranked:
-    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents."""
+    """Nearest chunks by cosine, fetched in growing rounds until `want` distinct documents
+    (that the query accepts)."""
     vectors, store = view.vectors, view.store()
     qv = query.vector
     n = len(vectors) if view.allowed is None else len(view.allowed)
@@ -82,6 +109,7 @@ def dense(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        best = query.passing(store, best, want)
         if len(best) >= want or fetch >= n:
             break
         fetch = min(n, fetch * 4)
@@ -89,8 +117,9 @@ def dense(view: View, query: Query, want: int) -> Ranked:
 
 
 def keyword(view: View, query: Query, want: int) -> Ranked:
-    """BM25's best chunks, fetched in growing rounds until `want` distinct documents. Only live
-    chunks count: an engine that lags behind SQLite never returns a deleted chunk."""
+    """BM25's best chunks, fetched in growing rounds until `want` distinct documents (that the
+    query accepts). Only live chunks count: an engine that lags behind SQLite never returns a
+    deleted chunk."""
     store = view.store()
     fetch = max(want * 5, 50)
     while True:
@@ -105,6 +134,7 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        best = query.passing(store, best, want)
         if len(best) >= want or len(found) < fetch:
             return dict(list(best.items())[:want])
         fetch *= 4

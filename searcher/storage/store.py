@@ -262,6 +262,20 @@ class ContentStore:
                 out[doc["id"]] = doc
         return out
 
+    def document_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """{doc_id: (title, text)} of the stored documents among `ids` (what a query's phrases
+        and exclusions are checked on)."""
+        out = {}
+        for part, marks in batches(ids):
+            q = f"select id, coalesce(title, ''), coalesce(text, '') from documents where id in ({marks})"
+            out.update((doc_id, (title, text)) for doc_id, title, text in self.db.execute(q, part).fetchall())
+        return out
+
+    def has_metadata_key(self, key: str) -> bool:
+        """Whether any document's metadata has `key` (with a value other than null)."""
+        q = "select exists(select 1 from documents where json_type(metadata, ?) not in ('null'))"
+        return bool(self.db.execute(q, ["$." + json.dumps(key)]).fetchone()[0])
+
     def chunk_ids_where(self, sql: str, params: list) -> list[int]:
         """The ids of the chunks whose documents match a compiled filter (searcher/search/filters.py),
         in order. The filter runs once a document, in a subquery, and its chunks come from the
