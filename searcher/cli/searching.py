@@ -33,13 +33,19 @@ from searcher.search.options import SearchOptions
 @json_option("Print results as a JSON list (an object with facets).")
 def search(query, index_dir, k, mode, model, device, precision, wheres, where_json, sort, recency, facet_fields,
            as_json):
-    """Find the documents that best match QUERY.
+    """Find the documents that best match QUERY. QUERY reads the way people type: "a phrase"
+    (only documents holding it), -word and -"a phrase" (none holding them), a OR b, word*
+    (a prefix), field:value, field:a,b, field:>=value (title, type, folder, year, modified, id,
+    source or any metadata key; ANDed with --where); a backslash before a quote, minus, star or colon makes it
+    literal.
 
     \b
     searcher search "how do I read a file line by line" -k 5
     searcher search "XQ-7781" --mode keyword
     searcher search "budget" --where type=pdf --where 'modified>=2024-01-01'
     searcher search "budget" --sort modified --facets type,year
+    searcher search '"line by line" read -binary type:md'
+    searcher search 'compress gzip OR bz2 year:>=2023'
     """
     where = parse_where(wheres, where_json)
     try:  # checked before the model loads
