@@ -37,9 +37,8 @@ from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
-from searcher.search.query import ParsedQuery, field_names, parse_query, plain_query
-from searcher.search.results import (DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode,  # noqa: F401
-                                     check_query)
+from searcher.search.query import ParsedQuery
+from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode  # noqa: F401
 from searcher.storage.folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, read_manifest,  # noqa: F401
                                      vectors_path, write_manifest)
 from searcher.storage.keywords import KeywordStats, open_keywords
@@ -218,17 +217,10 @@ class Index:
 
     # -- reading -------------------------------------------------------------------------
     def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
-        """The query as this index reads it (searcher/search/query.py): its syntax, with this
-        index's metadata keys as fields; plain words with `syntax=False`; a ParsedQuery as it is."""
-        if isinstance(query, ParsedQuery):
-            return query
-        query = check_query(query)
-        if not syntax:
-            return plain_query(query)
-        return parse_query(query, self.known_fields(field_names(query)))
+        """The query as this index reads it (searcher/search/query.py; plain words with `syntax=False`)."""
+        return self.queried.parse(query, syntax)
 
     def known_fields(self, names: Iterable[str]) -> set[str]:
-        """Those of `names` a query can filter by: the built-in fields, and metadata keys some document has."""
         return self.queried.known_fields(names)
 
     def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
@@ -237,16 +229,12 @@ class Index:
                keyword_stats: KeywordStats | None = None, syntax: bool = True) -> Results:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
-        `query` is read in the query language (searcher/search/query.py: "a phrase", -word,
-        a OR b, pre*, field:value), or as plain words with `syntax=False`; a ParsedQuery is
-        searched as it is. `mode`: "dense" (cosine of the BERT vectors), "keyword" (BM25 over
-        the chunks' words), or "hybrid" (the two fused by `fusion`, else this index's
-        `fusion`); None means DEFAULT_MODE. `where`: a filter (searcher/search/filters.py)
-        applied before ranking, ANDed with the query's fields. `sort="modified"` orders the
-        best FACET_DEPTH documents by date, newest first; `recency` (a half-life in days)
-        weights their scores by age (searcher/search/options.py). `keyword_stats`: BM25
-        statistics to score with instead of this index's own (a sharded index passes its
-        shards' sum: searcher/cluster/sharded.py).
+        `query`: the query language (searcher/search/query.py: "a phrase", -word, a OR b, pre*,
+        field:value), or plain words with `syntax=False`. `mode`: "dense", "keyword" or
+        "hybrid" (fused by `fusion`, else this index's); None: DEFAULT_MODE. `where`: a filter
+        applied before ranking, ANDed with the query's fields. `sort`, `recency`: see
+        searcher/search/options.py. `keyword_stats`: BM25 statistics to score with instead of
+        this index's own (a sharded index passes its shards' sum).
         """
         options = SearchOptions(k, offset, mode, where, sort, recency, now=now)
         return Results(self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)[0])

@@ -23,7 +23,7 @@ from searcher.sanitize import document_id
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.page import Ranking, result_page
-from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, plain_query
+from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, check_k, check_query
 from searcher.search.retrieval import RETRIEVERS, Query, hits
 from searcher.storage.folder import DATABASE
@@ -67,6 +67,16 @@ class QueryPipeline:
         self._known: dict[tuple[int, str], bool] = {}  # (generation, metadata key) -> whether a document has it
 
     @reading
+    def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
+        """The query as this index reads it: its syntax, with this index's metadata keys as
+        fields; plain words with `syntax=False`; a ParsedQuery as it is."""
+        if isinstance(query, ParsedQuery):
+            return query
+        query = check_query(query)
+        if not syntax:
+            return plain_query(query)
+        return parse_query(query, self.known_fields(field_names(query)))
+
     def known_fields(self, names: Iterable[str]) -> set[str]:
         """Those of `names` a query can filter by here: the built-in fields, and the metadata
         keys some document has (asked once a generation)."""
