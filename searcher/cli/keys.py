@@ -21,14 +21,16 @@ def keys():
     \b
     searcher keys add --scope read --file keys.txt     # prints the new key, once
     searcher keys add --scope read --indexes notes,mail --file keys.txt
+    searcher keys add --scope metrics --file keys.txt  # for Prometheus: /metrics only
     searcher keys list --file keys.txt
     searcher keys remove 3f9c01ab --file keys.txt
     """
 
 
 @keys.command("add")
-@click.option("--scope", type=click.Choice(["read", "admin"]), required=True,
-              help="read: searches, documents, the page; admin: also the write API.")
+@click.option("--scope", type=click.Choice(["read", "admin", "metrics"]), required=True,
+              help="read: searches, documents, the page; admin: also the write API and /metrics; "
+                   "metrics: /metrics only (a Prometheus server's key).")
 @click.option("--indexes", "index_names", default="*", show_default=True, metavar="NAMES",
               help="Limit the key to these indexes of `serve --index NAME=DIR` (comma-separated); * for all.")
 @key_file_option
@@ -37,7 +39,8 @@ def keys_add(scope, index_names, key_file):
     from searcher.web.keys import add_key, check_indexes
 
     try:
-        check_indexes(index_names)
+        if check_indexes(index_names) != "*" and scope == "metrics":
+            raise ValueError("a metrics key reads /metrics, which covers every index of the server: leave out --indexes")
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--indexes") from None
     entry, key = add_key(key_file, scope, index_names)
@@ -57,9 +60,9 @@ def keys_list(key_file):
     if not entries:
         click.echo(f"no keys in {key_file}", err=True)
         return
-    click.echo(f"{'ID':<10} {'SCOPE':<6} INDEXES")
+    click.echo(f"{'ID':<10} {'SCOPE':<7} INDEXES")
     for entry in entries:
-        click.echo(f"{entry.id:<10} {entry.scope:<6} {entry.indexes}")
+        click.echo(f"{entry.id:<10} {entry.scope:<7} {entry.indexes}")
 
 
 @keys.command("remove")

@@ -264,6 +264,13 @@ class ShardedIndex:
                           for name, i in zip(self.layout["folders"], infos)],
         }
 
+    def counts(self) -> dict:
+        """Index.counts summed over the shards (from their info(): a shard served on Ray answers
+        that); `generation` None (each shard has its own)."""
+        info = self.info()
+        return {**{name: info[name] for name in ("documents", "chunks", "vectors", "keyword_pending")},
+                "generation": None}
+
     # -- reading ---------------------------------------------------------------------------
     def get_document(self, doc_id: str) -> dict | None:
         """The document from the shard it lives in; ShardUnavailable when that shard cannot answer."""

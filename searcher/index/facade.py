@@ -205,6 +205,15 @@ class Index:
         `disk` by kind), and the stored `searcher eval` results (`evaluations`, newest first)."""
         return report.index_info(self.path, self.manifest, self.live, self.encoder)
 
+    @reading
+    def counts(self) -> dict[str, int]:
+        """info()'s counts (documents, chunks, vectors, keyword_pending, generation) without its
+        walk of the folder: cheap enough for every /metrics scrape (searcher/web/metrics.py)."""
+        vectors, generation = self.live.current()
+        store = self.live.read_store()
+        return {"documents": store.count_documents(), "chunks": store.count_chunks(), "vectors": len(vectors),
+                "keyword_pending": self.live.keywords.pending(store), "generation": generation}
+
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk by kind (searcher/index/report.py)."""
         return report.disk_usage(self.path, self.live.generation, self.live.keywords.path)

@@ -67,6 +67,10 @@ class ServedIndex(SearchableIndex, Protocol):
         """The generation its database has committed now, as this thread reads it (what a
         search's hits are read from); None for a sharded index (each shard has its own)."""
 
+    def counts(self) -> dict:
+        """documents, chunks, vectors, keyword_pending and generation (None for a sharded
+        index), read without walking the folder (what /metrics shows each scrape)."""
+
     def reopen(self) -> "ServedIndex":
         """A new one on the same folder and model (after its files were restored)."""
 

@@ -27,6 +27,7 @@ from searcher.web.keys import KeyRing
 from searcher.web.indexes import ALL, Services, allowed_names, default_for, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
 from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES
+from searcher.web.metrics import Metrics
 from searcher.web.names import folder_name
 from searcher.web.service import SearchService
 from searcher.web.views import bp as views_bp
@@ -137,7 +138,9 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
 
             index = open_index(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
         indexes = {folder_name(index.path): index}
-    services = Services({name: SearchService(idx) for name, idx in indexes.items()})  # checks the names
+    metrics = Metrics()  # this app's own registry (searcher/web/metrics.py)
+    services = Services({name: SearchService(idx, observer=metrics.observer(name))
+                         for name, idx in indexes.items()})  # checks the names
     if len(services) > 1:
         for name, service in services.items():
             service.name = name
@@ -176,6 +179,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.register_blueprint(about_bp)
     app.register_blueprint(map_bp)
     app.register_blueprint(indexes_bp)
+    metrics.install(app)  # GET /metrics, and the count of every request
 
     @app.context_processor
     def index_choices():

@@ -125,6 +125,7 @@ class FailureLimiter:
         self.limit, self.window, self.clock, self.max_clients = limit, window, clock, max_clients
         self._failures: OrderedDict[str, deque] = OrderedDict()
         self._lock = threading.Lock()
+        self.total = 0  # attempts counted since the start, every client's (/metrics)
 
     def retry_after(self, client: str) -> int:
         """0 when `client` may try now, else the seconds until it may (for Retry-After)."""
@@ -144,6 +145,7 @@ class FailureLimiter:
             if times is None:
                 times = self._failures[client] = deque()
             times.append(self.clock())
+            self.total += 1
             self._failures.move_to_end(client)
             while len(self._failures) > self.max_clients:
                 self._failures.popitem(last=False)
@@ -258,6 +260,8 @@ def require_key():
         if request.method in ("GET", "HEAD"):
             return redirect(url_for("auth.sign_in", next=here()), 303)
         return unauthorized("Sign in first.")
+    if access.scope == "metrics" and request.blueprint != "metrics":
+        return forbidden("A metrics key may read /metrics only.")
     if request.method not in SAFE_METHODS:
         if access.scope != "admin":
             return forbidden("This needs an admin key; this key can only read.")
@@ -328,6 +332,9 @@ def sign_in_post():
         limits.limiter.failed(client_address())
         return no_store((render_template("sign_in.html", next=target,
                                          error="That key is not valid (or has been removed)."), 401))
+    if key.scope == "metrics":
+        return no_store((render_template("sign_in.html", next=target,
+                                         error="A metrics key reads /metrics only: it cannot sign in to the page."), 403))
     limits.sign_ins.record(client_address())
     token = limits.sessions.start(key.id)
     response = redirect(target, 303)

@@ -32,9 +32,10 @@ def json_error(status: int, message: str, name: str | None = None):
 
 
 def wants_json() -> bool:
-    """Whether the request is for the API (so its errors are JSON)."""
+    """Whether the request is for the API or /metrics (so its errors are JSON, and a request
+    without a key gets 401, not the sign-in page)."""
     path = re.sub("/{2,}", "/", request.path)  # //api//x is an API path that is not found
-    return path == "/api" or path.startswith("/api/")
+    return path in ("/api", "/metrics") or path.startswith("/api/")
 
 
 def error_response(status: int, name: str, message: str):

@@ -8,7 +8,8 @@ The key file, one key a line:
     <id> sha256:<hex digest of the key> <scope> [<indexes>]
 
 `id` is a short random name (it is also part of the key, so a key says which line is its
-own); `scope` is `read` (searches, documents, the pages) or `admin` (also the write API). The
+own); `scope` is `read` (searches, documents, the pages), `admin` (also the write API and
+/metrics) or `metrics` (/metrics only, for a Prometheus server: searcher/web/metrics.py). The
 optional fourth field limits the key to some of the server's indexes (searcher/web/indexes.py):
 comma-separated names (`notes,mail`), or `*` for every index (the same as leaving it out).
 Such a key gets a 403 for any other index, `index=*` searches only its own, and
@@ -43,13 +44,13 @@ from searcher.web.names import check_index_name
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("read", "admin")
+SCOPES = ("read", "admin", "metrics")
 KEY_PREFIX = "srch"
 HASH_SCHEME = "sha256"
 ALL_INDEXES = "*"
 FILE_HEADER = (
     "# searcher API keys: managed by `searcher keys add|list|remove --file FILE`.\n"
-    "# <id> sha256:<digest of the key> <scope: read|admin> [<indexes: a,b or * for all>]\n"
+    "# <id> sha256:<digest of the key> <scope: read|admin|metrics> [<indexes: a,b or * for all>]\n"
 )
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -78,7 +79,8 @@ class ApiKey:
             "" if self.indexes == ALL_INDEXES else f" {self.indexes}")
 
     def allows(self, needed: str) -> bool:
-        return self.scope == "admin" or needed == "read"
+        """Whether this key may do what needs `needed` (a scope): admin may do all, the others their own."""
+        return self.scope == "admin" or needed == self.scope
 
 
 def digest(key: str) -> str:
@@ -115,6 +117,8 @@ def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] 
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     limit = check_indexes(indexes)
+    if scope == "metrics" and limit != ALL_INDEXES:
+        raise ValueError("a metrics key reads /metrics, which covers every index of the server: it takes no index limit")
     taken = set(taken)
     while True:
         kid = secrets.token_hex(4)

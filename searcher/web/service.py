@@ -27,6 +27,7 @@ from typing import Any, Callable, TypeVar
 
 from searcher.errors import DatabaseCorruptError, ShardUnavailable
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError
+from searcher.index.writer import IndexReport
 
 from searcher.web.latency import LatencyWindow
 from searcher.web.requests import BadRequest, SearchPage, SearchRequest
@@ -120,6 +121,18 @@ def reopen(old):
     return old.reopen()
 
 
+class ServiceObserver:
+    """What a served index tells about its work as it happens (searcher/web/metrics.py counts
+    it); this one hears nothing. Called on the request's (or the watcher's) thread."""
+
+    def searched(self, mode: str, seconds: float) -> None:
+        """A search in `mode` was answered in `seconds`."""
+
+    def wrote(self, kind: str, seconds: float, commits: int, report: IndexReport | None) -> None:
+        """A write of `kind` (documents, delete, watch) took `seconds` (its turn's wait not
+        counted) and made `commits` commits; `report`: its IndexReport, where it has one."""
+
+
 def close_quietly(index) -> None:
     try:
         index.close()
@@ -142,8 +155,10 @@ class SearchService:
 
     retry_interval = 1.0
 
-    def __init__(self, index, opener: Callable[[Any], Any] = reopen, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, index, opener: Callable[[Any], Any] = reopen, clock: Callable[[], float] = time.monotonic,
+                 observer: ServiceObserver | None = None):
         self.index = index
+        self.observer = observer or ServiceObserver()
         self._open = opener
         self._clock = clock
         self._lock = threading.Lock()
@@ -179,8 +194,10 @@ class SearchService:
                 generation = None  # commits kept landing: the answer names none
         except ValueError as e:  # a filter the engine refuses (searcher/search/filters.py says why)
             raise BadRequest(str(e)) from e
-        took_ms = round((time.perf_counter() - started) * 1000, 1)
+        seconds = time.perf_counter() - started
+        took_ms = round(seconds * 1000, 1)
         self.latency.record(took_ms)
+        self.observer.searched(mode, seconds)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation,
                           missing_shards=list(hits.missing_shards))
 
@@ -228,6 +245,15 @@ class SearchService:
     def count(self) -> int:
         return self._call(len)
 
+    def counts(self) -> dict:
+        """The index's counts (Index.counts: no walk of the folder), for /metrics."""
+        return self._call(lambda index: index.counts())
+
+    @property
+    def broken(self) -> str | None:
+        """Why the index cannot be read, while the damage guard holds it broken; None otherwise."""
+        return self._broken
+
     def health(self) -> int:
         """The document count after a real probe of the index; IndexUnavailable if it fails."""
         return self._call(probe)
@@ -238,21 +264,33 @@ class SearchService:
         when another process is writing to the index, WriteBusy when this one has been busy
         for `write_wait` seconds."""
         documents = list(documents)
-        with self.writes.turn():
-            return self._call(lambda index: index.add_documents(documents, on_conflict=on_conflict))
+        return self._write("documents", lambda index: index.add_documents(documents, on_conflict=on_conflict))
 
     def delete(self, doc_ids: list[str]) -> tuple[int, int | None]:
         """Index.delete, one write at a time: how many of the documents were there, and the
         generation after it."""
-        with self.writes.turn():  # read under the write lock: the generation its own commit made
-            return self._call(lambda index: (index.delete(doc_ids), index.committed_generation()))
+        # the generation read under the write lock: the one its own commit made
+        return self._write("delete", lambda index: (index.delete(doc_ids), index.committed_generation()))
 
     def write(self, run: Callable[[Any], T], wait: float | None = None) -> T:
         """`run(index)` as one write among the others (the folder watcher's runs, searcher/index/watch.py),
         waiting `wait` seconds for its turn (None: `write_wait`; negative: as long as it takes),
         then WriteBusy."""
+        return self._write("watch", run, wait)
+
+    def _write(self, kind: str, run: Callable[[Any], T], wait: float | None = None) -> T:
+        """`run(index)` in its turn, timed, told to the observer with its commits: the
+        generations it moved the index by (each commit takes the next number; only the first
+        commit after a crashed write may skip the numbers of the files it left)."""
         with self.writes.turn(wait):
-            return self._call(run)
+            before = self._generation_or_none()
+            started = time.perf_counter()
+            result = self._call(run)
+            seconds = time.perf_counter() - started
+            after = self._generation_or_none()
+        commits = after - before if before is not None and after is not None and after > before else 0
+        self.observer.wrote(kind, seconds, commits, result if isinstance(result, IndexReport) else None)
+        return result
 
     @property
     def write_wait(self) -> float:

@@ -28,6 +28,9 @@ class WriteQueue:
         self.wait = wait
         self._generation = generation
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.waiting = 0  # writes waiting for their turn now (/metrics: the queue's depth)
+        self.running = False  # whether a write holds the lock now
 
     @contextmanager
     def turn(self, wait: float | None = None) -> Iterator[None]:
@@ -37,8 +40,14 @@ class WriteQueue:
         (a large write commits in parts), compared by generation under the lock; None when
         that cannot be told."""
         wait = self.wait if wait is None else wait
-        if not (self._lock.acquire() if wait < 0 else self._lock.acquire(timeout=wait)):
+        self._count(1)
+        try:
+            got = self._lock.acquire() if wait < 0 else self._lock.acquire(timeout=wait)
+        finally:
+            self._count(-1)
+        if not got:
             raise WriteBusy(f"another write has been running for over {wait:.0f} seconds; try again later")
+        self.running = True
         try:
             before = self._generation()
             try:
@@ -49,4 +58,9 @@ class WriteQueue:
                 e.written = None if before is None or after is None else after != before
                 raise
         finally:
+            self.running = False
             self._lock.release()
+
+    def _count(self, step: int) -> None:
+        with self._count_lock:
+            self.waiting += step
