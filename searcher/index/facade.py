@@ -209,10 +209,7 @@ class Index:
     def counts(self) -> dict[str, int]:
         """info()'s counts (documents, chunks, vectors, keyword_pending, generation) without its
         walk of the folder: cheap enough for every /metrics scrape (searcher/web/metrics.py)."""
-        vectors, generation = self.live.current()
-        store = self.live.read_store()
-        return {"documents": store.count_documents(), "chunks": store.count_chunks(), "vectors": len(vectors),
-                "keyword_pending": self.live.keywords.pending(store), "generation": generation}
+        return report.index_counts(self.live)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk by kind (searcher/index/report.py)."""

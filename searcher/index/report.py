@@ -48,6 +48,14 @@ def index_info(path: Path, manifest: dict, live: LiveGeneration, encoder) -> dic
     }
 
 
+def index_counts(live: LiveGeneration) -> dict[str, int]:
+    """Index.counts: index_info's counts without its walk of the folder."""
+    vectors, generation = live.current()
+    store = live.read_store()
+    return {"documents": store.count_documents(), "chunks": store.count_chunks(), "vectors": len(vectors),
+            "keyword_pending": live.keywords.pending(store), "generation": generation}
+
+
 def committed_at(path: Path, store: ContentStore, generation: int) -> str | None:
     """When the live generation was committed (ISO 8601, UTC): recorded by the commit, or,
     for an index last committed before commits recorded it, its vectors file's time."""
