@@ -43,7 +43,8 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         elif record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # ASCII: a file name that is not UTF-8 (a lone surrogate) cannot break the line or the stream
+        return json.dumps(line, default=str)
 
 
 class _Handler(logging.StreamHandler):

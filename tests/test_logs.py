@@ -90,6 +90,7 @@ def test_json_lines_have_time_level_logger_message_and_fields():
     try:
         log = logging.getLogger("searcher.test")
         log.info("indexed %d files", 3, extra={"documents": 3})
+        log.warning("cannot read %s", "caf\udce9.txt")  # a name that is not UTF-8
         logging.getLogger("waitress").warning("Task queue depth is 5")
         logging.getLogger("some.library").info("not shown: other libraries from WARNING")
         try:
@@ -102,8 +103,11 @@ def test_json_lines_have_time_level_logger_message_and_fields():
     finally:
         configure("text")
     lines = stream.getvalue().splitlines()
+    assert all(line.isascii() for line in lines)  # whatever the stream's encoding
     parsed = [json.loads(line) for line in lines]  # every line one object
-    assert [p["logger"] for p in parsed] == ["searcher.test", "waitress", "searcher.test", "py.warnings"]
+    assert [p["logger"] for p in parsed] == ["searcher.test", "searcher.test", "waitress", "searcher.test",
+                                              "py.warnings"]
+    assert parsed.pop(1)["message"] == "cannot read caf\udce9.txt"
     first = parsed[0]
     assert (first["level"], first["message"], first["documents"]) == ("info", "indexed 3 files", 3)
     assert first["time"].endswith("Z") and "T" in first["time"]  # ISO 8601, UTC
