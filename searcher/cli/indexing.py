@@ -8,11 +8,13 @@ from pathlib import Path
 
 import click
 
-from searcher.cli.options import device_option, index_option, json_option, precision_option, watch_timing
-from searcher.cli.output import printable, progress_bar, run_printer
+from searcher.cli.options import (device_option, index_option, json_option, log_format_option, precision_option,
+                                  watch_timing)
+from searcher.cli.output import log, printable, progress_bar, run_logger, run_printer, say
 from searcher.cluster.sharded import ShardedIndex, open_index
 from searcher.cluster.shards import is_sharded, read_layout, shard_paths
 from searcher.index.facade import ON_CONFLICT, Index
+from searcher.logs import configure as configure_logging
 from searcher.readers.formats import READERS
 from searcher.readers.loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from searcher.storage.folder import ensure_unlocked
@@ -80,11 +82,13 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 @click.option("--ray-batch-size", type=click.IntRange(1), default=None,
               help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
 @json_option("Print the summary as JSON.")
+@log_format_option
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
           workers, ocr, follow_links, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
-          as_json):
+          as_json, log_format):
+    configure_logging(log_format)
     if not paths and not python_docs:
         raise click.UsageError("give files or folders to index, or --python-docs")
     if (ray_workers or ray_batch_size) and ray_address is None:
@@ -117,7 +121,8 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
                           workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
                           max_pages=max_pages, max_chars=max_file_chars)
     ray_facts = {}
-    with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, progress_bar() as update:
+    with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, \
+            progress_bar(logged=log_format == "json") as update:
         report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
         if python_docs:
             from searcher.readers.pydocs import python_docs as stdlib_documents
@@ -126,7 +131,10 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
                                                     encoder=encoder))
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "index": str(index_dir), **ray_facts}, indent=2))
-    else:
+    if log_format == "json":  # the summary as one record, its report in fields
+        log.info("%s; index: %s (%d documents)", report.summary(), index_dir, len(idx),
+                 extra={"report": report.to_dict(), "index": str(index_dir), "documents": len(idx), **ray_facts})
+    elif not as_json:
         click.echo(printable(report.summary()))
         if ray_facts:
             ray = ray_facts["ray"]
@@ -179,8 +187,9 @@ def open_for_writing(index_dir: Path, model=None, **options):
 @click.option("--follow-links", is_flag=True,
               help="Follow symlinks that lead out of the folders watched (by default they are skipped, reported).")
 @json_option("Print each run's report as one line of JSON.")
+@log_format_option
 def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, follow_links, on_conflict,
-          as_json):
+          as_json, log_format):
     """Keep the index in --index in line with PATHS as files change, until Ctrl+C.
 
     New, changed, renamed and deleted files are indexed (or removed) a moment after they
@@ -193,19 +202,20 @@ def watch(paths, index_dir, model, device, precision, reconcile, debounce, settl
     """
     from searcher.index.watch import Watcher, check_paths
 
+    configure_logging(log_format)
     check_paths(paths, index_dir)  # before the model loads
     idx = open_for_writing(index_dir, model, device=device, precision=precision)
     watcher = Watcher(idx, paths, LoadOptions(workers=workers, follow_links=follow_links), debounce=debounce / 1000,
                       reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
-                      on_run=run_printer(as_json))
-    click.echo(f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
+                      on_run=run_logger() if log_format == "json" and not as_json else run_printer(as_json))
+    say(log_format, f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
     try:
         watcher.run()
     except KeyboardInterrupt:
         pass
     finally:
         idx.close()
-    click.echo(f"stopped; index: {index_dir}", err=True)
+    say(log_format, f"stopped; index: {index_dir}", err=True)
 
 
 @click.command()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from searcher.index.facade import DEFAULT_INDEX_DIR, DEFAULT_MODE, SEARCH_MODES
+from searcher.logs import LOG_FORMATS
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -25,6 +26,12 @@ precision_option = click.option(
     "--precision", type=click.Choice(["auto", "exact", "fast"]), default="auto", show_default=True,
     help="exact: float32 (what sentence-transformers computes); fast: int8 ONNX Runtime on CPU "
          "(1.6-2.2x faster on 2 CPUs, nDCG@10 within 0.005), fp16 on CUDA; auto: fast when available.",
+)
+log_format_option = click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+    help="text: lines for people; json: every line on stderr one JSON object (time, level, logger, message, "
+         "fields; a server's access lines with request id, status, duration), for a log collector "
+         "(docs/operations.md).",
 )
 k_option = click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True,
                         help="Documents to return.")

@@ -4,6 +4,7 @@ hits, a watcher's runs, and errors a user can act on as one line."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -13,6 +14,8 @@ import click
 
 from searcher.encoding.encoder import ModelError
 from searcher.errors import SearcherError
+
+log = logging.getLogger("searcher.cli")  # what the commands print, with --log-format json
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -34,10 +37,10 @@ def printable(text: str) -> str:
 
 
 @contextmanager
-def progress_bar(unit: str = " chunks", desc: str = "encoding", every: float = 5.0):
+def progress_bar(unit: str = " chunks", desc: str = "encoding", every: float = 5.0, logged: bool = False):
     """A progress callback: a tqdm bar on a terminal; elsewhere (a log file, CI) a line on stderr
-    every `every` seconds, as pip and git do."""
-    if sys.stderr.isatty():
+    every `every` seconds, as pip and git do; `logged` (--log-format json): that line as a log record."""
+    if sys.stderr.isatty() and not logged:
         from tqdm import tqdm
 
         with tqdm(unit=unit, desc=desc, file=sys.stderr) as bar:
@@ -52,7 +55,11 @@ def progress_bar(unit: str = " chunks", desc: str = "encoding", every: float = 5
         now = time.monotonic()
         if now - last >= every:
             last = now
-            click.echo(f"{desc}: {done}{unit} ({done / (now - started):.1f}{unit}/s)", err=True)
+            line = f"{desc}: {done}{unit} ({done / (now - started):.1f}{unit}/s)"
+            if logged:
+                log.info(line, extra={"progress": desc, "done": done})
+            else:
+                click.echo(line, err=True)
 
     yield update
 
@@ -69,6 +76,25 @@ def run_printer(as_json: bool = False):
             click.echo(f"[{at}] {kind}: {printable(report.summary())}")
 
     return on_run
+
+
+def run_logger():
+    """on_run for a watcher with --log-format json: each run's summary as a log record, its
+    report in the field `report`."""
+
+    def on_run(kind: str, report) -> None:
+        log.info("%s: %s", kind, report.summary(), extra={"run": kind, "report": report.to_dict()})
+
+    return on_run
+
+
+def say(log_format: str, line: str, err: bool = False, **fields) -> None:
+    """A line a command prints (on stderr with `err`): as a log record (INFO, with `fields`)
+    with --log-format json, where every line on stderr is JSON."""
+    if log_format == "json":
+        log.info(line, extra=fields)
+    else:
+        click.echo(line, err=err)
 
 
 def print_hits(hits, passages: bool = True) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from searcher.cli.options import (device_option, given, index_option, parse_index_specs, precision_option,
-                                  watch_timing)
-from searcher.cli.output import run_printer
+from searcher.cli.options import (device_option, given, index_option, log_format_option, parse_index_specs,
+                                  precision_option, watch_timing)
+from searcher.cli.output import log, run_logger, run_printer
 from searcher.cluster.sharded import open_index
 from searcher.index.facade import DEFAULT_INDEX_DIR
+from searcher.logs import configure as configure_logging
 from searcher.web.limits import MAX_WRITE_BYTES
 
 
@@ -40,6 +41,10 @@ from searcher.web.limits import MAX_WRITE_BYTES
               show_default=True, help="The largest body of a POST /api/documents, in MiB.")
 @click.option("--backup-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where POST /api/backup (admin keys) writes backups; without it the server takes none.")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDR",
+              help="A reverse proxy (IP address or network, e.g. 127.0.0.1 or 10.0.0.0/8; repeatable) whose "
+                   "X-Forwarded-For names the client, for the sign-in limits and the log; from any other peer "
+                   "the header is ignored.")
 @click.option("--watch", "watch_paths", multiple=True, type=click.Path(exists=True, path_type=Path), metavar="PATH",
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
 @click.option("--follow-links", is_flag=True,
@@ -53,9 +58,11 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @watch_timing
 @device_option
 @precision_option
+@log_format_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          backup_dir, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle, device, precision):
+          backup_dir, trusted_proxies, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle,
+          device, precision, log_format):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -63,11 +70,13 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
     searcher serve --index notes=indexes/notes --index mail=/srv/mail-index
     searcher serve --facets author,type,year
     searcher serve --host 0.0.0.0 --api-keys keys.txt --allowed-hosts search.example.com
+    searcher serve --api-keys keys.txt --allowed-hosts search.example.com --trusted-proxy 127.0.0.1 --log-format json
     searcher serve --watch ~/notes --watch ~/papers
     searcher serve --ray auto --index sharded/ --replicas 2
     """
     from searcher.web.launcher import ServeConfig, ServeConfigError, serve as launch
 
+    configure_logging(log_format)
     specs = parse_index_specs(index_specs)
     timing = given(ctx, "reconcile", "debounce", "settle")
     if timing and not watch_paths:
@@ -76,9 +85,13 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
         config = ServeConfig(
             indexes=specs, host=host, port=port, threads=threads, facets=facet_fields.split(","), api_keys=api_keys,
             no_auth=no_auth, allowed_hosts=allowed_hosts, max_write_bytes=int(max_write_mb * 2**20),
-            backup_dir=backup_dir, watch=watch_paths, follow_links=follow_links, reconcile=reconcile, debounce=debounce / 1000,
+            backup_dir=backup_dir, trusted_proxies=trusted_proxies, watch=watch_paths, follow_links=follow_links,
+            reconcile=reconcile, debounce=debounce / 1000,
             settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision)
-        launch(config, say=click.echo, warn=lambda line: click.echo(line, err=True), on_run=run_printer())
+        if log_format == "json":
+            launch(config, say=log.info, warn=log.warning, on_run=run_logger())
+        else:
+            launch(config, say=click.echo, warn=lambda line: click.echo(line, err=True), on_run=run_printer())
     except ServeConfigError as e:
         if e.option:
             raise click.BadParameter(str(e), param_hint=e.option) from None

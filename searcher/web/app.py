@@ -19,6 +19,7 @@ from searcher.search.facets import DEFAULT_FACETS
 from searcher.hosts import HostRule
 
 from searcher.web.about import bp as about_bp
+from searcher.web import access_log
 from searcher.web.api import bp as api_bp
 from searcher.web.auth import install as install_auth
 from searcher.web.corpus_map import bp as map_bp
@@ -29,6 +30,7 @@ from searcher.web.indexes import bp as indexes_bp
 from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES
 from searcher.web.metrics import Metrics
 from searcher.web.names import folder_name
+from searcher.web.proxies import TrustedProxies, parse_trusted_proxies
 from searcher.web.service import SearchService
 from searcher.web.views import bp as views_bp
 from searcher.web.writes import bp as writes_bp
@@ -117,7 +119,8 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
                precision: str = "auto", facets: tuple[str, ...] = DEFAULT_FACETS,
                keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
                indexes: Mapping[str, object] | None = None,
-               allowed_hosts: HostRule | Iterable[str] = (), backup_dir: str | os.PathLike | None = None) -> Flask:
+               allowed_hosts: HostRule | Iterable[str] = (), backup_dir: str | os.PathLike | None = None,
+               trusted_proxies: Iterable[str] = ()) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
     or serve several: `indexes` {name: open Index}, the first the default (searcher/web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
@@ -126,7 +129,9 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     `max_write_bytes`: the largest body of a POST /api/documents. `allowed_hosts`: the Host
     names answered besides the localhost forms and IP addresses (searcher/hosts.py; a HostRule
     as `searcher serve` makes it, with the address it listens on), against DNS rebinding.
-    `backup_dir`: where POST /api/backup writes (None: the server takes no backups)."""
+    `backup_dir`: where POST /api/backup writes (None: the server takes no backups).
+    `trusted_proxies`: addresses or networks of reverse proxies whose X-Forwarded-For names the
+    client (searcher/web/proxies.py); from anyone else the header is ignored."""
     if indexes is not None:
         if index is not None or index_dir is not None:
             raise ValueError("give `indexes` or one index (`index`, `index_dir`), not both")
@@ -151,6 +156,10 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
                       SEARCHER_BACKUP_DIR=Path(backup_dir) if backup_dir is not None else None)
     app.json = FiniteJSONProvider(app)
     app.json.sort_keys = False
+    proxies = parse_trusted_proxies(trusted_proxies)
+    app.config["SEARCHER_TRUSTED_PROXIES"] = proxies
+    app.wsgi_app = TrustedProxies(app.wsgi_app, proxies)
+    access_log.install(app)  # first of the request hooks: the clock starts before the others
     # Werkzeug answers //api//health with a redirect to the merged path, an absolute URL on
     # the Host header's host; without merging, such a path is just not found.
     app.url_map.merge_slashes = False

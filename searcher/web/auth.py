@@ -9,7 +9,8 @@ token, kept in this process's memory for SESSION_SECONDS. A signed-in page can r
 (its cookie goes with same-site requests only), but never write: writes need the key itself
 in an `Authorization: Bearer` header, which no other site can make a browser send, so no
 page elsewhere can write through a signed-in person's browser (no CSRF). Failed attempts
-(a wrong key in the form or in an Authorization header) are limited per client address:
+(a wrong key in the form or in an Authorization header) are limited per client address (behind
+a `--trusted-proxy`, the real client's: searcher/web/proxies.py):
 FAILURE_LIMIT a FAILURE_WINDOW, then 429 with Retry-After; sign-ins with a good key too,
 SIGN_IN_LIMIT a SIGN_IN_WINDOW. A key holds at most MAX_SESSIONS_PER_KEY sessions (its own
 oldest ends first), so one key's holder cannot sign out anyone else.

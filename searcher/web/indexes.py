@@ -23,6 +23,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from searcher.search.several import fuse_rankings, merge_facets
 
+from searcher.web import access_log
 from searcher.web.names import check_index_name
 from searcher.web.requests import SearchPage, SearchRequest
 from searcher.web.service import IndexUnavailable, SearchService
@@ -158,8 +159,12 @@ def search(req: SearchRequest) -> SearchPage:
     """The request's search: over its one index, or with index=* over every allowed one."""
     names = resolve(allow_all=True)
     if requested() == ALL:
-        return search_all(names, req)
-    return registry()[names[0]].search(req)
+        page = search_all(names, req)
+        access_log.note(generations=page.generations)
+    else:
+        page = registry()[names[0]].search(req)
+        access_log.note(index=names[0], generation=page.generation)
+    return page
 
 
 def count(names: list[str]) -> int:

@@ -27,6 +27,7 @@ from searcher.web import server
 from searcher.web.app import create_app
 from searcher.web.keys import KeyRing
 from searcher.web.limits import MAX_WRITE_BYTES
+from searcher.web.proxies import parse_trusted_proxies
 from searcher.web.writes import watch_folders
 
 
@@ -49,7 +50,8 @@ class ServeConfig:
     and `port` with `threads` request threads; the page's `facets`; the keys in the file
     `api_keys` (None: no keys, which beyond loopback needs `no_auth`); the Host names answered
     besides the server's own (`allowed_hosts`, as `--allowed-hosts` takes them); the largest
-    write body. `watch`: paths the (single) index is kept in line with, walked following
+    write body; the reverse proxies whose X-Forwarded-For names the client (`trusted_proxies`,
+    addresses or networks). `watch`: paths the (single) index is kept in line with, walked following
     links or not, on the watcher's timing (seconds; `reconcile` 0 or None: only at the
     start). `ray_address`: serve a sharded index's shards on Ray Serve, `replicas` copies
     each. Making one checks the settings together (ServeConfigError, or ValueError for a
@@ -65,6 +67,7 @@ class ServeConfig:
     allowed_hosts: Sequence[str] = ()
     max_write_bytes: int = MAX_WRITE_BYTES
     backup_dir: Path | None = None  # where POST /api/backup writes
+    trusted_proxies: Sequence[str] = ()  # reverse proxies whose X-Forwarded-For is believed (searcher/web/proxies.py)
     watch: Sequence[Path] = ()
     follow_links: bool = False
     reconcile: float | None = DEFAULT_RECONCILE
@@ -95,8 +98,13 @@ class ServeConfig:
                 f"refusing to listen on {self.host} without API keys: anyone who can reach it could search "
                 f"this index. Give --api-keys FILE (make one with `searcher keys add --scope read --file FILE`), "
                 f"or --no-auth to serve it to everyone anyway.")
-        if isinstance(self.facets, str) or isinstance(self.allowed_hosts, str):
-            raise TypeError("facets and allowed_hosts are lists of names, not one string")
+        if isinstance(self.facets, str) or isinstance(self.allowed_hosts, str) or isinstance(self.trusted_proxies, str):
+            raise TypeError("facets, allowed_hosts and trusted_proxies are lists, not one string")
+        try:
+            parse_trusted_proxies(self.trusted_proxies)
+        except ValueError as e:
+            raise ServeConfigError(str(e), option="--trusted-proxy") from None
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
         try:
             object.__setattr__(self, "facets", check_facet_fields(f for f in self.facets if f.strip()))
         except ValueError as e:
@@ -162,7 +170,7 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
                 opened[name] = open_index(folder, device=config.device, precision=config.precision)
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=config.facets, keys=keys, max_write_bytes=config.max_write_bytes,
-                         backup_dir=config.backup_dir,
+                         backup_dir=config.backup_dir, trusted_proxies=config.trusted_proxies,
                          allowed_hosts=HostRule(config.host, config.allowed_hosts))
         watcher = None
         if config.watch:

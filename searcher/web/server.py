@@ -100,7 +100,10 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4
     quiet_queue_warnings()
     server = waitress.create_server(
         app, host=host, port=port, threads=threads, ident="searcher",
-        max_request_body_size=server_body_limit(app), clear_untrusted_proxy_headers=True,
+        max_request_body_size=server_body_limit(app),
+        # X-Forwarded-* reach only an app that trusts proxies, which believes them from those alone
+        # (searcher/web/proxies.py); for any other app waitress removes them.
+        clear_untrusted_proxy_headers=not getattr(app, "config", {}).get("SEARCHER_TRUSTED_PROXIES"),
     )
     # One listening socket is the server itself; several (a name like localhost) are in its map.
     for listener in [server, *getattr(server, "map", {}).values()]:
