@@ -24,7 +24,7 @@ import importlib
 _EXPORTS = {
     "Document": "searcher.readers.documents",
     "Skipped": "searcher.readers.documents",
-    "LoadOptions": "searcher.readers.loaders",
+    "LoadOptions": "searcher.readers.options",
     "Encoder": "searcher.encoding.encoder",
     "ModelError": "searcher.encoding.encoder",
     "Hit": "searcher.search.results",

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from searcher.encoding.chunker import Chunker
 from searcher.readers.formats import READERS
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.loaders import LoadOptions, load_file
+from searcher.readers.loaders import load_file
+from searcher.readers.options import LoadOptions
 
 
 def run(index, tmp_path, name: str, content: bytes | str, **opts):

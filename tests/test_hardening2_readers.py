@@ -50,9 +50,9 @@ def test_a_long_mbox_from_line_full_of_times_is_split_in_linear_time():
     # 100,000 times on the last 'From ' line (no newline): the quadratic pattern took 48 s on 16,000.
     out = run_bounded("""
         from pathlib import Path
-        from searcher.readers.loaders import LoadOptions
+        from searcher.readers.options import LoadOptions
         from searcher.readers.email import read_mbox
-        items = list(read_mbox(Path("m.mbox"), b"From a " + b"10:00 " * 100000, LoadOptions()))
+        items = list(read_mbox(Path("m.mbox"), b"From a " + b"10:00 " * 100000, LoadOptions(), {}))
         print(len(items), type(items[0]).__name__)
     """)
     assert out.split() == ["1", "Document"]
@@ -173,7 +173,7 @@ def listed(items_or_report) -> str:
 
 
 def test_symlinks_out_of_the_folder_are_reported_and_nothing_beyond_them_is_read(linked_tree):
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
     docs, skipped = docs_and_skips([linked_tree], LoadOptions(workers=0))
     assert sorted(d.id for d in docs) == [str(linked_tree / p) for p in ("a.txt", "sub/alias.txt", "sub/b.txt")]
@@ -193,7 +193,7 @@ def test_symlinks_out_of_the_folder_are_reported_and_nothing_beyond_them_is_read
 
 def test_the_watcher_stays_inside_its_folders(linked_tree, fake_index):
     pytest.importorskip("watchfiles")
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
     from searcher.index.watch import Watcher
 
     watcher = Watcher(fake_index, [linked_tree], LoadOptions(workers=0), reconcile_every=None, debounce=0.1, settle=0.1)
@@ -250,7 +250,7 @@ def page_tree_pdf(copies: int, text: str = "Hello page") -> bytes:
 
 
 def test_a_pdf_over_the_page_bound_is_skipped_before_a_page_is_read(tmp_path):
-    from searcher.readers.loaders import DEFAULT_MAX_PAGES, LoadOptions
+    from searcher.readers.options import DEFAULT_MAX_PAGES, LoadOptions
 
     (tmp_path / "tree.pdf").write_bytes(page_tree_pdf(2 * DEFAULT_MAX_PAGES))
     (tmp_path / "small.pdf").write_bytes(page_tree_pdf(3))
@@ -265,7 +265,7 @@ def test_a_pdf_over_the_page_bound_is_skipped_before_a_page_is_read(tmp_path):
 
 
 def test_a_file_over_the_character_bound_is_skipped_and_rows_before_it_kept(tmp_path):
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
     assert LoadOptions(max_file_bytes=1000).max_chars == 1000  # by default: the size limit's bytes
     (tmp_path / "p.pdf").write_bytes(page_tree_pdf(3))  # "Hello page" three times: 34 characters
@@ -280,7 +280,7 @@ def test_a_file_over_the_character_bound_is_skipped_and_rows_before_it_kept(tmp_
 
 def test_an_epub_over_the_chapter_bound_is_skipped(tmp_path):
     epub = pytest.importorskip("ebooklib.epub", reason="ebooklib makes the EPUB fixture")
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
     book = epub.EpubBook()
     book.set_identifier("id-1")

@@ -16,7 +16,7 @@ import pytest
 
 from searcher import Index
 from searcher.quality import corpus_map
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.index.watch import Watcher
 
 ROOT = Path(__file__).resolve().parent.parent

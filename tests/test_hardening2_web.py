@@ -153,7 +153,7 @@ def test_mcp_http_gets_the_same_names():
 # -- 2: POST /api/index and the key's index limit ----------------------------------------------
 
 def test_post_api_index_honours_the_index_and_the_keys_limit(animals, tmp_path):
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
     from searcher.web.writes import watch_folders
 
     docs = tmp_path / "docs"

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from searcher import Index
 from searcher.cli import main as cli
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.web import create_app
 from searcher.web.keys import ApiKey, KeyRing, digest, new_key, parse_key_file, read_key_file
 from searcher.web.writes import watch_folders

@@ -157,7 +157,7 @@ def test_ocr_without_ocrmypdf_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_ocr_reads_a_scanned_page_when_ocrmypdf_is_installed(tmp_path):
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
     from searcher.readers.pdf import ocr_available
 
     if not ocr_available():

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from searcher import Index
 from searcher.cli import main
 from searcher.storage.folder import exclusive_lock
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.index.watch import Watcher
 from searcher.web import create_app
 from searcher.web.writes import watch_folders

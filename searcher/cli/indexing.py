@@ -16,7 +16,7 @@ from searcher.cluster.shards import is_sharded, read_layout, shard_paths
 from searcher.index.facade import ON_CONFLICT, Index
 from searcher.logs import configure as configure_logging
 from searcher.readers.formats import READERS
-from searcher.readers.loaders import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
+from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from searcher.storage.folder import ensure_unlocked
 from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
 from searcher.storage.vectors import INDEX_TYPES

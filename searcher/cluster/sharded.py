@@ -62,7 +62,7 @@ from searcher.errors import ModelMismatchError, SearcherError, ShardUnavailable
 from searcher.index.facade import Index
 from searcher.index.writer import IndexReport, as_documents, check_additions, doc_location, duplicate
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun
 from searcher.sanitize import document_id, is_blank
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH

@@ -32,7 +32,7 @@ from searcher.index.writer import (ON_CONFLICT, UNFINISHED, IndexReport, as_docu
                                    doc_location, title_token_ids)
 from searcher.index.writing import WriteSession
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion

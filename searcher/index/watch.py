@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Iterator
 
 from searcher.readers.documents import Skipped
 from searcher.readers.formats import READERS
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.readers.walk import walk_paths
 from searcher.sanitize import clean_text
 from searcher.index.writer import IndexReport

@@ -15,7 +15,7 @@ from searcher.errors import ModelMismatchError, SearcherError
 from searcher.index.live import LiveGeneration
 from searcher.index.writer import COMMIT_CHUNKS, IndexReport, Writer, check_additions
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun
 from searcher.sanitize import document_id
 

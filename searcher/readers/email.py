@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from searcher.readers.documents import Document, Skipped, TooLarge
 from searcher.readers.html_text import html_to_text
 
 if TYPE_CHECKING:
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
+
+# A reader of one format; `readers` maps an attachment's suffix to one (searcher/readers/formats.py)
+Reader = Callable[[Path, bytes, "LoadOptions"], Iterator[Document | Skipped]]
 
 
 def mail_date(value) -> str | None:
@@ -24,7 +27,8 @@ def mail_date(value) -> str | None:
     return when.isoformat() if when.tzinfo else when.isoformat() + "+00:00"
 
 
-def message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> Iterator[Document | Skipped]:
+def message_documents(message, doc_id: str, source: str, opts: LoadOptions,
+                      readers: Mapping[str, Reader]) -> Iterator[Document | Skipped]:
     """One e-mail: the message itself (subject as title; from, to, cc, date, message_id as
     metadata), then each attachment in a supported format (other than e-mail) as a document of
     its own, `<message id>/<n>-<file name>`, with the message as its `parent`. A message that
@@ -49,12 +53,10 @@ def message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> I
         yield Skipped(f"{source} [{doc_id}]", f"unreadable message ({type(e).__name__}: {e})")
         return
     yield Document(id=doc_id, text=text, title=subject or "(no subject)", source=source, metadata=metadata)
-    from searcher.readers.formats import READERS  # (the registry lists this module's readers too)
-
     for number, part in enumerate(attachments, 1):
         name = part.get_filename() or f"attachment-{number}"
-        reader = READERS.get(Path(name).suffix.lower())
-        if reader is None or reader in (read_eml, read_mbox):
+        reader = readers.get(Path(name).suffix.lower())
+        if reader is None:
             continue
         part_id = f"{doc_id}/{number}-{name}"
         try:
@@ -74,11 +76,11 @@ def message_documents(message, doc_id: str, source: str, opts: LoadOptions) -> I
             yield Skipped(f"{source} [{part_id}]", f"unreadable attachment ({type(e).__name__}: {e})")
 
 
-def read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+def read_eml(path: Path, data: bytes, opts: LoadOptions, readers: Mapping[str, Reader]) -> Iterator[Document | Skipped]:
     import email
     from email import policy
 
-    yield from message_documents(email.message_from_bytes(data, policy=policy.default), str(path), str(path), opts)
+    yield from message_documents(email.message_from_bytes(data, policy=policy.default), str(path), str(path), opts, readers)
 
 
 # The time is looked for in a lookahead, which never backtracks once it matched: as
@@ -86,7 +88,7 @@ def read_eml(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | 
 _MBOX_SEPARATOR = re.compile(rb"(?:\A|\n\n|\r\n\r\n)From \S+ (?=[^\n]*?\d{1,2}:\d{2})[^\n]*\n")
 
 
-def read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
+def read_mbox(path: Path, data: bytes, opts: LoadOptions, readers: Mapping[str, Reader]) -> Iterator[Document | Skipped]:
     """One document per message, in the file's order: `<path>#<n>` (n from 1)."""
     import email
     from email import policy
@@ -104,6 +106,6 @@ def read_mbox(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document |
             continue
         found += 1
         message = email.message_from_bytes(re.sub(rb"(?m)^>(>*From )", rb"\1", raw), policy=policy.default)
-        yield from message_documents(message, f"{path}#{found}", str(path), opts)
+        yield from message_documents(message, f"{path}#{found}", str(path), opts, readers)
     if not found:
         yield Skipped(str(path), "no messages (an mbox starts each one with a 'From ' line)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -13,10 +14,13 @@ from searcher.readers.tables import read_csv, read_jsonl
 from searcher.readers.text import read_html, read_plain
 
 if TYPE_CHECKING:
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
 
-READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skipped]]] = {
+Reader = Callable[[Path, bytes, "LoadOptions"], Iterator[Document | Skipped]]
+
+# What an e-mail's attachments are read by: every format but e-mail itself.
+ATTACHMENT_READERS: dict[str, Reader] = {
     ".txt": read_plain,
     ".text": read_plain,
     ".md": read_plain,
@@ -31,6 +35,9 @@ READERS: dict[str, Callable[[Path, bytes, LoadOptions], Iterator[Document | Skip
     ".docx": read_docx,
     ".pptx": read_pptx,
     ".epub": read_epub,
-    ".eml": read_eml,
-    ".mbox": read_mbox,
+}
+READERS: dict[str, Reader] = {
+    **ATTACHMENT_READERS,
+    ".eml": partial(read_eml, readers=ATTACHMENT_READERS),
+    ".mbox": partial(read_mbox, readers=ATTACHMENT_READERS),
 }

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.loaders import LoadOptions, load_paths
+from searcher.readers.loaders import load_paths
+from searcher.readers.options import LoadOptions
 from searcher.sanitize import clean_text
 
 

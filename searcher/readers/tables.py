@@ -12,7 +12,7 @@ from searcher.readers.documents import Document, Skipped
 from searcher.readers.text import decode_bytes
 
 if TYPE_CHECKING:
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
 
 TEXT_COLUMNS = ("text", "body", "content", "abstract", "passage")

@@ -10,7 +10,7 @@ from searcher.readers.html_text import html_to_text
 from searcher.sanitize import is_blank
 
 if TYPE_CHECKING:
-    from searcher.readers.loaders import LoadOptions
+    from searcher.readers.options import LoadOptions
 
 
 def decode_bytes(data: bytes) -> str:

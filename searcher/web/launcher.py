@@ -20,7 +20,7 @@ from searcher.cluster.sharded import open_index
 from searcher.errors import SearcherError
 from searcher.hosts import HostRule, parse_allowed_hosts
 from searcher.index.watch import DEFAULT_DEBOUNCE, DEFAULT_RECONCILE, DEFAULT_SETTLE, check_paths
-from searcher.readers.loaders import LoadOptions
+from searcher.readers.options import LoadOptions
 from searcher.search.facets import DEFAULT_FACETS, check_facet_fields
 from searcher.storage.folder import SHARDS_MANIFEST
 from searcher.web import server
