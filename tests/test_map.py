@@ -11,8 +11,9 @@ import pytest
 
 from searcher import Index
 from searcher.quality import corpus_map as cm
-from searcher.quality.corpus_map import (UMAP_MIN_DOCS, choose_method, cluster_count, clusters, corpus_map, layout,
-                                 map_path, mean_vectors)
+from searcher.quality.corpus_map import (UMAP_MIN_DOCS, choose_method, cluster_count, clusters, corpus_map,
+                                         distinctive_terms, layout, map_path, mean_vectors)
+from searcher.storage.keywords.tantivy_engine import TantivyAnalyzer
 from searcher.web import create_app
 
 from .conftest import ANIMALS
@@ -49,7 +50,7 @@ def test_every_document_is_one_point_in_the_unit_square(fake_animals_index):
     assert m["generation"] == fake_animals_index.live_generation()
     assert sum(c["size"] for c in m["clusters"]) == len(ANIMALS)
     assert set(points["cluster"]) == set(range(len(m["clusters"])))
-    assert all(c["label"] in points["title"] for c in m["clusters"])
+    assert all(c["title"] in points["title"] and c["label"] and c["terms"] for c in m["clusters"])
 
 
 def test_the_map_is_cached_per_generation_and_recomputed_when_it_moves(fake_animals_index, fake_encoder, monkeypatch):
@@ -208,6 +209,43 @@ def test_clusters_are_numbered_by_size_and_named_by_a_central_member():
     assert [cluster_count(n) for n in (1, 2, 8, 50, 800, 10**6)] == [1, 1, 2, 5, 20, 20]
     one, centre = clusters(x[:1])
     assert list(one) == [0] and list(centre) == [0]
+
+
+BAKING = ["Bread dough rises in a warm oven; knead the dough, then bake the bread.",
+          "Sourdough bread needs flour, water and a starter; the dough proves overnight before the oven.",
+          "Bake the loaf in a hot oven until the bread crust is brown and the dough is set.",
+          "Rye flour makes a dense bread; the dough is sticky and bakes slowly in the oven."]
+SAILING = ["The sailboat heeled in the wind as the crew trimmed the sails and the boat sailed upwind.",
+           "Reef the sails before the wind rises; a small boat is easy to capsize in gusts at sea.",
+           "The harbour was calm, so the boat motored out before hoisting its sails into the sea wind.",
+           "Tacking turns the boat's bow through the wind; the sails swing across as the boat sails on."]
+TOPIC_WORDS = {"baking": {"bread", "dough", "oven", "flour", "bake", "bakes", "loaf", "sourdough"},
+               "sailing": {"boat", "sails", "wind", "sea", "sailboat", "sailed", "upwind", "reef"}}
+
+
+def test_c_tf_idf_names_each_cluster_by_its_own_words_not_the_shared_ones():
+    shared = " the water and the weekend "  # in both: never a label
+    terms = distinctive_terms([[t + shared for t in BAKING], [t + shared for t in SAILING]],
+                              TantivyAnalyzer().surface_words)
+    assert [len(t) for t in terms] == [3, 3]
+    assert set(terms[0]) <= TOPIC_WORDS["baking"] and set(terms[1]) <= TOPIC_WORDS["sailing"]
+    assert terms[0][0] in ("bread", "dough", "oven") and terms[1][0] in ("boat", "sails", "wind")
+    assert distinctive_terms([["the and of 42 a"]], TantivyAnalyzer().surface_words) == [[]]  # nothing to name it by
+
+
+def test_the_map_names_two_clear_topics_by_their_words(index):
+    """The real model splits the two topics; each cluster's label is its topic's words."""
+    index.add_documents([{"id": f"bake{i}", "title": f"Note {i}", "text": t} for i, t in enumerate(BAKING)]
+                        + [{"id": f"sail{i}", "title": f"Note {i + 4}", "text": t} for i, t in enumerate(SAILING)])
+    m = corpus_map(index)
+    assert len(m["clusters"]) == 2
+    by_topic = {}
+    for c in m["clusters"]:
+        topic = "baking" if set(c["terms"]) <= TOPIC_WORDS["baking"] else "sailing"
+        assert 2 <= len(c["terms"]) <= 3 and set(c["terms"]) <= TOPIC_WORDS[topic], c
+        assert c["label"] == ", ".join(c["terms"])
+        by_topic[topic] = c
+    assert set(by_topic) == {"baking", "sailing"}
 
 
 def test_an_ivfpq_index_is_mapped_from_its_decoded_codes(tmp_path, fake_encoder, monkeypatch):

@@ -38,6 +38,7 @@ from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.query import ParsedQuery
+from searcher.search.suggest import MAX_SUGGESTIONS, Suggestion, SuggestCache, Vocabulary, check_prefix
 from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode  # noqa: F401
 from searcher.storage.folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, read_manifest,  # noqa: F401
                                      vectors_path, write_manifest)
@@ -72,6 +73,7 @@ class Index:
         self.queried = QueryPipeline(self.path, self.live, manifest["dimension"], self.queries, encoder,
                                      self.chunker.budget if self.chunker is not None else None)
         self.writes = WriteSession(self.path, self.live, self.chunker, encoder, batch_size)
+        self.suggestions = SuggestCache()  # the vocabulary suggestions complete from, per generation
         try:
             self.live.reload_if_changed()  # and applies keyword changes a crash left waiting
         except BaseException:
@@ -277,6 +279,22 @@ class Index:
         """The stored document (id, source, title, metadata, text, added_at), or None. Ids are
         strings; another value is looked up by its str() (searcher/sanitize.py)."""
         return self.queried.get_document(doc_id)
+
+    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, fresh: bool = False) -> list[Suggestion]:
+        """Titles and the index's words that start with `prefix`, most frequent first, at most
+        `limit` (searcher/search/suggest.py). Right after a commit the last generation's words
+        answer while the new ones are counted; `fresh` waits for them. ValueError: a bad prefix."""
+        check_prefix(prefix)
+        vocabulary = self.suggestions.get(self.committed_generation(), self._vocabulary, fresh)
+        return vocabulary.suggest(prefix, limit)
+
+    @reading
+    def _vocabulary(self) -> Vocabulary:
+        """The words and titles of the generation this thread's connection reads, in one read."""
+        store = self.live.read_store()
+        with store.db.atomic():
+            return Vocabulary.build(store.chunk_texts(), store.title_counts(), self.analyzer.surface_words,
+                                    store.generation)
 
     # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its
     # documentation in searcher/index/querying.py) ----------------------------------------------

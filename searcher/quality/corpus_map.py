@@ -4,6 +4,8 @@
                               vectors (nothing is re-encoded), normalised
     layout(vectors, method)   2-D coordinates in [0, 1]: UMAP (umap-learn) or PCA
     clusters(vectors)         k-means (faiss.Kmeans) over the document vectors, for colours
+    distinctive_terms(...)    each cluster's name: its top words by c-TF-IDF (BERTopic's
+                              class-based TF-IDF over the cluster's chunks)
     corpus_map(index)         the map of the live generation as a JSON-ready dict, cached in
                               the index folder as map.<generation>.json
 
@@ -40,14 +42,16 @@ import time
 import warnings
 import weakref
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from searcher.storage.files import write_atomic
+from searcher.storage.keywords.base import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
-MAP_FORMAT = 1  # bump when the cached payload changes shape
+MAP_FORMAT = 2  # bump when the cached payload changes shape
 METHODS = ("auto", "pca", "umap")
 UMAP_MIN_DOCS = 2_000  # auto: UMAP from this many documents (see the module doc)
 UMAP_NEIGHBOURS = 15  # umap-learn's default: local structure against global
@@ -55,6 +59,14 @@ UMAP_MIN_DIST = 0.1
 MAX_CLUSTERS = 20  # colours a reader can tell apart
 FACETS = ("type", "folder")  # metadata fields a map can be coloured by (files' type and folder)
 TITLE_CHARS = 200  # a hover shows the title; longer ones are cut
+LABEL_TERMS = 3  # words that name a cluster
+LABEL_CHUNKS = 1_000  # chunks read per cluster to name it, spread over its documents (bounds the cost)
+# Besides the keyword engine's stop words, the function words that would otherwise name a
+# cluster of a small corpus (c-TF-IDF weighs them down, but with two clusters not enough).
+LABEL_STOP_WORDS = STOP_WORDS | frozenset(
+    "about after all also am any been before between both can could did do does each from had has have he her "
+    "here his how i its may me more most my nor now only other our out over she should so some than them those "
+    "through under up us very was we were what when where which while who why would you your".split())
 DECIMALS = 4  # coordinates in [0, 1]: a 10,000-pixel-wide map before rounding shows
 _MAP_NAME = re.compile(r"map\.(\d+)\.json")
 
@@ -242,6 +254,54 @@ def clusters(vectors: np.ndarray, k: int | None = None, seed: int = 1234) -> tup
     return labels, central
 
 
+def label_word(word: str) -> bool:
+    """Whether a word may name a cluster: two letters or more, not only digits, no stop word."""
+    return len(word) > 1 and not word.isdigit() and word not in LABEL_STOP_WORDS
+
+
+def distinctive_terms(cluster_texts: list[list[str]], words: Callable[[str], list[str]],
+                      n: int = LABEL_TERMS) -> list[list[str]]:
+    """The `n` most distinctive words of each cluster by c-TF-IDF (BERTopic's): the cluster's
+    texts as one document, a word's weight tf(w, c) / |c| * log(1 + A / f(w)), where |c| is
+    the cluster's word count, A the mean word count of a cluster and f(w) the word's count in
+    all clusters. A word common everywhere weighs little; one frequent in a cluster and rare
+    elsewhere names it. `words`: the keyword engine's analysis (folded, not stemmed)."""
+    counts = []
+    for texts in cluster_texts:
+        counter: dict[str, int] = {}
+        for text in texts:
+            for word in words(text):
+                if label_word(word):
+                    counter[word] = counter.get(word, 0) + 1
+        counts.append(counter)
+    total: dict[str, int] = {}
+    for counter in counts:
+        for word, c in counter.items():
+            total[word] = total.get(word, 0) + c
+    average = sum(total.values()) / max(1, len(counts))
+    out = []
+    for counter in counts:
+        size = sum(counter.values()) or 1
+        weight = {w: c / size * math.log(1 + average / total[w]) for w, c in counter.items()}
+        out.append([w for w, _ in sorted(weight.items(), key=lambda item: (-item[1], item[0]))[:n]])
+    return out
+
+
+def cluster_texts(index, documents: list, labels: np.ndarray, k: int, limit: int = LABEL_CHUNKS) -> list[list[str]]:
+    """Each cluster's text to name it by: its documents' titles and up to `limit` of their
+    chunks, spread evenly over them."""
+    store = index.store
+    out = []
+    for c in range(k):
+        ids = [documents[i][0] for i in np.flatnonzero(labels == c)]
+        chunk_ids = sorted(store.chunk_ids_of(ids)) if ids else []
+        if len(chunk_ids) > limit:
+            chunk_ids = [chunk_ids[i] for i in np.linspace(0, len(chunk_ids) - 1, limit).astype(int)]
+        chunks = store.chunks(chunk_ids) if chunk_ids else {}
+        out.append([documents[i][1] or "" for i in np.flatnonzero(labels == c)] + [ch.text for ch in chunks.values()])
+    return out
+
+
 # -- the map ----------------------------------------------------------------------------
 def _facet(metadata: dict, name: str) -> str | None:
     value = metadata.get(name) if isinstance(metadata, dict) else None
@@ -251,8 +311,10 @@ def _facet(metadata: dict, name: str) -> str | None:
 
 
 def build_map(generation: int, documents: list, vectors: np.ndarray, method: str = "auto",
-              unplaced: int = 0) -> dict:
+              unplaced: int = 0, name_clusters: Callable[[np.ndarray, int], list[list[str]]] | None = None) -> dict:
     """The JSON-ready map of these documents ((id, title, metadata) each) and their vectors.
+    `name_clusters(labels, k)`: each cluster's distinctive words (its label; without it, or
+    for a cluster without words, the title of its most central document).
 
     Points are parallel arrays (compact at 100,000 documents): id, title, x, y, cluster and,
     for each facet in FACETS, the index of the document's value in `facets[name]` (null when
@@ -272,6 +334,8 @@ def build_map(generation: int, documents: list, vectors: np.ndarray, method: str
             column.append(None if value is None else values.setdefault(value, len(values)))
         facet_values[name], facet_points[name] = list(values), column
     sizes = np.bincount(labels, minlength=len(central)) if len(labels) else np.zeros(0, np.int64)
+    terms = name_clusters(labels, len(central)) if name_clusters is not None and len(central) else []
+    terms = list(terms) + [[]] * (len(central) - len(terms))
     return {
         "format": MAP_FORMAT,
         "generation": generation,
@@ -280,7 +344,8 @@ def build_map(generation: int, documents: list, vectors: np.ndarray, method: str
         "documents": len(documents),
         "unplaced": unplaced,
         "seconds": round(time.perf_counter() - started, 3),
-        "clusters": [{"size": int(sizes[c]), "label": titles[int(central[c])]} for c in range(len(central))],
+        "clusters": [{"size": int(sizes[c]), "label": ", ".join(terms[c]) or titles[int(central[c])],
+                      "terms": terms[c], "title": titles[int(central[c])]} for c in range(len(central))],
         "facets": facet_values,
         "points": {
             "id": [doc_id for doc_id, _, _ in documents],
@@ -364,7 +429,9 @@ def corpus_map(index, method: str = "auto") -> dict:
         payload = read_cached(index.path, generation, method)
         if payload is None:
             data = document_vectors(index)
-            payload = build_map(data["generation"], data["documents"], data["vectors"], method, data["unplaced"])
+            payload = build_map(data["generation"], data["documents"], data["vectors"], method, data["unplaced"],
+                                lambda labels, k: distinctive_terms(cluster_texts(index, data["documents"], labels, k),
+                                                                    index.analyzer.surface_words))
             write_cache(index.path, payload)
             key = (payload["generation"], method)
         with _memo_lock:

@@ -303,6 +303,17 @@ class ContentStore:
                 f"{self.path}: the metadata of document {doc_id!r} is damaged ({e}); run `searcher check "
                 f"--index {self.path.parent}`, and index that document's file again") from e
 
+    def title_counts(self) -> list[tuple[str, int]]:
+        """(title, how many documents have it) of every non-empty title."""
+        return self.db.execute("select title, count(*) from documents where coalesce(title, '') != '' "
+                               "group by title").fetchall()
+
+    def chunk_texts(self, batch: int = 2000) -> Iterator[list[str]]:
+        """Every chunk's text, `batch` chunks at a time (whole-corpus word counts)."""
+        cursor = self.db.execute("select text from chunks")
+        while rows := cursor.fetchmany(batch):
+            yield [text or "" for (text,) in rows]
+
     def document_sources(self) -> list[tuple[str, str]]:
         return self.db.execute("select id, source from documents").fetchall()
 

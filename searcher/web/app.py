@@ -32,6 +32,7 @@ from searcher.web.metrics import Metrics
 from searcher.web.names import folder_name
 from searcher.web.proxies import TrustedProxies, parse_trusted_proxies
 from searcher.web.service import SearchService
+from searcher.web.suggest import bp as suggest_bp
 from searcher.web.views import bp as views_bp
 from searcher.web.writes import bp as writes_bp
 
@@ -183,6 +184,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     if keys is not None:
         install_auth(app, keys)  # its check runs before the other request hooks but the one above
     app.register_blueprint(api_bp)
+    app.register_blueprint(suggest_bp)
     app.register_blueprint(writes_bp)
     app.register_blueprint(views_bp)
     app.register_blueprint(about_bp)

@@ -51,6 +51,10 @@ class MapUnavailable(Exception):
     """This index has no map of its corpus; the message says why."""
 
 
+class SuggestUnavailable(Exception):
+    """This index gives no suggestions; the message says why."""
+
+
 class IndexUnavailable(Exception):
     """The index cannot be read right now; the message says why, without server paths."""
 
@@ -227,6 +231,16 @@ class SearchService:
             raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
                                  "map of the index it was split from")
         return self._call(corpus_map)
+
+    def suggest(self, prefix: str, limit: int) -> list:
+        """Index.suggest through the guard (BadRequest: a bad prefix; SuggestUnavailable for a
+        sharded index, which has no vocabulary of its own yet)."""
+        if self.index.sharded:
+            raise SuggestUnavailable("suggestions are not available for a sharded index yet")
+        try:
+            return self._call(lambda index: index.suggest(prefix, limit))
+        except ValueError as e:
+            raise BadRequest(str(e)) from e
 
     def analyzer(self):
         """The index's keyword analysis (what the highlighter marks), or None for the default."""

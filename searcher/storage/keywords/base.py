@@ -55,6 +55,11 @@ class Analyzer(ABC):
     def words(self, text: str) -> Iterator[re.Match]:
         return WORD.finditer(text)
 
+    def surface_words(self, text: str) -> list[str]:
+        """The words of a text as a reader writes them, only folded (never stemmed, so
+        "studies" stays "studies"): what suggestions complete and what names a map's clusters."""
+        return [fold(w) for w in WORD.findall(text)]
+
     def query_words(self, query: str) -> list[str]:
         """The distinct lower-cased words of a free-text query, stop words left out (unless all are)."""
         words = list(dict.fromkeys(w.lower() for w in WORD.findall(query)))

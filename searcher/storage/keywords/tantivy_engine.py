@@ -42,14 +42,16 @@ def tantivy_failed(e: BaseException) -> bool:
     return isinstance(e, (ValueError, OSError)) or type(e).__name__ == "PanicException"
 
 
-def text_analyzer() -> tantivy.TextAnalyzer:
-    """Words (letters and digits), at most 40 bytes, lower-cased, folded to ASCII, English Snowball stems."""
-    return (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-            .filter(tantivy.Filter.remove_long(40))
-            .filter(tantivy.Filter.lowercase())
-            .filter(tantivy.Filter.ascii_fold())
-            .filter(tantivy.Filter.stemmer("english"))
-            .build())
+def text_analyzer(stem: bool = True) -> tantivy.TextAnalyzer:
+    """Words (letters and digits), at most 40 bytes, lower-cased, folded to ASCII, English
+    Snowball stems (without `stem`: the words as written, for suggestions and labels)."""
+    builder = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+               .filter(tantivy.Filter.remove_long(40))
+               .filter(tantivy.Filter.lowercase())
+               .filter(tantivy.Filter.ascii_fold()))
+    if stem:
+        builder = builder.filter(tantivy.Filter.stemmer("english"))
+    return builder.build()
 
 
 class TantivyAnalyzer(Analyzer):
@@ -58,10 +60,14 @@ class TantivyAnalyzer(Analyzer):
     def __init__(self):
         super().__init__()
         self._analyzer = text_analyzer()
+        self._surface = text_analyzer(stem=False)
 
     def _term(self, word: str) -> str:
         tokens = self._analyzer.analyze(word)
         return tokens[0] if tokens else fold(word)
+
+    def surface_words(self, text: str) -> list[str]:
+        return self._surface.analyze(text)  # in Rust: a whole corpus is read this way
 
 
 def _schema() -> tantivy.Schema:

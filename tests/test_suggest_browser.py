@@ -1,0 +1,124 @@
+"""Suggestions under the search box, in a real headless Chromium (launched as
+tests/test_web_browser.py does): shown as you type, arrow keys and Enter, Escape, a click,
+and the ARIA combobox pattern."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from searcher.web.server import serving
+from tests.web_support import web_app, web_index  # noqa: F401 (fixtures)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
+expect = sync_api.expect
+expect.set_options(timeout=15_000)
+
+CHROMIUM = os.environ.get("SEARCHER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(web_app):
+    with serving(web_app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(base_url=base_url, viewport={"width": 1024, "height": 720})
+    page = context.new_page()
+    page.errors, page.foreign = [], []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith(base_url) else page.foreign.append(r.url))
+    page.set_default_timeout(15_000)
+    yield page
+    assert page.errors == []
+    assert page.foreign == []
+    context.close()
+
+
+def typed(page, text: str):
+    page.goto("/")
+    box = page.locator("#q")
+    expect(box).to_be_focused()
+    page.keyboard.type(text, delay=30)
+    return box
+
+
+def test_suggestions_show_as_you_type_as_an_aria_combobox(page):
+    box = typed(page, "Pyth")
+    listbox = page.get_by_role("listbox", name="Suggestions")
+    expect(listbox).to_be_visible()
+    expect(box).to_have_attribute("role", "combobox")
+    expect(box).to_have_attribute("aria-expanded", "true")
+    expect(box).to_have_attribute("aria-controls", listbox.get_attribute("id") or "suggestions")
+    options = listbox.get_by_role("option")
+    expect(options.first).to_contain_text("Python notes")  # the title first
+    assert all(t.lower().startswith("pyth") for t in (o.get_attribute("data-text") for o in options.all()))
+    assert options.count() <= 10
+
+
+def test_arrow_keys_move_the_choice_and_enter_searches_for_it(page):
+    box = typed(page, "Pyth")
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    page.keyboard.press("ArrowDown")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    expect(box).to_have_attribute("aria-activedescendant", options.first.get_attribute("id"))
+    if options.count() > 1:
+        page.keyboard.press("ArrowDown")
+        expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+        expect(options.first).to_have_attribute("aria-selected", "false")
+        page.keyboard.press("ArrowUp")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Enter")
+    expect(page.locator(".result").first).to_be_visible()
+    assert parse_qs(urlparse(page.url).query)["q"] == ["Python notes"]
+
+
+def test_escape_closes_the_list_and_keeps_the_text(page):
+    box = typed(page, "Pyth")
+    listbox = page.locator("#suggestions")
+    expect(listbox).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(listbox).to_be_hidden()
+    expect(box).to_have_attribute("aria-expanded", "false")
+    expect(box).to_have_value("Pyth")
+    expect(box).to_be_focused()  # the first Escape only closes the list
+    page.keyboard.press("ArrowDown")  # opens it again
+    expect(listbox).to_be_visible()
+
+
+def test_a_click_on_a_suggestion_searches_for_it(page):
+    typed(page, "kitt")
+    option = page.get_by_role("option", name="kittens")
+    expect(option).to_be_visible()
+    option.click()
+    expect(page.locator(".result").first).to_be_visible()
+    assert parse_qs(urlparse(page.url).query)["q"] == ["kittens"]
+
+
+def test_nothing_to_suggest_shows_no_list(page):
+    box = typed(page, "qqqxz")
+    page.wait_for_timeout(600)  # past the debounce and the answer
+    expect(page.locator("#suggestions")).to_be_hidden()
+    expect(box).to_have_attribute("aria-expanded", "false")
