@@ -228,7 +228,8 @@ class Writer:
         self.folder = folder  # commits each batch as the next generation (searcher/index/live.py)
         self.batch_size = batch_size
         self.commit_chunks = commit_chunks
-        self.prefix_ids = prefix_token_ids(encoder.tokenizer, prefix)  # the index's document prefix
+        # the index's document prefix (a writer opened without a model only deletes)
+        self.prefix_ids = prefix_token_ids(encoder.tokenizer, prefix) if encoder is not None else []
         self.next_chunk_id = self.store.state("next_chunk_id")
         self._reset()
 
