@@ -170,3 +170,16 @@ def test_a_field_in_the_query_is_a_filter_anded_with_where(index):
         {i for i, _, kind, day, _ in CORPUS if kind == "machine" and day.startswith("2024")}
     # a word:thing whose field the index lacks is words
     assert ids(index.search("colour:animal mice", k=3, mode="keyword"))[0] in holding("mice")
+
+
+def test_encode_gives_the_indexs_unit_vectors(index, single):
+    """bert-as-service's encode: (n, dimension) float32 unit vectors, the same wherever the index lives."""
+    import numpy as np
+
+    texts = ["kittens chasing mice", "a jet engine"]
+    vectors = index.encode(texts, batch_size=1)
+    assert vectors.shape == (2, single.manifest["dimension"]) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(vectors, single.encode(texts), atol=1e-5)
+    query = index.encode("kittens", input_type="query")
+    np.testing.assert_allclose(query, single.queries.encode("kittens"), atol=1e-5)

@@ -23,14 +23,20 @@ class GatedEncoder:
         self.calls: list[list[str]] = []
         self.fail_on = fail_on
 
-    def encode(self, texts):
-        self.calls.append(list(texts))
+    def __getattr__(self, name):  # the tokenizer and its wrapping: the real encoder's
+        return getattr(self.encoder, name)
+
+    def model_inputs(self, items, prefix="", max_tokens=None, truncate=True):
+        return self.encoder.model_inputs(items, prefix, max_tokens, truncate)
+
+    def encode_ids(self, inputs, batch_size=None):
+        self.calls.append(list(inputs))
         if len(self.calls) == 1:
             self.entered.set()
             assert self.release.wait(30)
-        if self.fail_on in texts:
+        if self.fail_on is not None and self.encoder.model_inputs([self.fail_on])[0] in self.calls[-1]:
             raise RuntimeError("model exploded")
-        return self.encoder.encode(texts)
+        return self.encoder.encode_ids(inputs, batch_size)
 
 
 def run_concurrently(qe: QueryEncoder, gated: GatedEncoder, queries: list[str]) -> dict:
@@ -50,7 +56,7 @@ def run_concurrently(qe: QueryEncoder, gated: GatedEncoder, queries: list[str]) 
     for t in others:
         t.start()
     deadline = time.monotonic() + 30
-    while len(qe._queue) < len(queries) - 1 and time.monotonic() < deadline:
+    while len(qe.queue._queue) < len(queries) - 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     gated.release.set()
     for t in [first, *others]:
@@ -66,7 +72,7 @@ def test_concurrent_queries_share_one_forward_pass(fake_encoder):
     assert not out["errors"]
     # The first query ran alone; the three that waited behind it went through in one batch.
     assert [len(c) for c in gated.calls] == [1, 3]
-    assert qe.batches == 2 and qe.batched_queries == 4
+    assert qe.batches == 2 and qe.queue.requests == 4
     reference = encoder.encode(QUERIES)
     for i, q in enumerate(QUERIES):
         vector = out["results"][q]

@@ -3,6 +3,7 @@ calls the library and prints; the commands live by what they do:
 
     indexing     index, watch, delete
     searching    search, similar
+    encoding     encode
     maintenance  info, check, backup, restore
     cluster      shard
     serving      serve (searcher/web/launcher.py), mcp
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from searcher.cli import cluster, indexing, keys, maintenance, quality, searching, serving
+from searcher.cli import cluster, encoding, indexing, keys, maintenance, quality, searching, serving
 from searcher.cli.output import Group
 
 
@@ -25,7 +26,7 @@ def main():
     """Semantic search over your own documents."""
 
 
-for command in (indexing.index, indexing.watch, indexing.delete, searching.search, searching.similar,
+for command in (indexing.index, indexing.watch, indexing.delete, searching.search, searching.similar, encoding.encode,
                 maintenance.info, maintenance.check, maintenance.backup, maintenance.restore, cluster.shard, serving.serve, serving.mcp,
                 quality.evaluate, quality.train, keys.keys):
     main.add_command(command)

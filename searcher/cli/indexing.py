@@ -40,6 +40,12 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 @click.option("--chunk-tokens", type=int, help="Tokens per chunk, special tokens included (default: the model's limit, at most 512).")
 @click.option("--overlap", type=int, help="Tokens shared by consecutive chunks (default: 10% of --chunk-tokens).")
 @click.option("--pooling", type=click.Choice(["mean", "cls", "max"]), help="Pooling when the checkpoint declares none.")
+@click.option("--query-prefix", default=None, metavar="TEXT",
+              help='Text before every query of a new index ("query: " for e5; default: the checkpoint\'s '
+                   'config_sentence_transformers.json prompts, else none). Kept in the manifest.')
+@click.option("--document-prefix", default=None, metavar="TEXT",
+              help='Text before every chunk of a new index ("passage: " for e5; default: the checkpoint\'s '
+                   'prompts, else none). Kept in the manifest.')
 @device_option
 @precision_option
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Chunks per forward pass.")
@@ -83,7 +89,8 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
               help="Chunks per Ray batch, the unit of work an actor takes (default 256).")
 @json_option("Print the summary as JSON.")
 @log_format_option
-def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, device, precision, batch_size,
+def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, query_prefix, document_prefix,
+          device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
           workers, ocr, follow_links, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
@@ -104,7 +111,13 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
             raise click.ClickException(OCR_HINT)
     idx = open_for_writing(index_dir, model, chunk_tokens=chunk_tokens, overlap=overlap, pooling=pooling,
                            device=device, batch_size=batch_size, precision=precision, index_type=index_type,
-                           keyword_engine=keyword_engine)
+                           keyword_engine=keyword_engine, query_prefix=query_prefix, document_prefix=document_prefix)
+    for name, given in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
+        kept = (idx.shards[0] if idx.sharded else idx).manifest.get(name, "")
+        if given is not None and given != kept:
+            raise click.UsageError(
+                f"{index_dir} was made with --{name.replace('_', '-')} {kept!r}; the prefixes are chosen when an "
+                f"index is created (its vectors were encoded with them): index into a new folder to change them")
     if index_type and index_type != idx.index_type:
         raise click.UsageError(
             f"{index_dir} is an index of type {idx.index_type}; the type is chosen when an index is "

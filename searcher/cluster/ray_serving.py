@@ -174,7 +174,8 @@ def similar_encoder(encoder, layout_manifest: dict):
     from searcher.index.querying import similar_vector
 
     budget = Chunker(encoder.tokenizer, layout_manifest["chunk_tokens"], layout_manifest["overlap"]).budget
-    return lambda title, texts: similar_vector(encoder, budget, title, texts)
+    return lambda title, texts: similar_vector(encoder, budget, title, texts,
+                                               prefix=layout_manifest.get("document_prefix", ""))
 
 
 class ServeShard:
@@ -335,7 +336,7 @@ def query_encoder(path, layout: dict, device: str = "auto", precision: str = "au
     if encoder.fingerprint != layout["model_fingerprint"]:
         raise ModelMismatchError(f"the model at {layout['model']} has changed since {path} was built "
                                  f"(fingerprint {encoder.fingerprint}, expected {layout['model_fingerprint']})")
-    return get_query_encoder(encoder)
+    return get_query_encoder(encoder, manifest.get("query_prefix", ""))
 
 
 class ServedIndex:

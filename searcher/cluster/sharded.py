@@ -197,6 +197,18 @@ class ShardedIndex:
         """The local shards' encoder (one model shared by all); None for shards served elsewhere."""
         return self.shards[0].encoder if isinstance(self.shards[0], Index) else None
 
+    def encode(self, texts, *, input_type: str = "document", batch_size: int | None = None,
+               truncate: bool = True) -> np.ndarray:
+        """Index.encode with the shards' model (they share one), in this process."""
+        return self.embed(texts, input_type, batch_size, truncate)[0]
+
+    def embed(self, items, input_type: str = "document", batch_size: int | None = None,
+              truncate: bool = True) -> tuple[np.ndarray, int]:
+        """Index.embed with the shards' model; SearcherError for shards served elsewhere (no model here)."""
+        if not isinstance(self.shards[0], Index):
+            raise SearcherError(f"{self.path}: the shards are served elsewhere; this process has no model to encode with")
+        return self.shards[0].embed(items, input_type, batch_size, truncate)
+
     @property
     def analyzer(self):
         return self._analyzer
@@ -243,7 +255,7 @@ class ShardedIndex:
         disk["other"] = disk.get("other", 0) + own
         disk["total"] = disk.get("total", 0) + own
         committed = [i["committed_at"] for i in infos if i.get("committed_at")]
-        shared = ("model", "dimension", "pooling", "chunk_tokens", "overlap", "index_type", "search_params",
+        shared = ("model", "dimension", "pooling", "query_prefix", "document_prefix", "chunk_tokens", "overlap", "index_type", "search_params",
                   "vector_backend", "keyword_engine", "device", "precision", "backend")
         return {
             "path": str(self.path),

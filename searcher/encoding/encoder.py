@@ -111,6 +111,40 @@ def checkpoint_max_tokens(path: Path, position_limit: int) -> int:
     return position_limit
 
 
+def checkpoint_prompts(path: Path) -> dict[str, str]:
+    """The prefixes a sentence-transformers checkpoint asks for, from its
+    config_sentence_transformers.json `prompts` ({"query": "query: ", "document": "passage: "}
+    for e5): {"query": ..., "document": ...}, each "" when it names none ("passage" counts as
+    "document")."""
+    cfg = path / "config_sentence_transformers.json"
+    prompts = {}
+    if cfg.is_file():
+        try:
+            prompts = json.loads(cfg.read_text()).get("prompts") or {}
+        except ValueError as e:
+            raise ModelError(f"{cfg} is not valid JSON: {e}") from e
+    if not isinstance(prompts, dict):
+        prompts = {}
+    query = prompts.get("query")
+    document = prompts.get("document", prompts.get("passage"))
+    return {"query": query if isinstance(query, str) else "",
+            "document": document if isinstance(document, str) else ""}
+
+
+def load_torch_model(path: Path, dtype):
+    """The checkpoint's torch module with SDPA attention, or the eager implementation for an
+    architecture transformers has no SDPA for (MPNet: all-mpnet-base-v2)."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(path, local_files_only=True, dtype=dtype, attn_implementation="sdpa")
+    except ValueError as e:
+        if "scaled_dot_product_attention" not in str(e) and "sdpa" not in str(e).lower():
+            raise
+        logging.getLogger(__name__).info("%s has no SDPA attention in transformers: using eager attention", path)
+        return AutoModel.from_pretrained(path, local_files_only=True, dtype=dtype, attn_implementation="eager")
+
+
 def pick_device(device: str = "auto") -> str:
     import torch
 
@@ -139,6 +173,15 @@ def pick_precision(precision: str, device: str) -> str:
 
 
 
+class InputTooLong(ValueError):
+    """An input longer than the model's limit, where truncation was refused."""
+
+    def __init__(self, position: int, tokens: int, limit: int):
+        super().__init__(f"input {position} has {tokens} tokens; the model reads at most {limit} "
+                         f"(send truncate: true, the default, to cut it)")
+        self.position, self.tokens, self.limit = position, tokens, limit
+
+
 class TokenizedEncoder:
     """What an encoder with a tokenizer shares, whatever computes its vectors (the model, or
     a test's stand-in): wrapping token ids in special tokens, and tokenising texts for
@@ -154,6 +197,30 @@ class TokenizedEncoder:
     def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
         """Token ids of one sequence wrapped as the model expects ([CLS] ids [SEP] for BERT)."""
         return [*self._prefix, *ids, *self._suffix]
+
+    def model_inputs(self, items: Sequence[str | Sequence[int]], prefix: str = "", max_tokens: int | None = None,
+                     truncate: bool = True) -> list[list[int]]:
+        """Each item as the model reads it: a text with `prefix` before it (tokenised together,
+        as sentence-transformers adds a prompt), or token ids (no special tokens) after the
+        prefix's; cut to `max_tokens` (the model's limit by default) and wrapped in special
+        tokens. InputTooLong for the first that is longer when not `truncate`."""
+        limit = min(max_tokens or self.max_tokens, self.position_limit)
+        room = limit - len(self.with_special_tokens([]))
+        texts = [prefix + item for item in items if isinstance(item, str)]
+        tokenized = iter(self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else [])
+        prefix_ids = self.tokenizer(prefix, add_special_tokens=False, verbose=False)["input_ids"] if prefix else []
+        out, vocabulary = [], len(self.tokenizer)
+        for position, item in enumerate(items):
+            if not isinstance(item, str) and any(not 0 <= t < vocabulary for t in item):
+                raise ValueError(f"input {position} holds a token id outside the model's vocabulary "
+                                 f"(0 to {vocabulary - 1})")
+            ids = list(next(tokenized)) if isinstance(item, str) else [*prefix_ids, *item]
+            if len(ids) > room:
+                if not truncate:
+                    raise InputTooLong(position, len(self.with_special_tokens(ids)), limit)
+                ids = ids[:room]
+            out.append(self.with_special_tokens(ids))
+        return out
 
     def encode(
         self,
@@ -188,7 +255,7 @@ class Encoder(TokenizedEncoder):
         precision: str = "auto",
     ):
         import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -212,9 +279,7 @@ class Encoder(TokenizedEncoder):
                 self.backend = self.onnx.name
             else:
                 dtype = torch.float16 if self.device == "cuda" and self.precision == "fast" else torch.float32
-                self.model = AutoModel.from_pretrained(
-                    self.path, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
-                )
+                self.model = load_torch_model(self.path, dtype)
                 self.model.to(self.device).eval()
                 self.backend = f"torch-{'fp16' if dtype == torch.float16 else 'fp32'}"
         except (OSError, ValueError) as e:
@@ -233,6 +298,7 @@ class Encoder(TokenizedEncoder):
         self.position_limit = int(min(getattr(cfg, "max_position_embeddings", 512), 512))
         self.max_tokens = checkpoint_max_tokens(self.path, self.position_limit)
         self.dimension = int(cfg.hidden_size)
+        self.prompts = checkpoint_prompts(self.path)  # the prefixes a new index of this model takes
 
     def encode_ids(
         self,

@@ -415,7 +415,8 @@ def _encode_chunks(store: ContentStore, manifest: dict, chunk_ids: np.ndarray, d
     chunks = store.chunks([int(c) for c in chunk_ids])
     titles = {d: doc["title"] for d, doc in store.documents(list({c.doc_id for c in chunks.values()})).items()}
     budget = manifest["chunk_tokens"] - encoder.tokenizer.num_special_tokens_to_add(pair=False)
-    return encoder.encode_ids([stored_chunk_input(encoder, titles.get(chunks[int(c)].doc_id), chunks[int(c)].text, budget)
+    return encoder.encode_ids([stored_chunk_input(encoder, titles.get(chunks[int(c)].doc_id), chunks[int(c)].text, budget,
+                                                  manifest.get("document_prefix", ""))
                                for c in chunk_ids])
 
 

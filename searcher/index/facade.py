@@ -22,7 +22,7 @@ import numpy as np
 
 from searcher.encoding.chunker import Chunker
 from searcher.encoding.encoder import Encoder, get_encoder
-from searcher.encoding.queries import get_query_encoder
+from searcher.encoding.queries import get_encode_queue, get_query_encoder
 from searcher.errors import (IndexCorruptError, IndexExistsError, IndexIOError, IndexLockedError,  # noqa: F401
                              IndexNotFoundError, ModelMismatchError, SearcherError)
 from searcher.index import opening, report
@@ -51,6 +51,23 @@ __all__ = [  # re-exported: these lived here before the modules above
     "doc_location", "get_encoder", "read_manifest", "title_token_ids", "vectors_path", "write_manifest",
 ]
 DEFAULT_INDEX_DIR = Path("indexes") / "default"
+INPUT_TYPES = ("query", "document")  # what Index.encode encodes a text as
+
+
+def check_encode_items(items) -> list:
+    """`Index.encode`'s input as a list: one text, or a list of texts or of token-id lists
+    (no special tokens). ValueError/TypeError with the reason otherwise."""
+    if isinstance(items, str):
+        return [items]
+    if isinstance(items, (bytes, dict)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"encode takes a text or a list of texts, not {type(items).__name__}")
+    items = list(items)
+    for position, item in enumerate(items):
+        if isinstance(item, str):
+            continue
+        if not isinstance(item, (list, tuple)) or not all(isinstance(t, int) and not isinstance(t, bool) for t in item):
+            raise TypeError(f"input {position} is neither a text nor a list of token ids (integers)")
+    return items
 
 
 class Index:
@@ -64,7 +81,7 @@ class Index:
 
     def __init__(self, path: Path, manifest: dict, encoder: Encoder | None, batch_size: int = 32):
         self.path = Path(path)
-        self.queries = get_query_encoder(encoder) if encoder is not None else None
+        self.queries = get_query_encoder(encoder, manifest.get("query_prefix", "")) if encoder is not None else None
         self.chunker = (Chunker(encoder.tokenizer, manifest["chunk_tokens"], manifest["overlap"])
                         if encoder is not None else None)
         self.fusion = Fusion()  # hybrid mode's fusion for this index; a search may pass its own
@@ -86,13 +103,17 @@ class Index:
                chunk_tokens: int | None = None, overlap: int | None = None, pooling: str | None = None,
                device: str = "auto", batch_size: int = 32, precision: str = "auto", exist_ok: bool = False,
                index_type: str | None = None, keyword_engine: str | None = None,
-               encoder: Encoder | None = None) -> "Index":
+               encoder: Encoder | None = None, query_prefix: str | None = None,
+               document_prefix: str | None = None) -> "Index":
         """Make a new, empty index in folder `path` (or open it, if `exist_ok` and it exists).
 
         `precision`: `exact` (float32 torch), `fast` (int8 ONNX Runtime on CPU, fp16 on CUDA) or
         `auto` (fast when available). Both give vectors that can share an index.
         `index_type`: one of vectors.INDEX_TYPES ("auto", the default, picks by size: exact
         below 50,000 vectors, inverted lists above; see searcher/storage/vectors/).
+        `query_prefix`, `document_prefix`: text put before every query and every chunk the
+        index encodes (e5's "query: " and "passage: "); None takes the checkpoint's own
+        (config_sentence_transformers.json `prompts`), "" none. Kept in the manifest.
         """
         path = Path(path)
         if exist_ok and (path / MANIFEST).exists():
@@ -100,7 +121,8 @@ class Index:
                             encoder=encoder)
         opening.check_new_folder(path)
         encoder = encoder or get_encoder(model, device, pooling, batch_size, precision)
-        manifest = opening.new_manifest(encoder, chunk_tokens, overlap, index_type, keyword_engine)
+        manifest = opening.new_manifest(encoder, chunk_tokens, overlap, index_type, keyword_engine,
+                                        query_prefix, document_prefix)
         opening.make_folder(path, manifest)
         return cls(path, manifest, encoder, batch_size)
 
@@ -325,6 +347,38 @@ class Index:
 
     def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:
         return self.queried.similar_source(doc_id)
+
+    # -- encoding ------------------------------------------------------------------------
+    def encode(self, texts: str | Iterable[str], *, input_type: str = "document", batch_size: int | None = None,
+               truncate: bool = True) -> np.ndarray:
+        """Texts to an (n, dimension) float32 array of unit vectors, as this index encodes them
+        (bert-as-service's `encode`): `input_type` "document" as a chunk is indexed (its
+        document prefix first; a document's title, which indexing also puts first, is not
+        added), "query" as a search encodes its query. Texts longer than the model's limit are
+        cut, or with `truncate=False` refused (searcher.encoding.encoder.InputTooLong). Token-id
+        lists (no special tokens) are taken too. `batch_size`: texts per forward pass."""
+        return self.embed(texts, input_type, batch_size, truncate)[0]
+
+    def embed(self, items, input_type: str = "document", batch_size: int | None = None,
+              truncate: bool = True) -> tuple[np.ndarray, int]:
+        """`encode`, and how many tokens the model read (special tokens and prefixes counted).
+        Concurrent calls share forward passes with each other and with searches' queries
+        (searcher/encoding/queries.py: `EncodeQueue`)."""
+        if self.encoder is None:
+            raise SearcherError(f"{self.path} was opened without its model: it cannot encode")
+        if input_type not in INPUT_TYPES:
+            raise ValueError(f"input_type must be one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
+        items = check_encode_items(items)
+        if not items:
+            return np.zeros((0, self.encoder.dimension), np.float32), 0
+        encoder, prefix, made = self.encoder, self.manifest.get(f"{input_type}_prefix", ""), []
+
+        def prepare():  # in the queue's leader thread, the one that uses the tokenizer
+            made.extend(encoder.model_inputs(items, prefix, truncate=truncate))
+            return made
+
+        vectors = get_encode_queue(encoder).encode(prepare, len(items), batch_size)
+        return vectors, sum(len(ids) for ids in made)
 
     # -- writing -------------------------------------------------------------------------
     def add_paths(self, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None, progress=None,

@@ -28,8 +28,11 @@ def check_new_folder(path: Path) -> None:
 
 
 def new_manifest(encoder: Encoder, chunk_tokens: int | None, overlap: int | None, index_type: str | None,
-                 keyword_engine: str | None) -> dict:
-    """The manifest of a new index of `encoder`'s model, its settings checked."""
+                 keyword_engine: str | None, query_prefix: str | None = None,
+                 document_prefix: str | None = None) -> dict:
+    """The manifest of a new index of `encoder`'s model, its settings checked. The prefixes
+    (None: the checkpoint's own `prompts`, searcher/encoding/encoder.py `checkpoint_prompts`;
+    "": none) go before every query and every chunk the index encodes."""
     index_type = check_index_type(index_type)
     keyword_engine = check_keyword_engine(keyword_engine)
     chunk_tokens = chunk_tokens or encoder.max_tokens
@@ -37,13 +40,24 @@ def new_manifest(encoder: Encoder, chunk_tokens: int | None, overlap: int | None
         raise ValueError(f"chunk_tokens must be between 8 and the model's limit of {encoder.position_limit}")
     if overlap is None:
         overlap = chunk_tokens // 10
-    Chunker(encoder.tokenizer, chunk_tokens, overlap)  # validates the pair
+    chunker = Chunker(encoder.tokenizer, chunk_tokens, overlap)  # validates the pair
+    prompts = getattr(encoder, "prompts", None) or {}
+    prefixes = {"query_prefix": prompts.get("query", "") if query_prefix is None else query_prefix,
+                "document_prefix": prompts.get("document", "") if document_prefix is None else document_prefix}
+    for name, prefix in prefixes.items():
+        if not isinstance(prefix, str):
+            raise ValueError(f"{name} must be a string, not {type(prefix).__name__}")
+        tokens = len(encoder.tokenizer(prefix, add_special_tokens=False, verbose=False)["input_ids"]) if prefix else 0
+        if tokens > chunker.budget // 4:
+            raise ValueError(f"{name} {prefix[:60]!r} has {tokens} tokens; a chunk of {chunk_tokens} tokens "
+                             f"leaves room for at most {chunker.budget // 4}")
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": encoder.name,
         "model_fingerprint": encoder.fingerprint,
         "dimension": encoder.dimension,
         "pooling": encoder.pooling,
+        **prefixes,
         "chunk_tokens": chunk_tokens,
         "overlap": overlap,
         "index_type": index_type,

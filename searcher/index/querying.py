@@ -43,10 +43,11 @@ def reading(method):
     return wrapper
 
 
-def similar_vector(encoder, budget: int, title: str, texts: list[str]) -> np.ndarray:
+def similar_vector(encoder, budget: int, title: str, texts: list[str], prefix: str = "") -> np.ndarray:
     """A document's "more like this" vector from its `similar_source`: its chunks encoded as
-    indexing encoded them (title tokens first, cut to the chunker's `budget`), averaged, unit length."""
-    inputs = [stored_chunk_input(encoder, title, text, budget) for text in texts]
+    indexing encoded them (the document prefix and title tokens first, cut to the chunker's
+    `budget`), averaged, unit length."""
+    inputs = [stored_chunk_input(encoder, title, text, budget, prefix) for text in texts]
     vector = encoder.encode_ids(inputs).mean(axis=0, keepdims=True)
     vector /= max(float(np.linalg.norm(vector)), 1e-12)
     return vector.astype(np.float32)
@@ -166,7 +167,8 @@ class QueryPipeline:
         if self.encoder is None:
             raise SearcherError(f"{self.path} was opened without its model: similar needs it")
         source = self.similar_source(doc_id)
-        return None if source is None else similar_vector(self.encoder, self.budget, *source)
+        return None if source is None else similar_vector(self.encoder, self.budget, *source,
+                                                               prefix=self.live.manifest.get("document_prefix", ""))
 
     @reading
     def similar_source(self, doc_id: str) -> tuple[str, list[str]] | None:

@@ -28,6 +28,8 @@ def index_info(path: Path, manifest: dict, live: LiveGeneration, encoder) -> dic
         "model": manifest["model"],
         "dimension": manifest["dimension"],
         "pooling": manifest["pooling"],
+        "query_prefix": manifest.get("query_prefix", ""),
+        "document_prefix": manifest.get("document_prefix", ""),
         "chunk_tokens": manifest["chunk_tokens"],
         "overlap": manifest["overlap"],
         "index_type": manifest.get("index_type", "flat"),

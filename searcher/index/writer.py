@@ -189,12 +189,19 @@ def title_token_ids(tokenizer, title: str, budget: int) -> list[int]:
 
 
 
-def stored_chunk_input(encoder, title: str, text: str, budget: int) -> list[int]:
-    """A stored chunk's model input as indexing made it: its document's title tokens, then its
-    text's, cut to `budget`, wrapped in special tokens (re-encoding for repair and `similar`)."""
+def prefix_token_ids(tokenizer, prefix: str) -> list[int]:
+    """Tokens of the index's document prefix ("passage: " for e5), before each chunk's title and text."""
+    return tokenizer(prefix, add_special_tokens=False, verbose=False)["input_ids"] if prefix else []
+
+
+def stored_chunk_input(encoder, title: str, text: str, budget: int, prefix: str = "") -> list[int]:
+    """A stored chunk's model input as indexing made it: the index's document prefix tokens,
+    its document's title tokens, then its text's, cut to `budget`, wrapped in special tokens
+    (re-encoding for repair and `similar`)."""
+    prefix_ids = prefix_token_ids(encoder.tokenizer, prefix)
     title_ids = title_token_ids(encoder.tokenizer, title or "", budget)
     ids = encoder.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    return encoder.with_special_tokens((title_ids + ids)[:budget])
+    return encoder.with_special_tokens((prefix_ids + title_ids + ids)[:budget])
 
 
 class CommitTarget(Protocol):
@@ -214,13 +221,15 @@ class Writer:
     """
 
     def __init__(self, store: ContentStore, chunker: Chunker, encoder, folder: "CommitTarget",
-                 batch_size: int = 32, commit_chunks: int = COMMIT_CHUNKS):
+                 batch_size: int = 32, commit_chunks: int = COMMIT_CHUNKS, prefix: str = ""):
         self.store = store  # the writable connection (reads see this writer's own commits)
         self.chunker = chunker
         self.encoder = encoder
         self.folder = folder  # commits each batch as the next generation (searcher/index/live.py)
         self.batch_size = batch_size
         self.commit_chunks = commit_chunks
+        # the index's document prefix (a writer opened without a model only deletes)
+        self.prefix_ids = prefix_token_ids(encoder.tokenizer, prefix) if encoder is not None else []
         self.next_chunk_id = self.store.state("next_chunk_id")
         self._reset()
 
@@ -299,7 +308,7 @@ class Writer:
                 report.added += 1
             pages = doc.metadata.get("pages")
             report.pages += pages if isinstance(pages, int) and not isinstance(pages, bool) else 0
-            title_ids = title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)
+            title_ids = self.prefix_ids + title_token_ids(self.encoder.tokenizer, doc.title, self.chunker.budget)
             own = 0  # this document's chunks staged since the last commit
             starts = page_starts(doc.metadata, len(doc.text))
             chunks = (self.chunker.iter_split_sections(doc.text, starts, reserved=len(title_ids))

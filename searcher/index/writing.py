@@ -74,4 +74,4 @@ class WriteSession:
         instead of the index's own)."""
         with self.live.write_session() as store:
             yield Writer(store, self.chunker, encoder or self.encoder, self.live, self.batch_size,
-                         self.commit_chunks)
+                         self.commit_chunks, self.live.manifest.get("document_prefix", ""))

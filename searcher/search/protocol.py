@@ -43,6 +43,11 @@ class SearchableIndex(Protocol):
     def info(self) -> dict:
         """What the index holds and how it is set up (documents, chunks, model, ...)."""
 
+    def encode(self, texts: str | Sequence[str], *, input_type: str = "document", batch_size: int | None = None,
+               truncate: bool = True) -> Any:
+        """Texts to an (n, dimension) float32 array of unit vectors, as this index encodes a
+        chunk ("document") or a query ("query"); in process, or on the server for a RemoteIndex."""
+
     def __len__(self) -> int:
         """The number of documents."""
 

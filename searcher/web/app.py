@@ -23,11 +23,12 @@ from searcher.web import access_log
 from searcher.web.api import bp as api_bp
 from searcher.web.auth import install as install_auth
 from searcher.web.corpus_map import bp as map_bp
+from searcher.web.embeddings import bp as embeddings_bp
 from searcher.web.errors import error_response, register_error_handlers
 from searcher.web.keys import KeyRing
 from searcher.web.indexes import ALL, Services, allowed_names, default_for, link_index, requested
 from searcher.web.indexes import bp as indexes_bp
-from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES
+from searcher.web.limits import MAX_BODY_BYTES, MAX_EMBED_BYTES, MAX_WRITE_BYTES
 from searcher.web.metrics import Metrics
 from searcher.web.names import folder_name
 from searcher.web.proxies import TrustedProxies, parse_trusted_proxies
@@ -105,9 +106,11 @@ def url_not_utf8() -> str | None:
 
 def body_limit(max_write_bytes: int) -> int:
     """The largest body this request may have: `max_write_bytes` for POST /api/documents (the
-    write API), MAX_BODY_BYTES for everything else."""
+    write API), MAX_EMBED_BYTES for POST /v1/embeddings, MAX_BODY_BYTES for everything else."""
     if request.method == "POST" and request.path == "/api/documents":
         return max_write_bytes
+    if request.method == "POST" and request.path == "/v1/embeddings":
+        return MAX_EMBED_BYTES
     return MAX_BODY_BYTES
 
 
@@ -190,6 +193,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     app.register_blueprint(about_bp)
     app.register_blueprint(map_bp)
     app.register_blueprint(indexes_bp)
+    app.register_blueprint(embeddings_bp)
     metrics.install(app)  # GET /metrics, and the count of every request
 
     @app.context_processor

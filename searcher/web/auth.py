@@ -42,6 +42,7 @@ SIGN_IN_LIMIT = 20  # sign-ins (with a good key) a client may make per window...
 SIGN_IN_WINDOW = 60.0  # ...seconds, before it gets 429
 MAX_CLIENTS = 10_000  # addresses the limiter remembers
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # what a read key may do; anything else needs admin
+READING_POSTS = frozenset({"embeddings.embeddings"})  # POSTs that only read: POST /v1/embeddings encodes
 
 
 class Sessions:
@@ -263,7 +264,7 @@ def require_key():
         return unauthorized("Sign in first.")
     if access.scope == "metrics" and request.blueprint != "metrics":
         return forbidden("A metrics key may read /metrics only.")
-    if request.method not in SAFE_METHODS:
+    if request.method not in SAFE_METHODS and request.endpoint not in READING_POSTS:
         if access.scope != "admin":
             return forbidden("This needs an admin key; this key can only read.")
         if access.via != "key":

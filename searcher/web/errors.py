@@ -26,16 +26,26 @@ LOGGED_CHARS = 20_000  # and is cut to this many characters: a request never log
 def json_error(status: int, message: str, name: str | None = None):
     """{"error": "not_found", "message": ..., "status": 404} with that status."""
     code = (name or "").lower().replace(" ", "_") or "error"
-    response = jsonify({"error": code, "message": message, "status": status})
+    if openai_path():  # OpenAI's shape, which its clients read the reason from
+        body = {"error": {"message": message, "type": code, "param": None, "code": status}}
+    else:
+        body = {"error": code, "message": message, "status": status}
+    response = jsonify(body)
     response.status_code = status
     return response
 
 
+def openai_path() -> bool:
+    """Whether the request is for the OpenAI-compatible API (/v1: searcher/web/embeddings.py)."""
+    path = re.sub("/{2,}", "/", request.path)
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def wants_json() -> bool:
-    """Whether the request is for the API or /metrics (so its errors are JSON, and a request
-    without a key gets 401, not the sign-in page)."""
+    """Whether the request is for the API, /v1 or /metrics (so its errors are JSON, and a
+    request without a key gets 401, not the sign-in page)."""
     path = re.sub("/{2,}", "/", request.path)  # //api//x is an API path that is not found
-    return path in ("/api", "/metrics") or path.startswith("/api/")
+    return path in ("/api", "/metrics") or path.startswith("/api/") or openai_path()
 
 
 def error_response(status: int, name: str, message: str):

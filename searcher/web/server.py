@@ -14,7 +14,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 
-from searcher.web.limits import MAX_BODY_BYTES, MAX_WRITE_BYTES  # noqa: F401 (imported from here too)
+from searcher.web.limits import MAX_BODY_BYTES, MAX_EMBED_BYTES, MAX_WRITE_BYTES  # noqa: F401 (imported from here too)
 
 SERVER_MAX_BODY_BYTES = 1024 * 1024  # waitress's own backstop (plain-text 413), for huge bodies
 QUEUE_LOG_INTERVAL = 60.0  # seconds between two of waitress's "Task queue depth is N" warnings
@@ -88,11 +88,13 @@ class Channel(HTTPChannel):
 
 
 def server_body_limit(app) -> int:
-    """waitress's limit: SERVER_MAX_BODY_BYTES above the app's write limit (so that the app, not
-    waitress, answers a body somewhat over it, with a JSON 413); SERVER_MAX_BODY_BYTES for an
-    app without one."""
-    writes = getattr(app, "config", {}).get("SEARCHER_MAX_WRITE_BYTES") or 0
-    return SERVER_MAX_BODY_BYTES + writes
+    """waitress's limit: SERVER_MAX_BODY_BYTES above the app's largest body limit (its write
+    limit, or /v1/embeddings'), so that the app, not waitress, answers a body somewhat over it
+    with a JSON 413; SERVER_MAX_BODY_BYTES for an app without one."""
+    config = getattr(app, "config", None)
+    if config is None:
+        return SERVER_MAX_BODY_BYTES
+    return SERVER_MAX_BODY_BYTES + max(config.get("SEARCHER_MAX_WRITE_BYTES") or 0, MAX_EMBED_BYTES)
 
 
 def make_server(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4):
