@@ -220,29 +220,31 @@ def test_keyword_hits_of_a_lagging_engine_are_only_live_chunks(tmp_path, encoder
 # -- writes do not stall searches ---------------------------------------------------------------
 
 class SlowEncoder:
-    """The real encoder, whose document encoding waits until the test lets it go."""
+    """The real encoder, whose encoding in the writer's thread waits until the test lets it go
+    (queries and documents both go through `encode_ids`: searcher/encoding/queries.py)."""
 
     def __init__(self, encoder):
         self._encoder = encoder
         self.entered, self.release = threading.Event(), threading.Event()
+        self.writer: threading.Thread | None = None  # the thread whose encoding waits
 
     def __getattr__(self, name):
         return getattr(self._encoder, name)
 
     def encode_ids(self, *args, **kwargs):
-        self.entered.set()
-        assert self.release.wait(60)
+        if threading.current_thread() is self.writer:
+            self.entered.set()
+            assert self.release.wait(60)
         return self._encoder.encode_ids(*args, **kwargs)
 
 
 def test_a_search_answers_while_another_thread_of_the_same_index_encodes(tmp_path, encoder):
     slow = SlowEncoder(encoder)
-    slow.release.set()
     index = Index.create(tmp_path / "idx", encoder=slow)
     index.add_documents(ANIMALS)
-    slow.release.clear()
     writer = threading.Thread(target=index.add_documents,
                               args=([{"id": "late", "text": "Zebras graze on the savanna at dusk."}],))
+    slow.writer = writer
     writer.start()
     try:
         assert slow.entered.wait(30)  # the writer holds its locks and is encoding
