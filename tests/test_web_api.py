@@ -335,6 +335,14 @@ def test_snippet_marks_the_best_sentence_and_escapes():
     assert query_terms("How do I read a file?") == {"how", "do", "i", "read", "file"}
 
 
+def test_the_marked_terms_are_the_querys_free_words_not_its_syntax():
+    """Excluded words are not marked, and the syntax (quotes, minus, field names, OR) is not a word."""
+    assert query_terms('"line by line" read -binary -"file mode" type:md') == query_terms("line by line read") \
+        == {"line", "read"}
+    out = str(snippet("Owls and mice share the barn at night.", "mice -owls"))
+    assert '<mark class="term">mice</mark>' in out and '<mark class="term">Owls</mark>' not in out
+
+
 def test_snippet_of_a_long_passage_is_cut_to_a_window():
     passage = " ".join(f"Sentence {i} talks about nothing." for i in range(100)) + " The key fact is here."
     out = str(snippet(passage, "key fact"))

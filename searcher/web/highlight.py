@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from markupsafe import Markup, escape
 
+from searcher.search.query import parse_query
 from searcher.storage.keywords import Analyzer, analyzer_for
 
 SNIPPET_CHARS = 360  # about three lines of result text on a desktop screen
@@ -27,8 +28,10 @@ def default_analyzer() -> Analyzer:
 
 
 def query_terms(query: str, analyzer: Analyzer | None = None) -> frozenset[str]:
-    """The terms the keyword engine searches for: its stop words left out, its stems."""
-    return frozenset((analyzer or default_analyzer()).query_terms(query))
+    """The terms the keyword engine searches for: the query's free words as the query language
+    reads them (searcher/search/query.py: not the excluded ones, not the syntax), its stop
+    words left out, its stems."""
+    return frozenset((analyzer or default_analyzer()).query_terms(" ".join(parse_query(query).words)))
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
