@@ -10,6 +10,7 @@ import re
 import sys
 import time
 import tomllib
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from searcher import Index
 from searcher.quality import corpus_map
 from searcher.readers.options import LoadOptions
 from searcher.index.watch import Watcher
+from tests import test_watch as watch_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,16 +91,7 @@ DEADLINE = 30.0  # seconds; generous: what happens takes well under one on an id
 FAST = {"debounce": 0.1, "settle": 0.3, "reconcile_every": None}
 
 
-def eventually(check, timeout: float = DEADLINE, every: float = 0.05):
-    """check()'s first truthy value within `timeout` seconds; fails the test otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check.__doc__ or check}")
-        time.sleep(every)
+eventually = partial(watch_tests.eventually, timeout=DEADLINE)  # its waits, with this file's deadline
 
 
 def age(path: Path, seconds: float = 60) -> None:

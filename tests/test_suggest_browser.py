@@ -4,56 +4,17 @@ and the ARIA combobox pattern."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from urllib.parse import parse_qs, urlparse
 
-import pytest
+from tests import test_web_browser as browser_tests
+from tests import web_support
 
-from searcher.web.server import serving
-from tests.web_support import web_app, web_index  # noqa: F401 (fixtures)
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
-expect = sync_api.expect
-expect.set_options(timeout=15_000)
-
-CHROMIUM = os.environ.get("SEARCHER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
-)
-
-
-@pytest.fixture(scope="module")
-def base_url(web_app):
-    with serving(web_app) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, base_url):
-    context = browser.new_context(base_url=base_url, viewport={"width": 1024, "height": 720})
-    page = context.new_page()
-    page.errors, page.foreign = [], []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("request", lambda r: None if r.url.startswith(base_url) else page.foreign.append(r.url))
-    page.set_default_timeout(15_000)
-    yield page
-    assert page.errors == []
-    assert page.foreign == []
-    context.close()
+# The browser, page and server fixtures of the search page's browser tests (and their skip
+# when Chromium or playwright is missing), over the same small index.
+pytestmark = browser_tests.pytestmark
+web_index, web_app = web_support.web_index, web_support.web_app
+base_url, browser, page = browser_tests.base_url, browser_tests.browser, browser_tests.page
+expect = browser_tests.sync_api.expect
 
 
 def typed(page, text: str):
