@@ -15,7 +15,6 @@ keyword indexes, runs `check_sharded` on the result, and renames it into place w
 
 from __future__ import annotations
 
-import shutil
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
@@ -24,8 +23,9 @@ from pathlib import Path
 from searcher.cluster.shards import check_sharded, is_sharded, read_layout, shard_paths
 from searcher.errors import BackupError, SearcherError
 from searcher.index.backup import (BACKUP_FORMAT, BACKUP_TMP, RESTORE_TMP, BackupReport, Progress, backup_folder,
-                                   backup_index, check_destination, check_target, new_temp, place, publish,
-                                   read_backup, report_of, restore_folder, restore_index, write_backup_file)
+                                   backup_index, check_destination, check_target, place, publish,
+                                   read_backup, report_of, restore_folder, restore_index, temp_beside,
+                                   write_backup_file)
 from searcher.storage.folder import SHARDS_MANIFEST
 from searcher.storage.snapshot import copy_hashed, pin_generation
 
@@ -40,8 +40,7 @@ def backup(path, to, progress: Progress | None = None) -> BackupReport:
     layout = read_layout(path)
     check_destination(path, to)
     say = progress or (lambda message: None)
-    tmp = new_temp(to, BACKUP_TMP)
-    try:
+    with temp_beside(to, BACKUP_TMP) as tmp:
         with ExitStack() as pins:
             folders = shard_paths(path, layout)
             pinned = [pins.enter_context(pin_generation(folder)) for folder in folders]  # all, then copy
@@ -62,9 +61,6 @@ def backup(path, to, progress: Progress | None = None) -> BackupReport:
         }
         write_backup_file(tmp, info)
         publish(tmp, to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"backed up {len(parts)} shards to {to}")
     return report_of({**info, "shard_info": parts}, to, path, started)
 
@@ -80,8 +76,7 @@ def restore(backup_path, path, force: bool = False, progress: Progress | None = 
         return restore_index(backup_path, path, force, progress, lock_folders=_lock_folders(path))
     replace = check_target(backup_path, path, force)
     say = progress or (lambda message: None)
-    tmp = new_temp(path, RESTORE_TMP)
-    try:
+    with temp_beside(path, RESTORE_TMP) as tmp:
         with open(backup_path / SHARDS_MANIFEST, "rb") as fh:
             if copy_hashed(fh, tmp / SHARDS_MANIFEST) != info["files"][SHARDS_MANIFEST]:
                 raise BackupError(f"{backup_path / SHARDS_MANIFEST} does not match the checksum its backup "
@@ -99,9 +94,6 @@ def restore(backup_path, path, force: bool = False, progress: Progress | None = 
             problems = report.problems + [f"{n}: {p}" for n, r in report.shards for p in r.problems]
             raise BackupError(f"the index restored from {backup_path} fails `searcher check`: " + "; ".join(problems))
         place(tmp, path, replace, _lock_folders(path))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"restored {len(info['shards'])} shards into {path}")
     return report_of(info, path, backup_path, started, restored=True, replaced=replace)
 

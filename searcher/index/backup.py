@@ -33,11 +33,11 @@ import re
 import shutil
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from searcher.errors import BackupError, IndexExistsError, SearcherError
 from searcher.index.check import check_index
@@ -107,15 +107,11 @@ def backup_index(index_dir, to, progress: Progress | None = None) -> BackupRepor
     read_manifest(index_dir)  # IndexNotFoundError, IndexCorruptError: before anything is written
     check_destination(index_dir, to)
     say = progress or (lambda message: None)
-    tmp = new_temp(to, BACKUP_TMP)
-    try:
+    with temp_beside(to, BACKUP_TMP) as tmp:
         with pin_generation(index_dir) as pinned:
             info = backup_folder(index_dir, pinned, tmp, say)
         write_backup_file(tmp, info)
         publish(tmp, to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"backed up generation {info['generation']} to {to}")
     return report_of(info, to, index_dir, started)
 
@@ -182,6 +178,18 @@ def new_temp(final: Path, mark: str) -> Path:
     tmp = final.parent / f".{final.name}{mark}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     return tmp
+
+
+@contextmanager
+def temp_beside(final: Path, mark: str) -> Iterator[Path]:
+    """A new temporary folder beside `final` (`new_temp`), removed when what is built in it
+    fails, so that a failed backup or restore leaves nothing."""
+    tmp = new_temp(final, mark)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def clean_leftovers(parent: Path) -> list[Path]:
@@ -291,17 +299,13 @@ def restore_index(backup, index_dir, force: bool = False, progress: Progress | N
                           f"(`searcher restore` does)")
     replace = check_target(backup, index_dir, force)
     say = progress or (lambda message: None)
-    tmp = new_temp(index_dir, RESTORE_TMP)
-    try:
+    with temp_beside(index_dir, RESTORE_TMP) as tmp:
         restore_folder(backup, info, tmp, say)
         say("checking the restored index")
         report = check_index(tmp)
         if not report.ok:
             raise BackupError(f"the index restored from {backup} fails `searcher check`: " + "; ".join(report.problems))
         place(tmp, index_dir, replace, [index_dir] if lock_folders is None else lock_folders)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"restored generation {info['generation']} into {index_dir}")
     return report_of(info, index_dir, backup, started, restored=True, replaced=replace)
 
