@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from searcher import Index
 from searcher.quality import corpus_map
 from searcher.readers.options import LoadOptions
 from searcher.index.watch import Watcher
@@ -32,11 +31,7 @@ def docs(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def index(tmp_path, fake_encoder):
-    idx = Index.create(tmp_path / "idx", encoder=fake_encoder)
-    yield idx
-    idx.close()
+index = watch_tests.index  # the watcher tests' empty index on the fake encoder (a fixture)
 
 
 # -- item 20: install hints ------------------------------------------------------------------
