@@ -61,9 +61,16 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
         results = [h.to_dict() for h in hits]
         click.echo(json.dumps(results if facets is None else {"results": results, "facets": facets},
                               indent=2, ensure_ascii=False))
+        if hits.suggestion:  # the JSON stays a list of results; the note goes beside it
+            click.echo(f"Did you mean: {hits.suggestion}", err=True)
         return
+    if hits.suggestion:
+        click.echo(f"Did you mean: {printable(hits.suggestion)}  (results for these words; "
+                   "quote a word to search it as typed)")
     if not hits:
         click.echo("No results.")
+    elif hits.close_match is False:
+        click.echo("No close match: nothing in the index is near these words in meaning; the nearest follow.")
     print_hits(hits)
     for field, values in (facets or {}).items():
         listed = ", ".join(f"{printable(str(v))} ({n})" for v, n in values.items())

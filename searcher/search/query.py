@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Collection
 
@@ -92,6 +92,28 @@ class ParsedQuery:
     def constrained(self) -> bool:
         """Whether documents are held to words (phrases, exclusions, prefixes, alternatives, title terms)."""
         return bool(self._patterns[0] or self._patterns[1] or self._patterns[2])
+
+    def loose_words(self) -> list[str]:
+        """The free words that stand alone (not in a phrase, prefix, title term or group of
+        alternatives, which are matched as written): the words typo tolerance may correct
+        (searcher/search/spelling.py)."""
+        held = {fold(w) for items in (self.phrases, self.prefixes, self.title_phrases)
+                for item in items for w in _WORD.findall(item)}
+        held |= {fold(w) for group in self.alternatives for member in group for w in _WORD.findall(member)}
+        loose = (w for word in self.words for w in _WORD.findall(word))
+        return list(dict.fromkeys(w for w in loose if fold(w) not in held))
+
+    def corrected(self, corrections: dict[str, str], text: str) -> "ParsedQuery":
+        """This query with its loose words replaced by `corrections` ({word: correction}),
+        `text` the corrected query text; phrases, prefixes, exclusions and fields as they were."""
+        if not corrections:
+            return self
+        folded = {fold(k): v for k, v in corrections.items()}
+
+        def fixed(word: str) -> str:
+            return _WORD.sub(lambda m: folded.get(fold(m.group()), m.group()), word)
+
+        return replace(self, text=text, words=tuple(fixed(w) for w in self.words))
 
     def within(self, where: dict | None) -> dict | None:
         """The search's filter `where` ANDed with this query's field filters."""
