@@ -18,7 +18,7 @@ API, the page, MCP and the retrievers all read the same syntax).
 Phrases, words, prefixes and alternatives are matched on a document's stored title and text,
 case and accents folded: a word as a whole word, a phrase as its words in a row with any
 spaces or punctuation between ("e-mail" matches "e mail"). A minus inside a word (e-mail) or
-before a digit (-5) is part of the word; `word:thing` with a field the index does not have
+before a number (-5, -2.5) is part of the word (before a code that starts with a digit, -12p13, it excludes); `word:thing` with a field the index does not have
 (a URL, "note: ...") is plain words. Nothing raises: malformed syntax (an unclosed quote, a
 field with no value, an unknown operator, a year that is not one) is read as plain words.
 
@@ -254,7 +254,7 @@ def _scan(text: str, fields: Collection[str]) -> list[_Term]:
             continue
         start = i
         negated = text[i] == "-" and i + 1 < n and (text[i + 1] == '"' or text[i + 1].isalpha()
-                                                   or text[i + 1] == "_")
+                                                   or text[i + 1] == "_" or _code_after(text, i + 1))
         if negated:
             i += 1
         named = _NAME.match(text, i)
@@ -287,6 +287,12 @@ def _scan(text: str, fields: Collection[str]) -> list[_Term]:
             else:
                 terms.append(_Term("word", _unescape(body), negated))
     return terms
+
+
+def _code_after(text: str, i: int) -> bool:
+    """Whether the token at `i` starts with a digit and holds a letter (12p13, 4fold, 3d): a
+    code, which a minus excludes; a number (5, 2.5, 10%) keeps its minus as a sign."""
+    return text[i].isdigit() and any(c.isalpha() for c in text[i:_bare_end(text, i)])
 
 
 def _field_term(text: str, start: int, i: int, name: str, negated: bool) -> tuple[_Term | None, int]:
