@@ -3,5 +3,5 @@ each an implementation of `searcher.sources.base.Source`, found by its URL's sch
 (`open_source`). Their items go through the same readers as files (searcher/readers/); the
 index keeps them in line (searcher/index/sources.py)."""
 
-from searcher.sources.base import (Item, Source, SourceError, open_source, is_source_url,  # noqa: F401
-                                   register, schemes)
+from searcher.sources.base import (Item, Source, SourceError, canonical_url, is_source_url,  # noqa: F401
+                                   open_source, register, schemes)

@@ -111,6 +111,14 @@ def is_source_url(text: str) -> bool:
     return scheme_of(text) is not None
 
 
+def canonical_url(url: str) -> str:
+    """`url` as its source records it (`open_source(url).url`), or `url` when no source takes it."""
+    try:
+        return open_source(url).url
+    except SourceError:
+        return url
+
+
 def open_source(url: str, options: dict | None = None) -> Source:
     """The source for `url`, built with `options` (its keyword arguments). SourceError for a
     scheme no source reads, or a URL or option the source refuses."""

@@ -59,6 +59,8 @@ class S3Source:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise SourceError(f"{url!r} names no bucket: s3://BUCKET[/PREFIX]")
+        if credentials_file:
+            check_secret_file(credentials_file)  # now, before anything is read or loaded
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self.options = {k: v for k, v in (("endpoint_url", endpoint_url), ("region", region), ("profile", profile),
