@@ -158,9 +158,9 @@ def record_sync(index_dir: str | Path, source: Source, report: IndexReport | Non
     if record is None:
         record = {"url": source.url, "scheme": source.scheme, "added": now()}
         records.append(record)
-    record["options"] = public_options(dict(source.options))
     record["last_sync"] = now()
-    if report is not None:
+    if report is not None:  # a failed sync (a wrong endpoint given again) keeps the options that worked
+        record["options"] = public_options(dict(source.options))
         record["last_success"] = record["last_sync"]
         record["counts"] = {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
                             "removed": report.removed, "skipped": len(report.skipped)}
