@@ -137,6 +137,8 @@ def test_index_an_s3_prefix_then_only_what_changed(tmp_path, bucket, encoder, mo
         assert doc["metadata"]["type"] == "txt" and doc["metadata"]["folder"] == f"s3://{bucket.name}/docs"
         assert doc["metadata"]["source_url"] == bucket.url
         assert idx.get_document(f"s3://{bucket.name}/elsewhere/outside.txt") is None
+        assert len(idx.search("kittens", k=5, where={"source_url": bucket.url})) == 3
+        assert len(idx.search("kittens", k=5, where={"source_url": "s3://another/"})) == 0
 
     reads = []  # a second run reads nothing unchanged: only the broken object, which has no documents, again
     real_read = S3Source.read
