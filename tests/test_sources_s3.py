@@ -285,3 +285,40 @@ def test_the_poller_syncs_the_recorded_sources_on_its_interval(tmp_path, bucket,
         finally:
             poller.stop()
     assert runs and all(url == bucket.url and error is None for url, _, error in runs)
+
+
+def test_watch_with_no_path_polls_the_sources_and_serve_polls_them_too(tmp_path, bucket, encoder, monkeypatch):
+    from searcher.web import create_app
+    from searcher.web.launcher import ServeConfig, ServeConfigError, poll_sources
+
+    bucket.put("a.txt", "Kittens purr when they are content.")
+    index_dir = tmp_path / "idx"
+    assert run("watch", "--index", index_dir).exit_code == 2  # nothing to watch, no sources
+    assert run("index", bucket.url, "--endpoint-url", bucket.endpoint, "--index", index_dir).exit_code == 0
+    bucket.put("b.txt", "Sailing boats cross the harbour at dawn.")
+    made = {}
+
+    def once(self):  # the poll loop, one round: the test ends
+        made.update(poller=self)
+        self.poll()
+
+    monkeypatch.setattr(SourcePoller, "run", once)
+    result = run("watch", "--index", index_dir, "--poll-interval", "42", "--json")
+    assert result.exit_code == 0, result.output
+    assert made["poller"].interval == 42
+    [line] = [x for x in result.output.splitlines() if x.startswith("{")]
+    assert json.loads(line)["run"] == f"sync {bucket.url}" and json.loads(line)["added"] == 1
+
+    with pytest.raises(ServeConfigError, match="poll-interval"):
+        ServeConfig(indexes=[("a", index_dir), ("b", tmp_path / "other")], poll_interval=60)
+    with Index.open(index_dir) as idx:
+        app = create_app(idx)
+        assert poll_sources(app, ServeConfig(indexes=[("idx", index_dir)]), None, print) is None  # not asked
+        runs = []
+        poller = poll_sources(app, ServeConfig(indexes=[("idx", index_dir)], poll_interval=30),
+                              lambda kind, report: runs.append((kind, report)), print)
+        assert poller.interval == 30
+        bucket.put("c.txt", "Dough of flour and yeast rises before it is baked.")
+        poller.poll()  # through the server's write turn
+        assert runs[0][0] == f"sync {bucket.url}" and runs[0][1].added == 1
+        assert idx.get_document(bucket.key("c.txt")) is not None
