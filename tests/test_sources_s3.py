@@ -248,6 +248,11 @@ def test_credentials_never_leave_the_environment_or_their_file(tmp_path, bucket,
     assert json.loads(result.output)["added"] == 3 and SECRET not in result.output
     recorded = (tmp_path / "other" / SOURCES_FILE).read_text()
     assert str(creds) in recorded and SECRET not in recorded
+    creds.chmod(0o660)  # loosened later: the re-sync refuses it, and records why
+    result = run("index", "--index", tmp_path / "other", env=no_env)
+    assert result.exit_code == 1 and "chmod 600" in result.output and SECRET not in result.output
+    assert "mode 0660" in read_sources(tmp_path / "other")[0]["error"]
+    creds.chmod(0o600)
     # The AWS shared file is held to the same rule when it is what boto3 would read.
     shared = Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
     shared.write_text(creds.read_text())

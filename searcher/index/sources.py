@@ -33,7 +33,7 @@ from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.loaders import load_item, read_pooled, too_large, unsupported
 from searcher.readers.options import LoadOptions
-from searcher.sources.base import Item, Source, SourceError, open_source
+from searcher.sources.base import Item, Source, SourceError, canonical_url, open_source
 from searcher.storage.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -150,24 +150,38 @@ def public_options(options: dict) -> dict:
             if v is not None and not any(word in k.lower() for word in SECRET_WORDS)}
 
 
-def record_sync(index_dir: str | Path, source: Source, report: IndexReport | None, error: str | None = None,
-                documents: int | None = None) -> dict:
-    """Write what the sync of `source` did (or the `error` that stopped it) into sources.json."""
-    records = read_sources(index_dir)
-    record = next((r for r in records if r["url"] == source.url), None)
-    if record is None:
-        record = {"url": source.url, "scheme": source.scheme, "added": now()}
-        records.append(record)
-    record["last_sync"] = now()
-    if report is not None:  # a failed sync (a wrong endpoint given again) keeps the options that worked
+def record_sync(index_dir: str | Path, source: Source, report: IndexReport, documents: int | None = None) -> dict:
+    """Write what the sync of `source` did into sources.json (the source added when new)."""
+    def change(record: dict) -> None:
+        record.setdefault("scheme", source.scheme)
+        record.setdefault("added", record["last_sync"])
         record["options"] = public_options(dict(source.options))
         record["last_success"] = record["last_sync"]
         record["counts"] = {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
                             "removed": report.removed, "skipped": len(report.skipped)}
         record["errors"] = [str(s) for s in report.skipped[:MAX_ERRORS]]
         record["error"] = None
-    else:
-        record["error"] = error
+
+    return _update(index_dir, source.url, change, documents, add=True)
+
+
+def record_error(index_dir: str | Path, url: str, error: str, documents: int | None = None) -> dict | None:
+    """Write the `error` that stopped the sync of the recorded source `url` into sources.json;
+    its options stay those of its last success (a wrong endpoint given once does not replace
+    them). A source that is not recorded is not added."""
+    return _update(index_dir, url, lambda record: record.update(error=error), documents, add=False)
+
+
+def _update(index_dir, url: str, change: Callable[[dict], None], documents: int | None, add: bool) -> dict | None:
+    records = read_sources(index_dir)
+    record = next((r for r in records if r["url"] == url), None)
+    if record is None:
+        if not add:
+            return None
+        record = {"url": url}
+        records.append(record)
+    record["last_sync"] = now()
+    change(record)
     if documents is not None:
         record["documents"] = documents
     path = Path(index_dir) / SOURCES_FILE
@@ -178,13 +192,16 @@ def record_sync(index_dir: str | Path, source: Source, report: IndexReport | Non
 def sync(index, url: str, source_options: dict | None = None, options: LoadOptions | None = None, progress=None,
          on_conflict: str = "skip", encoder=None) -> IndexReport:
     """Open the source at `url`, sync `index` with it and record the outcome in the index
-    folder; SourceError (recorded too, when the source could be opened) when it failed."""
-    source = open_source(url, source_options)
+    folder; SourceError when it failed (recorded too, when the source is recorded)."""
+    try:
+        source = open_source(url, source_options)
+    except SourceError as e:
+        record_error(index.path, canonical_url(url), str(e), count_documents(index, canonical_url(url)))
+        raise
     try:
         report = sync_source(index, source, options, progress, on_conflict, encoder)
     except SourceError as e:
-        if any(r["url"] == source.url for r in read_sources(index.path)):  # a new one that fails is not kept
-            record_sync(index.path, source, None, str(e), count_documents(index, source.url))
+        record_error(index.path, source.url, str(e), count_documents(index, source.url))
         raise
     finally:
         source.close()
