@@ -189,3 +189,23 @@ def test_the_registry_and_the_secret_file_rule(tmp_path):
     with pytest.raises(SourceError, match="cannot read the credentials file"):
         check_secret_file(tmp_path / "missing")
     assert not (tmp_path / SOURCES_FILE).exists()
+
+
+def test_a_backup_carries_the_record_of_the_sources(tmp_path, fake_encoder, fake_index, box, monkeypatch):
+    from searcher.cluster.backup import backup, restore
+    from searcher.sources import base
+
+    monkeypatch.setattr(base, "_FACTORIES", dict(base._FACTORIES))
+    register("mem", lambda url, **options: box)
+    box.put("a.txt", "Kittens purr when they are content.")
+    sync(fake_index, "mem://box", options=NO_WORKERS)
+    split_index(fake_index.path, tmp_path / "sharded", 2)
+    sharded = ShardedIndex.open(tmp_path / "sharded", encoder=fake_encoder)
+    try:
+        sync(sharded, "mem://box", options=NO_WORKERS)
+    finally:
+        sharded.close()
+    for folder in (fake_index.path, tmp_path / "sharded"):
+        backup(folder, tmp_path / f"{folder.name}-bk")
+        restore(tmp_path / f"{folder.name}-bk", tmp_path / f"{folder.name}-back")
+        assert read_sources(tmp_path / f"{folder.name}-back") == read_sources(folder) != []

@@ -35,10 +35,11 @@ from searcher.readers.loaders import load_item, read_pooled, too_large, unsuppor
 from searcher.readers.options import LoadOptions
 from searcher.sources.base import Item, Source, SourceError, canonical_url, open_source
 from searcher.storage.files import write_atomic
+from searcher.storage.folder import SOURCES
 
 log = logging.getLogger(__name__)
 
-SOURCES_FILE = "sources.json"
+SOURCES_FILE = SOURCES  # sources.json
 DEFAULT_POLL_INTERVAL = 300.0  # seconds between two syncs of the remote sources (watch, serve --watch)
 MAX_ERRORS = 50  # skip reasons kept in a source's record
 
