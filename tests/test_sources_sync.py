@@ -209,3 +209,17 @@ def test_a_backup_carries_the_record_of_the_sources(tmp_path, fake_encoder, fake
         backup(folder, tmp_path / f"{folder.name}-bk")
         restore(tmp_path / f"{folder.name}-bk", tmp_path / f"{folder.name}-back")
         assert read_sources(tmp_path / f"{folder.name}-back") == read_sources(folder) != []
+
+
+def test_a_document_a_killed_run_left_unfinished_is_read_again(fake_index, box):
+    from searcher.index.writer import UNFINISHED
+
+    box.put("a.txt", "Kittens purr when they are content.")
+    sync_source(fake_index, box, NO_WORKERS)
+    with fake_index.live.write_session() as store:  # as a run killed between a big document's parts leaves it
+        store.db.execute("update documents set content_hash = ? || content_hash", [UNFINISHED])
+    box.reads.clear()
+    report = sync_source(fake_index, box, NO_WORKERS)
+    assert box.reads == ["a.txt"] and report.updated == 1
+    box.reads.clear()
+    assert sync_source(fake_index, box, NO_WORKERS).unchanged == 1 and box.reads == []

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 from searcher.errors import SearcherError
-from searcher.index.writer import IndexReport
+from searcher.index.writer import UNFINISHED, IndexReport
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.loaders import load_item, read_pooled, too_large, unsupported
@@ -71,7 +71,7 @@ def sync_source(index, source: Source, options: LoadOptions | None = None, progr
     items = [i for i in listing if isinstance(i, Item)]
     before = IndexReport(skipped=[s for s in listing if isinstance(s, Skipped)])
     stored: dict[str, set] = {}  # key -> the versions its documents carry
-    stored_docs = [row for store in _stores(index) for row in store.source_documents(source.url)]
+    stored_docs = [row for store in _stores(index) for row in store.source_documents(source.url, UNFINISHED)]
     for _, key, version in stored_docs:
         stored.setdefault(key, set()).add(version)
     counts = {}
