@@ -20,12 +20,12 @@ from searcher import Index
 from searcher.cli import main
 from searcher.index.sources import SOURCES_FILE, SourcePoller, read_sources
 from searcher.sources import open_source
-from searcher.sources.s3 import S3Source
 
 from .source_contract import SourceContract
 
-boto3 = pytest.importorskip("boto3")
+boto3 = pytest.importorskip("boto3")  # the test extra installs both (pyproject.toml)
 ThreadedMotoServer = pytest.importorskip("moto.server").ThreadedMotoServer
+from searcher.sources.s3 import S3Source  # noqa: E402 (needs boto3)
 
 SECRET = "SeCrEt-MARKER-7f3a9c-do-not-print"
 KEY_ID = "AKIATESTMARKER0001"
