@@ -226,7 +226,8 @@ def test_credentials_never_leave_the_environment_or_their_file(tmp_path, bucket,
                  ["index", bucket.url, "--endpoint-url", f"http://127.0.0.1:{free_port()}"]):
         result = run(*args, "--index", index_dir)
         outputs.append(result.output)
-    assert all(SECRET not in out for out in outputs)
+    assert '"logger"' in outputs[0] and bucket.url in outputs[0]  # the JSON log lines were captured
+    assert all(SECRET not in out and KEY_ID not in out for out in outputs)
     for path in index_dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
