@@ -92,7 +92,8 @@ def ids(index) -> set[str]:
 def test_unchanged_items_are_not_read_changed_ones_are_and_gone_ones_pruned(fake_index, box):
     box.put("a.txt", "Kittens purr when they are content.")
     box.put("b.md", "# Gardens\n\nTomatoes need sun.")
-    box.put("rows.jsonl", '{"id": "r1", "text": "first row"}\n{"id": "r2", "text": "second row"}\n')
+    box.put("rows.jsonl", '{"id": "r1", "text": "first row"}\n{"id": "r2", "text": "second row", '
+                          '"source_url": "mem://elsewhere", "source_version": "mine"}\n')  # fields the sync owns
     report = sync_source(fake_index, box, NO_WORKERS)
     assert (report.added, report.unchanged, report.removed) == (4, 0, 0)
     assert ids(fake_index) == {box.key("a.txt"), box.key("b.md"), "r1", "r2"}

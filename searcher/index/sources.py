@@ -49,7 +49,8 @@ def _stores(index) -> list:
 
 
 def item_facts(source: Source, item: Item) -> dict:
-    """The metadata every document of `item` gets (a reader's own keys win)."""
+    """The metadata every document of `item` gets (a reader's own keys win, but for
+    source_url and source_version: load_item)."""
     facts = {"type": PurePosixPath(item.name).suffix.lower().lstrip("."), "size": item.size,
              "modified": item.modified, "folder": item.folder, **item.metadata,
              "source_url": source.url, "source_version": item.version}

@@ -108,9 +108,11 @@ def load_item(key: str, name: str, data: bytes, facts: dict, opts: LoadOptions) 
         return key + text[len(stand_in):] if text.startswith(stand_in) else text
 
     out: list[Document | Skipped] = []
+    own = {k: facts[k] for k in SOURCE_KEYS if k in facts}  # these win over a row's fields of the same name
     for item in load_data(path, data, facts, opts):
         if isinstance(item, Document):
             item.id, item.source = rekey(item.id), key
+            item.metadata.update(own)
         else:
             item = Skipped(rekey(item.path), item.reason)
         out.append(item)
