@@ -29,7 +29,7 @@ from searcher.search.results import Hit, check_k, check_query
 from searcher.search.retrieval import RETRIEVERS, Query, hits
 from searcher.search.spelling import correctable, corrected_text
 from searcher.search.suggest import SuggestCache, Vocabulary
-from searcher.storage.keywords.base import fold
+from searcher.storage.keywords.base import STOP_WORDS, fold
 from searcher.storage.folder import DATABASE
 from searcher.storage.keywords import KeywordStats
 from searcher.storage.store import ContentStore, readable
@@ -39,6 +39,9 @@ KNOWN_FIELDS_CACHE = 1024  # (generation, metadata key) answers kept
 # Up to this many chunks a search waits for the first vocabulary (about 0.5 s per 10,000
 # chunks); beyond, it is built in the background and typos are corrected once it is there.
 SYNC_VOCABULARY_CHUNKS = 100_000
+# A query's required words narrow its candidates to the documents holding the rarest of
+# them when at most this many chunks hold it (more: ranking finds passing documents quickly)
+NARROW_UP_TO = 20_000
 FLOOR_DRIFT = 0.1  # the noise floor is measured again once the vectors grew or shrank by this share
 
 
@@ -202,10 +205,36 @@ class QueryPipeline:
         elif mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self.live.view(store, where)
+        holding = self.holding_rarest(store, parsed) if parsed.constrained else None
+        if holding is not None:  # only these documents can pass: the others are never ranked
+            view.allowed = holding if view.allowed is None else np.intersect1d(view.allowed, holding, assume_unique=True)
         asked = Query(query, self.queries.encode if self.queries else None, fusion, _vector=query_vector,
                       keyword_stats=keyword_stats, accepts=parsed.matches if parsed.constrained else None)
         ranked = RETRIEVERS[mode](view, asked, want)
         return store, ranked, asked
+
+    def holding_rarest(self, store: ContentStore, query: ParsedQuery) -> np.ndarray | None:
+        """The chunk ids of the documents holding the rarest of the words the query requires
+        (a phrase's, a title term's), sorted; None where that is not narrow enough to be worth
+        it (no required word, the engine cannot say, or more than NARROW_UP_TO chunks hold it).
+        A superset of the documents that pass: the phrase itself is checked on each (a word's
+        stem is what the keyword engine holds, so it finds at least the documents holding it)."""
+        words = [w for w in query.required_words() if w not in STOP_WORDS]
+        if not words or not self.live.keywords.ready(store):
+            return None
+        stats = self.live.keywords.statistics(store, " ".join(words))
+        if stats is None:
+            return None
+        term = self.live.keywords.analyzer.term
+        counted = [(stats.frequencies[term(w)], w) for w in words if term(w) in stats.frequencies]
+        if not counted:
+            return None
+        chunks, word = min(counted)
+        if chunks > NARROW_UP_TO:
+            return None
+        found = self.live.keywords.search(store, word, chunks + 1) if chunks else []
+        docs = set(store.chunk_doc_ids([cid for cid, _ in found]).values())
+        return np.array(sorted(store.chunk_ids_of(sorted(docs))), dtype=np.int64)
 
     def cosines(self, store: ContentStore, query: Query, doc_ids: list[str]) -> dict[str, float]:
         """{doc_id: cosine of its best chunk to the query} for `doc_ids`: those the dense list
