@@ -27,9 +27,9 @@ from searcher.search.page import Ranking, result_page
 from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, check_k, check_query
 from searcher.search.retrieval import RETRIEVERS, Query, hits
-from searcher.search.spelling import correctable, corrected_text
+from searcher.search.spelling import Reading, loose_words, spelled
 from searcher.search.suggest import SuggestCache, Vocabulary
-from searcher.storage.keywords.base import STOP_WORDS, fold
+from searcher.storage.keywords.base import STOP_WORDS
 from searcher.storage.folder import DATABASE
 from searcher.storage.keywords import KeywordStats
 from searcher.storage.store import ContentStore, readable
@@ -110,25 +110,32 @@ class QueryPipeline:
         """(the query to rank by, "Did you mean" text or None): the query's loose words that
         no document holds, corrected to the nearest words documents hold
         (searcher/search/spelling.py); the query as it is when none needs it."""
-        loose = [w for w in query.loose_words() if correctable(fold(w))]
-        if not loose:
-            return query, None
+        words = loose_words(query)
+        return spelled(query, [self.spelling(words)]) if words else (query, None)
+
+    @reading
+    def spelling(self, words: list[str]) -> dict[str, Reading]:
+        """{word: (edits, chunks, the word meant)} for `words`: 0 edits for a word this index
+        holds (asked of the keyword engine first, so a query without typos builds nothing),
+        the nearest word of its vocabulary for one it does not; a word with no reading is left out."""
+        out: dict[str, Reading] = {}
         store = self.live.read_store()
-        stats = self.live.keywords.statistics(store, " ".join(loose)) if self.live.keywords.ready(store) else None
-        if stats is not None:  # the engine knows its terms: only words it lacks are looked up
+        unknown = list(words)
+        stats = self.live.keywords.statistics(store, " ".join(words)) if self.live.keywords.ready(store) else None
+        if stats is not None:
             term = self.live.keywords.analyzer.term
-            loose = [w for w in loose if not stats.frequencies.get(term(w.lower()))]
-            if not loose:
-                return query, None
-        if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
-            vocabulary = self.vocabulary()
-        else:
-            vocabulary = self.vocabularies.ready(store.generation, self._build_vocabulary)
-        corrections = vocabulary.speller.corrections(loose) if vocabulary is not None else {}
-        if not corrections:
-            return query, None
-        text = corrected_text(query.text, corrections)
-        return query.corrected(corrections, text), text
+            for word in words:
+                if stats.frequencies.get(term(word.lower())):
+                    out[word] = (0, stats.frequencies[term(word.lower())], word)
+            unknown = [w for w in words if w not in out]
+        if unknown:
+            if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
+                vocabulary = self.vocabulary()
+            else:
+                vocabulary = self.vocabularies.ready(store.generation, self._build_vocabulary)
+            if vocabulary is not None:
+                out.update(vocabulary.speller.readings(unknown))
+        return out
 
     def close_match(self, found: list[Hit], query: ParsedQuery) -> bool | None:
         """Whether the best of `found` is close in meaning to the query (its cosine above this

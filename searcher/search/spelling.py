@@ -19,7 +19,7 @@ those is one edit away.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -60,8 +60,16 @@ class Speller:
     def correct(self, word: str) -> str | None:
         """The word the index holds that `word` was most likely meant to be (folded), or None:
         the index holds `word`, it may not be corrected, or no word lies near enough."""
+        found = self.nearest(word)
+        return found[2] if found is not None and found[0] > 0 else None
+
+    def nearest(self, word: str) -> Reading | None:
+        """(edits, chunks holding it, the word) of the nearest word the index holds: 0 edits
+        when it holds `word` itself; None when `word` may not be corrected or none is near."""
         word = fold(word)
-        if not correctable(word) or word in self.counts:
+        if word in self.counts:
+            return (0, self.counts[word], word)
+        if not correctable(word):
             return None
         edits = max_edits(word)
         best = self._nearest(word, edits, [word[0]])
@@ -69,7 +77,7 @@ class Speller:
             others = self._nearest(word, edits, [i for i in self._initials if i != word[0]])
             if others is not None and (best is None or others < best):
                 best = others
-        return best[2] if best else None
+        return (best[0], -best[1], best[2]) if best else None
 
     def _nearest(self, word: str, edits: int, initials: list[str]) -> tuple[int, int, str] | None:
         """(edits, -chunks, word) of the nearest word starting with one of `initials`."""
@@ -86,14 +94,40 @@ class Speller:
                         best = key
         return best
 
-    def corrections(self, words) -> dict[str, str]:
-        """{word as given: its correction} for those of `words` that are corrected."""
-        out = {}
-        for word in words:
-            fixed = self.correct(word)
-            if fixed is not None:
-                out[word] = fixed
-        return out
+    def readings(self, words) -> dict[str, Reading]:
+        """{word as given: its `nearest` reading} for those of `words` that have one."""
+        return {word: found for word in words if (found := self.nearest(word)) is not None}
+
+
+Reading = tuple[int, int, str]  # (edits, chunks holding the word, the word): how an index reads a typed word
+
+
+def corrections(words, readings: Iterable[Mapping[str, Reading]]) -> dict[str, str]:
+    """{word: correction} from the readings of one or more indexes (the shards of a sharded
+    index): a word any of them holds is kept; else the nearest of their candidates, then the
+    one most chunks hold."""
+    out = {}
+    for word in words:
+        found = [tuple(r[word]) for r in readings if word in r]
+        if found and not any(edits == 0 for edits, _, _ in found):
+            edits, chunks, meant = min(found, key=lambda f: (f[0], -f[1], f[2]))
+            out[word] = meant
+    return out
+
+
+def spelled(query, readings: Iterable[Mapping[str, Reading]]):
+    """(the query to rank by, "Did you mean" text or None) from the indexes' readings of its
+    loose words (searcher/search/query.py: ParsedQuery.loose_words)."""
+    fixed = corrections(loose_words(query), list(readings))
+    if not fixed:
+        return query, None
+    text = corrected_text(query.text, fixed)
+    return query.corrected(fixed, text), text
+
+
+def loose_words(query) -> list[str]:
+    """The query's words that typo tolerance may correct."""
+    return [w for w in query.loose_words() if correctable(fold(w))]
 
 
 def corrected_text(text: str, corrections: Mapping[str, str]) -> str:
