@@ -19,6 +19,8 @@ those is one edit away.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 from rapidfuzz import process
@@ -46,13 +48,17 @@ class Speller:
 
     def __init__(self, counts: Mapping[str, int]):
         self.counts = counts
-        # by (first letter, length): a typo seldom hits the first letter, so the words that
-        # share it are compared first, and the rest only when none of them is near enough
-        self._buckets: dict[tuple[str, int], list[str]] = {}
-        for word in counts:
-            if word.isalpha():
-                self._buckets.setdefault((word[0], len(word)), []).append(word)
-        self._initials = sorted({initial for initial, _ in self._buckets})
+        # Words sorted by length, all of them and those of each first letter: the words within
+        # two letters of a length are one slice, compared in one call. A typo seldom hits the
+        # first letter, so the words that share it are compared first, the rest only when none
+        # of them is one edit away.
+        words = sorted((w for w in counts if w.isalpha()), key=lambda w: (len(w), w))
+        self._all = _ByLength(words)
+        initials: dict[str, list[str]] = {}
+        for word in words:
+            initials.setdefault(word[0], []).append(word)
+        self._initial = {initial: _ByLength(group) for initial, group in initials.items()}
+        self.nearest = lru_cache(maxsize=4096)(self._nearest_word)
 
     def known(self, word: str) -> bool:
         return fold(word) in self.counts
@@ -63,35 +69,33 @@ class Speller:
         found = self.nearest(word)
         return found[2] if found is not None and found[0] > 0 else None
 
-    def nearest(self, word: str) -> Reading | None:
+    def _nearest_word(self, word: str) -> Reading | None:
         """(edits, chunks holding it, the word) of the nearest word the index holds: 0 edits
-        when it holds `word` itself; None when `word` may not be corrected or none is near."""
+        when it holds `word` itself; None when `word` may not be corrected or none is near
+        (`nearest`, which remembers the last answers)."""
         word = fold(word)
         if word in self.counts:
             return (0, self.counts[word], word)
         if not correctable(word):
             return None
         edits = max_edits(word)
-        best = self._nearest(word, edits, [word[0]])
+        same = self._initial.get(word[0])
+        best = self._best(word, edits, same) if same is not None else None
         if best is None or best[0] > 1:  # a word one edit away with another first letter is nearer
-            others = self._nearest(word, edits, [i for i in self._initials if i != word[0]])
+            others = self._best(word, edits, self._all)
             if others is not None and (best is None or others < best):
                 best = others
         return (best[0], -best[1], best[2]) if best else None
 
-    def _nearest(self, word: str, edits: int, initials: list[str]) -> tuple[int, int, str] | None:
-        """(edits, -chunks, word) of the nearest word starting with one of `initials`."""
+    def _best(self, word: str, edits: int, words: "_ByLength") -> tuple[int, int, str] | None:
+        """(edits, -chunks, word) of the nearest of `words` within `edits`."""
         best = None
-        for initial in initials:
-            for length in range(len(word) - edits, len(word) + edits + 1):
-                choices = self._buckets.get((initial, length))
-                if not choices:
-                    continue
-                for candidate, distance, _ in process.extract(word, choices, scorer=OSA.distance,
-                                                              score_cutoff=edits, limit=None):
-                    key = (int(distance), -self.counts[candidate], candidate)
-                    if best is None or key < best:
-                        best = key
+        choices = words.within(len(word) - edits, len(word) + edits)
+        for candidate, distance, _ in process.extract(word, choices, scorer=OSA.distance,
+                                                      score_cutoff=edits, limit=None):
+            key = (int(distance), -self.counts[candidate], candidate)
+            if best is None or key < best:
+                best = key
         return best
 
     def readings(self, words) -> dict[str, Reading]:
@@ -145,3 +149,14 @@ def corrected_text(text: str, corrections: Mapping[str, str]) -> str:
         return fixed[:1].upper() + fixed[1:] if word[:1].isupper() else fixed
 
     return _WORD.sub(replace, text)
+
+
+class _ByLength:
+    """Words sorted by length, sliced by a range of lengths."""
+
+    def __init__(self, words: list[str]):
+        self.words = words
+        self._lengths = [len(w) for w in words]
+
+    def within(self, shortest: int, longest: int) -> list[str]:
+        return self.words[bisect_left(self._lengths, shortest):bisect_right(self._lengths, longest)]
