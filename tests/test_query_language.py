@@ -248,3 +248,19 @@ def test_narrowing_to_the_documents_holding_the_rarest_required_word_changes_no_
     monkeypatch.setattr(querying, "NARROW_UP_TO", -1)  # never narrow
     assert small.queried.holding_rarest(small.store, parsed) is None
     assert {q: ranked_ids(small, q, mode) for q in queries} == narrowed
+
+
+def test_the_passage_of_a_phrase_search_holds_the_phrase(tmp_path, encoder):
+    """A long document's nearest chunk in meaning is not where the quoted words are: the hit
+    shows the chunk that holds them (in every mode)."""
+    about = " ".join(["Bees visit flowers in the meadow and carry pollen back to the hive."] * 40)
+    far = "Later, the keeper wrote that the queen sleeps under a copper lid in winter."
+    with Index.create(tmp_path / "long", encoder=encoder, chunk_tokens=64, overlap=8) as index:
+        index.add_documents([{"id": "bees", "title": "Bees", "text": about + " " + far + " " + about}])
+        assert len(index.store.chunk_ids_of(["bees"])) > 3
+        for mode in MODES:
+            plain = index.search("bees pollen meadow", k=1, mode=mode)[0]
+            assert "copper lid" not in plain.passage  # the nearest chunk is about bees
+            hit = index.search('bees pollen meadow "copper lid"', k=1, mode=mode)[0]
+            assert "copper lid" in hit.passage
+            assert index.get_document("bees")["text"][hit.start:hit.end] == hit.passage

@@ -11,6 +11,7 @@ search's `where`, and the words it requires or excludes checked by the retriever
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -26,7 +27,7 @@ from searcher.search.options import SearchOptions
 from searcher.search.page import Ranking, result_page
 from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, check_k, check_query
-from searcher.search.retrieval import RETRIEVERS, Query, hits
+from searcher.search.retrieval import RETRIEVERS, Query, hits, page_of
 from searcher.search.spelling import Reading, loose_words, spelled
 from searcher.search.suggest import SuggestCache, Vocabulary
 from searcher.storage.keywords.base import STOP_WORDS
@@ -337,6 +338,22 @@ class QueryPipeline:
         return self.live.read_store().documents([doc_id], with_text=True).get(doc_id)
 
 
+def phrase_passage(store: ContentStore, hit: Hit, query: ParsedQuery) -> Hit:
+    """The hit with a passage that holds the query's phrases: its own when it does, else its
+    document's first chunk that does (a long document's nearest chunk in meaning may lie far
+    from the words it was required to hold); as it was when no one chunk holds them all."""
+    if query.passage_holds(hit.passage):
+        return hit
+    chunks = sorted(store.chunks(store.chunk_ids_of([hit.doc_id])).values(), key=lambda c: c.position)
+    holding = next((c for c in chunks if query.passage_holds(c.text)), None)
+    if holding is None:
+        return hit
+    page = None
+    if hit.page is not None:  # a paged document: the page of the new passage (page_starts is not in hit.metadata)
+        page = page_of(store.documents([hit.doc_id])[hit.doc_id]["metadata"], holding.start)
+    return replace(hit, passage=holding.text, start=holding.start, end=holding.end, chunk_id=holding.id, page=page)
+
+
 class _OneSearch:
     """One search of a single index as the result page asks it (searcher/search/page.py): the
     ranking's store connection is kept for its metadata and its page."""
@@ -357,6 +374,8 @@ class _OneSearch:
 
     def fetch(self, ranking: Ranking) -> list[Hit]:
         found = hits(self.store, ranking, 0, len(ranking))
+        if self.query.phrases:
+            found = [phrase_passage(self.store, hit, self.query) for hit in found]
         cosines = self.pipeline.cosines(self.store, self.asked, [h.doc_id for h in found])
         for hit in found:
             hit.cosine = cosines.get(hit.doc_id)
