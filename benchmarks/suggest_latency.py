@@ -5,6 +5,7 @@ measured). Reports the vocabulary build time and p50/p95 of lookups for random p
 
     PYTHONPATH=. python benchmarks/suggest_latency.py --documents 5000
     PYTHONPATH=. python benchmarks/suggest_latency.py --index /tmp/eval-scifact   # an existing index
+    PYTHONPATH=. python benchmarks/suggest_latency.py --chunks 1000000            # the vocabulary alone
 """
 
 from __future__ import annotations
@@ -38,8 +39,14 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--index", help="measure this existing index instead (e.g. /tmp/eval-scifact): "
                                         "prefixes of its own words")
+    parser.add_argument("--chunks", type=int,
+                        help="only lookups, in a vocabulary of the size this many chunks would have (no index): "
+                             "a scale this machine cannot index in minutes, e.g. 1000000")
     args = parser.parse_args()
     rng = random.Random(7)
+    if args.chunks:
+        vocabulary_only(args, rng)
+        return
     if args.index:
         index = Index.open(args.index, load_model=False)
         measure(index, rng, _words_of(index, rng), args.lookups)
@@ -57,6 +64,39 @@ def main() -> None:
         print(f"indexed in {time.perf_counter() - started:.0f} s")
         measure(index, rng, vocab, args.lookups)
         index.close()
+
+
+def vocabulary_only(args, rng) -> None:
+    """Lookups in a vocabulary of the size `args.chunks` chunks would have, built directly
+    (generating and counting that much text takes longer than the lookups are worth): its
+    distinct words by Heaps' law, V = 30 * sqrt(tokens) (180 words a chunk: about 400,000 at
+    1,000,000 chunks), counts by Zipf's law, and a title for every second chunk."""
+    from searcher.search.suggest import Vocabulary
+
+    tokens = args.chunks * args.words
+    size = int(30 * tokens ** 0.5)
+    words: dict[str, int] = {}
+    while len(words) < size:
+        words["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 12)))] = 0
+    for rank, word in enumerate(words, 1):
+        words[word] = max(1, int(args.chunks / rank))
+    pool = list(words)
+    titles = {}
+    for _ in range(args.chunks // 2):
+        title = " ".join(rng.choice(pool[:5000]) for _ in range(4)).title()
+        titles[title.lower()] = (title, 1)
+    started = time.perf_counter()
+    vocabulary = Vocabulary(words, titles)
+    made = time.perf_counter() - started
+    prefixes = [w[: rng.randint(1, min(6, len(w)))] for w in rng.choices(pool[:50000], k=args.lookups)]
+    seconds = []
+    for p in prefixes:
+        t = time.perf_counter()
+        vocabulary.suggest(p)
+        seconds.append(time.perf_counter() - t)
+    print(f"a vocabulary for {args.chunks} chunks: {len(words)} words, {len(titles)} titles "
+          f"(sorted in {made:.1f} s)")
+    print(f"Vocabulary.suggest  p50 {percentile(seconds, 50):.2f} ms  p95 {percentile(seconds, 95):.2f} ms")
 
 
 def _words_of(index, rng) -> list[str]:
