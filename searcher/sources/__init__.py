@@ -1,0 +1,1 @@
+"""Where documents come from besides the local disk: web sites, IMAP mailboxes."""

@@ -1,0 +1,521 @@
+"""Web sites: the pages under a URL prefix, crawled (`searcher index https://host/docs/ --crawl`).
+
+`WebSite(url, ...)` follows links and sitemaps from the prefix, same host and under the prefix
+only, obeying robots.txt (its rules for `searcher`, its Crawl-delay, its Sitemap lines), at
+most `max_pages` pages and `rate` requests a second. Each page is an item: its URL is the key,
+its validators (ETag, Last-Modified; a digest of the body where the server sends neither) the
+version. A second run given the first's `state` sends If-None-Match / If-Modified-Since, so an
+unchanged page costs a 304 and no body; its links are remembered in the state, so the crawl
+still reaches the pages behind it. Pages are read by the readers their content type or
+suffix picks (HTML through trafilatura's main text, PDF, ...): `name` carries that suffix.
+
+Only the standard library: urllib for HTTP, urllib.robotparser, ElementTree for sitemaps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+import urllib.robotparser
+import zlib
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import Callable, Iterator
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
+from xml.etree import ElementTree
+
+from searcher.readers.documents import Skipped
+
+USER_AGENT = "searcher"  # the name robots.txt rules are matched against
+USER_AGENT_HEADER = "searcher/0.1 (semantic search indexer; robots.txt obeyed)"
+
+# Content types the readers read, and the suffix that picks the reader (searcher/readers/formats.py)
+CONTENT_SUFFIXES = {
+    "text/html": ".html", "application/xhtml+xml": ".html", "text/plain": ".txt", "text/markdown": ".md",
+    "application/pdf": ".pdf", "text/csv": ".csv", "application/epub+zip": ".epub",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "message/rfc822": ".eml",
+}
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+# Link suffixes worth a request: pages (no suffix, server-side scripts) and the formats read.
+PAGE_SUFFIXES = {"", ".html", ".htm", ".xhtml", ".shtml", ".php", ".asp", ".aspx", ".jsp", ".cgi"}
+READ_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".csv", ".tsv", ".jsonl", ".epub", ".docx", ".pptx", ".eml"}
+MAX_SITEMAPS = 50  # sitemap files read a run (an index of sitemaps included)
+
+
+@dataclass(frozen=True)
+class WebItem:
+    """One page: `key` its URL (no fragment), `version` its validators as a JSON list
+    (`["etag:\"...\"", "modified:<HTTP date>"]`, either or both, or `["sha256:<hex>"]` of the
+    body where the server sends neither: equal versions, an unchanged page), `name` a
+    file name whose suffix picks the reader, `metadata` (url, content_type, modified as ISO
+    8601 from Last-Modified, lastmod from a sitemap)."""
+
+    key: str
+    version: str
+    name: str
+    metadata: dict = field(default_factory=dict, compare=False)
+
+
+def canonical(url: str) -> str:
+    """A URL as pages are keyed: scheme and host lowercased, no credentials, no default port, no
+    fragment, an empty path as "/"."""
+    url = urldefrag(url)[0]
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def validators(version: str) -> dict[str, str]:
+    """The conditional request headers for a page of this version (none for a digest)."""
+    headers = {}
+    for part in _version_parts(version):
+        kind, _, value = part.partition(":")
+        if kind == "etag":
+            headers["If-None-Match"] = value
+        elif kind == "modified":
+            headers["If-Modified-Since"] = value
+    return headers
+
+
+def _version_parts(version: str) -> list[str]:
+    try:
+        parts = json.loads(version)
+    except ValueError:
+        return []
+    return [p for p in parts if isinstance(p, str)] if isinstance(parts, list) else []
+
+
+def _version(etag: str | None, modified: str | None, body: bytes | None) -> str:
+    parts = [f"etag:{etag}"] if etag else []
+    if modified:
+        parts.append(f"modified:{modified}")
+    if not parts:
+        parts.append(f"sha256:{hashlib.sha256(body or b'').hexdigest()}")
+    return json.dumps(parts)
+
+
+class _Links(HTMLParser):
+    """The links of a page (<a>, <area>, <link rel=alternate>), its <base href>, and its meta robots."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.base: str | None = None
+        self.nofollow = self.noindex = False
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        if tag in ("a", "area") and a.get("href"):
+            if "nofollow" not in a.get("rel", "").lower().split():
+                self.links.append(a["href"].strip())
+        elif tag == "link" and a.get("href") and "alternate" in a.get("rel", "").lower().split():
+            self.links.append(a["href"].strip())
+        elif tag == "base" and a.get("href") and self.base is None:
+            self.base = a["href"].strip()
+        elif tag == "meta" and a.get("name", "").lower() in ("robots", USER_AGENT):
+            content = a.get("content", "").lower()
+            self.nofollow |= "nofollow" in content or "none" in content
+            self.noindex |= "noindex" in content or "none" in content
+
+
+def page_links(html: str, url: str) -> tuple[list[str], bool, bool]:
+    """The absolute URLs a page links to, and whether its meta robots say nofollow, noindex."""
+    parser = _Links()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # HTMLParser is lenient; a page it fails on gives the links found so far
+        pass
+    base = urljoin(url, parser.base) if parser.base else url
+    links = []
+    for href in parser.links:
+        if href.lower().startswith(("javascript:", "mailto:", "tel:", "data:")):
+            continue
+        try:
+            links.append(canonical(urljoin(base, href)))
+        except ValueError:  # a bad port, a bad IPv6 literal
+            continue
+    return links, parser.nofollow, parser.noindex
+
+
+def sitemap_urls(data: bytes) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """A sitemap's pages ((url, lastmod)) and, for a sitemap index, the sitemaps it lists."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    root = ElementTree.fromstring(data)
+    pages, maps = [], []
+    for node in root:
+        tag = node.tag.rsplit("}", 1)[-1]
+        loc = lastmod = None
+        for child in node:
+            name = child.tag.rsplit("}", 1)[-1]
+            if name == "loc":
+                loc = (child.text or "").strip()
+            elif name == "lastmod":
+                lastmod = (child.text or "").strip() or None
+        if not loc:
+            continue
+        if tag == "url":
+            pages.append((loc, lastmod))
+        elif tag == "sitemap":
+            maps.append(loc)
+    return pages, maps
+
+
+class RateLimit:
+    """At most `rate` requests a second: each request waits until 1/rate seconds after the last
+    one began (a token bucket of one token). `clock` and `sleep` are time's unless a test gives
+    its own."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not rate > 0:
+            raise ValueError("rate must be more than 0 requests a second")
+        self.interval = 1.0 / rate
+        self.clock, self.sleep = clock, sleep
+        self.next = None
+
+    def wait(self) -> None:
+        now = self.clock()
+        if self.next is not None and now < self.next:
+            self.sleep(self.next - now)
+            now = self.next
+        self.next = now + self.interval
+
+    def slow_to(self, interval: float) -> None:
+        """At least `interval` seconds between requests from now on (robots.txt's Crawl-delay),
+        the request just made included."""
+        if interval > self.interval:
+            if self.next is not None:
+                self.next += interval - self.interval
+            self.interval = interval
+
+
+class _Response:
+    def __init__(self, url: str, status: int, headers, body: bytes | None):
+        self.url, self.status, self.headers, self.body = url, status, headers, body
+
+
+class FetchError(Exception):
+    """A request that gave no page: the reason, for a Skipped."""
+
+
+class WebSite:
+    """The pages under `url` (a prefix: a page is under it when its URL starts with it, on the
+    same scheme, host and port), crawled when `crawl` (links, sitemaps) or the one page alone.
+
+    items() yields a `WebItem` for each page fetched or unchanged (304), or a `Skipped` with the
+    reason (HTTP 404, a time-out, a redirect out of the prefix, a type no reader reads, a page
+    over `max_bytes`); pages robots.txt disallows, or a meta robots noindex, are not requested
+    or not yielded, and counted in `stats`. read(item) gives the page's bytes (kept from the
+    crawl, or fetched again). `state` is the previous run's `site.state` (JSON-able: each page's
+    version and links); after items() is exhausted `site.state` holds this run's."""
+
+    def __init__(self, url: str, *, crawl: bool = True, max_pages: int = 1000, rate: float = 2.0,
+                 timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024, state: dict | None = None,
+                 sitemaps: bool = True, obey_robots: bool = True,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 opener: urllib.request.OpenerDirector | None = None):
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("a web site's URL is http:// or https:// with a host")
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        self.url = canonical(url)  # no credentials, no fragment
+        self.scheme = urlsplit(self.url).scheme
+        self.crawl, self.max_pages, self.timeout, self.max_bytes = crawl, max_pages, timeout, max_bytes
+        self.use_sitemaps, self.obey_robots = sitemaps, obey_robots
+        self.limit = RateLimit(rate, clock, sleep)
+        self.previous: dict = dict((state or {}).get("pages", {}))
+        self.state: dict = {"url": self.url, "pages": {}}
+        self.stats = {"requests": 0, "pages": 0, "unchanged": 0, "robots_disallowed": 0, "noindex": 0,
+                      "skipped": 0}
+        self._bodies: dict[str, bytes] = {}
+        self._robots: urllib.robotparser.RobotFileParser | None = None
+        self._opener = opener or urllib.request.build_opener(_SameHostRedirects(self.allowed))
+        origin = urlsplit(self.url)
+        self._origin = f"{origin.scheme}://{origin.netloc}"
+
+    # -- scope -------------------------------------------------------------------------------
+
+    def in_scope(self, url: str) -> bool:
+        return url.startswith(self.url) or url + "/" == self.url
+
+    def _worth_fetching(self, url: str) -> bool:
+        suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
+        return suffix in PAGE_SUFFIXES or suffix in READ_SUFFIXES
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _get(self, url: str, headers: dict | None = None) -> _Response:
+        """One GET (its redirects on the same host followed: one request in `stats`)."""
+        self.limit.wait()
+        self.stats["requests"] += 1
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT_HEADER,
+                                                       "Accept-Encoding": "gzip, deflate", **(headers or {})})
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                body = response.read(self.max_bytes + 1)
+                if len(body) > self.max_bytes:
+                    raise FetchError(f"over {self.max_bytes:,} bytes (max_bytes); skipped")
+                return _Response(response.geturl(), response.status, response.headers,
+                                 _decoded(body, response.headers.get("Content-Encoding")))
+        except urllib.error.HTTPError as e:
+            if e.code == 304:
+                return _Response(url, 304, e.headers, None)
+            if 300 <= e.code < 400 and "redirected" in str(e.reason):
+                raise FetchError(str(e.reason)) from None
+            raise FetchError(f"HTTP {e.code} {e.reason}") from None
+        except (socket.timeout, TimeoutError):
+            raise FetchError(f"no answer in {self.timeout:g} s (timeout)") from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise FetchError(f"no answer in {self.timeout:g} s (timeout)") from None
+            raise FetchError(f"cannot connect ({reason})") from None
+        except (OSError, ValueError, zlib.error) as e:
+            raise FetchError(f"cannot fetch ({type(e).__name__}: {e})") from None
+
+    # -- robots and sitemaps -------------------------------------------------------------------
+
+    def _load_robots(self) -> None:
+        robots = urllib.robotparser.RobotFileParser(self._origin + "/robots.txt")
+        if not self.obey_robots:
+            robots.allow_all = True
+            self._robots = robots
+            return
+        try:
+            response = self._get(self._origin + "/robots.txt")
+            text = (response.body or b"").decode("utf-8", "replace")
+            robots.parse(text.splitlines())
+        except FetchError as e:
+            message = str(e)
+            if message.startswith(("HTTP 401", "HTTP 403")):
+                robots.disallow_all = True  # as urllib.robotparser reads these answers
+            else:
+                robots.allow_all = True  # no robots.txt (404), or none could be read
+        delay = robots.crawl_delay(USER_AGENT)
+        if delay:
+            self.limit.slow_to(float(delay))
+        rate = robots.request_rate(USER_AGENT)
+        if rate and rate.requests:
+            self.limit.slow_to(rate.seconds / rate.requests)
+        self._robots = robots
+
+    def allowed(self, url: str) -> bool:
+        return self._robots is None or self._robots.can_fetch(USER_AGENT, url)
+
+    def _sitemap_pages(self) -> Iterator[tuple[str, str | None]]:
+        listed = list((self._robots.site_maps() if self._robots is not None else None) or [])
+        queue = [canonical(u) for u in listed]
+        if not queue:  # none named by robots.txt: where sitemaps usually are
+            queue.append(self._origin + "/sitemap.xml")
+            if self.url.endswith("/") and self.url != self._origin + "/":
+                queue.append(self.url + "sitemap.xml")
+        seen: set[str] = set()
+        while queue and len(seen) < MAX_SITEMAPS:
+            sitemap = queue.pop(0)
+            if sitemap in seen or urlsplit(sitemap).netloc != urlsplit(self.url).netloc:
+                continue
+            seen.add(sitemap)
+            try:
+                pages, maps = sitemap_urls(self._get(sitemap).body or b"")
+            except (FetchError, ElementTree.ParseError, OSError, EOFError):
+                continue  # no sitemap, or not one that reads: the links still lead on
+            queue.extend(canonical(m) for m in maps)
+            for url, lastmod in pages:
+                try:
+                    yield canonical(url), lastmod
+                except ValueError:
+                    continue
+
+    # -- the crawl -----------------------------------------------------------------------------
+
+    def items(self) -> Iterator[WebItem | Skipped]:
+        """The pages, breadth first from the prefix (then the sitemaps' pages not reached)."""
+        self._load_robots() if self.crawl else None
+        queue: list[str] = [self.url]
+        queued = {self.url}
+        lastmods: dict[str, str] = {}
+        sitemap_pending = self.crawl and self.use_sitemaps
+        done = 0
+        yielded: set[str] = set()
+        while done < self.max_pages:
+            if not queue and sitemap_pending:
+                sitemap_pending = False
+                for url, lastmod in self._sitemap_pages():
+                    if self.in_scope(url) and url not in queued:
+                        queued.add(url)
+                        queue.append(url)
+                        if lastmod:
+                            lastmods[url] = lastmod
+            if not queue:
+                break
+            url = queue.pop(0)
+            if not self.allowed(url):
+                self.stats["robots_disallowed"] += 1
+                continue
+            done += 1
+            item, links = self._visit(url, lastmods.get(url))
+            if isinstance(item, WebItem):
+                queued.add(item.key)  # where a redirect led
+                if item.key in yielded:
+                    continue
+                yielded.add(item.key)
+            if item is not None:
+                yield item
+            if self.crawl:
+                for link in links:
+                    if link not in queued and self.in_scope(link) and self._worth_fetching(link):
+                        queued.add(link)
+                        queue.append(link)
+
+    def _visit(self, url: str, lastmod: str | None) -> tuple[WebItem | Skipped | None, list[str]]:
+        before = self.previous.get(url) or {}
+        headers = validators(before.get("version", "")) if before.get("links") is not None else {}
+        try:
+            response = self._get(url, headers)
+        except FetchError as e:
+            self.stats["skipped"] += 1
+            return Skipped(url, str(e)), []
+        final = canonical(response.url)
+        if final != url and not self.in_scope(final):
+            self.stats["skipped"] += 1
+            return Skipped(url, f"redirected out of {self.url} (to {final}); not followed"), []
+        if response.status == 304:
+            self.stats["unchanged"] += 1
+            links = list(before.get("links") or [])
+            self.state["pages"][url] = before
+            if before.get("noindex"):
+                self.stats["noindex"] += 1
+                return None, links
+            if before.get("skipped"):
+                self.stats["skipped"] += 1
+                return Skipped(url, before["skipped"]), links
+            key = before.get("key") or url
+            item = WebItem(key, before["version"], before.get("name") or _name(url, "text/html"),
+                           dict(before.get("metadata") or {}))
+            return item, links
+        content_type = (response.headers.get_content_type() or "").lower()
+        name = _name(final, content_type)
+        links: list[str] = []
+        noindex = False
+        if content_type in HTML_TYPES:
+            charset = response.headers.get_content_charset() or "utf-8"
+            try:
+                html = response.body.decode(charset, "replace")
+            except LookupError:
+                html = response.body.decode("utf-8", "replace")
+            links, nofollow, noindex = page_links(html, final)
+            if nofollow:
+                links = []
+        version = _version(response.headers.get("ETag"), response.headers.get("Last-Modified"), response.body)
+        metadata = {"url": final, "content_type": content_type}
+        modified = _http_date(response.headers.get("Last-Modified"))
+        if modified:
+            metadata["modified"] = modified
+        if lastmod:
+            metadata["lastmod"] = lastmod
+        page = {"key": final, "version": version, "links": links, "name": name, "metadata": metadata}
+        self.state["pages"][url] = page
+        if noindex:
+            page["noindex"] = True
+            self.stats["noindex"] += 1
+            return None, links
+        if content_type not in CONTENT_SUFFIXES:
+            page["skipped"] = f"content type '{content_type or '(none)'}' is not one the readers read"
+            self.stats["skipped"] += 1
+            return Skipped(url, page["skipped"]), links
+        self.stats["pages"] += 1
+        self._bodies[final] = response.body or b""
+        return WebItem(final, version, name, metadata), links
+
+    def read(self, item: WebItem) -> bytes:
+        """The page's bytes: kept from the crawl (once), else fetched again."""
+        body = self._bodies.pop(item.key, None)
+        if body is not None:
+            return body
+        response = self._get(item.key)
+        if response.status != 200 or response.body is None:
+            raise FetchError(f"HTTP {response.status}")
+        return response.body
+
+    def close(self) -> None:
+        self._bodies.clear()
+
+
+def _decoded(body: bytes, encoding: str | None) -> bytes:
+    encoding = (encoding or "").lower().strip()
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    return body
+
+
+def _http_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.isoformat(timespec="seconds") if when.tzinfo else when.isoformat(timespec="seconds") + "+00:00"
+
+
+def _name(url: str, content_type: str) -> str:
+    """A file name for the page whose suffix picks its reader: the URL's last segment, with the
+    content type's suffix where the URL's is not that type's ("docs/" -> "index.html")."""
+    raw = unquote(urlsplit(url).path)
+    path = PurePosixPath(raw)
+    stem = "index" if raw.endswith("/") or not path.name else path.name
+    wanted = CONTENT_SUFFIXES.get(content_type)
+    suffix = path.suffix.lower()
+    if wanted is None:
+        return stem
+    if wanted == ".html" and suffix in (".html", ".htm"):
+        return stem
+    if suffix == wanted or (wanted == ".txt" and suffix in (".txt", ".md", ".markdown", ".csv", ".tsv", ".jsonl")):
+        return stem
+    if wanted == ".csv" and suffix == ".tsv":
+        return stem
+    return stem + wanted
+
+
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed on the same scheme, host and port only, and only where robots.txt
+    allows (`allowed`); any other is an HTTP error, the page skipped. At most 5 of them."""
+
+    max_redirections = 5
+
+    def __init__(self, allowed: Callable[[str], bool]):
+        super().__init__()
+        self.allowed = allowed
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urlsplit(req.full_url), urlsplit(urljoin(req.full_url, newurl))
+        target = canonical(new.geturl())
+        if (old.scheme, old.netloc) != (new.scheme, new.netloc):
+            raise urllib.error.HTTPError(req.full_url, code, f"redirected to another host ({target}); not followed",
+                                         headers, fp)
+        if not self.allowed(target):
+            raise urllib.error.HTTPError(req.full_url, code, f"redirected to {target}, which robots.txt disallows",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
