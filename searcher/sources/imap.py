@@ -72,7 +72,7 @@ class _Secret:
 def read_password_file(path: str | os.PathLike) -> str:
     """The password in `path` (its first line), refused unless the file is a regular file only
     its owner may read or write (mode 0600 or 0400)."""
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         info = path.stat()
     except OSError as e:
