@@ -133,3 +133,16 @@ def test_html_main_text_falls_back_to_the_visible_text():
     assert "Alpha" in page.text and "Beta" in page.text
     assert page.metadata["extraction"] in ("main", "visible")
     assert main_text("<html><body><script>x()</script></body></html>").text == ""
+
+
+def test_html_main_text_logs_nothing_when_it_falls_back(caplog):
+    """trafilatura's own ERROR lines for a page with no main text are not shown: the fallback
+    to the visible text handles that page."""
+    import logging
+
+    from searcher.readers.html_text import main_text
+
+    with caplog.at_level(logging.INFO):
+        assert main_text("<p>x</p>").text == "x"
+        assert main_text("\x00\x01garbage<<<>>>").metadata["extraction"] == "visible"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -206,6 +206,13 @@ def test_a_deleted_message_is_absent_and_a_new_uidvalidity_makes_everything_new(
             source.read(next(iter(second.values())))
 
 
+def test_an_empty_mailbox_has_no_items(server, monkeypatch):
+    monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", PASSWORD)
+    fresh_mailbox(server, "Empty", [])
+    with Mailbox(url(server, "Empty"), starttls=False) as source:
+        assert listing(source) == ({}, [])
+
+
 def test_a_message_over_the_size_limit_is_skipped(server, monkeypatch):
     monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", PASSWORD)
     fresh_mailbox(server, "Big", [message("Small", "short"), message("Large", "long text " * 500)])

@@ -3,6 +3,7 @@ its visible text (e-mail bodies, EPUB chapters, and the fallback where trafilatu
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -78,10 +79,13 @@ def main_text(html: str, url: str | None = None) -> PageText:
     page of one short line), or an installation without trafilatura, gets all its visible text
     as `html_to_text` reads it, so no page with text is lost."""
     title, visible = html_to_text(html)
+    if not visible.strip():
+        return PageText(title, visible, {"extraction": "visible"})
     try:
         import trafilatura
     except ImportError:  # pragma: no cover - trafilatura is a dependency; kept for slim installs
         return PageText(title, visible, {"extraction": "visible"})
+    _quiet()
     try:
         found = trafilatura.bare_extraction(
             html, url=url, with_metadata=True, include_comments=False, include_tables=True,
@@ -100,3 +104,13 @@ def main_text(html: str, url: str | None = None) -> PageText:
             metadata[key] = str(value)
     found_title = " ".join(str(getattr(found, "title", None) or "").split())
     return PageText(title or found_title, text, metadata)
+
+
+def _quiet() -> None:
+    """trafilatura logs an ERROR for every page it finds no main text in ("empty HTML tree",
+    "discarding data"), which main_text handles (the visible text is kept): its loggers are
+    set to CRITICAL, unless the application set their level itself."""
+    for name in ("trafilatura", "htmldate", "courlan"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.CRITICAL)
