@@ -222,7 +222,11 @@ def test_a_message_over_the_size_limit_is_skipped(server, monkeypatch):
     assert skipped[0].reason.endswith("over the 2,000-byte limit") and ";UID=" in skipped[0].path
 
 
-def test_the_password_comes_from_the_environment_or_a_private_file_and_never_shows(server, monkeypatch, tmp_path):
+def test_the_password_comes_from_the_environment_or_a_private_file_and_never_shows(server, monkeypatch, tmp_path,
+                                                                                 caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     monkeypatch.delenv("SEARCHER_IMAP_PASSWORD", raising=False)
     fresh_mailbox(server, "Garden", GARDEN[:1])
     with pytest.raises(MailboxError, match="SEARCHER_IMAP_PASSWORD") as e:
@@ -255,6 +259,7 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
     # a password given in Python is kept out of repr
     source = Mailbox(url(server, "Garden"), password=PASSWORD, starttls=False)
     assert PASSWORD not in repr(vars(source)) and source.url == f"imap://{USER}@127.0.0.1:{server}/Garden"
+    assert PASSWORD not in caplog.text  # nor in any log line
 
 
 def test_no_such_mailbox_and_no_starttls(server, monkeypatch):
