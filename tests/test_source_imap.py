@@ -164,7 +164,10 @@ def test_messages_and_attachments_become_documents_as_eml_files_do(server, monke
     with Mailbox(url(server, "Garden"), starttls=False) as source:
         items = sorted(listing(source)[0].values(), key=lambda i: i.metadata["uid"])
         roses = documents(items[0], source.read(items[0]))
+        dropped = source._client
+        dropped.shutdown()  # the connection is gone (an idle time-out): read opens a new one
         compost = documents(items[1], source.read(items[1]))
+        assert source._client is not dropped
     assert [d.title for d in roses] == ["Roses"] and "outward-facing bud" in roses[0].text
     assert roses[0].metadata["from"] == "Bob <bob@example.com>" and roses[0].metadata["date"].startswith("2024-01-01")
     titles = [d.metadata.get("attachment") for d in compost if isinstance(d, Document)]

@@ -315,3 +315,14 @@ def test_noindex_pages_are_not_yielded_but_their_links_are_followed(site):
     assert set(pages) == {site.base + "/docs/a.html", site.base + "/docs/b.html"} and source.stats["noindex"] == 1
     _, again, _ = crawl(site, state=source.state, sitemaps=False)
     assert set(again) == set(pages)
+
+
+def test_only_the_last_pages_bytes_are_kept_for_read(site, monkeypatch):
+    import searcher.sources.web as web
+
+    monkeypatch.setattr(web, "KEEP_BODIES", 1)
+    source, pages, _ = crawl(site, sitemaps=False)
+    assert len(source._bodies) == 1
+    first = pages[site.base + "/docs/"]
+    before = site.fetched("/docs/")
+    assert b"Garden documentation" in source.read(first) and site.fetched("/docs/") == before + 1

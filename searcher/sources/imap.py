@@ -280,12 +280,22 @@ class Mailbox:
 
     def read(self, item: MailItem) -> bytes:
         """The message's bytes (BODY.PEEK[]: it stays unread). LookupError when the message is
-        gone (expunged) or the mailbox's UIDVALIDITY is no longer the item's."""
-        client = self.connect()
+        gone (expunged) or the mailbox's UIDVALIDITY is no longer the item's. A connection the
+        server closed meanwhile is opened again, once."""
         validity, _, uid = item.version.partition(":")
-        if validity != str(self.uidvalidity):
-            raise LookupError(f"{item.key}: the mailbox's UIDVALIDITY changed (now {self.uidvalidity}); list it again")
-        status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
+        for attempt in (1, 2):
+            client = self.connect()
+            if validity != str(self.uidvalidity):
+                raise LookupError(f"{item.key}: the mailbox's UIDVALIDITY changed (now {self.uidvalidity}); "
+                                  "list it again")
+            try:
+                status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
+                break
+            except (imaplib.IMAP4.abort, OSError):  # the server closed an idle connection: once more
+                self._client = None
+                self._drop(client)
+                if attempt == 2:
+                    raise
         if status != "OK":
             raise LookupError(f"{item.key}: cannot fetch ({status})")
         for part in data:

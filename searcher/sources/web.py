@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 import urllib.robotparser
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -48,6 +49,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Link suffixes worth a request: pages (no suffix, server-side scripts) and the formats read.
 PAGE_SUFFIXES = {"", ".html", ".htm", ".xhtml", ".shtml", ".php", ".asp", ".aspx", ".jsp", ".cgi"}
 READ_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".csv", ".tsv", ".jsonl", ".epub", ".docx", ".pptx", ".eml"}
+KEEP_BODIES = 64  # pages whose bytes are kept for read(): the wiring reads an item as it comes
 MAX_SITEMAPS = 50  # sitemap files read a run (an index of sitemaps included)
 
 
@@ -244,7 +246,7 @@ class WebSite:
         self.state: dict = {"url": self.url, "pages": {}}
         self.stats = {"requests": 0, "pages": 0, "unchanged": 0, "robots_disallowed": 0, "noindex": 0,
                       "skipped": 0}
-        self._bodies: dict[str, bytes] = {}
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()  # the last KEEP_BODIES pages' bytes
         self._robots: urllib.robotparser.RobotFileParser | None = None
         self._opener = opener or urllib.request.build_opener(_SameHostRedirects(self.allowed))
         origin = urlsplit(self.url)
@@ -442,10 +444,13 @@ class WebSite:
             return Skipped(url, page["skipped"]), links
         self.stats["pages"] += 1
         self._bodies[final] = response.body or b""
+        while len(self._bodies) > KEEP_BODIES:
+            self._bodies.popitem(last=False)
         return WebItem(final, version, name, metadata), links
 
     def read(self, item: WebItem) -> bytes:
-        """The page's bytes: kept from the crawl (once), else fetched again."""
+        """The page's bytes: kept from the crawl (once; the last KEEP_BODIES pages'), else
+        fetched again (FetchError when that fails)."""
         body = self._bodies.pop(item.key, None)
         if body is not None:
             return body
