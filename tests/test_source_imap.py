@@ -23,7 +23,7 @@ import pytest
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
-from searcher.sources.imap import Mailbox, MailboxError, MailItem, imap_utf7
+from searcher.sources.imap import Mailbox, MailboxError, MailItem, MessageGone, imap_utf7
 
 pytest.importorskip("pymap")
 
@@ -152,7 +152,10 @@ def test_messages_are_listed_with_versions_from_uidvalidity_and_uids(server, mon
         uid = item.metadata["uid"]
         assert item.version == f"{validity}:{uid}" and item.name == f"{uid}.eml"
         assert item.metadata["mailbox"] == "Garden" and item.metadata["uidvalidity"] == validity
-        assert item.metadata["size"] > 0 and item.metadata["received"].startswith(str(datetime.date.today().year))
+        assert item.size > 0 and item.folder == url(server, "Garden")
+        received = datetime.datetime.fromisoformat(item.modified)
+        assert received.utcoffset() == datetime.timedelta(0)
+        assert abs(received - datetime.datetime.now(datetime.timezone.utc)) < datetime.timedelta(hours=1)
     # a second run: the same keys and versions, nothing new
     with Mailbox(url(server, "Garden"), starttls=False) as again:
         assert {k: i.version for k, i in listing(again)[0].items()} == {k: i.version for k, i in items.items()}
@@ -196,7 +199,7 @@ def test_a_deleted_message_is_absent_and_a_new_uidvalidity_makes_everything_new(
     with Mailbox(url(server, "Letters"), starttls=False) as source:
         second = listing(source)[0]
         gone = first[source.key(uid)]
-        with pytest.raises(LookupError, match="expunged"):
+        with pytest.raises(MessageGone, match="expunged"):
             source.read(gone)
     assert source.key(uid) not in second
     assert len(set(second) - set(first)) == 1 and len(set(first) - set(second)) == 1
@@ -205,7 +208,7 @@ def test_a_deleted_message_is_absent_and_a_new_uidvalidity_makes_everything_new(
     with Mailbox(url(server, "Letters"), starttls=False) as source:
         third = listing(source)[0]
         assert not set(third) & set(second)
-        with pytest.raises(LookupError, match="UIDVALIDITY changed"):
+        with pytest.raises(MessageGone, match="UIDVALIDITY changed"):
             source.read(next(iter(second.values())))
 
 
@@ -263,6 +266,9 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
     source = Mailbox(url(server, "Garden"), password=PASSWORD, starttls=False)
     assert PASSWORD not in repr(vars(source)) and source.url == f"imap://{USER}@127.0.0.1:{server}/Garden"
     assert PASSWORD not in caplog.text  # nor in any log line
+    assert source.options == {"starttls": False}
+    assert Mailbox(url(server, "Garden"), password_file=secret, password_env="X").options == {
+        "password_env": "X", "password_file": str(secret)}
 
 
 def test_no_such_mailbox_and_no_starttls(server, monkeypatch):

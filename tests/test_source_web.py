@@ -178,7 +178,8 @@ def test_the_crawl_follows_links_and_sitemaps_under_the_prefix_and_obeys_robots(
     assert [(s.path, s.reason) for s in skipped] == [(f"{b}/docs/missing.html", "HTTP 404 Not Found")]
     # names pick the readers; metadata from the headers and the sitemap
     assert pages[f"{b}/docs/"].name == "index.html" and pages[f"{b}/docs/guide.pdf"].name == "guide.pdf"
-    assert pages[f"{b}/docs/b.html"].metadata["modified"] == "2024-01-01T10:00:00+00:00"
+    assert pages[f"{b}/docs/b.html"].modified == "2024-01-01T10:00:00+00:00"
+    assert pages[f"{b}/docs/b.html"].folder == f"{b}/docs" and pages[f"{b}/docs/a.html"].size == len(ARTICLE)
     assert pages[f"{b}/docs/orphan.html"].metadata["lastmod"] == "2024-02-03"
     assert pages[f"{b}/docs/a.html"].metadata["content_type"] == "text/html"
     assert source.stats["requests"] == sum(site.requests.values()) - 1  # a redirect and its hop: one request
@@ -326,3 +327,20 @@ def test_only_the_last_pages_bytes_are_kept_for_read(site, monkeypatch):
     first = pages[site.base + "/docs/"]
     before = site.fetched("/docs/")
     assert b"Garden documentation" in source.read(first) and site.fetched("/docs/") == before + 1
+
+
+def test_the_state_file_makes_a_second_run_conditional_and_options_say_what_was_given(site, tmp_path):
+    path = tmp_path / "state" / "site.json"
+    first = WebSite(site.base + "/docs/", rate=1000, state_path=path)
+    assert first.options == {"rate": 1000, "state_path": str(path)}
+    list(first.items())
+    assert path.is_file() and not path.with_name("site.json.tmp").exists()
+    second = WebSite(site.base + "/docs/", rate=1000, state_path=path)
+    list(second.items())
+    assert second.stats["pages"] == 0 and second.stats["unchanged"] == 6
+    # another site's state, or a damaged file: every page fetched in full
+    other = WebSite(site.base + "/docs/a.html", rate=1000, state_path=path, crawl=False)
+    list(other.items())
+    assert other.stats["unchanged"] == 0 and other.stats["pages"] == 1
+    path.write_text("{not json")
+    assert WebSite(site.base + "/docs/", state_path=path).previous == {}

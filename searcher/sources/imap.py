@@ -25,11 +25,12 @@ import socket
 import ssl
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote, unquote, urlsplit
 
+from searcher.errors import SearcherError
 from searcher.readers.documents import Skipped
 
 PASSWORD_ENV = "SEARCHER_IMAP_PASSWORD"
@@ -37,20 +38,30 @@ DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 FETCH_BATCH = 500  # UIDs listed a FETCH command
 
 
-class MailboxError(Exception):
-    """The mailbox cannot be read at all (no password, a refused login, no such mailbox, a
-    server without TLS); the message never holds the password."""
+class MailboxError(SearcherError):
+    """The mailbox cannot be listed (no password, a refused login, no such mailbox, a server
+    without TLS), or one message cannot be read (MessageGone); the message never holds the
+    password."""
+
+
+class MessageGone(MailboxError):
+    """read(item) of a message that is no longer there: expunged, or the mailbox's
+    UIDVALIDITY changed since the listing."""
 
 
 @dataclass(frozen=True)
 class MailItem:
-    """One message: `key` its IMAP URL (RFC 5092, no password), `version` `UIDVALIDITY:UID`,
-    `name` `<uid>.eml` (the e-mail reader reads it), `metadata` (mailbox, uid, uidvalidity,
-    received: the server's INTERNALDATE as ISO 8601, size in bytes)."""
+    """One message, in the shape of the sources' Item: `key` its IMAP URL (RFC 5092, no
+    password), `version` `UIDVALIDITY:UID`, `name` `<uid>.eml` (the e-mail reader reads it),
+    `size` in bytes (RFC822.SIZE), `modified` when the server received it (INTERNALDATE, ISO
+    8601 UTC), `folder` the mailbox's URL, `metadata` (mailbox, uid, uidvalidity)."""
 
     key: str
     version: str
     name: str
+    size: int | None = None
+    modified: str | None = None
+    folder: str = ""
     metadata: dict = field(default_factory=dict, compare=False)
 
 
@@ -122,7 +133,7 @@ _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
 class Mailbox:
-    """One IMAP mailbox, as a source: items() lists its messages (MailItem, or Skipped for one
+    """One IMAP mailbox, as a source (`scheme`, `url`, `options`, `items`, `read`, `close`): items() lists its messages (MailItem, or Skipped for one
     over `max_bytes`), read(item) gives a message's bytes (RFC 822, as a .eml file holds them).
 
     `url`: `imaps://user@host[:port]/MAILBOX` or `imap://...` (MAILBOX percent-encoded, INBOX
@@ -154,6 +165,13 @@ class Mailbox:
         self.starttls, self.timeout, self.max_bytes = starttls, timeout, max_bytes
         self.ca_file = str(ca_file) if ca_file else None
         self.password_env, self.password_file = password_env, password_file
+        # What may be recorded with an index to open the mailbox again: no secret in it.
+        self.options = {k: v for k, v in (
+            ("password_env", password_env if password_env != PASSWORD_ENV else None),
+            ("password_file", str(password_file) if password_file is not None else None),
+            ("starttls", None if starttls else False), ("ca_file", self.ca_file),
+            ("timeout", timeout if timeout != 60.0 else None),
+            ("max_bytes", max_bytes if max_bytes != DEFAULT_MAX_BYTES else None)) if v is not None}
         self._password = _Secret(password) if password is not None else None
         self._client: imaplib.IMAP4 | None = None
         self.uidvalidity: int | None = None
@@ -271,22 +289,18 @@ class Mailbox:
                     yield Skipped(key, f"message is {size:,} bytes, over the {self.max_bytes:,}-byte limit")
                     continue
                 metadata = {"mailbox": self.mailbox, "uid": uid, "uidvalidity": self.uidvalidity}
-                if size is not None:
-                    metadata["size"] = size
-                received = _internaldate(date)
-                if received:
-                    metadata["received"] = received
-                yield MailItem(key, f"{self.uidvalidity}:{uid}", f"{uid}.eml", metadata)
+                yield MailItem(key, f"{self.uidvalidity}:{uid}", f"{uid}.eml", size=size,
+                               modified=_internaldate(date), folder=self.url, metadata=metadata)
 
     def read(self, item: MailItem) -> bytes:
-        """The message's bytes (BODY.PEEK[]: it stays unread). LookupError when the message is
+        """The message's bytes (BODY.PEEK[]: it stays unread). MessageGone when the message is
         gone (expunged) or the mailbox's UIDVALIDITY is no longer the item's. A connection the
         server closed meanwhile is opened again, once."""
         validity, _, uid = item.version.partition(":")
         for attempt in (1, 2):
             client = self.connect()
             if validity != str(self.uidvalidity):
-                raise LookupError(f"{item.key}: the mailbox's UIDVALIDITY changed (now {self.uidvalidity}); "
+                raise MessageGone(f"{item.key}: the mailbox's UIDVALIDITY changed (now {self.uidvalidity}); "
                                   "list it again")
             try:
                 status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -297,17 +311,18 @@ class Mailbox:
                 if attempt == 2:
                     raise
         if status != "OK":
-            raise LookupError(f"{item.key}: cannot fetch ({status})")
+            raise MailboxError(f"{item.key}: cannot fetch ({status})")
         for part in data:
             if isinstance(part, tuple) and len(part) == 2 and isinstance(part[1], bytes):
                 return part[1]
-        raise LookupError(f"{item.key}: no such message (expunged)")
+        raise MessageGone(f"{item.key}: no such message (expunged)")
 
 
 def _internaldate(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value.strip(), "%d-%b-%Y %H:%M:%S %z").isoformat()
+        when = datetime.strptime(value.strip(), "%d-%b-%Y %H:%M:%S %z")
+        return when.astimezone(timezone.utc).isoformat(timespec="seconds")
     except ValueError:
         return None

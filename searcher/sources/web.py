@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -25,13 +26,15 @@ import urllib.robotparser
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
+from searcher.errors import SearcherError
 from searcher.readers.documents import Skipped
 
 USER_AGENT = "searcher"  # the name robots.txt rules are matched against
@@ -58,12 +61,16 @@ class WebItem:
     """One page: `key` its URL (no fragment), `version` its validators as a JSON list
     (`["etag:\"...\"", "modified:<HTTP date>"]`, either or both, or `["sha256:<hex>"]` of the
     body where the server sends neither: equal versions, an unchanged page), `name` a
-    file name whose suffix picks the reader, `metadata` (url, content_type, modified as ISO
-    8601 from Last-Modified, lastmod from a sitemap)."""
+    file name whose suffix picks the reader, `size` in bytes, `modified` from Last-Modified
+    (ISO 8601 UTC), `folder` the URL up to its last "/", `metadata` (url: where it was fetched
+    after redirects, content_type, lastmod from a sitemap). The shape of the sources' Item."""
 
     key: str
     version: str
     name: str
+    size: int | None = None
+    modified: str | None = None
+    folder: str = ""
     metadata: dict = field(default_factory=dict, compare=False)
 
 
@@ -212,8 +219,8 @@ class _Response:
         self.url, self.status, self.headers, self.body = url, status, headers, body
 
 
-class FetchError(Exception):
-    """A request that gave no page: the reason, for a Skipped."""
+class FetchError(SearcherError):
+    """A request that gave no page: the reason, for a Skipped (or read's failure)."""
 
 
 class WebSite:
@@ -225,11 +232,15 @@ class WebSite:
     over `max_bytes`); pages robots.txt disallows, or a meta robots noindex, are not requested
     or not yielded, and counted in `stats`. read(item) gives the page's bytes (kept from the
     crawl, or fetched again). `state` is the previous run's `site.state` (JSON-able: each page's
-    version and links); after items() is exhausted `site.state` holds this run's."""
+    version and links); after items() is exhausted `site.state` holds this run's. With
+    `state_path` the state is read from that JSON file and written back there (atomically)
+    when items() is exhausted: what a caller that records `options` gives to make re-runs
+    conditional. `options`: the settings given other than their defaults (no secret; a URL
+    with credentials is stored without them)."""
 
     def __init__(self, url: str, *, crawl: bool = True, max_pages: int = 1000, rate: float = 2.0,
                  timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024, state: dict | None = None,
-                 sitemaps: bool = True, obey_robots: bool = True,
+                 sitemaps: bool = True, obey_robots: bool = True, state_path: str | os.PathLike | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  opener: urllib.request.OpenerDirector | None = None):
         parts = urlsplit(url)
@@ -242,7 +253,16 @@ class WebSite:
         self.crawl, self.max_pages, self.timeout, self.max_bytes = crawl, max_pages, timeout, max_bytes
         self.use_sitemaps, self.obey_robots = sitemaps, obey_robots
         self.limit = RateLimit(rate, clock, sleep)
+        self.state_path = Path(state_path).expanduser() if state_path is not None else None
+        if state is None and self.state_path is not None:
+            state = _load_state(self.state_path, self.url)
         self.previous: dict = dict((state or {}).get("pages", {}))
+        given = {"crawl": crawl, "max_pages": max_pages, "rate": rate, "timeout": timeout, "max_bytes": max_bytes,
+                 "sitemaps": sitemaps, "obey_robots": obey_robots,
+                 "state_path": str(self.state_path) if self.state_path else None}
+        defaults = {"crawl": True, "max_pages": 1000, "rate": 2.0, "timeout": 30.0, "max_bytes": 50 * 1024 * 1024,
+                    "sitemaps": True, "obey_robots": True, "state_path": None}
+        self.options = {k: v for k, v in given.items() if v != defaults[k]}
         self.state: dict = {"url": self.url, "pages": {}}
         self.stats = {"requests": 0, "pages": 0, "unchanged": 0, "robots_disallowed": 0, "noindex": 0,
                       "skipped": 0}
@@ -385,6 +405,8 @@ class WebSite:
                     if link not in queued and self.in_scope(link) and self._worth_fetching(link):
                         queued.add(link)
                         queue.append(link)
+        if self.state_path is not None:
+            _save_state(self.state_path, self.state)
 
     def _visit(self, url: str, lastmod: str | None) -> tuple[WebItem | Skipped | None, list[str]]:
         before = self.previous.get(url) or {}
@@ -410,7 +432,8 @@ class WebSite:
                 return Skipped(url, before["skipped"]), links
             key = before.get("key") or url
             item = WebItem(key, before["version"], before.get("name") or _name(url, "text/html"),
-                           dict(before.get("metadata") or {}))
+                           size=before.get("size"), modified=before.get("modified"), folder=_folder(key),
+                           metadata=dict(before.get("metadata") or {}))
             return item, links
         content_type = (response.headers.get_content_type() or "").lower()
         name = _name(final, content_type)
@@ -428,11 +451,11 @@ class WebSite:
         version = _version(response.headers.get("ETag"), response.headers.get("Last-Modified"), response.body)
         metadata = {"url": final, "content_type": content_type}
         modified = _http_date(response.headers.get("Last-Modified"))
-        if modified:
-            metadata["modified"] = modified
         if lastmod:
             metadata["lastmod"] = lastmod
-        page = {"key": final, "version": version, "links": links, "name": name, "metadata": metadata}
+        size = len(response.body or b"")
+        page = {"key": final, "version": version, "links": links, "name": name, "size": size,
+                "modified": modified, "metadata": metadata}
         self.state["pages"][url] = page
         if noindex:
             page["noindex"] = True
@@ -446,7 +469,8 @@ class WebSite:
         self._bodies[final] = response.body or b""
         while len(self._bodies) > KEEP_BODIES:
             self._bodies.popitem(last=False)
-        return WebItem(final, version, name, metadata), links
+        return WebItem(final, version, name, size=size, modified=modified, folder=_folder(final),
+                       metadata=metadata), links
 
     def read(self, item: WebItem) -> bytes:
         """The page's bytes: kept from the crawl (once; the last KEEP_BODIES pages'), else
@@ -476,13 +500,37 @@ def _decoded(body: bytes, encoding: str | None) -> bytes:
 
 
 def _http_date(value: str | None) -> str | None:
+    """An HTTP date as ISO 8601 UTC (HTTP dates are GMT)."""
     if not value:
         return None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return when.isoformat(timespec="seconds") if when.tzinfo else when.isoformat(timespec="seconds") + "+00:00"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def _load_state(path: Path, url: str) -> dict | None:
+    """The state a run over `url` left in `path`; None when there is none, it is unreadable,
+    or it is another site's (every page is then fetched in full)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("url") == url and isinstance(state.get("pages"), dict) else None
+
+
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(state), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _folder(url: str) -> str:
+    return url.rsplit("/", 1)[0] if "/" in url.split("://", 1)[-1] else url
 
 
 def _name(url: str, content_type: str) -> str:
