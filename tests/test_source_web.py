@@ -17,7 +17,7 @@ import pytest
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
-from searcher.sources.web import RateLimit, WebItem, WebSite, canonical, page_links, sitemap_urls
+from searcher.sources.web import FetchError, RateLimit, WebItem, WebSite, canonical, page_links, sitemap_urls
 
 ARTICLE = """<html><head><title>Pruning roses</title><meta name="date" content="2023-04-05"></head>
 <body><nav><a href="/docs/">Home</a> <a href="/docs/b.html">Watering</a> <a href="/about/">About us</a></nav>
@@ -247,10 +247,43 @@ def test_errors_become_skipped_with_a_reason(site):
     assert reasons["notes.txt"] == "content type 'application/octet-stream' is not one the readers read"
     assert site.requests["/docs/data.bin"] == 0
     assert [i.key for i in items if isinstance(i, WebItem)] == [site.base + "/docs/"]
-    # nothing answers at all
-    dead = WebSite("http://127.0.0.1:9/docs/", timeout=2, rate=1000)
-    [only] = list(dead.items())
-    assert isinstance(only, Skipped) and only.reason.startswith("cannot connect")
+    # nothing answers at all: the listing fails as a whole (nothing is taken as gone)
+    for robots in (True, False):
+        with pytest.raises(FetchError, match=r"cannot reach http://127.0.0.1:9 \(cannot connect"):
+            list(WebSite("http://127.0.0.1:9/docs/", timeout=2, rate=1000, obey_robots=robots).items())
+
+
+def test_a_page_gone_is_absent_and_one_failing_for_a_while_keeps_its_place_and_links(site):
+    first, pages, _ = crawl(site)
+    # a.html answers 500 for now: Skipped (its documents kept), and b.html, which only it links
+    # to once the index page stops linking there, is still reached through its stored links
+    site.put("/docs/", '<p>The garden index page, shorter now, linking to one page only.</p>'
+             '<a href="a.html">Pruning</a>')
+    original = site.pages.pop("/docs/a.html")
+    handler = site.server.RequestHandlerClass
+    serve = handler.do_GET
+
+    def failing(self):
+        if self.path == "/docs/a.html":
+            with site.lock:
+                site.requests[self.path] += 1
+            return self.answer(500, b"down", "text/plain", {})
+        return serve(self)
+
+    handler.do_GET = failing
+    second, again, skipped = crawl(site, state=first.state)
+    assert [(s.path, s.reason) for s in skipped] == [(site.base + "/docs/a.html", "HTTP 500 Internal Server Error")]
+    assert site.base + "/docs/b.html" in again
+    # a.html gone for good (404, though still linked), and b.html no longer linked: both absent
+    handler.do_GET = serve
+    third, last, skipped = crawl(site, state=second.state, sitemaps=False)
+    assert set(last) == {site.base + "/docs/"} and skipped == [] and third.stats["gone"] == 1
+    assert site.statuses[("/docs/a.html", 404)] == 1
+    # a link to a page never seen that answers 404 is reported (a broken link)
+    site.pages["/docs/a.html"] = original
+    del site.pages["/docs/a.html"]
+    _, _, skipped = crawl(site, sitemaps=False)
+    assert [(s.path, s.reason) for s in skipped] == [(site.base + "/docs/a.html", "HTTP 404 Not Found")]
 
 
 def test_at_most_max_pages_and_the_rate_limit(site):

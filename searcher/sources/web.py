@@ -220,7 +220,13 @@ class _Response:
 
 
 class FetchError(SearcherError):
-    """A request that gave no page: the reason, for a Skipped (or read's failure)."""
+    """A request that gave no page: the reason, for a Skipped (or read's failure); `status`
+    the HTTP status, None when no HTTP answer came (no connection, a time-out). Raised by
+    items() itself when the site does not answer at all: nothing is listed, nothing is gone."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class WebSite:
@@ -228,9 +234,14 @@ class WebSite:
     same scheme, host and port), crawled when `crawl` (links, sitemaps) or the one page alone.
 
     items() yields a `WebItem` for each page fetched or unchanged (304), or a `Skipped` with the
-    reason (HTTP 404, a time-out, a redirect out of the prefix, a type no reader reads, a page
-    over `max_bytes`); pages robots.txt disallows, or a meta robots noindex, are not requested
-    or not yielded, and counted in `stats`. read(item) gives the page's bytes (kept from the
+    reason (HTTP 404 for a link to a page never seen, a time-out, a server error, a redirect
+    out of the prefix, a type no reader reads, a page over `max_bytes`); pages robots.txt
+    disallows, or a meta robots noindex, are not requested or not yielded, and counted in
+    `stats`. A page the state knows that now answers 404 or 410 is gone: not yielded, as a
+    deleted file. One that fails for a while (no answer, 5xx, 429) is Skipped, keeping its
+    documents, and the links it had are followed still, so the pages behind it are not taken
+    as gone. A site that does not answer at all (its robots.txt, or the first page, gets no
+    HTTP answer) raises FetchError: nothing is listed. read(item) gives the page's bytes (kept from the
     crawl, or fetched again). `state` is the previous run's `site.state` (JSON-able: each page's
     version and links); after items() is exhausted `site.state` holds this run's. With
     `state_path` the state is read from that JSON file and written back there (atomically)
@@ -265,7 +276,7 @@ class WebSite:
         self.options = {k: v for k, v in given.items() if v != defaults[k]}
         self.state: dict = {"url": self.url, "pages": {}}
         self.stats = {"requests": 0, "pages": 0, "unchanged": 0, "robots_disallowed": 0, "noindex": 0,
-                      "skipped": 0}
+                      "skipped": 0, "gone": 0}
         self._bodies: OrderedDict[str, bytes] = OrderedDict()  # the last KEEP_BODIES pages' bytes
         self._robots: urllib.robotparser.RobotFileParser | None = None
         self._opener = opener or urllib.request.build_opener(_SameHostRedirects(self.allowed))
@@ -293,15 +304,15 @@ class WebSite:
             with self._opener.open(request, timeout=self.timeout) as response:
                 body = response.read(self.max_bytes + 1)
                 if len(body) > self.max_bytes:
-                    raise FetchError(f"over {self.max_bytes:,} bytes (max_bytes); skipped")
+                    raise FetchError(f"over {self.max_bytes:,} bytes (max_bytes); skipped", response.status)
                 return _Response(response.geturl(), response.status, response.headers,
                                  _decoded(body, response.headers.get("Content-Encoding")))
         except urllib.error.HTTPError as e:
             if e.code == 304:
                 return _Response(url, 304, e.headers, None)
             if 300 <= e.code < 400 and "redirected" in str(e.reason):
-                raise FetchError(str(e.reason)) from None
-            raise FetchError(f"HTTP {e.code} {e.reason}") from None
+                raise FetchError(str(e.reason), e.code) from None
+            raise FetchError(f"HTTP {e.code} {e.reason}", e.code) from None
         except (socket.timeout, TimeoutError):
             raise FetchError(f"no answer in {self.timeout:g} s (timeout)") from None
         except urllib.error.URLError as e:
@@ -325,8 +336,9 @@ class WebSite:
             text = (response.body or b"").decode("utf-8", "replace")
             robots.parse(text.splitlines())
         except FetchError as e:
-            message = str(e)
-            if message.startswith(("HTTP 401", "HTTP 403")):
+            if e.status is None:  # no answer at all: the listing fails as a whole
+                raise FetchError(f"cannot reach {self._origin} ({e}); nothing was listed") from None
+            if e.status in (401, 403):
                 robots.disallow_all = True  # as urllib.robotparser reads these answers
             else:
                 robots.allow_all = True  # no robots.txt (404), or none could be read
@@ -369,7 +381,7 @@ class WebSite:
 
     def items(self) -> Iterator[WebItem | Skipped]:
         """The pages, breadth first from the prefix (then the sitemaps' pages not reached)."""
-        self._load_robots() if self.crawl else None
+        self._load_robots()
         queue: list[str] = [self.url]
         queued = {self.url}
         lastmods: dict[str, str] = {}
@@ -414,7 +426,17 @@ class WebSite:
         try:
             response = self._get(url, headers)
         except FetchError as e:
+            if e.status is None and self.stats["requests"] == 1:  # the first request, unanswered
+                raise FetchError(f"cannot reach {self._origin} ({e}); nothing was listed") from None
+            if e.status in (404, 410) and before.get("version"):
+                self.stats["gone"] += 1  # a page indexed before, now gone: absent, as a deleted file
+                return None, []
             self.stats["skipped"] += 1
+            if before.get("version") and (e.status is None or e.status >= 500 or e.status == 429):
+                # a passing failure: the page keeps its documents (Skipped), and the pages it
+                # linked to last time are still visited, so that they are not taken as gone
+                self.state["pages"][url] = before
+                return Skipped(url, str(e)), list(before.get("links") or [])
             return Skipped(url, str(e)), []
         final = canonical(response.url)
         if final != url and not self.in_scope(final):
@@ -480,7 +502,7 @@ class WebSite:
             return body
         response = self._get(item.key)
         if response.status != 200 or response.body is None:
-            raise FetchError(f"HTTP {response.status}")
+            raise FetchError(f"HTTP {response.status}", response.status)
         return response.body
 
     def close(self) -> None:
