@@ -17,7 +17,8 @@ import pytest
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
-from searcher.sources.web import FetchError, RateLimit, WebItem, WebSite, canonical, page_links, sitemap_urls
+from searcher.sources.web import (FetchError, RateLimit, WebItem, WebSite, WebSiteError, canonical, page_links,
+                                  sitemap_urls)
 
 ARTICLE = """<html><head><title>Pruning roses</title><meta name="date" content="2023-04-05"></head>
 <body><nav><a href="/docs/">Home</a> <a href="/docs/b.html">Watering</a> <a href="/about/">About us</a></nav>
@@ -339,8 +340,11 @@ def test_the_url_keeps_no_credentials_and_links_are_canonical():
     pages, maps = sitemap_urls(b'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
                                b"<sitemap><loc>http://h/s1.xml</loc></sitemap></sitemapindex>")
     assert pages == [] and maps == ["http://h/s1.xml"]
-    with pytest.raises(ValueError):
-        WebSite("ftp://example.com/")
+    for bad in ("ftp://example.com/", "http:///docs/", "http://example.com:port/"):
+        with pytest.raises(WebSiteError, match="http:// or https://"):
+            WebSite(bad)
+    with pytest.raises(WebSiteError, match="rate"):
+        WebSite("http://example.com/", rate=0)
 
 
 def test_noindex_pages_are_not_yielded_but_their_links_are_followed(site):
@@ -377,3 +381,24 @@ def test_the_state_file_makes_a_second_run_conditional_and_options_say_what_was_
     assert other.stats["unchanged"] == 0 and other.stats["pages"] == 1
     path.write_text("{not json")
     assert WebSite(site.base + "/docs/", state_path=path).previous == {}
+
+
+def test_gzip_pages_and_sitemaps_are_unpacked_within_the_size_bound(site):
+    import gzip
+
+    site.put("/docs/", '<p>An index page that links to a compressed page and a bomb.</p>'
+             '<a href="zipped.html">z</a> <a href="bomb.html">b</a>')
+    site.put("/docs/zipped.html", gzip.compress(b"<p>A page sent gzipped, about growing leeks in trenches.</p>"),
+             headers={"Content-Encoding": "gzip"})
+    site.put("/docs/bomb.html", gzip.compress(b"<p>" + b"a" * 5_000_000), headers={"Content-Encoding": "gzip"})
+    site.put("/robots.txt", f"Sitemap: {site.base}/sitemap.xml.gz\n", "text/plain")
+    site.put("/sitemap.xml.gz", gzip.compress(
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{site.base}/docs/orphan.html</loc>'
+        "</url></urlset>".encode()), "application/gzip")
+    source = WebSite(site.base + "/docs/", rate=1000, max_bytes=1_000_000)
+    items = list(source.items())
+    pages = {i.key: i for i in items if isinstance(i, WebItem)}
+    assert b"growing leeks" in source.read(pages[site.base + "/docs/zipped.html"])
+    assert site.base + "/docs/orphan.html" in pages  # from the gzipped sitemap
+    [bomb] = [i for i in items if isinstance(i, Skipped)]
+    assert bomb.path.endswith("bomb.html") and "unpacks to over 1,000,000 bytes" in bomb.reason

@@ -14,7 +14,6 @@ Only the standard library: urllib for HTTP, urllib.robotparser, ElementTree for 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -161,10 +160,11 @@ def page_links(html: str, url: str) -> tuple[list[str], bool, bool]:
     return links, parser.nofollow, parser.noindex
 
 
-def sitemap_urls(data: bytes) -> tuple[list[tuple[str, str | None]], list[str]]:
-    """A sitemap's pages ((url, lastmod)) and, for a sitemap index, the sitemaps it lists."""
+def sitemap_urls(data: bytes, limit: int = 50 * 1024 * 1024) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """A sitemap's pages ((url, lastmod)) and, for a sitemap index, the sitemaps it lists; a
+    gzipped one (`sitemap.xml.gz`) unpacked, to at most `limit` bytes."""
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        data = _decoded(data, "gzip", limit)
     root = ElementTree.fromstring(data)
     pages, maps = [], []
     for node in root:
@@ -219,7 +219,11 @@ class _Response:
         self.url, self.status, self.headers, self.body = url, status, headers, body
 
 
-class FetchError(SearcherError):
+class WebSiteError(SearcherError):
+    """A web site that cannot be crawled as asked: a URL or an option refused."""
+
+
+class FetchError(WebSiteError):
     """A request that gave no page: the reason, for a Skipped (or read's failure); `status`
     the HTTP status, None when no HTTP answer came (no connection, a time-out). Raised by
     items() itself when the site does not answer at all: nothing is listed, nothing is gone."""
@@ -241,8 +245,8 @@ class WebSite:
     deleted file. One that fails for a while (no answer, 5xx, 429) is Skipped, keeping its
     documents, and the links it had are followed still, so the pages behind it are not taken
     as gone. A site that does not answer at all (its robots.txt, or the first page, gets no
-    HTTP answer) raises FetchError: nothing is listed. read(item) gives the page's bytes (kept from the
-    crawl, or fetched again). `state` is the previous run's `site.state` (JSON-able: each page's
+    HTTP answer) raises FetchError: nothing is listed. read(item) gives the page's bytes
+    (kept from the crawl, or fetched again). `state` is the previous run's `site.state` (JSON-able: each page's
     version and links); after items() is exhausted `site.state` holds this run's. With
     `state_path` the state is read from that JSON file and written back there (atomically)
     when items() is exhausted: what a caller that records `options` gives to make re-runs
@@ -254,11 +258,20 @@ class WebSite:
                  sitemaps: bool = True, obey_robots: bool = True, state_path: str | os.PathLike | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  opener: urllib.request.OpenerDirector | None = None):
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError("a web site's URL is http:// or https:// with a host")
+        try:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError
+            canonical(url)
+        except ValueError:
+            raise WebSiteError("a web site's URL is http:// or https:// with a host (and a port, if any, a number)") \
+                from None
         if max_pages < 1:
-            raise ValueError("max_pages must be at least 1")
+            raise WebSiteError("max_pages must be at least 1")
+        if not rate > 0:
+            raise WebSiteError("rate must be more than 0 requests a second")
+        if not timeout > 0 or max_bytes < 1:
+            raise WebSiteError("timeout and max_bytes must be more than 0")
         self.url = canonical(url)  # no credentials, no fragment
         self.scheme = urlsplit(self.url).scheme
         self.crawl, self.max_pages, self.timeout, self.max_bytes = crawl, max_pages, timeout, max_bytes
@@ -305,8 +318,8 @@ class WebSite:
                 body = response.read(self.max_bytes + 1)
                 if len(body) > self.max_bytes:
                     raise FetchError(f"over {self.max_bytes:,} bytes (max_bytes); skipped", response.status)
-                return _Response(response.geturl(), response.status, response.headers,
-                                 _decoded(body, response.headers.get("Content-Encoding")))
+                body = _decoded(body, response.headers.get("Content-Encoding"), self.max_bytes)
+                return _Response(response.geturl(), response.status, response.headers, body)
         except urllib.error.HTTPError as e:
             if e.code == 304:
                 return _Response(url, 304, e.headers, None)
@@ -367,7 +380,7 @@ class WebSite:
                 continue
             seen.add(sitemap)
             try:
-                pages, maps = sitemap_urls(self._get(sitemap).body or b"")
+                pages, maps = sitemap_urls(self._get(sitemap).body or b"", self.max_bytes)
             except (FetchError, ElementTree.ParseError, OSError, EOFError):
                 continue  # no sitemap, or not one that reads: the links still lead on
             queue.extend(canonical(m) for m in maps)
@@ -509,16 +522,20 @@ class WebSite:
         self._bodies.clear()
 
 
-def _decoded(body: bytes, encoding: str | None) -> bytes:
+def _decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body without its Content-Encoding (gzip, deflate), at most `limit` bytes of it
+    unpacked (a small bomb that would unpack to gigabytes raises FetchError)."""
     encoding = (encoding or "").lower().strip()
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        try:
-            return zlib.decompress(body)
-        except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)
-    return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return body
+    if encoding == "deflate" and body[:1] != b"\x78":  # raw deflate, without the zlib header
+        unpacker = zlib.decompressobj(-zlib.MAX_WBITS)
+    else:
+        unpacker = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding != "deflate" else 0))
+    data = unpacker.decompress(body, limit + 1)
+    if len(data) > limit:
+        raise FetchError(f"unpacks to over {limit:,} bytes (max_bytes); skipped", 200)
+    return data
 
 
 def _http_date(value: str | None) -> str | None:
