@@ -237,7 +237,8 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
     fresh_mailbox(server, "Garden", GARDEN[:1])
     with pytest.raises(MailboxError, match="SEARCHER_IMAP_PASSWORD") as e:
         list(Mailbox(url(server, "Garden"), starttls=False).items())
-    # a file: only its owner may read it
+    # a file: only its owner may read it; given, it is used before the environment variable
+    monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", "Wrong-" + PASSWORD)
     secret = tmp_path / "imap-password"
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o644)
@@ -250,6 +251,7 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
         assert PASSWORD not in repr(source) and PASSWORD not in repr(vars(source))
         assert all(PASSWORD not in i.key for i in source.items())
     # another variable, named
+    monkeypatch.delenv("SEARCHER_IMAP_PASSWORD")
     monkeypatch.setenv("GARDEN_MAIL", PASSWORD)
     with Mailbox(url(server, "Garden"), starttls=False, password_env="GARDEN_MAIL") as source:
         assert len(listing(source)[0]) == 1

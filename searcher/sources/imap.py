@@ -133,12 +133,14 @@ _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
 class Mailbox:
-    """One IMAP mailbox, as a source (`scheme`, `url`, `options`, `items`, `read`, `close`): items() lists its messages (MailItem, or Skipped for one
-    over `max_bytes`), read(item) gives a message's bytes (RFC 822, as a .eml file holds them).
+    """One IMAP mailbox, as a source (`scheme`, `url`, `options`, `items`, `read`, `close`):
+    items() lists its messages (MailItem, or Skipped for one over `max_bytes`), read(item)
+    gives a message's bytes (RFC 822, as a .eml file holds them).
 
     `url`: `imaps://user@host[:port]/MAILBOX` or `imap://...` (MAILBOX percent-encoded, INBOX
-    when left out). The password: `password` (from Python only), else the environment variable
-    `password_env`, else `password_file`. `ca_file`: the certificates to trust (a server with a
+    when left out); the user stays in `url` and the keys (two users' INBOXes on one server are
+    two mailboxes). The password: `password` (from Python only), else `password_file` when
+    given, else the environment variable `password_env`. `ca_file`: the certificates to trust (a server with a
     certificate of its own making); `starttls`: for imap://, False talks in the clear."""
 
     def __init__(self, url: str, *, password: str | None = None, password_env: str = PASSWORD_ENV,
@@ -147,6 +149,10 @@ class Mailbox:
                  max_bytes: int = DEFAULT_MAX_BYTES):
         parts = urlsplit(url)
         self.scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            raise MailboxError("the URL's port is not a number: imaps://user@host[:port]/MAILBOX") from None
         if self.scheme not in ("imap", "imaps"):
             raise MailboxError("an IMAP mailbox's URL is imaps://user@host/MAILBOX (or imap://)")
         if parts.password is not None:
@@ -156,11 +162,11 @@ class Mailbox:
             raise MailboxError(f"the URL names no user or no host: {self.scheme}://user@host/MAILBOX")
         self.user = unquote(parts.username)
         self.host = parts.hostname
-        self.port = parts.port or (993 if self.scheme == "imaps" else 143)
+        self.port = port or (993 if self.scheme == "imaps" else 143)
         path = unquote(parts.path.lstrip("/")).split(";", 1)[0].rstrip("/")
         self.mailbox = path or "INBOX"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        netloc = f"{quote(self.user, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+        netloc = f"{quote(self.user, safe='')}@{host}" + (f":{port}" if port else "")
         self.url = f"{self.scheme}://{netloc}/{quote(self.mailbox, safe='/')}"
         self.starttls, self.timeout, self.max_bytes = starttls, timeout, max_bytes
         self.ca_file = str(ca_file) if ca_file else None
@@ -184,11 +190,11 @@ class Mailbox:
     def _secret(self) -> str:
         if self._password is not None:
             return self._password.get()
+        if self.password_file is not None:
+            return read_password_file(self.password_file)
         value = os.environ.get(self.password_env)
         if value:
             return value
-        if self.password_file is not None:
-            return read_password_file(self.password_file)
         raise MailboxError(f"no password for {self.url}: set the environment variable {self.password_env} "
                            "or give a password file (mode 0600)")
 
