@@ -128,6 +128,7 @@ def main() -> None:
     seconds = {"before": 0.0, "after": 0.0}
     kept_chars = {"before": [0, 0], "after": [0, 0]}
     per_page_share = {"before": [], "after": []}
+    poor = {"before": [], "after": []}  # pages that keep less than half their main division's text
     fallbacks = used = 0
     for path in files:
         html = path.read_text(encoding="utf-8", errors="replace")
@@ -151,6 +152,8 @@ def main() -> None:
             f, n = kept(text, content_text, lost[name])
             kept_chars[name][0] += f
             kept_chars[name][1] += n
+            if n and f / n < 0.5:
+                poor[name].append((str(path.relative_to(DOCS)), round(f / n, 3), n))
 
     rows = {}
     for name in ("before", "after"):
@@ -165,6 +168,7 @@ def main() -> None:
             "mean_page_nav_chunk_share": round(statistics.mean(per_page_share[name] or [0]), 4),
             "boilerplate_char_share": round(t["nav_chars"] / max(1, t["chars"]), 4),
             "content_kept": round(kept_chars[name][0] / max(1, kept_chars[name][1]), 4),
+            "pages_keeping_under_half": sorted(poor[name], key=lambda p: p[1]),  # (page, share kept, characters)
             "ms_per_page": round(1000 * seconds[name] / max(1, used), 1),
             "top_boilerplate_lines": tallies[name].most_common(12),
             "top_main_text_lost": lost[name].most_common(12),  # (line, characters lost)
@@ -186,6 +190,9 @@ def main() -> None:
         print(f"\nmost frequent boilerplate lines, {name}:")
         for line, n in r["top_boilerplate_lines"][:8]:
             print(f"  {n:5d}  {line}")
+    print(f"\npages keeping under half their main text, after: {len(rows['after']['pages_keeping_under_half'])}")
+    for page, share, n in rows["after"]["pages_keeping_under_half"][:12]:
+        print(f"  {share:6.1%} of {n:7,} characters  {page}")
     print("\nmain text the new extraction loses, most characters first:")
     for line, n in rows["after"]["top_main_text_lost"][:10]:
         print(f"  {n:6d}  {line}")
