@@ -219,6 +219,24 @@ def test_an_empty_mailbox_has_no_items(server, monkeypatch):
         assert listing(source) == ({}, [])
 
 
+def test_the_listing_goes_in_batches_and_sees_new_messages_on_an_open_connection(server, monkeypatch):
+    import searcher.sources.imap as imap
+
+    monkeypatch.setattr(imap, "FETCH_BATCH", 2)
+    monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", PASSWORD)
+    fresh_mailbox(server, "Many", [message(f"Note {n}", f"Note number {n}.") for n in range(5)])
+    with Mailbox(url(server, "Many"), starttls=False) as source:
+        first = listing(source)[0]
+        assert len(first) == 5
+        client = admin(server)
+        client.append('"Many"', None, None, message("Note 5", "Note number 5."))
+        client.logout()
+        second = listing(source)[0]  # the same connection: the mailbox examined again
+        assert len(second) == 6 and set(first) < set(second)
+        uids = [i.metadata["uid"] for i in source.items()]
+        assert uids == sorted(uids)
+
+
 def test_a_message_over_the_size_limit_is_skipped(server, monkeypatch):
     monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", PASSWORD)
     fresh_mailbox(server, "Big", [message("Small", "short"), message("Large", "long text " * 500)])

@@ -35,7 +35,7 @@ from searcher.readers.documents import Skipped
 
 PASSWORD_ENV = "SEARCHER_IMAP_PASSWORD"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-FETCH_BATCH = 500  # UIDs listed a FETCH command
+FETCH_BATCH = 500  # messages listed a FETCH command
 
 
 class MailboxError(SearcherError):
@@ -180,6 +180,7 @@ class Mailbox:
             ("max_bytes", max_bytes if max_bytes != DEFAULT_MAX_BYTES else None)) if v is not None}
         self._password = _Secret(password) if password is not None else None
         self._client: imaplib.IMAP4 | None = None
+        self._exists = 0
         self.uidvalidity: int | None = None
 
     def __repr__(self) -> str:
@@ -221,14 +222,7 @@ class Mailbox:
                                            "the password in the clear (a server on loopback only)")
                     client.starttls(ssl_context=self._context())
             client.login(self.user, secret)
-            status, data = client.select(_quoted(self.mailbox), readonly=True)
-            if status != "OK":
-                raise MailboxError(f"no mailbox {self.mailbox!r} on {self.host} "
-                                   f"({(data[0] or b'').decode('utf-8', 'replace') if data else status})")
-            validity = client.response("UIDVALIDITY")[1]
-            if not validity or not validity[0]:
-                raise MailboxError(f"{self.host} sent no UIDVALIDITY for {self.mailbox!r}")
-            self.uidvalidity = int(validity[0])
+            self._exists = self._examine(client)
         except MailboxError as e:
             self._drop(client)
             raise MailboxError(self._scrub(str(e), secret)) from None
@@ -238,6 +232,21 @@ class Mailbox:
             raise MailboxError(f"cannot read {self.url} ({detail})") from None
         self._client = client
         return client
+
+    def _examine(self, client: imaplib.IMAP4) -> int:
+        """Select the mailbox read-only (EXAMINE): its UIDVALIDITY kept, its message count returned."""
+        status, data = client.select(_quoted(self.mailbox), readonly=True)
+        if status != "OK":
+            raise MailboxError(f"no mailbox {self.mailbox!r} on {self.host} "
+                               f"({(data[0] or b'').decode('utf-8', 'replace') if data else status})")
+        validity = client.response("UIDVALIDITY")[1]
+        if not validity or not validity[0]:
+            raise MailboxError(f"{self.host} sent no UIDVALIDITY for {self.mailbox!r}")
+        self.uidvalidity = int(validity[0])
+        try:
+            return int(data[0])
+        except (TypeError, ValueError, IndexError):
+            raise MailboxError(f"{self.host} sent no message count for {self.mailbox!r}") from None
 
     @staticmethod
     def _drop(client) -> None:
@@ -264,17 +273,23 @@ class Mailbox:
         return f"{self.url};UIDVALIDITY={self.uidvalidity}/;UID={uid}"
 
     def items(self) -> Iterator[MailItem | Skipped]:
-        """Every message in the mailbox, by UID (the mailbox as it is when the listing starts)."""
+        """Every message in the mailbox, by UID (the mailbox as it is when the listing starts),
+        listed FETCH_BATCH messages a command (by sequence number: no answer line grows with
+        the mailbox, which imaplib would refuse past a megabyte)."""
+        fresh = self._client is None
         client = self.connect()
-        status, data = client.uid("SEARCH", None, "ALL")
-        if status != "OK":
-            raise MailboxError(f"cannot list {self.url} (UID SEARCH: {status})")
-        uids = sorted(int(u) for u in b" ".join(d for d in data if d).split())
-        for start in range(0, len(uids), FETCH_BATCH):
-            batch = uids[start:start + FETCH_BATCH]
-            status, data = client.uid("FETCH", ",".join(map(str, batch)), "(UID RFC822.SIZE INTERNALDATE)")
+        try:
+            exists = self._exists if fresh else self._examine(client)
+        except (imaplib.IMAP4.error, OSError) as e:
+            raise MailboxError(f"cannot list {self.url} ({type(e).__name__}: {e})") from None
+        for low in range(1, exists + 1, FETCH_BATCH):
+            high = min(exists, low + FETCH_BATCH - 1)
+            try:
+                status, data = client.fetch(f"{low}:{high}", "(UID RFC822.SIZE INTERNALDATE)")
+            except (imaplib.IMAP4.error, OSError) as e:
+                raise MailboxError(f"cannot list {self.url} ({type(e).__name__}: {e})") from None
             if status != "OK":
-                raise MailboxError(f"cannot list {self.url} (UID FETCH: {status})")
+                raise MailboxError(f"cannot list {self.url} (FETCH: {status})")
             facts = {}
             for line in data:
                 line = line[0] if isinstance(line, tuple) else line
@@ -286,9 +301,7 @@ class Mailbox:
                     date = _DATE.search(line)
                     facts[int(uid.group(1))] = (int(size.group(1)) if size else None,
                                                 date.group(1).decode() if date else None)
-            for uid in batch:
-                if uid not in facts:  # expunged since the SEARCH
-                    continue
+            for uid in sorted(facts):
                 size, date = facts[uid]
                 key = self.key(uid)
                 if size is not None and size > self.max_bytes:
