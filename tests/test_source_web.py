@@ -334,6 +334,8 @@ def test_the_url_keeps_no_credentials_and_links_are_canonical():
     assert source.url == "https://example.com/docs/" and source.scheme == "https"
     assert "hunter2" not in repr(vars(source))
     assert canonical("HTTP://Example.com:80") == "http://example.com/"
+    assert canonical("http://h/a b/caf\u00e9.html?q=x y&r=%2F") == "http://h/a%20b/caf%C3%A9.html?q=x%20y&r=%2F"
+    assert canonical(canonical("http://h/a b/")) == canonical("http://h/a b/")
     links, nofollow, noindex = page_links('<base href="/x/"><a href="y.html#f">y</a><a href="javascript:1">j</a>'
                                           '<meta name="robots" content="noindex">', "http://h/a/b.html")
     assert links == ["http://h/x/y.html"] and not nofollow and noindex

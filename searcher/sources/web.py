@@ -30,7 +30,7 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 from searcher.errors import SearcherError
@@ -75,7 +75,8 @@ class WebItem:
 
 def canonical(url: str) -> str:
     """A URL as pages are keyed: scheme and host lowercased, no credentials, no default port, no
-    fragment, an empty path as "/"."""
+    fragment, an empty path as "/", characters a URL may not hold (spaces, non-ASCII)
+    percent-encoded (what is encoded already stays as it is)."""
     url = urldefrag(url)[0]
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -84,7 +85,9 @@ def canonical(url: str) -> str:
         host = f"[{host}]"
     port = parts.port
     netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def validators(version: str) -> dict[str, str]:
