@@ -23,7 +23,10 @@ import pytest
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
-from searcher.sources.imap import Mailbox, MailboxError, MailItem, MessageGone, imap_utf7
+from searcher.sources import Item, open_source
+from searcher.sources.imap import Mailbox, MailboxError, MessageGone, imap_utf7
+
+from .source_contract import SourceContract, listing as contract_listing
 
 pytest.importorskip("pymap")
 
@@ -119,12 +122,12 @@ def url(port: int, mailbox: str, scheme: str = "imap") -> str:
     return f"{scheme}://{USER}@127.0.0.1:{port}/{mailbox}"
 
 
-def listing(source: Mailbox) -> tuple[dict[str, MailItem], list[Skipped]]:
+def listing(source: Mailbox) -> tuple[dict[str, Item], list[Skipped]]:
     items = list(source.items())
-    return {i.key: i for i in items if isinstance(i, MailItem)}, [i for i in items if isinstance(i, Skipped)]
+    return {i.key: i for i in items if isinstance(i, Item)}, [i for i in items if isinstance(i, Skipped)]
 
 
-def documents(item: MailItem, data: bytes) -> list[Document | Skipped]:
+def documents(item: Item, data: bytes) -> list[Document | Skipped]:
     """What the wiring does with read(item): the reader of `.eml` files."""
     return list(READERS[Path(item.name).suffix](Path(item.name), data, LoadOptions(workers=0)))
 
@@ -261,17 +264,17 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o644)
     with pytest.raises(MailboxError, match="chmod 600") as e:
-        list(Mailbox(url(server, "Garden"), starttls=False, password_file=secret).items())
+        list(Mailbox(url(server, "Garden"), starttls=False, credentials_file=secret).items())
     assert PASSWORD not in str(e.value)
     secret.chmod(0o600)
-    with Mailbox(url(server, "Garden"), starttls=False, password_file=secret) as source:
+    with Mailbox(url(server, "Garden"), starttls=False, credentials_file=secret) as source:
         assert len(listing(source)[0]) == 1
         assert PASSWORD not in repr(source) and PASSWORD not in repr(vars(source))
         assert all(PASSWORD not in i.key for i in source.items())
     # another variable, named
     monkeypatch.delenv("SEARCHER_IMAP_PASSWORD")
     monkeypatch.setenv("GARDEN_MAIL", PASSWORD)
-    with Mailbox(url(server, "Garden"), starttls=False, password_env="GARDEN_MAIL") as source:
+    with Mailbox(url(server, "Garden"), starttls=False, credentials_env="GARDEN_MAIL") as source:
         assert len(listing(source)[0]) == 1
     # a wrong password: refused, and the error does not repeat it
     monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", "Wrong-" + PASSWORD)
@@ -287,8 +290,26 @@ def test_the_password_comes_from_the_environment_or_a_private_file_and_never_sho
     assert PASSWORD not in repr(vars(source)) and source.url == f"imap://{USER}@127.0.0.1:{server}/Garden"
     assert PASSWORD not in caplog.text  # nor in any log line
     assert source.options == {"starttls": False}
-    assert Mailbox(url(server, "Garden"), password_file=secret, password_env="X").options == {
-        "password_env": "X", "password_file": str(secret)}
+    assert Mailbox(url(server, "Garden"), credentials_file=secret, credentials_env="X").options == {
+        "credentials_env": "X", "credentials_file": str(secret)}
+
+
+def test_the_registry_opens_a_mailbox_with_the_cli_options(server, monkeypatch, tmp_path):
+    """`searcher index imap://...` opens it through open_source with the options it was given
+    (--credentials-file), and the documents come out through load_item as the sync reads them."""
+    from searcher.readers.loaders import load_item
+
+    monkeypatch.delenv("SEARCHER_IMAP_PASSWORD", raising=False)
+    fresh_mailbox(server, "Garden", GARDEN[:1])
+    secret = tmp_path / "imap-password"
+    secret.write_text(PASSWORD)
+    secret.chmod(0o600)
+    source = open_source(url(server, "Garden"), {"credentials_file": str(secret), "starttls": False})
+    assert isinstance(source, Mailbox) and source.options == {"credentials_file": str(secret), "starttls": False}
+    [item] = listing(source)[0].values()
+    docs = load_item(item.key, item.name, source.read(item), {}, LoadOptions(workers=0))
+    source.close()
+    assert docs[0].source == item.key and docs[0].id == item.key and docs[0].title == "Roses"
 
 
 def test_no_such_mailbox_and_no_starttls(server, monkeypatch):
@@ -409,3 +430,60 @@ def test_starttls_and_imaps_with_a_certificate_of_our_own(server, monkeypatch, t
         listener.close()
     assert Mailbox(f"imaps://{USER}@mail.example.com/INBOX").port == 993
     assert Mailbox(f"imap://{USER}@mail.example.com").port == 143 and Mailbox(f"imap://{USER}@h").mailbox == "INBOX"
+
+
+class MailboxWorld:
+    """The contract's world (tests/source_contract.py): a fresh mailbox, an item a message
+    whose subject is its name and whose body is its text; a broken item one over the size
+    limit the world's source is given."""
+
+    def __init__(self, port: int, name: str):
+        self.port, self.name, self.uids = port, name, {}
+        fresh_mailbox(port, name, [])
+        self.client = admin(port)
+
+    def source(self):
+        return Mailbox(url(self.port, self.name), password=PASSWORD, starttls=False, max_bytes=50_000)
+
+    def put(self, name, text):
+        if name in self.uids:  # a message never changes: a changed one is a new message
+            self.remove(name)
+        status, data = self.client.append(f'"{self.name}"', None, None, message(name, text))
+        validity, uid = data[0].split(b"APPENDUID ", 1)[1].split(b"]", 1)[0].split()
+        self.uids[name] = (int(validity), int(uid))
+
+    def remove(self, name):
+        self.client.select(f'"{self.name}"')
+        self.client.uid("STORE", str(self.uids.pop(name)[1]), "+FLAGS", "(\\Deleted)")
+        self.client.expunge()
+        self.client.close()
+
+    def put_broken(self, name):
+        self.put(name, "far too long " * 10_000)
+
+    def key(self, name):
+        validity, uid = self.uids[name]
+        return f"{url(self.port, self.name)};UIDVALIDITY={validity}/;UID={uid}"
+
+    def close(self):
+        self.client.logout()
+
+
+class TestImapContract(SourceContract):
+    @pytest.fixture
+    def world(self, server, request):
+        world = MailboxWorld(server, "Contract-" + request.node.name[:40])
+        yield world
+        world.close()
+
+    def test_a_changed_item_gets_a_new_version_and_the_others_keep_theirs(self, world):
+        """A message never changes under its UID: one replaced is a new key (the old one
+        gone), and the others keep theirs."""
+        world.put("a.txt", "Kittens purr when they are content.")
+        world.put("b.md", "# Gardens\n\nTomatoes need sun and water.")
+        old = world.key("a.txt")
+        before = contract_listing(world.source())
+        world.put("a.txt", "Puppies bark when they are excited, and wag their tails.")
+        after = contract_listing(world.source())
+        assert old in before and old not in after and world.key("a.txt") in after
+        assert after[world.key("b.md")].version == before[world.key("b.md")].version

@@ -17,8 +17,10 @@ import pytest
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
-from searcher.sources.web import (FetchError, RateLimit, WebItem, WebSite, WebSiteError, canonical, page_links,
-                                  sitemap_urls)
+from searcher.sources import Item, SourceError, open_source
+from searcher.sources.web import FetchError, RateLimit, WebSite, WebSiteError, canonical, page_links, sitemap_urls
+
+from .source_contract import SourceContract
 
 ARTICLE = """<html><head><title>Pruning roses</title><meta name="date" content="2023-04-05"></head>
 <body><nav><a href="/docs/">Home</a> <a href="/docs/b.html">Watering</a> <a href="/about/">About us</a></nav>
@@ -154,12 +156,12 @@ def site():
 
 
 def crawl(site, state=None, **options):
-    source = WebSite(site.base + "/docs/", rate=1000, timeout=10, state=state, **options)
+    source = WebSite(site.base + "/docs/", crawl=True, rate=1000, timeout=10, state=state, **options)
     items = list(source.items())
-    return source, {i.key: i for i in items if isinstance(i, WebItem)}, [i for i in items if isinstance(i, Skipped)]
+    return source, {i.key: i for i in items if isinstance(i, Item)}, [i for i in items if isinstance(i, Skipped)]
 
 
-def documents(item: WebItem, data: bytes) -> list[Document]:
+def documents(item: Item, data: bytes) -> list[Document]:
     """What the wiring does with read(item): the reader its name's suffix picks."""
     reader = READERS[Path(item.name).suffix.lower()]
     return [d for d in reader(Path(item.name), data, LoadOptions(workers=0)) if isinstance(d, Document)]
@@ -240,18 +242,18 @@ def test_errors_become_skipped_with_a_reason(site):
     site.put("/docs/slow.html", "<p>too late</p>")
     site.delay["/docs/slow.html"] = 3
     site.put("/docs/notes.txt", b"\x00\x01", "application/octet-stream")
-    source = WebSite(site.base + "/docs/", rate=1000, timeout=0.5, sitemaps=False)
+    source = WebSite(site.base + "/docs/", crawl=True, rate=1000, timeout=0.5, sitemaps=False)
     items = list(source.items())
     reasons = {i.path.rsplit("/", 1)[-1]: i.reason for i in items if isinstance(i, Skipped)}
     assert reasons["slow.html"] == "no answer in 0.5 s (timeout)"
     assert reasons["broken.html"] == "HTTP 404 Not Found"
     assert reasons["notes.txt"] == "content type 'application/octet-stream' is not one the readers read"
     assert site.requests["/docs/data.bin"] == 0
-    assert [i.key for i in items if isinstance(i, WebItem)] == [site.base + "/docs/"]
+    assert [i.key for i in items if isinstance(i, Item)] == [site.base + "/docs/"]
     # nothing answers at all: the listing fails as a whole (nothing is taken as gone)
     for robots in (True, False):
         with pytest.raises(FetchError, match=r"cannot reach http://127.0.0.1:9 \(cannot connect"):
-            list(WebSite("http://127.0.0.1:9/docs/", timeout=2, rate=1000, obey_robots=robots).items())
+            list(WebSite("http://127.0.0.1:9/docs/", crawl=True, timeout=2, rate=1000, obey_robots=robots).items())
 
 
 def test_a_page_gone_is_absent_and_one_failing_for_a_while_keeps_its_place_and_links(site):
@@ -300,7 +302,7 @@ def test_at_most_max_pages_and_the_rate_limit(site):
         sleeps.append(seconds)
         now[0] += seconds
 
-    limited = WebSite(site.base + "/docs/", rate=4, clock=lambda: now[0], sleep=sleep)
+    limited = WebSite(site.base + "/docs/", crawl=True, rate=4, clock=lambda: now[0], sleep=sleep)
     list(limited.items())
     assert limited.stats["requests"] >= 8
     assert len(sleeps) == limited.stats["requests"] - 1
@@ -321,12 +323,17 @@ def test_robots_crawl_delay_and_a_single_page_without_crawl(site):
         sleeps.append(seconds)
         now[0] += seconds
 
-    source = WebSite(site.base + "/docs/", rate=100, clock=lambda: now[0], sleep=sleep, sitemaps=False)
-    keys = {i.key for i in source.items() if isinstance(i, WebItem)}
+    source = WebSite(site.base + "/docs/", crawl=True, rate=100, clock=lambda: now[0], sleep=sleep, sitemaps=False)
+    keys = {i.key for i in source.items() if isinstance(i, Item)}
     assert site.base + "/docs/b.html" not in keys and site.requests["/docs/b.html"] == 0  # not via /docs/moved either
     assert sleeps and all(s == pytest.approx(2) for s in sleeps)
-    one = WebSite(site.base + "/docs/a.html", crawl=False)
+    one = WebSite(site.base + "/docs/a.html")  # without crawl: the one page
     assert [i.key for i in one.items()] == [site.base + "/docs/a.html"]
+    # through the registry, as `searcher index URL` opens it
+    page = open_source(site.base + "/docs/b.html")
+    assert isinstance(page, WebSite) and page.url == site.base + "/docs/b.html" and not page.crawl
+    with pytest.raises(SourceError, match="do not take these options"):
+        open_source(site.base + "/docs/", {"endpoint_url": "http://elsewhere"})
 
 
 def test_the_url_keeps_no_credentials_and_links_are_canonical():
@@ -370,15 +377,15 @@ def test_only_the_last_pages_bytes_are_kept_for_read(site, monkeypatch):
 
 def test_the_state_file_makes_a_second_run_conditional_and_options_say_what_was_given(site, tmp_path):
     path = tmp_path / "state" / "site.json"
-    first = WebSite(site.base + "/docs/", rate=1000, state_path=path)
-    assert first.options == {"rate": 1000, "state_path": str(path)}
+    first = WebSite(site.base + "/docs/", crawl=True, rate=1000, state_path=path)
+    assert first.options == {"crawl": True, "rate": 1000, "state_path": str(path)}
     list(first.items())
     assert path.is_file() and not path.with_name("site.json.tmp").exists()
-    second = WebSite(site.base + "/docs/", rate=1000, state_path=path)
+    second = WebSite(site.base + "/docs/", crawl=True, rate=1000, state_path=path)
     list(second.items())
     assert second.stats["pages"] == 0 and second.stats["unchanged"] == 6
     # another site's state, or a damaged file: every page fetched in full
-    other = WebSite(site.base + "/docs/a.html", rate=1000, state_path=path, crawl=False)
+    other = WebSite(site.base + "/docs/a.html", rate=1000, state_path=path)
     list(other.items())
     assert other.stats["unchanged"] == 0 and other.stats["pages"] == 1
     path.write_text("{not json")
@@ -397,10 +404,52 @@ def test_gzip_pages_and_sitemaps_are_unpacked_within_the_size_bound(site):
     site.put("/sitemap.xml.gz", gzip.compress(
         f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{site.base}/docs/orphan.html</loc>'
         "</url></urlset>".encode()), "application/gzip")
-    source = WebSite(site.base + "/docs/", rate=1000, max_bytes=1_000_000)
+    source = WebSite(site.base + "/docs/", crawl=True, rate=1000, max_bytes=1_000_000)
     items = list(source.items())
-    pages = {i.key: i for i in items if isinstance(i, WebItem)}
+    pages = {i.key: i for i in items if isinstance(i, Item)}
     assert b"growing leeks" in source.read(pages[site.base + "/docs/zipped.html"])
     assert site.base + "/docs/orphan.html" in pages  # from the gzipped sitemap
     [bomb] = [i for i in items if isinstance(i, Skipped)]
     assert bomb.path.endswith("bomb.html") and "unpacks to over 1,000,000 bytes" in bomb.reason
+
+
+class SiteWorld:
+    """The contract's world (tests/source_contract.py): files served under /box/ and listed
+    in /sitemap.xml (the prefix page itself answers 404), crawled from /box/."""
+
+    KINDS = {".txt": "text/plain", ".md": "text/markdown", ".pdf": "application/pdf"}
+
+    def __init__(self, site: Site):
+        self.site, self.names = site, []
+
+    def source(self):
+        return WebSite(self.site.base + "/box/", crawl=True, rate=1000, timeout=10)
+
+    def _sitemap(self):
+        urls = "".join(f"<url><loc>{self.key(n)}</loc></url>" for n in self.names)
+        self.site.put("/sitemap.xml", f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>',
+                      "application/xml")
+
+    def put(self, name, text):
+        self.site.put("/box/" + name, text, self.KINDS[Path(name).suffix] + "; charset=utf-8")
+        self.names = sorted(set(self.names) | {name})
+        self._sitemap()
+
+    def remove(self, name):
+        del self.site.pages["/box/" + name]
+        self.names.remove(name)
+        self._sitemap()
+
+    def put_broken(self, name):
+        self.put(name, b"%PDF-1.4 not a PDF")
+
+    def key(self, name):
+        return self.site.base + "/box/" + name
+
+
+class TestWebContract(SourceContract):
+    @pytest.fixture
+    def world(self):
+        site = Site()
+        yield SiteWorld(site)
+        site.close()

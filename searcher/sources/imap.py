@@ -23,22 +23,19 @@ import os
 import re
 import socket
 import ssl
-import stat
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote, unquote, urlsplit
 
-from searcher.errors import SearcherError
 from searcher.readers.documents import Skipped
+from searcher.sources.base import Item, SourceError, check_secret_file
 
-PASSWORD_ENV = "SEARCHER_IMAP_PASSWORD"
+PASSWORD_ENV = "SEARCHER_IMAP_PASSWORD"  # where the password is, unless credentials_env names another
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 FETCH_BATCH = 500  # messages listed a FETCH command
 
 
-class MailboxError(SearcherError):
+class MailboxError(SourceError):
     """The mailbox cannot be listed (no password, a refused login, no such mailbox, a server
     without TLS), or one message cannot be read (MessageGone); the message never holds the
     password."""
@@ -47,22 +44,6 @@ class MailboxError(SearcherError):
 class MessageGone(MailboxError):
     """read(item) of a message that is no longer there: expunged, or the mailbox's
     UIDVALIDITY changed since the listing."""
-
-
-@dataclass(frozen=True)
-class MailItem:
-    """One message, in the shape of the sources' Item: `key` its IMAP URL (RFC 5092, no
-    password), `version` `UIDVALIDITY:UID`, `name` `<uid>.eml` (the e-mail reader reads it),
-    `size` in bytes (RFC822.SIZE), `modified` when the server received it (INTERNALDATE, ISO
-    8601 UTC), `folder` the mailbox's URL, `metadata` (mailbox, uid, uidvalidity)."""
-
-    key: str
-    version: str
-    name: str
-    size: int | None = None
-    modified: str | None = None
-    folder: str = ""
-    metadata: dict = field(default_factory=dict, compare=False)
 
 
 class _Secret:
@@ -82,18 +63,15 @@ class _Secret:
 
 def read_password_file(path: str | os.PathLike) -> str:
     """The password in `path` (its first line), refused unless the file is a regular file only
-    its owner may read or write (mode 0600 or 0400)."""
-    path = Path(path).expanduser()
+    its owner may read or write (mode 0600 or 0400: `check_secret_file`)."""
     try:
-        info = path.stat()
-    except OSError as e:
-        raise MailboxError(f"cannot read the password file {path} ({e.strerror or e})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise MailboxError(f"the password file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise MailboxError(f"the password file {path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                           f"make it private: chmod 600 {path}")
-    text = path.read_text(encoding="utf-8")
+        path = check_secret_file(path, "password file")
+    except SourceError as e:
+        raise MailboxError(str(e)) from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as e:
+        raise MailboxError(f"cannot read the password file {path} ({type(e).__name__})") from None
     password = text.splitlines()[0] if text else ""
     if not password:
         raise MailboxError(f"the password file {path} is empty")
@@ -134,17 +112,21 @@ _DATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 class Mailbox:
     """One IMAP mailbox, as a source (`scheme`, `url`, `options`, `items`, `read`, `close`):
-    items() lists its messages (MailItem, or Skipped for one over `max_bytes`), read(item)
+    items() lists its messages (Item, or Skipped for one over `max_bytes`), read(item)
     gives a message's bytes (RFC 822, as a .eml file holds them).
 
     `url`: `imaps://user@host[:port]/MAILBOX` or `imap://...` (MAILBOX percent-encoded, INBOX
     when left out); the user stays in `url` and the keys (two users' INBOXes on one server are
-    two mailboxes). The password: `password` (from Python only), else `password_file` when
-    given, else the environment variable `password_env`. `ca_file`: the certificates to trust (a server with a
-    certificate of its own making); `starttls`: for imap://, False talks in the clear."""
+    two mailboxes). The password: `password` (from Python only), else the first line of
+    `credentials_file` when given (mode 0600; the CLI's --credentials-file), else the
+    environment variable `credentials_env` (SEARCHER_IMAP_PASSWORD). `ca_file`: the
+    certificates to trust (a server with a certificate of its own making); `starttls`: for
+    imap://, False talks in the clear."""
 
-    def __init__(self, url: str, *, password: str | None = None, password_env: str = PASSWORD_ENV,
-                 password_file: str | os.PathLike | None = None, starttls: bool = True,
+    scheme = "imaps"  # or "imap", as the URL says
+
+    def __init__(self, url: str, *, password: str | None = None, credentials_env: str = PASSWORD_ENV,
+                 credentials_file: str | os.PathLike | None = None, starttls: bool = True,
                  ca_file: str | os.PathLike | None = None, timeout: float = 60.0,
                  max_bytes: int = DEFAULT_MAX_BYTES):
         parts = urlsplit(url)
@@ -157,7 +139,7 @@ class Mailbox:
             raise MailboxError("an IMAP mailbox's URL is imaps://user@host/MAILBOX (or imap://)")
         if parts.password is not None:
             raise MailboxError("the URL holds a password: give it in the environment variable "
-                               f"{password_env} or a password file instead, never in the URL")
+                               f"{credentials_env} or a credentials file (mode 0600) instead, never in the URL")
         if not parts.username or not parts.hostname:
             raise MailboxError(f"the URL names no user or no host: {self.scheme}://user@host/MAILBOX")
         self.user = unquote(parts.username)
@@ -170,11 +152,11 @@ class Mailbox:
         self.url = f"{self.scheme}://{netloc}/{quote(self.mailbox, safe='/')}"
         self.starttls, self.timeout, self.max_bytes = starttls, timeout, max_bytes
         self.ca_file = str(ca_file) if ca_file else None
-        self.password_env, self.password_file = password_env, password_file
+        self.credentials_env, self.credentials_file = credentials_env, credentials_file
         # What may be recorded with an index to open the mailbox again: no secret in it.
         self.options = {k: v for k, v in (
-            ("password_env", password_env if password_env != PASSWORD_ENV else None),
-            ("password_file", str(password_file) if password_file is not None else None),
+            ("credentials_env", credentials_env if credentials_env != PASSWORD_ENV else None),
+            ("credentials_file", str(credentials_file) if credentials_file is not None else None),
             ("starttls", None if starttls else False), ("ca_file", self.ca_file),
             ("timeout", timeout if timeout != 60.0 else None),
             ("max_bytes", max_bytes if max_bytes != DEFAULT_MAX_BYTES else None)) if v is not None}
@@ -191,12 +173,12 @@ class Mailbox:
     def _secret(self) -> str:
         if self._password is not None:
             return self._password.get()
-        if self.password_file is not None:
-            return read_password_file(self.password_file)
-        value = os.environ.get(self.password_env)
+        if self.credentials_file is not None:
+            return read_password_file(self.credentials_file)
+        value = os.environ.get(self.credentials_env)
         if value:
             return value
-        raise MailboxError(f"no password for {self.url}: set the environment variable {self.password_env} "
+        raise MailboxError(f"no password for {self.url}: set the environment variable {self.credentials_env} "
                            "or give a password file (mode 0600)")
 
     def _scrub(self, text: str, secret: str) -> str:
@@ -272,7 +254,7 @@ class Mailbox:
     def key(self, uid: int) -> str:
         return f"{self.url};UIDVALIDITY={self.uidvalidity}/;UID={uid}"
 
-    def items(self) -> Iterator[MailItem | Skipped]:
+    def items(self) -> Iterator[Item | Skipped]:
         """Every message in the mailbox, by UID (the mailbox as it is when the listing starts),
         listed FETCH_BATCH messages a command (by sequence number: no answer line grows with
         the mailbox, which imaplib would refuse past a megabyte)."""
@@ -308,10 +290,10 @@ class Mailbox:
                     yield Skipped(key, f"message is {size:,} bytes, over the {self.max_bytes:,}-byte limit")
                     continue
                 metadata = {"mailbox": self.mailbox, "uid": uid, "uidvalidity": self.uidvalidity}
-                yield MailItem(key, f"{self.uidvalidity}:{uid}", f"{uid}.eml", size=size,
+                yield Item(key, f"{self.uidvalidity}:{uid}", f"{uid}.eml", size=size,
                                modified=_internaldate(date), folder=self.url, metadata=metadata)
 
-    def read(self, item: MailItem) -> bytes:
+    def read(self, item: Item) -> bytes:
         """The message's bytes (BODY.PEEK[]: it stays unread). MessageGone when the message is
         gone (expunged) or the mailbox's UIDVALIDITY is no longer the item's. A connection the
         server closed meanwhile is opened again, once."""

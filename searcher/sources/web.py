@@ -6,8 +6,13 @@ most `max_pages` pages and `rate` requests a second. Each page is an item: its U
 its validators (ETag, Last-Modified; a digest of the body where the server sends neither) the
 version. A second run given the first's `state` sends If-None-Match / If-Modified-Since, so an
 unchanged page costs a 304 and no body; its links are remembered in the state, so the crawl
-still reaches the pages behind it. Pages are read by the readers their content type or
-suffix picks (HTML through trafilatura's main text, PDF, ...): `name` carries that suffix.
+still reaches the pages behind it. Each page is an `Item` (searcher/sources/base.py): `key`
+its URL (no fragment), `version` its validators as a JSON list (`["etag:\"...\"",
+"modified:<HTTP date>"]`, either or both, or `["sha256:<hex>"]` of the body where the server
+sends neither), `name` a file name whose suffix picks the reader (HTML through trafilatura's
+main text, PDF, ...), `size`, `modified` (Last-Modified, ISO 8601 UTC), `folder` (the URL up
+to its last "/"), `metadata` (url: where it was fetched after redirects, content_type,
+lastmod from a sitemap). Without `crawl` the URL is one page.
 
 Only the standard library: urllib for HTTP, urllib.robotparser, ElementTree for sitemaps.
 """
@@ -24,7 +29,6 @@ import urllib.request
 import urllib.robotparser
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -33,8 +37,8 @@ from typing import Callable, Iterator
 from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
-from searcher.errors import SearcherError
 from searcher.readers.documents import Skipped
+from searcher.sources.base import Item, SourceError
 
 USER_AGENT = "searcher"  # the name robots.txt rules are matched against
 USER_AGENT_HEADER = "searcher/0.1 (semantic search indexer; robots.txt obeyed)"
@@ -53,24 +57,6 @@ PAGE_SUFFIXES = {"", ".html", ".htm", ".xhtml", ".shtml", ".php", ".asp", ".aspx
 READ_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".csv", ".tsv", ".jsonl", ".epub", ".docx", ".pptx", ".eml"}
 KEEP_BODIES = 64  # pages whose bytes are kept for read(): the wiring reads an item as it comes
 MAX_SITEMAPS = 50  # sitemap files read a run (an index of sitemaps included)
-
-
-@dataclass(frozen=True)
-class WebItem:
-    """One page: `key` its URL (no fragment), `version` its validators as a JSON list
-    (`["etag:\"...\"", "modified:<HTTP date>"]`, either or both, or `["sha256:<hex>"]` of the
-    body where the server sends neither: equal versions, an unchanged page), `name` a
-    file name whose suffix picks the reader, `size` in bytes, `modified` from Last-Modified
-    (ISO 8601 UTC), `folder` the URL up to its last "/", `metadata` (url: where it was fetched
-    after redirects, content_type, lastmod from a sitemap). The shape of the sources' Item."""
-
-    key: str
-    version: str
-    name: str
-    size: int | None = None
-    modified: str | None = None
-    folder: str = ""
-    metadata: dict = field(default_factory=dict, compare=False)
 
 
 def canonical(url: str) -> str:
@@ -222,7 +208,7 @@ class _Response:
         self.url, self.status, self.headers, self.body = url, status, headers, body
 
 
-class WebSiteError(SearcherError):
+class WebSiteError(SourceError):
     """A web site that cannot be crawled as asked: a URL or an option refused."""
 
 
@@ -240,7 +226,7 @@ class WebSite:
     """The pages under `url` (a prefix: a page is under it when its URL starts with it, on the
     same scheme, host and port), crawled when `crawl` (links, sitemaps) or the one page alone.
 
-    items() yields a `WebItem` for each page fetched or unchanged (304), or a `Skipped` with the
+    items() yields a `Item` for each page fetched or unchanged (304), or a `Skipped` with the
     reason (HTTP 404 for a link to a page never seen, a time-out, a server error, a redirect
     out of the prefix, a type no reader reads, a page over `max_bytes`); pages robots.txt
     disallows, or a meta robots noindex, are not requested or not yielded, and counted in
@@ -256,7 +242,9 @@ class WebSite:
     conditional. `options`: the settings given other than their defaults (no secret; a URL
     with credentials is stored without them)."""
 
-    def __init__(self, url: str, *, crawl: bool = True, max_pages: int = 1000, rate: float = 2.0,
+    scheme = "https"  # or "http", as the URL says
+
+    def __init__(self, url: str, *, crawl: bool = False, max_pages: int = 1000, rate: float = 2.0,
                  timeout: float = 30.0, max_bytes: int = 50 * 1024 * 1024, state: dict | None = None,
                  sitemaps: bool = True, obey_robots: bool = True, state_path: str | os.PathLike | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
@@ -287,7 +275,7 @@ class WebSite:
         given = {"crawl": crawl, "max_pages": max_pages, "rate": rate, "timeout": timeout, "max_bytes": max_bytes,
                  "sitemaps": sitemaps, "obey_robots": obey_robots,
                  "state_path": str(self.state_path) if self.state_path else None}
-        defaults = {"crawl": True, "max_pages": 1000, "rate": 2.0, "timeout": 30.0, "max_bytes": 50 * 1024 * 1024,
+        defaults = {"crawl": False, "max_pages": 1000, "rate": 2.0, "timeout": 30.0, "max_bytes": 50 * 1024 * 1024,
                     "sitemaps": True, "obey_robots": True, "state_path": None}
         self.options = {k: v for k, v in given.items() if v != defaults[k]}
         self.state: dict = {"url": self.url, "pages": {}}
@@ -395,7 +383,7 @@ class WebSite:
 
     # -- the crawl -----------------------------------------------------------------------------
 
-    def items(self) -> Iterator[WebItem | Skipped]:
+    def items(self) -> Iterator[Item | Skipped]:
         """The pages, breadth first from the prefix (then the sitemaps' pages not reached)."""
         self._load_robots()
         queue: list[str] = [self.url]
@@ -421,7 +409,7 @@ class WebSite:
                 continue
             done += 1
             item, links = self._visit(url, lastmods.get(url))
-            if isinstance(item, WebItem):
+            if isinstance(item, Item):
                 queued.add(item.key)  # where a redirect led
                 if item.key in yielded:
                     continue
@@ -436,7 +424,7 @@ class WebSite:
         if self.state_path is not None:
             _save_state(self.state_path, self.state)
 
-    def _visit(self, url: str, lastmod: str | None) -> tuple[WebItem | Skipped | None, list[str]]:
+    def _visit(self, url: str, lastmod: str | None) -> tuple[Item | Skipped | None, list[str]]:
         before = self.previous.get(url) or {}
         headers = validators(before.get("version", "")) if before.get("links") is not None else {}
         try:
@@ -469,7 +457,7 @@ class WebSite:
                 self.stats["skipped"] += 1
                 return Skipped(url, before["skipped"]), links
             key = before.get("key") or url
-            item = WebItem(key, before["version"], before.get("name") or _name(url, "text/html"),
+            item = Item(key, before["version"], before.get("name") or _name(url, "text/html"),
                            size=before.get("size"), modified=before.get("modified"), folder=_folder(key),
                            metadata=dict(before.get("metadata") or {}))
             return item, links
@@ -507,10 +495,10 @@ class WebSite:
         self._bodies[final] = response.body or b""
         while len(self._bodies) > KEEP_BODIES:
             self._bodies.popitem(last=False)
-        return WebItem(final, version, name, size=size, modified=modified, folder=_folder(final),
+        return Item(final, version, name, size=size, modified=modified, folder=_folder(final),
                        metadata=metadata), links
 
-    def read(self, item: WebItem) -> bytes:
+    def read(self, item: Item) -> bytes:
         """The page's bytes: kept from the crawl (once; the last KEEP_BODIES pages'), else
         fetched again (FetchError when that fails)."""
         body = self._bodies.pop(item.key, None)
