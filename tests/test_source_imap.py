@@ -487,3 +487,35 @@ class TestImapContract(SourceContract):
         after = contract_listing(world.source())
         assert old in before and old not in after and world.key("a.txt") in after
         assert after[world.key("b.md")].version == before[world.key("b.md")].version
+
+
+def test_a_mailbox_synced_into_an_index_then_only_what_is_new(server, monkeypatch, fake_index):
+    """Through the index's sync (searcher/index/sources.py), as `searcher index imap://...`
+    runs it: messages and their attachments become documents, a second run reads nothing, an
+    expunged message is removed, a new one added."""
+    from searcher.index.sources import sync
+
+    monkeypatch.setenv("SEARCHER_IMAP_PASSWORD", PASSWORD)
+    fresh_mailbox(server, "Synced", GARDEN)
+    address = url(server, "Synced")
+    report = sync(fake_index, address, {"starttls": False}, LoadOptions(workers=0))
+    assert report.added == 4 and not report.skipped  # 2 messages, a text attachment, a CSV attachment's row
+    docs = {d: fake_index.get_document(d) for d in fake_index.store.document_ids()}
+    roses = next(d for d in docs.values() if d["title"] == "Roses")
+    assert roses["source"].startswith(address + ";UIDVALIDITY=") and roses["metadata"]["type"] == "eml"
+    assert roses["metadata"]["from"] == "Bob <bob@example.com>" and roses["metadata"]["uid"]
+
+    reads = []
+    real_read = Mailbox.read
+    monkeypatch.setattr(Mailbox, "read", lambda self, item: reads.append(item.key) or real_read(self, item))
+    report = sync(fake_index, address, {"starttls": False}, LoadOptions(workers=0))
+    assert (report.added, report.unchanged, report.removed) == (0, 4, 0) and reads == []
+
+    client = admin(server)
+    client.select('"Synced"')
+    client.uid("STORE", str(roses["metadata"]["uid"]), "+FLAGS", "(\\Deleted)")
+    client.expunge()
+    client.append('"Synced"', None, None, message("Leeks", "Grow leeks in trenches."))
+    client.logout()
+    report = sync(fake_index, address, {"starttls": False}, LoadOptions(workers=0))
+    assert (report.added, report.removed) == (1, 1) and len(reads) == 1

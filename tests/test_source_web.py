@@ -453,3 +453,34 @@ class TestWebContract(SourceContract):
         site = Site()
         yield SiteWorld(site)
         site.close()
+
+
+def test_a_crawl_synced_into_an_index_then_only_what_changed(site, fake_index, tmp_path):
+    """Through the index's sync (searcher/index/sources.py), as `searcher index URL` runs it:
+    pages become documents keyed by their URL, with their main text; a second run gets 304s
+    and reads nothing; a changed page is updated, a gone one removed."""
+    from searcher.index.sources import sync
+
+    b = site.base
+    options = {"crawl": True, "rate": 1000, "state_path": str(tmp_path / "crawl.json")}
+    report = sync(fake_index, b + "/docs/", options, LoadOptions(workers=0))
+    assert report.added == 5 and [s.path for s in report.skipped] == [b + "/docs/missing.html"]
+    doc = fake_index.get_document(b + "/docs/a.html")
+    assert doc["source"] == b + "/docs/a.html" and doc["title"] == "Pruning roses"
+    assert "buds begin to swell" in doc["text"] and "cookies" not in doc["text"] and "Copyright" not in doc["text"]
+    assert doc["metadata"]["date"] == "2023-04-05" and doc["metadata"]["folder"] == b + "/docs"
+    assert fake_index.get_document(b + "/docs/guide.pdf")["metadata"]["type"] == "pdf"
+
+    fetched = sum(n for (path, status), n in site.statuses.items() if status == 200)
+    report = sync(fake_index, b + "/docs/", options, LoadOptions(workers=0))
+    assert (report.added, report.updated, report.unchanged, report.removed) == (0, 0, 5, 0)
+    # only robots.txt and the sitemap come again in full; every page answers 304
+    assert sum(n for (path, status), n in site.statuses.items() if status == 200) == fetched + 2
+
+    site.put("/docs/a.html", ARTICLE.replace("late winter", "early spring"))
+    del site.pages["/docs/orphan.html"]
+    site.put("/sitemap.xml", '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"></urlset>', "application/xml")
+    report = sync(fake_index, b + "/docs/", options, LoadOptions(workers=0))
+    assert (report.added, report.updated, report.unchanged, report.removed) == (0, 1, 3, 1)
+    assert "early spring" in fake_index.get_document(b + "/docs/a.html")["text"]
+    assert fake_index.get_document(b + "/docs/orphan.html") is None
