@@ -1,9 +1,10 @@
 """IMAP mailboxes: `searcher index imaps://user@host/INBOX`, each message a document as a `.eml`
 file is (its attachments in a format the readers read documents of their own).
 
-The password never travels in the URL or on the command line: it comes from an environment
-variable (`SEARCHER_IMAP_PASSWORD` unless another is named) or from a file only its owner can
-read (mode 0600 or stricter; any other is refused). It is kept out of the stored URL, of
+The password never travels in the URL or on the command line: it comes from a file only its
+owner can read (`credentials_file`, the CLI's --credentials-file: mode 0600 or stricter, any
+other is refused) or from an environment variable (`SEARCHER_IMAP_PASSWORD` unless
+`credentials_env` names another). It is kept out of the stored URL, of
 `repr`, and of every error message.
 
 What is new is decided by UIDVALIDITY and UIDs (RFC 3501): a message's key is its IMAP URL

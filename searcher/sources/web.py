@@ -1,10 +1,10 @@
-"""Web sites: the pages under a URL prefix, crawled (`searcher index https://host/docs/ --crawl`).
+"""Web sites: one page (`searcher index https://host/docs/page.html`), or the pages under a URL
+prefix, crawled (`crawl=True`; the command line's `--crawl` is to come).
 
-`WebSite(url, ...)` follows links and sitemaps from the prefix, same host and under the prefix
-only, obeying robots.txt (its rules for `searcher`, its Crawl-delay, its Sitemap lines), at
-most `max_pages` pages and `rate` requests a second. Each page is an item: its URL is the key,
-its validators (ETag, Last-Modified; a digest of the body where the server sends neither) the
-version. A second run given the first's `state` sends If-None-Match / If-Modified-Since, so an
+`WebSite(url, crawl=True, ...)` follows links and sitemaps from the prefix, same host and
+under the prefix only, obeying robots.txt (its rules for `searcher`, its Crawl-delay, its
+Sitemap lines), at most `max_pages` pages and `rate` requests a second. A second run given
+the first's `state` (or the same `state_path`) sends If-None-Match / If-Modified-Since, so an
 unchanged page costs a 304 and no body; its links are remembered in the state, so the crawl
 still reaches the pages behind it. Each page is an `Item` (searcher/sources/base.py): `key`
 its URL (no fragment), `version` its validators as a JSON list (`["etag:\"...\"",
