@@ -51,6 +51,7 @@ def wait_for(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            process.stdout.seek(0)
             raise RuntimeError(f"pymap exited: {process.stdout.read()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -61,14 +62,23 @@ def wait_for(port: int, process: subprocess.Popen) -> None:
 
 
 def start_pymap(tmp: Path, *tls: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [*pymap_command(), "--host", "127.0.0.1", "--port", str(port), *(tls or ["--no-tls"]),
-               "dict", "--demo-user", USER, "--demo-password", PASSWORD]
-    log = open(tmp / f"pymap-{port}.log", "w+")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    process.stdout = log
-    wait_for(port, process)
-    return process, port
+    """pymap's in-memory server on a free loopback port (tried again on another port, twice,
+    should another process take the port between its choice and pymap's bind)."""
+    for attempt in range(3):
+        port = free_port()
+        command = [*pymap_command(), "--host", "127.0.0.1", "--port", str(port), *(tls or ["--no-tls"]),
+                   "dict", "--demo-user", USER, "--demo-password", PASSWORD]
+        log = open(tmp / f"pymap-{port}.log", "w+")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        process.stdout = log
+        try:
+            wait_for(port, process)
+            return process, port
+        except RuntimeError:
+            stop(process)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stop(process: subprocess.Popen) -> None:
