@@ -1,5 +1,5 @@
-"""Remote sources of documents (S3-compatible object stores; IMAP and web crawls to come):
-each an implementation of `searcher.sources.base.Source`, found by its URL's scheme
+"""Remote sources of documents (S3-compatible object stores, web sites, IMAP mailboxes): each
+an implementation of `searcher.sources.base.Source`, found by its URL's scheme
 (`open_source`). Their items go through the same readers as files (searcher/readers/); the
 index keeps them in line (searcher/index/sources.py)."""
 
