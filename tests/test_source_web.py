@@ -484,3 +484,25 @@ def test_a_crawl_synced_into_an_index_then_only_what_changed(site, fake_index, t
     assert (report.added, report.updated, report.unchanged, report.removed) == (0, 1, 3, 1)
     assert "early spring" in fake_index.get_document(b + "/docs/a.html")["text"]
     assert fake_index.get_document(b + "/docs/orphan.html") is None
+
+
+def test_the_command_crawls_a_site_and_a_second_run_asks_only_what_changed(site, tmp_path):
+    """`searcher index URL --crawl`: the validators are kept beside the index (web-state/), so
+    the same command again (its options recorded with the source) gets 304s and reads nothing."""
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    folder = tmp_path / "crawled"
+    url = site.base + "/docs/"
+    first = CliRunner().invoke(main, ["index", url, "--crawl", "--crawl-rate", "1000", "--index", str(folder), "--json"])
+    assert first.exit_code == 0, first.output
+    assert list((folder / "web-state").glob("*.json"))
+    fetched = sum(n for (path, status), n in site.statuses.items() if status == 200)
+    again = CliRunner().invoke(main, ["index", "--index", str(folder), "--json"])  # every recorded source
+    assert again.exit_code == 0, again.output
+    assert sum(n for (path, status), n in site.statuses.items() if status == 200) == fetched + 2  # robots, sitemap
+    listed = CliRunner().invoke(main, ["sources", "--index", str(folder), "--json"])
+    assert url in listed.output and '"crawl": true' in listed.output
+    bad = CliRunner().invoke(main, ["index", url, "--crawl-pages", "5", "--index", str(folder)])
+    assert bad.exit_code == 2 and "--crawl" in bad.output

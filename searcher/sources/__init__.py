@@ -4,4 +4,4 @@ an implementation of `searcher.sources.base.Source`, found by its URL's scheme
 index keeps them in line (searcher/index/sources.py)."""
 
 from searcher.sources.base import (Item, Source, SourceError, canonical_url, is_source_url,  # noqa: F401
-                                   open_source, register, schemes)
+                                   open_source, register, scheme_of, schemes)
