@@ -100,11 +100,16 @@ class QueryPipeline:
 
     @reading
     def _build_vocabulary(self) -> Vocabulary:
-        """The words and titles of the generation this thread's connection reads, in one read."""
-        store = self.live.read_store()
-        with store.db.atomic():
-            return Vocabulary.build(store.chunk_texts(), store.title_counts(), self.live.keywords.analyzer.surface_words,
-                                    store.generation)
+        """The words and titles of the generation committed now, in one read, on a connection of
+        its own: a build in the background may outlive the index's close(), which closes the
+        connections it handed out (closing one another thread reads on crashes SQLite)."""
+        store = ContentStore(self.path / DATABASE, readonly=True)
+        try:
+            with store.db.atomic():
+                return Vocabulary.build(store.chunk_texts(), store.title_counts(),
+                                        self.live.keywords.analyzer.surface_words, store.generation)
+        finally:
+            store.close()
 
     @reading
     def spelled(self, query: ParsedQuery) -> tuple[ParsedQuery, str | None]:
