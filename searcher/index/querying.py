@@ -127,7 +127,7 @@ class QueryPipeline:
         out: dict[str, Reading] = {}
         store = self.live.read_store()
         unknown = list(words)
-        stats = self.live.keywords.statistics(store, " ".join(words)) if self.live.keywords.ready(store) else None
+        stats = self.keyword_counts(store, words)
         if stats is not None:
             term = self.live.keywords.analyzer.term
             for word in words:
@@ -233,9 +233,7 @@ class QueryPipeline:
         A superset of the documents that pass: the phrase itself is checked on each (a word's
         stem is what the keyword engine holds, so it finds at least the documents holding it)."""
         words = [w for w in query.required_words() if w not in STOP_WORDS]
-        if not words or not self.live.keywords.ready(store):
-            return None
-        stats = self.live.keywords.statistics(store, " ".join(words))
+        stats = self.keyword_counts(store, words) if words else None
         if stats is None:
             return None
         term = self.live.keywords.analyzer.term
@@ -248,6 +246,17 @@ class QueryPipeline:
         found = self.live.keywords.search(store, word, chunks + 1) if chunks else []
         docs = set(store.chunk_doc_ids([cid for cid, _ in found]).values())
         return np.array(sorted(store.chunk_ids_of(sorted(docs))), dtype=np.int64)
+
+    def keyword_counts(self, store: ContentStore, words: list[str]) -> KeywordStats | None:
+        """The keyword engine's chunk counts of `words`' terms, for what only speeds a search
+        up or corrects it (narrowing, typos): None where the engine cannot say, is not built
+        or is damaged (a dense search must not fail with it; keyword search reports that)."""
+        try:
+            if not self.live.keywords.ready(store):
+                return None
+            return self.live.keywords.statistics(store, " ".join(words))
+        except (SearcherError, ValueError, OSError):
+            return None
 
     def cosines(self, store: ContentStore, query: Query, doc_ids: list[str]) -> dict[str, float]:
         """{doc_id: cosine of its best chunk to the query} for `doc_ids`: those the dense list
