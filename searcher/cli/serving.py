@@ -103,15 +103,19 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
 @click.option("--url", help="Read a running `searcher serve` (e.g. http://127.0.0.1:8000) instead of --index.")
 @click.option("--http", "http_port", type=click.IntRange(1, 65535),
               help="Serve MCP's streamable HTTP transport on 127.0.0.1:PORT instead of stdio.")
+@click.option("--user", metavar="NAME", help="Read --index as this user: only the documents without readers and "
+                                             "those whose readers name the user or one of --groups (docs/access.md).")
+@click.option("--groups", metavar="NAMES", help="The user's groups, comma-separated (with or without --user).")
 @device_option
 @precision_option
 @click.pass_context
-def mcp(ctx, index_dir, url, http_port, device, precision):
+def mcp(ctx, index_dir, url, http_port, user, groups, device, precision):
     """Serve the index to AI assistants over the Model Context Protocol (stdio by default).
 
     \b
     searcher mcp --index indexes/notes
     searcher mcp --url http://127.0.0.1:8000 --http 8765
+    searcher mcp --index indexes/shared --user ann --groups finance
     """
     try:
         from searcher.integrations.mcp_server import require_sdk, serve as serve_mcp
@@ -119,6 +123,16 @@ def mcp(ctx, index_dir, url, http_port, device, precision):
         require_sdk()
     except ImportError as e:
         raise click.ClickException(str(e)) from None
+    access = None
+    if user or groups is not None:
+        from searcher.search.access import Viewer
+
+        if url:
+            raise click.UsageError("--user and --groups read --index as someone; over --url the server's key decides")
+        try:
+            access = Viewer(user or None, groups or ())
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--user/--groups") from None
     if url:
         from searcher.remote import RemoteIndex
 
@@ -133,6 +147,6 @@ def mcp(ctx, index_dir, url, http_port, device, precision):
         source = open_index(index_dir, device=device, precision=precision)  # once: later commits show up anyway
         source.search("warm up", k=1)  # the first forward pass is slow; pay it before the first call
     try:
-        serve_mcp(source, http_port)
+        serve_mcp(source, http_port, access)
     finally:
         source.close()

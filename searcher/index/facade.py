@@ -34,6 +34,8 @@ from searcher.index.writing import WriteSession
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
+from searcher.sanitize import document_id
+from searcher.search.access import Viewer, can_read, scoped
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
@@ -256,7 +258,8 @@ class Index:
     def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                recency: float | None = None, now: datetime | None = None,
-               keyword_stats: KeywordStats | None = None, syntax: bool = True) -> Results:
+               keyword_stats: KeywordStats | None = None, syntax: bool = True,
+               access: Viewer | None = None) -> Results:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `query`: the query language (searcher/search/query.py: "a phrase", -word, a OR b, pre*,
@@ -264,16 +267,18 @@ class Index:
         "hybrid" (fused by `fusion`, else this index's); None: DEFAULT_MODE. `where`: a filter
         applied before ranking, ANDed with the query's fields. `sort`, `recency`: see
         searcher/search/options.py. `keyword_stats`: BM25 statistics to score with instead of
-        this index's own (a sharded index passes its shards' sum).
+        this index's own (a sharded index passes its shards' sum). `access`: who is asking
+        (searcher/search/access.py): only the documents they may read are ranked; None: all.
         """
-        options = SearchOptions(k, offset, mode, where, sort, recency, now=now)
+        options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, now=now)
         return Results(self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)[0])
 
     def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
-               syntax: bool = True) -> dict[str, dict]:
-        """{field: {value: count}} among the best `depth` documents for `query` within `where`."""
-        options = SearchOptions(1, 0, mode, where, facets=tuple(fields), facet_depth=depth)
+               syntax: bool = True, access: Viewer | None = None) -> dict[str, dict]:
+        """{field: {value: count}} among the best `depth` documents for `query` within `where`
+        (and what `access` may read)."""
+        options = SearchOptions(1, 0, mode, scoped(where, access), facets=tuple(fields), facet_depth=depth)
         return self.queried.page(self.parse(query, syntax), options, fusion or self.fusion)[1]
 
     def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
@@ -281,41 +286,50 @@ class Index:
                            fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                            recency: float | None = None, now: datetime | None = None,
                            facet_depth: int = FACET_DEPTH, keyword_stats: KeywordStats | None = None,
-                           syntax: bool = True) -> tuple[Results, dict[str, dict]]:
+                           syntax: bool = True, access: Viewer | None = None) -> tuple[Results, dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows)."""
-        options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
+        options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, tuple(fields), facet_depth, now)
         hits, counts = self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)
         return Results(hits), counts
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None, access: Viewer | None = None) -> Results:
         """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
-        filtered by `where`: a dense search for its `document_vector`. KeyError: no such document."""
-        return Results(self.queried.similar(doc_id, k, where))
+        filtered by `where`: a dense search for its `document_vector`. KeyError: no such document
+        (or one `access` may not read: a hidden document is not said to exist)."""
+        if access is not None and not can_read(access, self.queried.metadata([doc_id]).get(document_id(doc_id))):
+            raise KeyError(f"no document with id {doc_id!r}")
+        return Results(self.queried.similar(doc_id, k, scoped(where, access)))
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None,
+                      access: Viewer | None = None) -> list[Hit]:
         """The `k` documents whose best chunk is nearest to `vector` (a unit vector of the
         index's dimension, e.g. a `document_vector`), optionally filtered by `where`."""
-        return self.queried.search_vector(vector, k, where)
+        return self.queried.search_vector(vector, k, scoped(where, access))
 
-    def get_document(self, doc_id: str) -> dict | None:
-        """The stored document (id, source, title, metadata, text, added_at), or None. Ids are
-        strings; another value is looked up by its str() (searcher/sanitize.py)."""
-        return self.queried.get_document(doc_id)
+    def get_document(self, doc_id: str, access: Viewer | None = None) -> dict | None:
+        """The stored document (id, source, title, metadata, text, added_at), or None (also
+        for one `access` may not read). Ids are strings; another value is looked up by its
+        str() (searcher/sanitize.py)."""
+        doc = self.queried.get_document(doc_id)
+        return doc if doc is None or can_read(access, doc.get("metadata")) else None
 
-    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, fresh: bool = False) -> list[Suggestion]:
+    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, fresh: bool = False,
+                access: Viewer | None = None) -> list[Suggestion]:
         """Titles and the index's words that start with `prefix`, most frequent first, at most
         `limit` (searcher/search/suggest.py). Right after a commit the last generation's words
-        answer while the new ones are counted; `fresh` waits for them. ValueError: a bad prefix."""
+        answer while the new ones are counted; `fresh` waits for them. `access`: only the
+        titles of documents it may read (the words are the whole collection's). ValueError: a
+        bad prefix."""
         check_prefix(prefix)
         vocabulary = self.suggestions.get(self.committed_generation(), self._vocabulary, fresh)
-        return vocabulary.suggest(prefix, limit)
+        return vocabulary.suggest(prefix, limit, access)
 
     @reading
     def _vocabulary(self) -> Vocabulary:
         """The words and titles of the generation this thread's connection reads, in one read."""
         store = self.live.read_store()
         with store.db.atomic():
-            return Vocabulary.build(store.chunk_texts(), store.title_counts(), self.analyzer.surface_words,
+            return Vocabulary.build(store.chunk_texts(), store.title_counts(with_readers=True), self.analyzer.surface_words,
                                     store.generation)
 
     # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its

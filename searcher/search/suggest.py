@@ -11,11 +11,17 @@ is built in the background, so no keystroke waits for a rebuild.
 
 A lookup is two binary searches in sorted arrays and a top-k over the range between them;
 the ranges of one- and two-letter prefixes, the only long ones, are remembered.
+
+Access (searcher/search/access.py): the titles of documents that have readers are kept apart,
+with their readers, and offered only to a viewer who may read them (and to None, no
+restriction). The words are the collection's, counted over every chunk, as BM25's statistics
+are: a word of a hidden document can be suggested (it says a word exists, not where).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import threading
 import time
@@ -34,6 +40,7 @@ SHORT_PREFIX = 2  # prefixes this short have long ranges: their answers are reme
 _END = "\U0010ffff"  # sorts after every character: [prefix, prefix + _END) is the prefix's range
 _LAST_WORD = re.compile(r"[^\W_]+$")
 _SPACES = re.compile(r"\s+")
+ALL = object()  # titles of every document (no viewer): what `titles` and `suggest` give by default
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,12 @@ def normal(text: str) -> str:
 class Vocabulary:
     """One generation's words and titles, sorted for prefix lookups."""
 
-    def __init__(self, words: dict[str, int], titles: dict[str, tuple[str, int]], generation: int | None = None):
+    def __init__(self, words: dict[str, int], titles: dict[str, tuple[str, int]], generation: int | None = None,
+                 restricted: dict[tuple[str, tuple[str, ...]], tuple[str, int]] | None = None):
         self.generation = generation
+        # titles of documents with readers: (normalised title, readers) -> (title as written, documents)
+        self._restricted = sorted((key, readers, shown, n) for (key, readers), (shown, n) in (restricted or {}).items())
+        self._restricted_keys = [row[0] for row in self._restricted]
         self._words = sorted(words)
         self._word_counts = [words[w] for w in self._words]
         self._titles = sorted(titles)  # normalised title -> (title as written, documents)
@@ -77,27 +88,32 @@ class Vocabulary:
         return len(self._words)
 
     @classmethod
-    def build(cls, texts: Iterable[list[str]], title_counts: Iterable[tuple[str, int]],
+    def build(cls, texts: Iterable[list[str]], title_counts: Iterable[tuple],
               words: Callable[[str], list[str]], generation: int | None = None) -> "Vocabulary":
-        """From batches of chunk texts and (title, documents) pairs; `words`: the keyword
-        engine's analysis, folded, unstemmed. A word counts once per chunk."""
+        """From batches of chunk texts and (title, documents) pairs, or (title, readers as
+        JSON text or None, documents) triples; `words`: the keyword engine's analysis, folded,
+        unstemmed. A word counts once per chunk."""
         counts: dict[str, int] = {}
         for batch in texts:
             for text in batch:
                 for word in set(words(text)):
                     counts[word] = counts.get(word, 0) + 1
         titles: dict[str, tuple[str, int]] = {}
-        for title, n in title_counts:
+        restricted: dict[tuple[str, tuple[str, ...]], tuple[str, int]] = {}
+        for row in title_counts:
+            title, readers, n = row if len(row) == 3 else (row[0], None, row[1])
             title = (title or "").strip()
             for word in set(words(title)):  # the keyword engine indexes titles too
                 counts[word] = counts.get(word, 0) + int(n)
             if title:
                 key = normal(title)
-                shown, before = titles.get(key, (title, 0))
-                titles[key] = (shown, before + int(n))
+                entries = _readers(readers)
+                into, where = (titles, key) if entries is None else (restricted, (key, entries))
+                shown, before = into.get(where, (title, 0))
+                into[where] = (shown, before + int(n))
         counts = {w: c for w, c in counts.items()
                   if len(w) >= MIN_WORD_CHARS and w not in STOP_WORDS and not w.isdigit()}
-        return cls(counts, titles, generation)
+        return cls(counts, titles, generation, restricted)
 
     def _range(self, keys: list[str], prefix: str) -> tuple[int, int]:
         return bisect_left(keys, prefix), bisect_left(keys, prefix + _END)
@@ -116,23 +132,39 @@ class Vocabulary:
             return self._short(prefix, limit)
         return self._top_words(prefix, limit)
 
-    def titles(self, prefix: str, limit: int = MAX_SUGGESTIONS) -> list[tuple[str, int]]:
-        """(title, documents with it) of the titles starting with `prefix`, most frequent, then shortest, first."""
+    def titles(self, prefix: str, limit: int = MAX_SUGGESTIONS, access=ALL) -> list[tuple[str, int]]:
+        """(title, documents with it) of the titles starting with `prefix`, most frequent, then
+        shortest, first: of the documents `access` may read (a Viewer; None or ALL: every one)."""
         prefix = normal(prefix)
         if not prefix:
             return []
         lo, hi = self._range(self._titles, prefix)
         best = heapq.nsmallest(limit, range(lo, hi),
                                key=lambda i: (-self._title_rows[i][1], len(self._titles[i]), self._titles[i]))
-        return [self._title_rows[i] for i in best]
+        if not self._restricted:
+            return [self._title_rows[i] for i in best]
+        # Public titles outside the best `limit` cannot pass them unless restricted documents
+        # the viewer may read add to them, so these candidates are enough for an exact top.
+        found = {self._titles[i]: list(self._title_rows[i]) for i in best}
+        rlo, rhi = self._range(self._restricted_keys, prefix)
+        for key, readers, shown, n in self._restricted[rlo:rhi]:
+            if access is not ALL and access is not None and not access.can_read({"readers": list(readers)}):
+                continue
+            if key not in found:
+                at = bisect_left(self._titles, key)
+                found[key] = list(self._title_rows[at]) if at < len(self._titles) and self._titles[at] == key \
+                    else [shown, 0]
+            found[key][1] += n
+        order = sorted(found, key=lambda key: (-found[key][1], len(key), key))[:limit]
+        return [(found[key][0], found[key][1]) for key in order]
 
-    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS) -> list[Suggestion]:
+    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, access=ALL) -> list[Suggestion]:
         """Titles that start with the whole prefix, then the typed text with its last word
         completed by the index's words: at most `limit`, titles taking at most half when
         there are words to show. Words the prefix already is are left out."""
         prefix = check_prefix(prefix)
         limit = max(1, min(int(limit), MAX_SUGGESTIONS))
-        titles = [Suggestion(t, "title", n) for t, n in self.titles(prefix, limit)]
+        titles = [Suggestion(t, "title", n) for t, n in self.titles(prefix, limit, access)]
         last = _LAST_WORD.search(prefix)
         terms = []
         if last is not None:
@@ -145,6 +177,19 @@ class Vocabulary:
         keep_titles = max(limit - len(terms), (limit + 1) // 2)
         out = titles[:keep_titles]
         return out + terms[: limit - len(out)]
+
+
+def _readers(raw) -> tuple[str, ...] | None:
+    """A document's readers as `title_counts(with_readers=True)` gives them (JSON text of a
+    list, or None): a tuple, or None for none (a title every viewer may see)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        value = raw
+    entries = value if isinstance(value, list) else [value]
+    return tuple(str(e) for e in entries)
 
 
 class SuggestCache:
