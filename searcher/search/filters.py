@@ -194,11 +194,14 @@ def _condition(name: str, value: Any, params: list, tally: list) -> str:
             if any(v is None for v in values):
                 raise ValueError(f"{where}: null cannot be looked for in a list")
             marks = ",".join("?" * len(values))
-            if column_params:  # a metadata key: its list's items, or the value itself
-                parts.append(f"EXISTS (SELECT 1 FROM json_each(d.metadata, ?) WHERE json_each.value IN ({marks}))")
+            if column_params:  # a metadata key: a list's items, else the value itself (never NULL)
+                parts.append(f"coalesce(CASE json_type(d.metadata, ?) WHEN 'array' THEN EXISTS (SELECT 1 FROM "
+                             f"json_each(d.metadata, ?) WHERE json_each.value IN ({marks})) "
+                             f"ELSE {expr} IN ({marks}) END, 0)")
+                params.extend([*column_params, *column_params, *values, *column_params, *values])
             else:
                 parts.append(f"coalesce({expr} IN ({marks}), 0)")
-            params.extend([*column_params, *values])
+                params.extend(values)
         elif op == "$under":
             _count(tally, 1, 1)
             prefix = under_prefix(operand, where)
