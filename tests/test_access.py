@@ -115,6 +115,10 @@ def test_suggestions_offer_only_titles_the_viewer_may_read(shared):
     assert titles(Viewer()) == set()
 
 
+def test_the_document_count_is_of_what_the_viewer_may_read(shared):
+    assert (shared.count(), shared.count(ANN), shared.count(BOB), shared.count(Viewer())) == (6, 4, 4, 2)
+
+
 def test_readers_are_checked_and_normalised(shared, fake_index):
     report = fake_index.add_documents([
         {"id": "ok", "text": "some words", "readers": ["user:ann", "group:finance", "user:ann"]},
@@ -257,6 +261,7 @@ def test_the_search_page_the_map_and_suggestions_follow_the_key(keyed, who):
         assert (f"id={doc['id']}&" in page) == (doc["id"] in SEES[who]), doc["id"]
     for value in HIDDEN_FACETS[who]:
         assert value not in page
+    assert "4 documents searched" in page  # counted as the key reads them
     body = get(keyed, who, "/api/map").get_json()
     assert set(body["points"]["id"]) == SEES[who] and body["documents"] == len(SEES[who])
     assert not set(body["facets"]["type"]) & HIDDEN_FACETS[who]
@@ -265,6 +270,7 @@ def test_the_search_page_the_map_and_suggestions_follow_the_key(keyed, who):
     assert sum(c["size"] for c in body["clusters"]) == len(SEES[who])
     other = "bob" if who == "ann" else "ann"
     assert get(keyed, who, "/api/map").headers["ETag"] != get(keyed, other, "/api/map").headers["ETag"]
+    assert [i["documents"] for i in get(keyed, who, "/api/indexes").get_json()["indexes"]] == [4, 4]
     titles = {s["text"] for s in get(keyed, who, "/api/suggest?q=pa").get_json()["suggestions"] if s["kind"] == "title"}
     assert titles == {d["title"] for d in DOCS if d["id"] in SEES[who] and d["title"].lower().startswith("pa")}
 
@@ -304,6 +310,7 @@ def test_the_filter_goes_down_to_every_shard(shared, tmp_path):
                 with pytest.raises(KeyError):
                     sharded.similar(hidden, access=viewer)
         assert ids(sharded.similar("budget", k=10, access=ANN)) == SEES["ann"] - {"budget"}
+        assert (sharded.count(ANN), sharded.count(Viewer()), sharded.count()) == (4, 2, 6)
     finally:
         sharded.close()
 

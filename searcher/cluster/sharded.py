@@ -239,6 +239,14 @@ class ShardedIndex:
         """The documents of every shard; ShardUnavailable when a shard cannot say."""
         return sum(self._ask_all(self._each("__len__")))
 
+    def count(self, access: Viewer | None = None) -> int:
+        """The documents `access` may read, summed over the shards (each a local `Index`; a
+        shard served on Ray counts all its documents: it has no count by viewer)."""
+        if access is None:
+            return len(self)
+        return sum(self._ask_all([(n, "count", (access,), {}) if isinstance(shard, Index) else
+                                  (n, "__len__", (), {}) for n, shard in enumerate(self.shards)]))
+
     def info(self) -> dict:
         """Index.info's fields over the whole index (counts and sizes summed, the settings the
         shards share, generations as shard/shard/...), and `per_shard`: each shard's counts.

@@ -209,6 +209,13 @@ class Index:
         return self.live.read_store().count_documents()
 
     @reading
+    def count(self, access: Viewer | None = None) -> int:
+        """The documents `access` may read (None: all, len(index))."""
+        if access is None:
+            return len(self)
+        return self.live.count(self.live.read_store(), scoped(None, access))
+
+    @reading
     def committed_generation(self) -> int:
         """The generation the database has committed now, as this thread's connection reads it."""
         return self.live.read_store().generation

@@ -201,15 +201,7 @@ class LiveGeneration:
             if key in self._filter_cache:
                 self._filter_cache.move_to_end(key)
                 return self._filter_cache[key]
-            columns = self._columns if self._columns is not None and self._columns.generation == generation else None
-        if columns is None:
-            try:
-                columns = FilterColumns(store, generation)
-            except MovedOn:  # a commit landed meanwhile: this search reads the live database
-                columns = None
-            else:
-                with self.lock:
-                    self._columns = columns
+        columns = self._columns_of(store, generation)
         allowed = columns.allowed(store, where) if columns is not None else None
         if allowed is None:
             allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
@@ -219,6 +211,30 @@ class LiveGeneration:
             while len(self._filter_cache) > FILTER_CACHE_SIZE:
                 self._filter_cache.popitem(last=False)
         return allowed
+
+    def _columns_of(self, store: ContentStore, generation: int) -> FilterColumns | None:
+        """The generation's filter columns, built at the first filter (None: a commit landed
+        meanwhile, and the caller asks SQLite)."""
+        with self.lock:
+            if self._columns is not None and self._columns.generation == generation:
+                return self._columns
+        try:
+            columns = FilterColumns(store, generation)
+        except MovedOn:  # a commit landed meanwhile: this search reads the live database
+            return None
+        with self.lock:
+            self._columns = columns
+        return columns
+
+    def count(self, store: ContentStore, where: dict) -> int:
+        """How many documents a filter keeps (in memory where it can, else by SQL)."""
+        compiled = compile_where(where)
+        _, generation = self.current()
+        columns = self._columns_of(store, generation)
+        found = columns.count(store, where) if columns is not None else None
+        if found is None:
+            found = store.db.execute(f"select count(*) from documents d where {compiled[0]}", compiled[1]).fetchone()[0]
+        return found
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager

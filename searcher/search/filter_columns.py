@@ -116,6 +116,14 @@ class FilterColumns:
             return None
         return self.chunk_ids[true[self.chunk_doc]]
 
+    def count(self, store, where: dict) -> int | None:
+        """How many documents `where` keeps (chunks or not), or None as `allowed` answers None."""
+        try:
+            true, _ = self._clause(store, where)
+        except Unsupported:
+            return None
+        return int(true.sum())
+
     # -- columns -----------------------------------------------------------------------
     def column(self, store, name: str) -> Column:
         with self._lock:

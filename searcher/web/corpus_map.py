@@ -18,7 +18,7 @@ bp = Blueprint("corpus_map", __name__)
 def page():
     """The page; the map itself is fetched from /api/map by map.js (a large corpus takes a
     while to lay out the first time, and the page says so meanwhile)."""
-    return render_template("map.html", map_q=request.args.get("q", "")[:1000], documents=service().count())
+    return render_template("map.html", map_q=request.args.get("q", "")[:1000], documents=service().count(viewer()))
 
 
 @bp.get("/api/map")

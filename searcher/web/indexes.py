@@ -180,7 +180,8 @@ def search(req: SearchRequest) -> SearchPage:
 
 
 def count(names: list[str]) -> int:
-    return sum(registry()[name].count() for name in names)
+    reader = viewer()
+    return sum(registry()[name].count(reader) for name in names)
 
 
 def listing() -> dict:
@@ -190,7 +191,7 @@ def listing() -> dict:
     out = []
     for name in allowed:
         try:
-            out.append({"name": name, "documents": registry()[name].count(), "status": "ok"})
+            out.append({"name": name, "documents": registry()[name].count(viewer()), "status": "ok"})
         except IndexUnavailable as e:
             out.append({"name": name, "documents": None, "status": "error", "message": str(e)})
     return {"indexes": out, "default": default_for(allowed)}

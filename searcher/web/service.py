@@ -271,8 +271,11 @@ class SearchService:
         search latencies."""
         return {**without_server_paths(self._call(lambda index: index.info())), "latency": self.latency.summary()}
 
-    def count(self) -> int:
-        return self._call(len)
+    def count(self, viewer: Viewer | None = None) -> int:
+        """The documents `viewer` may read (None: all)."""
+        if viewer is None:
+            return self._call(len)
+        return self._call(lambda index: index.count(viewer))
 
     def counts(self) -> dict:
         """The index's counts (Index.counts: no walk of the folder), for /metrics."""

@@ -157,7 +157,7 @@ def similar():
     except BadRequest as e:
         abort(400, description=str(e))
     return render_template("similar.html", doc=doc, results=result_rows(hits, None), q="",
-                           documents=service().count())
+                           documents=service().count(indexes.viewer()))
 
 
 def requested_document() -> tuple[str, dict]:
