@@ -119,6 +119,12 @@ def test_the_document_count_is_of_what_the_viewer_may_read(shared):
     assert (shared.count(), shared.count(ANN), shared.count(BOB), shared.count(Viewer())) == (6, 4, 4, 2)
 
 
+def test_a_filter_that_keeps_every_chunk_searches_as_no_filter(shared, fake_animals_index):
+    live = fake_animals_index.live
+    assert live.view(live.read_store(), scoped(None, ANN)).allowed is None  # no document has readers
+    assert shared.live.view(shared.live.read_store(), scoped(None, ANN)).allowed is not None
+
+
 def test_readers_are_checked_and_normalised(shared, fake_index):
     report = fake_index.add_documents([
         {"id": "ok", "text": "some words", "readers": ["user:ann", "group:finance", "user:ann"]},

@@ -190,6 +190,10 @@ class LiveGeneration:
         compiled = compile_where(where) if where is not None else None
         vectors, generation = self.current()
         allowed = self._allowed(store, generation, where, compiled) if compiled is not None else None
+        columns = self._columns
+        if allowed is not None and columns is not None and columns.generation == generation \
+                and len(allowed) == len(columns.chunk_ids):
+            allowed = None  # it keeps every chunk (a reader's filter where no document has readers): search all
         return View(self.read_store, vectors, self.keywords, self.lock, self.background, allowed)
 
     def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]) -> np.ndarray:
