@@ -36,6 +36,8 @@ from searcher.storage.store import ContentStore, readable
 from searcher.storage.vectors import VectorBackend
 
 FILTER_CACHE_SIZE = 32
+EVERY_CHUNK = np.zeros(0, np.int64)  # what a filter that keeps every chunk allows (searched as no filter)
+EVERY_CHUNK.setflags(write=False)
 log = logging.getLogger(__name__)
 
 
@@ -190,16 +192,15 @@ class LiveGeneration:
         compiled = compile_where(where) if where is not None else None
         vectors, generation = self.current()
         allowed = self._allowed(store, generation, where, compiled) if compiled is not None else None
-        columns = self._columns
-        if allowed is not None and columns is not None and columns.generation == generation \
-                and len(allowed) == len(columns.chunk_ids):
+        if allowed is EVERY_CHUNK:
             allowed = None  # it keeps every chunk (a reader's filter where no document has readers): search all
         return View(self.read_store, vectors, self.keywords, self.lock, self.background, allowed)
 
-    def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]) -> np.ndarray:
+    def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]):
         """The chunk ids a filter allows, cached per generation (a page of results, its next
         page and a facet click ask for the same set). In memory over the generation's columns
-        (searcher/search/filter_columns.py: milliseconds), else by SQL (filters.compile_where)."""
+        (searcher/search/filter_columns.py: milliseconds), else by SQL (filters.compile_where).
+        EVERY_CHUNK where the columns say it keeps every chunk of the generation."""
         key = (generation, compiled[0], json.dumps(compiled[1], default=str))
         with self.lock:
             if key in self._filter_cache:
@@ -209,7 +210,11 @@ class LiveGeneration:
         allowed = columns.allowed(store, where) if columns is not None else None
         if allowed is None:
             allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
-        allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
+            allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
+        elif len(allowed) == len(columns.chunk_ids):  # a subset of them as long as they are: all of them
+            allowed = EVERY_CHUNK
+        else:
+            allowed.setflags(write=False)
         with self.lock:
             self._filter_cache[key] = allowed
             while len(self._filter_cache) > FILTER_CACHE_SIZE:
