@@ -61,7 +61,7 @@ def main() -> None:
             assert client.get("/api/suggest", query_string={"q": p}).status_code == 200
             web.append(time.perf_counter() - t)
         chunks = index.counts()["chunks"]
-        print(f"{args.documents} documents, {chunks} chunks, {len(index.suggestions.get(index.committed_generation(), None))} "
+        print(f"{args.documents} documents, {chunks} chunks, {len(index.queried.vocabulary())} "
               f"words; vocabulary built in {build:.2f} s")
         print(f"Index.suggest  p50 {percentile(library, 50):.2f} ms  p95 {percentile(library, 95):.2f} ms")
         print(f"/api/suggest   p50 {percentile(web, 50):.2f} ms  p95 {percentile(web, 95):.2f} ms")

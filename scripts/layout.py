@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grimp
 
-STAGES = ("cli", "web", "integrations", "quality", "cluster", "index", "search", "storage", "encoding", "readers")
+STAGES = ("cli", "web", "integrations", "quality", "cluster", "index", "search", "storage", "sources", "encoding", "readers")
 
 
 def stage_of(module: str) -> str:

@@ -150,8 +150,10 @@ class RemoteIndex:
         try:
             return Results([Hit(r["doc_id"], float("nan") if r.get("score") is None else float(r["score"]),
                         r.get("title") or "", r.get("source") or "", r["passage"], int(r["start"]), int(r["end"]),
-                        -1, {}, r.get("page")) for r in answer["results"]],
-                           [str(name) for name in answer.get("missing_shards") or ()])
+                        -1, {}, r.get("page"), _number(r.get("cosine")), _number(r.get("bm25")))
+                            for r in answer["results"]],
+                           [str(name) for name in answer.get("missing_shards") or ()],
+                           answer.get("suggestion"), answer.get("close_match"))
         except (KeyError, TypeError, ValueError) as e:
             raise SearcherError(f"{self.url}{path} answered in a shape this client does not know ({e!r})") from None
 
@@ -227,3 +229,7 @@ def _json(body: bytes):
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)

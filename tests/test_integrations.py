@@ -56,7 +56,7 @@ def test_a_langchain_document_carries_the_hit(animals_index):
     assert doc.page_content == hit.passage
     assert doc.id == "dog"
     assert doc.metadata == {"id": "dog", "title": "Dogs", "source": "pets/dogs.md", "score": hit.score,
-                            "start": hit.start, "end": hit.end, "page": None,
+                            "cosine": hit.cosine, "bm25": hit.bm25, "start": hit.start, "end": hit.end, "page": None,
                             "metadata": {"author": "Ann", "title": "not the title"}}
 
 
@@ -72,7 +72,7 @@ def test_a_llamaindex_node_carries_the_hit(animals_index):
     assert node.ref_doc_id == "cat"
     assert (node.start_char_idx, node.end_char_idx) == (hit.start, hit.end)
     assert node.metadata == {"id": "cat", "title": "Cats", "source": hit.source, "score": hit.score,
-                             "start": hit.start, "end": hit.end, "page": None, "metadata": {}}
+                             "cosine": hit.cosine, "bm25": hit.bm25, "start": hit.start, "end": hit.end, "page": None, "metadata": {}}
     for_llm = node.get_content(metadata_mode=MetadataMode.LLM)
     assert hit.source == ""  # so neither it nor the empty metadata is shown, nor id, score and offsets
     assert for_llm == f"title: Cats\n\n{hit.passage}"

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("readers", "encoding", "storage", "search", "index", "cluster", "integrations", "quality", "cli", "web")
+STAGES = ("readers", "encoding", "sources", "storage", "search", "index", "cluster", "integrations", "quality", "cli", "web")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:

@@ -50,7 +50,10 @@ def test_the_tools_search_read_and_refuse_bad_arguments(small_index):
         found = results(await session.call_tool("search", {"query": "kittens chasing mice", "k": 3}))
         assert [r["id"] for r in found["results"]] == expected
         top = found["results"][0]
-        assert {"id", "title", "source", "score", "passage", "start", "end"} <= set(top)
+        assert {"id", "title", "source", "score", "cosine", "bm25", "passage", "start", "end"} <= set(top)
+        assert found["close_match"] is True and "suggestion" not in found
+        typo = results(await session.call_tool("search", {"query": "kitens chasing mice", "k": 3}))
+        assert typo["suggestion"] == "kittens chasing mice" and [r["id"] for r in typo["results"]] == expected
         keyword = results(await session.call_tool("search", {"query": "petrol", "k": 1, "mode": "keyword"}))
         assert [r["id"] for r in keyword["results"]] == ["car"]
         only = results(await session.call_tool("search", {"query": "kittens", "k": 5, "where": {"id": {"$in": ["sea", "code"]}}}))

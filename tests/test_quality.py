@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from searcher import Index
 from searcher.cli import main
 from searcher.quality.evaluate import check_index_holds, compute_metrics, load_dataset
-from searcher.search.fusion import (Fusion, adaptive_fusion, clip_below, keyword_confidence, reciprocal_rank_fusion,
+from searcher.search.fusion import (MOST_CONFIDENT, Fusion, adaptive_fusion, clip_below, keyword_confidence, reciprocal_rank_fusion,
                              score_fusion)
 from searcher.index.facade import DEFAULT_MODE, SEARCH_MODES, get_encoder
 from searcher.storage.keywords.fts5 import Fts5Engine, match_expression
@@ -198,6 +198,20 @@ def test_keyword_confidence_is_the_drop_from_the_first_to_the_tenth_score():
     assert keyword_confidence(twelve) == pytest.approx((20 - 11) / 20)
     assert keyword_confidence({"a": 10.0, "b": 8.0, "c": 2.0}) == pytest.approx(0.8)  # shorter: the last
     assert keyword_confidence({"a": 5.0}) == 0.0 and keyword_confidence({}) == 0.0
+    # a complete list (every document holding the words) lacks the 10th: it scores 0 there
+    assert keyword_confidence({"a": 10.0, "b": 8.0, "c": 2.0}, complete=True) == MOST_CONFIDENT
+    assert keyword_confidence({"a": 5.0}, complete=True) == MOST_CONFIDENT
+
+
+def test_a_word_only_one_document_holds_puts_it_first_in_hybrid_fusion():
+    """The keyword list of a rare token (an error code) holds one document: it comes first,
+    not tied with every dense candidate at the keyword list's own floor."""
+    dense = {"a": 0.5, "b": 0.45, "code": 0.2}
+    fused = Fusion().fuse(dense, {"code": 9.0})
+    assert list(fused)[0] == "code"
+    assert fused["a"] < fused["code"]
+    # the same list as the top of a longer one (not complete) keeps the old reading
+    assert list(adaptive_fusion(dense, {"code": 9.0}))[0] == "a"
 
 
 def test_adaptive_fusion_by_hand():
@@ -213,12 +227,13 @@ def test_adaptive_fusion_by_hand():
     assert list(fused) == ["a", "b", "c", "d", "e"]
     # It is the default, and its weights bias the per-query ones: 0.25*0.2 / 0.75*0.8, scaled to sum 1.
     assert Fusion().method == "adaptive"
-    assert Fusion().fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0}) == adaptive_fusion(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
-    biased = Fusion(weights=(0.25, 0.75)).fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
+    # (depth 3: these lists are the top of longer ones, as adaptive_fusion reads them by default)
+    assert Fusion(depth=3).fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0}) == adaptive_fusion(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
+    biased = Fusion(weights=(0.25, 0.75), depth=3).fuse(dense, {"c": 10.0, "d": 8.0, "e": 2.0})
     wd, wk = 0.05 / 0.65, 0.6 / 0.65
     assert biased["a"] == pytest.approx(wd * 1 + wk * 0.2) and biased["d"] == pytest.approx(wd * 0.5 + wk * 0.8)
     # A flat keyword list with a zero dense bias leaves no weight: the given ones (keyword only), no 0/0.
-    only = Fusion(weights=(0.0, 1.0)).fuse(dense, {"d": 3.0, "e": 3.0})
+    only = Fusion(weights=(0.0, 1.0), depth=2).fuse(dense, {"d": 3.0, "e": 3.0})
     assert only == pytest.approx(dict.fromkeys("abcde", 1.0))
 
 
@@ -232,8 +247,8 @@ def test_adaptive_fusion_counts_scores_only_down_to_the_evidence_depth():
     assert list(fused) == ["c", "a", "b", "d", "e"]  # ties keep the dense list's order, then the keyword's
     assert clip_below(dense, 2) == {"a": 0.8, "b": 0.6, "c": 0.6} and clip_below(dense, 3) == dense
     # The default counts 50 ranks: these short lists are fused whole, and the order differs (d above a).
-    assert Fusion().evidence == 50 and list(Fusion().fuse(dense, keyword)) == ["c", "d", "a", "b", "e"]
-    assert list(Fusion(evidence=2).fuse(dense, keyword)) == ["c", "a", "b", "d", "e"]
+    assert Fusion().evidence == 50 and list(Fusion(depth=3).fuse(dense, keyword)) == ["c", "d", "a", "b", "e"]
+    assert list(Fusion(evidence=2, depth=3).fuse(dense, keyword)) == ["c", "a", "b", "d", "e"]
     with pytest.raises(ValueError, match="evidence"):
         Fusion(evidence=0)
 

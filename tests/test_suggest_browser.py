@@ -83,3 +83,17 @@ def test_nothing_to_suggest_shows_no_list(page):
     page.wait_for_timeout(600)  # past the debounce and the answer
     expect(page.locator("#suggestions")).to_be_hidden()
     expect(box).to_have_attribute("aria-expanded", "false")
+
+
+def test_did_you_mean_is_shown_for_a_typo_and_its_link_searches_the_correction(page):
+    page.goto("/?q=kitens+chase+mise")
+    offer = page.locator(".notice.suggestion")
+    expect(offer).to_be_visible()
+    expect(offer).to_contain_text("Did you mean: kittens chase mice")
+    expect(page.locator(".result").first).to_contain_text("Cats")  # ranked by the corrected words
+    page.locator("a.did-you-mean").click()
+    expect(page.locator(".result").first).to_be_visible()
+    assert parse_qs(urlparse(page.url).query)["q"] == ["kittens chase mice"]
+    expect(page.locator(".notice.suggestion")).to_have_count(0)
+    page.goto("/?q=zqxwv+plorbt")
+    expect(page.locator(".notice.no-close-match")).to_be_visible()

@@ -38,7 +38,7 @@ def test_search_returns_ranked_results_with_passage_offsets(web_client, web_inde
     assert isinstance(body["took_ms"], float) and body["took_ms"] >= 0
     assert len(body["results"]) == 3
     first = body["results"][0]
-    assert set(first) == {"doc_id", "score", "title", "source", "passage", "start", "end", "page"}
+    assert set(first) == {"doc_id", "score", "title", "source", "passage", "start", "end", "page", "cosine", "bm25"}
     assert first["doc_id"] == "cat" and first["title"] == "Cats"
     scores = [hit["score"] for hit in body["results"]]
     assert scores == sorted(scores, reverse=True)

@@ -1,7 +1,7 @@
 """The `searcher` command line: a thin layer over the library. Each command parses its flags,
 calls the library and prints; the commands live by what they do:
 
-    indexing     index, watch, delete
+    indexing     index, watch, delete, sources
     searching    search, similar
     encoding     encode
     maintenance  info, check, backup, restore
@@ -26,7 +26,7 @@ def main():
     """Semantic search over your own documents."""
 
 
-for command in (indexing.index, indexing.watch, indexing.delete, searching.search, searching.similar, encoding.encode,
+for command in (indexing.index, indexing.watch, indexing.delete, indexing.sources, searching.search, searching.similar, encoding.encode,
                 maintenance.info, maintenance.check, maintenance.backup, maintenance.restore, cluster.shard, serving.serve, serving.mcp,
                 quality.evaluate, quality.train, keys.keys):
     main.add_command(command)

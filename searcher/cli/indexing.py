@@ -9,26 +9,33 @@ from pathlib import Path
 
 import click
 
-from searcher.cli.options import (device_option, index_option, json_option, log_format_option, precision_option,
-                                  watch_timing)
+from searcher.cli.options import (device_option, index_option, json_option, log_format_option, poll_option,
+                                  precision_option, watch_timing)
 from searcher.cli.output import log, printable, progress_bar, run_logger, run_printer, say
 from searcher.cluster.sharded import ShardedIndex, open_index
 from searcher.cluster.shards import is_sharded, read_layout, shard_paths
 from searcher.index.facade import ON_CONFLICT, Index
+from searcher.index.sources import read_sources, sync, sync_recorded
+from searcher.index.writer import IndexReport
 from searcher.logs import configure as configure_logging
 from searcher.readers.documents import check_readers
 from searcher.readers.formats import READERS
+from searcher.sources import SourceError, canonical_url, is_source_url, open_source
 from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from searcher.storage.folder import ensure_unlocked
 from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
 from searcher.storage.vectors import INDEX_TYPES
 
-INDEX_HELP = f"""Index files and folders ({" ".join(READERS)}), adding to the index in --index.
+INDEX_HELP = f"""Index files and folders ({" ".join(READERS)}), and sources (s3://bucket/prefix),
+adding to the index in --index. With no path, sync again every source the index was built from
+(`searcher sources` lists them).
 
 \b
 searcher index docs/ notes.md --index indexes/notes
 searcher index --python-docs
 searcher index docs/ --prune        # also drop documents whose files were removed
+searcher index s3://bucket/reports --endpoint-url http://127.0.0.1:9000   # MinIO; pip install -e '.[s3]'
+searcher index --index indexes/notes                 # sync its sources again
 searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
 searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 """
@@ -49,9 +56,25 @@ readers_option = click.option(
          "(docs/access.md).")
 
 
+def source_options(command):
+    """The options of a source URL (`searcher index s3://...`): where its server is, and whose
+    credentials (never the credentials themselves: docs/indexing.md, "Credentials")."""
+    for option in reversed([
+        click.option("--endpoint-url", metavar="URL",
+                     help="With an s3:// URL: an S3-compatible server (MinIO: http://127.0.0.1:9000); kept with the index."),
+        click.option("--region", help="With an s3:// URL: the bucket's region (default: the AWS configuration's)."),
+        click.option("--profile", help="With an s3:// URL: the AWS profile whose credentials to use."),
+        click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="With an s3:// URL: an AWS credentials file (mode 0600) instead of the environment's."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.command(help=INDEX_HELP)
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1)
 @index_option
+@source_options
 @click.option("--model", help="Local BERT-family checkpoint folder (default: all-MiniLM-L6-v2).")
 @click.option("--python-docs", is_flag=True, help="Also index the Python standard library's docstrings.")
 @click.option("--chunk-tokens", type=int, help="Tokens per chunk, special tokens included (default: the model's limit, at most 512).")
@@ -112,10 +135,24 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
           workers, ocr, follow_links, prune, readers, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
-          as_json, log_format):
+          as_json, log_format, endpoint_url, region, profile, credentials_file):
     configure_logging(log_format)
-    if not paths and not python_docs:
-        raise click.UsageError("give files or folders to index, or --python-docs")
+    urls = [p for p in paths if is_source_url(p)]
+    paths = [Path(p) for p in paths if not is_source_url(p)]
+    given = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
+             "credentials_file": str(credentials_file.absolute()) if credentials_file else None}
+    if any(given.values()) and not urls:
+        raise click.UsageError("--endpoint-url, --region, --profile and --credentials-file are options of a "
+                               "source URL (s3://bucket/prefix): give one")
+    resync = not paths and not urls and not python_docs
+    if resync and not read_sources(index_dir):
+        raise click.UsageError(f"give files or folders to index, a source URL (s3://bucket/prefix), or "
+                               f"--python-docs ({index_dir} has no sources to sync again)")
+    recorded = {r["url"]: r.get("options") or {} for r in read_sources(index_dir)} if urls else {}
+    # A recorded source given again with no options is synced with its recorded ones.
+    url_options = {url: given if any(given.values()) else recorded.get(canonical_url(url), {}) for url in urls}
+    for url in urls:  # a URL or option the source refuses fails now, before the model loads
+        open_source(url, url_options[url]).close()
     if (ray_workers or ray_batch_size) and ray_address is None:
         raise click.UsageError("--ray-workers and --ray-batch-size need --ray")
     if ray_address is not None:
@@ -154,7 +191,19 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, \
             progress_bar(logged=log_format == "json") as update:
-        report = idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
+        report = (idx.add_paths(paths, options, progress=update, prune=prune, on_conflict=on_conflict, encoder=encoder)
+                  if paths or not (urls or resync) else IndexReport())
+        synced = []  # (url, report or None, error or None) of each source
+        for url in urls:
+            try:
+                synced.append((url, sync(idx, url, url_options[url], options, update, on_conflict, encoder), None))
+            except SourceError as e:
+                synced.append((url, None, str(e)))
+        if resync:
+            synced = sync_recorded(idx, options, update, on_conflict, encoder)
+        for _, done, _ in synced:
+            if done is not None:
+                report = report.merge(done)
         if python_docs:
             from searcher.readers.pydocs import python_docs as stdlib_documents
 
@@ -163,18 +212,29 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
                 pydocs = (replace(d, metadata={"readers": options.readers, **d.metadata}) for d in pydocs)
             report = report.merge(idx.add_documents(pydocs, progress=update, on_conflict=on_conflict,
                                                     encoder=encoder))
+    sources = {"sources": [{"url": url, "error": error, **(done.to_dict() if done else {})}
+                           for url, done, error in synced]} if synced else {}
+    failed = [(url, error) for url, _, error in synced if error]
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir), **ray_facts}, indent=2))
+        click.echo(json.dumps({**report.to_dict(), "index": str(index_dir), **ray_facts, **sources}, indent=2))
     if log_format == "json":  # the summary as one record, its report in fields
         log.info("%s; index: %s (%d documents)", report.summary(), index_dir, len(idx),
-                 extra={"report": report.to_dict(), "index": str(index_dir), "documents": len(idx), **ray_facts})
+                 extra={"report": report.to_dict(), "index": str(index_dir), "documents": len(idx), **ray_facts,
+                        **sources})
     elif not as_json:
+        for url, done, error in synced:
+            click.echo(f"{url}: {error}" if error else
+                       f"{url}: {done.added} added, {done.updated} updated, {done.unchanged} unchanged, "
+                       f"{done.removed} removed, {len(done.skipped)} skipped")
         click.echo(printable(report.summary()))
         if ray_facts:
             ray = ray_facts["ray"]
             nodes = len(ray["nodes"])
             click.echo(f"encoded by {ray['workers']} on {nodes} Ray node{'s' if nodes != 1 else ''}")
         click.echo(f"index: {index_dir} ({len(idx)} documents)")
+    if failed:
+        raise click.ClickException("; ".join(f"{url}: {error}" for url, error in failed)
+                                   + " (nothing of these sources was changed in the index)")
 
 
 @contextmanager
@@ -208,12 +268,13 @@ def open_for_writing(index_dir: Path, model=None, **options):
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @index_option
 @click.option("--model", help="Local BERT-family checkpoint folder of a new index (default: all-MiniLM-L6-v2).")
 @device_option
 @precision_option
 @watch_timing
+@poll_option
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes reading files (default: up to 4, one a core; 0: none).")
 @click.option("--on-conflict", type=click.Choice(ON_CONFLICT), default="skip", show_default=True,
@@ -223,33 +284,63 @@ def open_for_writing(index_dir: Path, model=None, **options):
 @readers_option
 @json_option("Print each run's report as one line of JSON.")
 @log_format_option
-def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, workers, follow_links, on_conflict,
-          readers, as_json, log_format):
-    """Keep the index in --index in line with PATHS as files change, until Ctrl+C.
+def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, poll_interval, workers,
+          follow_links, on_conflict, readers, as_json, log_format):
+    """Keep the index in --index in line with PATHS as files change, and with its sources
+    (`searcher sources`) every --poll-interval seconds, until Ctrl+C.
 
     New, changed, renamed and deleted files are indexed (or removed) a moment after they
     change; a file still being written waits until it is quiet. A full run at the start and
-    every --reconcile seconds catches what events missed.
+    every --reconcile seconds catches what events missed. The index's remote sources
+    (s3://...) are synced at the start and every --poll-interval seconds (default 300).
 
     \b
     searcher watch ~/notes ~/papers --index indexes/notes
     searcher watch docs/ --reconcile 300 --debounce 1000
+    searcher watch --index indexes/reports --poll-interval 60   # its sources only
     """
+    from searcher.index.sources import DEFAULT_POLL_INTERVAL, SourcePoller
     from searcher.index.watch import Watcher, check_paths
 
     configure_logging(log_format)
-    check_paths(paths, index_dir)  # before the model loads
+    has_sources = bool(read_sources(index_dir)) if index_dir.is_dir() else False
+    if not paths and not has_sources:
+        raise click.UsageError(f"give folders or files to watch ({index_dir} has no sources to poll)")
+    if poll_interval is not None and not has_sources:
+        raise click.UsageError(f"--poll-interval: {index_dir} has no sources to poll (`searcher index s3://...`)")
+    if paths:
+        check_paths(paths, index_dir)  # before the model loads
     idx = open_for_writing(index_dir, model, device=device, precision=precision)
-    watcher = Watcher(idx, paths, LoadOptions(workers=workers, follow_links=follow_links, readers=readers),
-                      debounce=debounce / 1000,
-                      reconcile_every=reconcile or None, settle=settle, on_conflict=on_conflict,
-                      on_run=run_logger() if log_format == "json" and not as_json else run_printer(as_json))
-    say(log_format, f"watching {', '.join(map(str, watcher.paths))} for {index_dir} (Ctrl+C to stop)", err=True)
+    on_run = run_logger() if log_format == "json" and not as_json else run_printer(as_json)
+    options = LoadOptions(workers=workers, follow_links=follow_links, readers=readers)
+    watcher = poller = None
+    if paths:
+        watcher = Watcher(idx, paths, options, debounce=debounce / 1000, reconcile_every=reconcile or None,
+                          settle=settle, on_conflict=on_conflict, on_run=on_run)
+    if has_sources:
+        def told(url, report, error):
+            if error:
+                say(log_format, f"sync {url}: {error}", err=True)
+            else:
+                on_run(f"sync {url}", report)
+
+        poller = SourcePoller(idx, poll_interval or DEFAULT_POLL_INTERVAL, LoadOptions(workers=workers),
+                              on_conflict=on_conflict, on_run=told)
+    watched = [str(p) for p in watcher.paths] if watcher else []
+    polled = [r["url"] for r in read_sources(index_dir)] if poller else []
+    say(log_format, f"watching {', '.join(watched + polled)} for {index_dir} (Ctrl+C to stop)", err=True)
     try:
-        watcher.run()
+        if watcher is not None:
+            if poller is not None:
+                poller.start()
+            watcher.run()
+        else:
+            poller.run()
     except KeyboardInterrupt:
         pass
     finally:
+        if poller is not None:
+            poller.stop()
         idx.close()
     say(log_format, f"stopped; index: {index_dir}", err=True)
 
@@ -261,3 +352,36 @@ def delete(doc_ids, index_dir):
     """Remove documents by id (a file's id is its absolute path); no model is loaded."""
     removed = open_index(index_dir, load_model=False).delete(doc_ids)
     click.echo(f"{removed} of {len(set(doc_ids))} documents removed")
+
+
+@click.command()
+@index_option
+@json_option("Print the sources as a JSON list.")
+def sources(index_dir, as_json):
+    """List the sources the index was built from (s3://...), with each one's last sync, counts and
+    errors; `searcher index --index DIR` with no path syncs them all again. No model is loaded."""
+    from searcher.storage.folder import MANIFEST, SHARDS_MANIFEST
+
+    if not ((index_dir / MANIFEST).is_file() or (index_dir / SHARDS_MANIFEST).is_file()):
+        raise click.ClickException(f"no index in {index_dir}")
+    records = read_sources(index_dir)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not records:
+        click.echo(f"{index_dir} has no sources (its documents come from files and folders, or none)")
+        return
+    for record in records:
+        counts = record.get("counts") or {}
+        options = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in (record.get("options") or {}).items())
+        click.echo(printable(record["url"]) + (f" ({printable(options)})" if options else ""))
+        click.echo(f"  documents: {record.get('documents', '?')}; last sync {record.get('last_sync', 'never')}"
+                   + (f", last success {record['last_success']}" if record.get("last_success") else ", never succeeded"))
+        if counts:
+            click.echo(f"  last run: {counts.get('added', 0)} added, {counts.get('updated', 0)} updated, "
+                       f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} removed, "
+                       f"{counts.get('skipped', 0)} skipped")
+        if record.get("error"):
+            click.echo(f"  error: {printable(record['error'])}")
+        for line in record.get("errors") or []:
+            click.echo(f"  skipped: {printable(line)}")

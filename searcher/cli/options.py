@@ -42,6 +42,12 @@ def json_option(help: str):
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+poll_option = click.option(
+    "--poll-interval", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+    help="Seconds between syncs of the index's sources (s3://...; `searcher sources`); default 300 "
+         "when it has sources.")
+
+
 def watch_timing(command):
     """--reconcile, --debounce and --settle: how a folder watcher (searcher/index/watch.py) keeps time."""
     from searcher.index.watch import DEFAULT_DEBOUNCE, DEFAULT_RECONCILE, DEFAULT_SETTLE

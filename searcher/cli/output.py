@@ -97,10 +97,19 @@ def say(log_format: str, line: str, err: bool = False, **fields) -> None:
         click.echo(line, err=err)
 
 
+def scores(hit) -> str:
+    """A hit's scores as people read them: the cosine similarity and BM25 where known (the same
+    scale for every query), else the score it was ranked by."""
+    shown = [f"similarity {hit.cosine:.2f}"] if hit.cosine is not None else [f"{hit.score:.3f}"]
+    if hit.bm25 is not None:
+        shown.append(f"BM25 {hit.bm25:.1f}")
+    return ", ".join(shown)
+
+
 def print_hits(hits, passages: bool = True) -> None:
     """Hits, best first: rank, title and score; where each is from; its passage (`passages`)."""
     for rank, hit in enumerate(hits, 1):
-        click.echo(click.style(f"{rank}. {printable(hit.title or hit.doc_id)}", bold=True) + f"  ({hit.score:.3f})")
+        click.echo(click.style(f"{rank}. {printable(hit.title or hit.doc_id)}", bold=True) + f"  ({scores(hit)})")
         click.echo(f"   {printable(hit.source or hit.doc_id)}")
         if passages:
             passage = printable(" ".join(hit.passage.split()))

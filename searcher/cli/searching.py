@@ -37,7 +37,9 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
     (only documents holding it), -word and -"a phrase" (none holding them), a OR b, word*
     (a prefix), field:value, field:a,b, field:>=value (title, type, folder, year, modified, id,
     source or any metadata key; ANDed with --where); a backslash before a quote, minus, star or colon makes it
-    literal.
+    literal. A word no document holds is read as the nearest word documents hold ("Did you
+    mean"); quote a word to search it as typed. Each hit shows its similarity (cosine) and
+    BM25, the same scale for every query; "No close match" says nothing is near in meaning.
 
     \b
     searcher search "how do I read a file line by line" -k 5
@@ -46,6 +48,7 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
     searcher search "budget" --sort modified --facets type,year
     searcher search '"line by line" read -binary type:md'
     searcher search 'compress gzip OR bz2 year:>=2023'
+    searcher search 'protien folding'        # Did you mean: protein folding
     """
     where = parse_where(wheres, where_json)
     try:  # checked before the model loads
@@ -61,9 +64,16 @@ def search(query, index_dir, k, mode, model, device, precision, wheres, where_js
         results = [h.to_dict() for h in hits]
         click.echo(json.dumps(results if facets is None else {"results": results, "facets": facets},
                               indent=2, ensure_ascii=False))
+        if hits.suggestion:  # the JSON stays a list of results; the note goes beside it
+            click.echo(f"Did you mean: {hits.suggestion}", err=True)
         return
+    if hits.suggestion:
+        click.echo(f"Did you mean: {printable(hits.suggestion)}  (results for these words; "
+                   "quote a word to search it as typed)")
     if not hits:
         click.echo("No results.")
+    elif hits.close_match is False:
+        click.echo("No close match: nothing in the index is near these words in meaning; the nearest follow.")
     print_hits(hits)
     for field, values in (facets or {}).items():
         listed = ", ".join(f"{printable(str(v))} ({n})" for v, n in values.items())

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from searcher.cli.options import (device_option, given, index_option, log_format_option, parse_index_specs,
-                                  precision_option, watch_timing)
+                                  poll_option, precision_option, watch_timing)
 from searcher.cli.output import log, run_logger, run_printer
 from searcher.cluster.sharded import open_index
 from searcher.index.facade import DEFAULT_INDEX_DIR
@@ -56,13 +56,14 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @click.option("--replicas", type=click.IntRange(1, 64), default=None,
               help="With --ray: copies of each shard (default 1); with 2 or more a shard survives losing one.")
 @watch_timing
+@poll_option
 @device_option
 @precision_option
 @log_format_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
           backup_dir, trusted_proxies, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle,
-          device, precision, log_format):
+          poll_interval, device, precision, log_format):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -87,7 +88,8 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             no_auth=no_auth, allowed_hosts=allowed_hosts, max_write_bytes=int(max_write_mb * 2**20),
             backup_dir=backup_dir, trusted_proxies=trusted_proxies, watch=watch_paths, follow_links=follow_links,
             reconcile=reconcile, debounce=debounce / 1000,
-            settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision)
+            settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision,
+            poll_interval=poll_interval)
         if log_format == "json":
             launch(config, say=log.info, warn=log.warning, on_run=run_logger())
         else:

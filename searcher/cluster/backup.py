@@ -26,7 +26,7 @@ from searcher.index.backup import (BACKUP_FORMAT, BACKUP_TMP, RESTORE_TMP, Backu
                                    backup_index, check_destination, check_target, place, publish,
                                    read_backup, report_of, restore_folder, restore_index, temp_beside,
                                    write_backup_file)
-from searcher.storage.folder import SHARDS_MANIFEST
+from searcher.storage.folder import SHARDS_MANIFEST, SOURCES
 from searcher.storage.snapshot import copy_hashed, pin_generation
 
 
@@ -52,12 +52,16 @@ def backup(path, to, progress: Progress | None = None) -> BackupReport:
                 parts.append(part)
         with open(path / SHARDS_MANIFEST, "rb") as fh:
             layout_sha = copy_hashed(fh, tmp / SHARDS_MANIFEST)
+        top = {SHARDS_MANIFEST: layout_sha}
+        if (path / SOURCES).is_file():  # the sources it was built from (searcher/index/sources.py)
+            with open(path / SOURCES, "rb") as fh:
+                top[SOURCES] = copy_hashed(fh, tmp / SOURCES)
         info = {
             "format_version": BACKUP_FORMAT, "kind": "sharded", "shards": list(layout["folders"]),
             "generations": [p["generation"] for p in parts], "documents": sum(p["documents"] for p in parts),
             "chunks": sum(p["chunks"] for p in parts), "source": str(path.resolve()),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {SHARDS_MANIFEST: layout_sha},
+            "files": top,
         }
         write_backup_file(tmp, info)
         publish(tmp, to)
@@ -81,6 +85,11 @@ def restore(backup_path, path, force: bool = False, progress: Progress | None = 
             if copy_hashed(fh, tmp / SHARDS_MANIFEST) != info["files"][SHARDS_MANIFEST]:
                 raise BackupError(f"{backup_path / SHARDS_MANIFEST} does not match the checksum its backup "
                                   f"recorded: the backup is damaged")
+        if SOURCES in info["files"]:
+            with open(backup_path / SOURCES, "rb") as fh:
+                if copy_hashed(fh, tmp / SOURCES) != info["files"][SOURCES]:
+                    raise BackupError(f"{backup_path / SOURCES} does not match the checksum its backup recorded: "
+                                      f"the backup is damaged")
         layout = read_layout(tmp)
         if layout["folders"] != info["shards"]:
             raise BackupError(f"{backup_path}: its {SHARDS_MANIFEST} names the shards {layout['folders']}, its "

@@ -42,7 +42,7 @@ from typing import Callable, Iterable, Iterator
 from searcher.errors import BackupError, IndexExistsError, SearcherError
 from searcher.index.check import check_index
 from searcher.storage.files import fsync_dir, replace_folder, write_atomic
-from searcher.storage.folder import (DATABASE, MANIFEST, SHARDS_MANIFEST, exclusive_lock, file_sha256,
+from searcher.storage.folder import (DATABASE, MANIFEST, SHARDS_MANIFEST, SOURCES, exclusive_lock, file_sha256,
                                      manifest_checksum, read_manifest, vectors_path)
 from searcher.storage.keywords import open_keywords
 from searcher.storage.snapshot import Pinned, copy_database, copy_hashed, copy_vectors, fsync_tree, pin_generation
@@ -140,6 +140,10 @@ def backup_folder(index_dir: Path, pinned: Pinned, dest: Path, say: Progress) ->
     with open(index_dir / MANIFEST, "rb") as fh:  # replaced whole (write_atomic), never changed in place
         files[MANIFEST] = copy_hashed(fh, dest / MANIFEST)
     manifest = read_manifest(dest)  # the copy, checked field by field and against its checksum
+    if (index_dir / SOURCES).is_file():  # what the index was built from (searcher/index/sources.py)
+        say(f"copying {SOURCES}")
+        with open(index_dir / SOURCES, "rb") as fh:  # replaced whole (write_atomic) too
+            files[SOURCES] = copy_hashed(fh, dest / SOURCES)
     return {
         "format_version": BACKUP_FORMAT, "kind": "index", "generation": pinned.generation,
         "documents": pinned.documents, "chunks": pinned.chunks, "model": manifest["model"],

@@ -40,7 +40,7 @@ from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.query import ParsedQuery
-from searcher.search.suggest import MAX_SUGGESTIONS, Suggestion, SuggestCache, Vocabulary, check_prefix
+from searcher.search.suggest import MAX_SUGGESTIONS, Suggestion, check_prefix
 from searcher.search.results import DEFAULT_MODE, SEARCH_MODES, Hit, Results, check_k, check_mode  # noqa: F401
 from searcher.storage.folder import (DATABASE, FORMAT_VERSION, MANIFEST, exclusive_lock, read_manifest,  # noqa: F401
                                      vectors_path, write_manifest)
@@ -92,7 +92,6 @@ class Index:
         self.queried = QueryPipeline(self.path, self.live, manifest["dimension"], self.queries, encoder,
                                      self.chunker.budget if self.chunker is not None else None)
         self.writes = WriteSession(self.path, self.live, self.chunker, encoder, batch_size)
-        self.suggestions = SuggestCache()  # the vocabulary suggestions complete from, per generation
         try:
             self.live.reload_if_changed()  # and applies keyword changes a crash left waiting
         except BaseException:
@@ -278,7 +277,15 @@ class Index:
         (searcher/search/access.py): only the documents they may read are ranked; None: all.
         """
         options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, now=now)
-        return Results(self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)[0])
+        return self._answer(query, syntax, options, fusion, keyword_stats)[0]
+
+    def _answer(self, query, syntax: bool, options: SearchOptions, fusion: Fusion | None,
+                keyword_stats: KeywordStats | None = None) -> tuple[Results, dict[str, dict]]:
+        """The page and facets of a search: its typos corrected (the suggestion says so) and
+        whether a hit is close in meaning."""
+        parsed, suggestion = self.queried.spelled(self.parse(query, syntax))
+        hits, counts = self.queried.page(parsed, options, fusion or self.fusion, keyword_stats)
+        return Results(hits, suggestion=suggestion, close_match=self.queried.close_match(hits, parsed)), counts
 
     def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
@@ -286,7 +293,8 @@ class Index:
         """{field: {value: count}} among the best `depth` documents for `query` within `where`
         (and what `access` may read)."""
         options = SearchOptions(1, 0, mode, scoped(where, access), facets=tuple(fields), facet_depth=depth)
-        return self.queried.page(self.parse(query, syntax), options, fusion or self.fusion)[1]
+        parsed, _ = self.queried.spelled(self.parse(query, syntax))
+        return self.queried.page(parsed, options, fusion or self.fusion)[1]
 
     def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
                            fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
@@ -296,8 +304,7 @@ class Index:
                            syntax: bool = True, access: Viewer | None = None) -> tuple[Results, dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows)."""
         options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, tuple(fields), facet_depth, now)
-        hits, counts = self.queried.page(self.parse(query, syntax), options, fusion or self.fusion, keyword_stats)
-        return Results(hits), counts
+        return self._answer(query, syntax, options, fusion, keyword_stats)
 
     def similar(self, doc_id: str, k: int = 10, where: dict | None = None, access: Viewer | None = None) -> Results:
         """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
@@ -328,16 +335,7 @@ class Index:
         titles of documents it may read (the words are the whole collection's). ValueError: a
         bad prefix."""
         check_prefix(prefix)
-        vocabulary = self.suggestions.get(self.committed_generation(), self._vocabulary, fresh)
-        return vocabulary.suggest(prefix, limit, access)
-
-    @reading
-    def _vocabulary(self) -> Vocabulary:
-        """The words and titles of the generation this thread's connection reads, in one read."""
-        store = self.live.read_store()
-        with store.db.atomic():
-            return Vocabulary.build(store.chunk_texts(), store.title_counts(with_readers=True), self.analyzer.surface_words,
-                                    store.generation)
+        return self.queried.vocabulary(fresh).suggest(prefix, limit, access)
 
     # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its
     # documentation in searcher/index/querying.py) ----------------------------------------------

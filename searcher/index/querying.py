@@ -20,18 +20,26 @@ from searcher.errors import SearcherError
 from searcher.index.live import LiveGeneration
 from searcher.index.writer import stored_chunk_input
 from searcher.sanitize import document_id
+from searcher.search.closeness import is_close, noise_floor
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
 from searcher.search.page import Ranking, result_page
 from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, check_k, check_query
 from searcher.search.retrieval import RETRIEVERS, Query, hits
+from searcher.search.spelling import correctable, corrected_text
+from searcher.search.suggest import SuggestCache, Vocabulary
+from searcher.storage.keywords.base import fold
 from searcher.storage.folder import DATABASE
 from searcher.storage.keywords import KeywordStats
 from searcher.storage.store import ContentStore, readable
 
 SIMILAR_CHUNKS = 8  # chunks of a document that make its "more like this" vector
 KNOWN_FIELDS_CACHE = 1024  # (generation, metadata key) answers kept
+# Up to this many chunks a search waits for the first vocabulary (about 0.5 s per 10,000
+# chunks); beyond, it is built in the background and typos are corrected once it is there.
+SYNC_VOCABULARY_CHUNKS = 100_000
+FLOOR_DRIFT = 0.1  # the noise floor is measured again once the vectors grew or shrank by this share
 
 
 def reading(method):
@@ -66,6 +74,8 @@ class QueryPipeline:
         self.encoder = encoder
         self.budget = budget
         self._known: dict[tuple[int, str], bool] = {}  # (generation, metadata key) -> whether a document has it
+        self.vocabularies = SuggestCache()  # the words suggestions and typo corrections come from, per generation
+        self._floor: tuple[int, float | None] | None = None  # (vectors when measured, noise floor)
 
     @reading
     def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
@@ -77,6 +87,69 @@ class QueryPipeline:
         if not syntax:
             return plain_query(query)
         return parse_query(query, self.known_fields(field_names(query)))
+
+    @reading
+    def vocabulary(self, fresh: bool = False) -> Vocabulary:
+        """The committed generation's words and titles (searcher/search/suggest.py); right after
+        a commit the last generation's answer while the new one is counted, unless `fresh`."""
+        return self.vocabularies.get(self.live.read_store().generation, self._build_vocabulary, fresh)
+
+    @reading
+    def _build_vocabulary(self) -> Vocabulary:
+        """The words and titles of the generation this thread's connection reads, in one read."""
+        store = self.live.read_store()
+        with store.db.atomic():
+            return Vocabulary.build(store.chunk_texts(), store.title_counts(with_readers=True), self.live.keywords.analyzer.surface_words,
+                                    store.generation)
+
+    @reading
+    def spelled(self, query: ParsedQuery) -> tuple[ParsedQuery, str | None]:
+        """(the query to rank by, "Did you mean" text or None): the query's loose words that
+        no document holds, corrected to the nearest words documents hold
+        (searcher/search/spelling.py); the query as it is when none needs it."""
+        loose = [w for w in query.loose_words() if correctable(fold(w))]
+        if not loose:
+            return query, None
+        store = self.live.read_store()
+        stats = self.live.keywords.statistics(store, " ".join(loose)) if self.live.keywords.ready(store) else None
+        if stats is not None:  # the engine knows its terms: only words it lacks are looked up
+            term = self.live.keywords.analyzer.term
+            loose = [w for w in loose if not stats.frequencies.get(term(w.lower()))]
+            if not loose:
+                return query, None
+        if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
+            vocabulary = self.vocabulary()
+        else:
+            vocabulary = self.vocabularies.ready(store.generation, self._build_vocabulary)
+        corrections = vocabulary.speller.corrections(loose) if vocabulary is not None else {}
+        if not corrections:
+            return query, None
+        text = corrected_text(query.text, corrections)
+        return query.corrected(corrections, text), text
+
+    def close_match(self, found: list[Hit], query: ParsedQuery) -> bool | None:
+        """Whether the best of `found` is close in meaning to the query (its cosine above this
+        index's noise floor: searcher/search/closeness.py); True where the query's exact words
+        (a phrase, a title term) held; False for no hits; None where nothing was encoded."""
+        if not found:
+            return False
+        if query.phrases or query.title_phrases:
+            return True
+        best = max((h.cosine for h in found if h.cosine is not None), default=None)
+        return None if best is None else is_close(best, self.noise_floor())
+
+    def noise_floor(self) -> float | None:
+        """The best cosine queries of made-up words reach in this index, measured again when the
+        number of vectors has changed by FLOOR_DRIFT."""
+        n = len(self.live.vectors)
+        if self.queries is None:
+            return None
+        if self._floor is None or abs(n - self._floor[0]) > FLOOR_DRIFT * max(self._floor[0], 1):
+            def best(text: str) -> float | None:
+                found = self.search_vector(self.queries.encode(text), 1)
+                return found[0].score if found else None
+            self._floor = (n, noise_floor(best))
+        return self._floor[1]
 
     def known_fields(self, names: Iterable[str]) -> set[str]:
         """Those of `names` a query can filter by here: the built-in fields, and the metadata
@@ -108,6 +181,13 @@ class QueryPipeline:
              query_vector: np.ndarray | None = None) -> tuple[ContentStore, dict]:
         """(this thread's store, the best `want` documents {doc_id: (score, chunk id)}, best
         first) within `where` and the query's own filters. A string is plain words."""
+        store, ranked, _ = self.ranking(query, want, mode, fusion, where, keyword_stats, query_vector)
+        return store, ranked
+
+    def ranking(self, query: ParsedQuery | str, want: int, mode: str, fusion: Fusion, where: dict | None,
+                keyword_stats: KeywordStats | None = None,
+                query_vector: np.ndarray | None = None) -> tuple[ContentStore, dict, Query]:
+        """`rank`, and the Query it ranked by (with each list's own scores of its candidates)."""
         parsed = query if isinstance(query, ParsedQuery) else plain_query(check_query(query))
         query = check_query(parsed.search_text)
         where = parsed.within(where)
@@ -122,10 +202,30 @@ class QueryPipeline:
         elif mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self.live.view(store, where)
-        ranked = RETRIEVERS[mode](view, Query(query, self.queries.encode if self.queries else None, fusion,
-                                              _vector=query_vector, keyword_stats=keyword_stats,
-                                              accepts=parsed.matches if parsed.constrained else None), want)
-        return store, ranked
+        asked = Query(query, self.queries.encode if self.queries else None, fusion, _vector=query_vector,
+                      keyword_stats=keyword_stats, accepts=parsed.matches if parsed.constrained else None)
+        ranked = RETRIEVERS[mode](view, asked, want)
+        return store, ranked, asked
+
+    def cosines(self, store: ContentStore, query: Query, doc_ids: list[str]) -> dict[str, float]:
+        """{doc_id: cosine of its best chunk to the query} for `doc_ids`: those the dense list
+        scored, the others (ranked by words alone) looked up among their own chunks. Empty
+        where the query was not encoded (keyword mode)."""
+        if query._vector is None:
+            return {}
+        out = {d: query.cosines[d] for d in doc_ids if d in query.cosines}
+        missing = [d for d in doc_ids if d not in out]
+        if missing:
+            ids = np.array(sorted(store.chunk_ids_of(missing)), dtype=np.int64)
+            if len(ids):
+                with self.live.lock:
+                    scores, found = self.live.vectors.search(query.vector, len(ids), ids)
+                owners = store.chunk_doc_ids([int(c) for c in found[0] if c >= 0])
+                for score, cid in zip(scores[0], found[0]):
+                    doc_id = owners.get(int(cid))
+                    if doc_id is not None and doc_id not in out:
+                        out[doc_id] = float(score)
+        return out
 
     @reading
     def fetch(self, ranking: Iterable[tuple[str, float, int]]) -> list[Hit]:
@@ -212,12 +312,17 @@ class _OneSearch:
         self.store: ContentStore | None = None
 
     def rank(self, want: int) -> Ranking:
-        self.store, ranked = self.pipeline.rank(self.query, want, self.options.mode, self.fusion,
-                                                self.options.where, self.keyword_stats)
+        self.store, ranked, self.asked = self.pipeline.ranking(self.query, want, self.options.mode, self.fusion,
+                                                               self.options.where, self.keyword_stats)
         return ranked
 
     def metadata(self, doc_ids: list[str]) -> dict[str, dict]:
         return {d: doc["metadata"] for d, doc in self.store.documents(doc_ids).items()}
 
     def fetch(self, ranking: Ranking) -> list[Hit]:
-        return hits(self.store, ranking, 0, len(ranking))
+        found = hits(self.store, ranking, 0, len(ranking))
+        cosines = self.pipeline.cosines(self.store, self.asked, [h.doc_id for h in found])
+        for hit in found:
+            hit.cosine = cosines.get(hit.doc_id)
+            hit.bm25 = self.asked.bm25.get(hit.doc_id)
+        return found

@@ -17,7 +17,7 @@ import numpy as np
 
 from searcher.encoding.chunker import Chunker
 from searcher.readers.documents import page_starts
-from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, clean_document
+from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, SOURCE_KEYS, clean_document
 from searcher.readers.documents import READERS, Document, Skipped, with_readers
 from searcher.sanitize import clean_text, document_id, is_blank
 from searcher.storage.store import ContentStore
@@ -99,8 +99,8 @@ def content_hash(doc: Document) -> str:
     where its row sits in its file (a line added above it must not re-encode it) and the
     file's own facts (touching a file must not either), and its readers (who may read it is
     not what it says: a change of readers rewrites the stored row, not the vectors)."""
-    metadata = {k: v for k, v in doc.metadata.items()
-                if k not in LOCATION_KEYS and k not in FILE_KEYS and k != READERS}
+    metadata = {k: v for k, v in doc.metadata.items() if k not in LOCATION_KEYS and k not in FILE_KEYS
+                and k not in SOURCE_KEYS and k != READERS}
     payload = json.dumps([doc.title, doc.text, metadata], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 

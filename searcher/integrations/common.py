@@ -75,4 +75,5 @@ def hit_metadata(hit: Hit) -> dict:
     so its keys never collide with these (it is {} for hits from a server: the API's search
     results do not carry it)."""
     return {"id": hit.doc_id, "title": hit.title, "source": hit.source, "score": hit.score,
+            "cosine": hit.cosine, "bm25": hit.bm25,
             "start": hit.start, "end": hit.end, "page": hit.page, "metadata": dict(hit.metadata)}

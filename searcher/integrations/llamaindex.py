@@ -8,7 +8,7 @@
 Each result is a `NodeWithScore` (score: the hit's score) around a `TextNode` whose text is the
 hit's passage (its best chunk), id_ f"{doc_id}#{start}", start_char_idx/end_char_idx the
 passage's offsets in the document, the document as its SOURCE relationship (node.ref_doc_id
-is the document id), and metadata id, title, source, score, start, end and the document's own
+is the document id), and metadata id, title, source, score, cosine, bm25, start, end and the document's own
 metadata under "metadata" ({} with url=, whose search results do not carry it). Only title,
 source and metadata, those not empty, go into the text an LLM sees. Needs llama-index-core:
 pip install -e '.[llamaindex]'.
@@ -30,7 +30,7 @@ except ImportError as e:
 
 __all__ = ["SearcherRetriever"]
 
-NOT_FOR_THE_LLM = ["id", "score", "start", "end"]
+NOT_FOR_THE_LLM = ["id", "score", "cosine", "bm25", "start", "end"]
 
 
 class SearcherRetriever(BaseRetriever):

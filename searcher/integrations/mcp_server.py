@@ -85,7 +85,10 @@ def build_server(source, name: str = "searcher", access=None):
         def run():
             options = SearchOptions(k, mode=mode, where=where)  # checked once, as everywhere (the SDK checked the schema)
             hits = source.search(query, k=options.k, mode=options.mode, where=options.where, **as_viewer)
-            return {"query": query, "results": [hit_result(h) for h in hits]}
+            answer = {"query": query, "results": [hit_result(h) for h in hits], "close_match": hits.close_match}
+            if hits.suggestion:  # the words the index does not hold, corrected; the results are for these
+                answer["suggestion"] = hits.suggestion
+            return answer
         return guarded(run)
 
     @server.tool(description="More like this: the documents nearest in meaning to one document (by its "

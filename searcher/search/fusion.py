@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very first ranks
 FUSION_METHODS = ("adaptive", "minmax", "zscore", "rrf")
 KEYWORD_DROP_RANK = 10  # adaptive: the keyword list's drop is measured from its 1st to this score
+MOST_CONFIDENT = 0.9  # adaptive: the keyword weight of a complete list shorter than KEYWORD_DROP_RANK
 EVIDENCE_DEPTH = 50  # adaptive: a score below a list's 50th counts as its 50th (as if not retrieved)
 
 
@@ -58,7 +59,9 @@ class Fusion:
         if self.method == "rrf":
             return reciprocal_rank_fusion([dense, keyword], k=self.rrf_k, weights=self.weights)
         if self.method == "adaptive":
-            return adaptive_fusion(dense, keyword, weights=self.weights, evidence=self.evidence)
+            # a keyword list shorter than asked holds every document with the query's words
+            return adaptive_fusion(dense, keyword, weights=self.weights, evidence=self.evidence,
+                                   keyword_complete=len(keyword) < self.depth)
         return score_fusion([dense, keyword], weights=self.weights, method=self.method)
 
     def describe(self) -> str:
@@ -108,12 +111,15 @@ def score_fusion(
     runs: Sequence[Mapping[str, float]],
     weights: Sequence[float] | None = None,
     method: str = "minmax",
+    floors: Sequence[float | None] | None = None,
 ) -> dict[str, float]:
     """Weighted sum of normalised scores. A doc missing from a list gets that list's lowest
-    normalised score (it ranked below everything the list returned)."""
+    normalised score (it ranked below everything the list returned), or the list's `floors`
+    value where one is given (0: a list that holds every document that scores at all)."""
     weights = weights or [1.0] * len(runs)
     normed = [normalise(run, method) for run in runs]
-    floors = [min(n.values()) if n else 0.0 for n in normed]
+    given = list(floors) if floors is not None else [None] * len(runs)
+    floors = [f if f is not None else (min(n.values()) if n else 0.0) for n, f in zip(normed, given)]
     docs = dict.fromkeys(d for run in runs for d in run)
     fused = {
         d: sum(w * n.get(d, floor) for n, w, floor in zip(normed, weights, floors))
@@ -122,12 +128,17 @@ def score_fusion(
     return _ordered(fused)
 
 
-def keyword_confidence(scores: Mapping[str, float], rank: int = KEYWORD_DROP_RANK) -> float:
-    """(s1 - s_rank) / s1 of a BM25 list, best first (the last score when the list is shorter),
-    in [0, 1]: 0 for a flat list (or one document), near 1 when the first stand far above."""
+def keyword_confidence(scores: Mapping[str, float], rank: int = KEYWORD_DROP_RANK, complete: bool = False) -> float:
+    """(s1 - s_rank) / s1 of a BM25 list, best first, in [0, 1]: 0 for a flat list, near 1 when
+    the first stand far above. A list shorter than `rank` counts its last score as s_rank,
+    unless it is `complete` (it holds every document with the query's words): then the ranks
+    it lacks score 0, and a word only a few documents hold (an error code, an invoice number)
+    gives MOST_CONFIDENT."""
     values = list(scores.values())
-    if len(values) < 2 or values[0] <= 0:
+    if not values or values[0] <= 0 or (len(values) < 2 and not complete):
         return 0.0
+    if complete and len(values) < rank:  # dense keeps a little weight: it orders the rest
+        return MOST_CONFIDENT
     return min(1.0, max(0.0, (values[0] - values[min(rank, len(values)) - 1]) / values[0]))
 
 
@@ -143,20 +154,23 @@ def clip_below(scores: Mapping[str, float], rank: int) -> dict[str, float]:
 
 def adaptive_fusion(
     dense: Mapping[str, float], keyword: Mapping[str, float], weights: Sequence[float] = (0.5, 0.5),
-    evidence: int = EVIDENCE_DEPTH,
+    evidence: int = EVIDENCE_DEPTH, keyword_complete: bool = False,
 ) -> dict[str, float]:
     """Score fusion of the two lists divided by their best scores, with weights set per query:
     keyword c = keyword_confidence(keyword), dense 1 - c, each times `weights` and scaled to sum 1
     (so fused scores lie in [0, 1] for non-negative cosines). When both come to 0 (a flat keyword
     list and a zero dense bias) `weights` are used as given. Scores below each list's
-    `evidence`-th count as that one's (`clip_below`)."""
-    c = keyword_confidence(keyword)
+    `evidence`-th count as that one's (`clip_below`). `keyword_complete`: the keyword list holds
+    every document with the query's words, so one missing from it scores 0 there (not the
+    list's last score: with one document in the list, that would tie everything with it)."""
+    c = keyword_confidence(keyword, complete=keyword_complete)
     wd, wk = weights[0] * (1 - c), weights[1] * c
     if wd + wk <= 0:
         wd, wk = weights
     total = wd + wk or 1.0
     runs = [clip_below(dense, evidence), clip_below(keyword, evidence)]
-    return score_fusion(runs, weights=[wd / total, wk / total], method="max")
+    return score_fusion(runs, weights=[wd / total, wk / total], method="max",
+                        floors=[None, 0.0 if keyword_complete else None])
 
 
 def _ordered(fused: dict[str, float]) -> dict[str, float]:

@@ -18,7 +18,7 @@ API, the page, MCP and the retrievers all read the same syntax).
 Phrases, words, prefixes and alternatives are matched on a document's stored title and text,
 case and accents folded: a word as a whole word, a phrase as its words in a row with any
 spaces or punctuation between ("e-mail" matches "e mail"). A minus inside a word (e-mail) or
-before a digit (-5) is part of the word; `word:thing` with a field the index does not have
+before a number (-5, -2.5) is part of the word (before a code that starts with a digit, -12p13, it excludes); `word:thing` with a field the index does not have
 (a URL, "note: ...") is plain words. Nothing raises: malformed syntax (an unclosed quote, a
 field with no value, an unknown operator, a year that is not one) is read as plain words.
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Collection
 
@@ -92,6 +92,28 @@ class ParsedQuery:
     def constrained(self) -> bool:
         """Whether documents are held to words (phrases, exclusions, prefixes, alternatives, title terms)."""
         return bool(self._patterns[0] or self._patterns[1] or self._patterns[2])
+
+    def loose_words(self) -> list[str]:
+        """The free words that stand alone (not in a phrase, prefix, title term or group of
+        alternatives, which are matched as written): the words typo tolerance may correct
+        (searcher/search/spelling.py)."""
+        held = {fold(w) for items in (self.phrases, self.prefixes, self.title_phrases)
+                for item in items for w in _WORD.findall(item)}
+        held |= {fold(w) for group in self.alternatives for member in group for w in _WORD.findall(member)}
+        loose = (w for word in self.words for w in _WORD.findall(word))
+        return list(dict.fromkeys(w for w in loose if fold(w) not in held))
+
+    def corrected(self, corrections: dict[str, str], text: str) -> "ParsedQuery":
+        """This query with its loose words replaced by `corrections` ({word: correction}),
+        `text` the corrected query text; phrases, prefixes, exclusions and fields as they were."""
+        if not corrections:
+            return self
+        folded = {fold(k): v for k, v in corrections.items()}
+
+        def fixed(word: str) -> str:
+            return _WORD.sub(lambda m: folded.get(fold(m.group()), m.group()), word)
+
+        return replace(self, text=text, words=tuple(fixed(w) for w in self.words))
 
     def within(self, where: dict | None) -> dict | None:
         """The search's filter `where` ANDed with this query's field filters."""
@@ -232,7 +254,7 @@ def _scan(text: str, fields: Collection[str]) -> list[_Term]:
             continue
         start = i
         negated = text[i] == "-" and i + 1 < n and (text[i + 1] == '"' or text[i + 1].isalpha()
-                                                   or text[i + 1] == "_")
+                                                   or text[i + 1] == "_" or _code_after(text, i + 1))
         if negated:
             i += 1
         named = _NAME.match(text, i)
@@ -265,6 +287,12 @@ def _scan(text: str, fields: Collection[str]) -> list[_Term]:
             else:
                 terms.append(_Term("word", _unescape(body), negated))
     return terms
+
+
+def _code_after(text: str, i: int) -> bool:
+    """Whether the token at `i` starts with a digit and holds a letter (12p13, 4fold, 3d): a
+    code, which a minus excludes; a number (5, 2.5, 10%) keeps its minus as a sign."""
+    return text[i].isdigit() and any(c.isalpha() for c in text[i:_bare_end(text, i)])
 
 
 def _field_term(text: str, start: int, i: int, name: str, negated: bool) -> tuple[_Term | None, int]:

@@ -44,11 +44,18 @@ def check_k(k, offset=0) -> tuple[int, int]:
 class Results(list):
     """A list of Hits that says whether every shard answered: `missing_shards` names the
     shards of a sharded index that did not (searcher/cluster/sharded.py), empty for a full answer
-    (and always, for a single index); `partial` is whether any is missing."""
+    (and always, for a single index); `partial` is whether any is missing. `suggestion` and
+    `close_match`: what the page shows above the hits ("Did you mean", "no close match")."""
 
-    def __init__(self, hits=(), missing_shards=()):
+    def __init__(self, hits=(), missing_shards=(), suggestion: str | None = None, close_match: bool | None = None):
         super().__init__(hits)
         self.missing_shards = tuple(missing_shards)
+        # "Did you mean": the query with the words the index does not hold corrected
+        # (searcher/search/spelling.py), when the search ranked by the corrected words; else None
+        self.suggestion = suggestion
+        # whether a hit is close in meaning to the query (its cosine is above what queries of
+        # made-up words reach: searcher/search/closeness.py); None where nothing was encoded
+        self.close_match = close_match
 
     @property
     def partial(self) -> bool:
@@ -69,11 +76,17 @@ class Hit:
     chunk_id: int
     metadata: dict = field(default_factory=dict)
     page: int | None = None  # the page (PDF) the passage starts on, from 1; None for formats without pages
+    # Scores that keep their meaning from one query to the next (`score` orders the hits: in
+    # hybrid mode a fusion of the two lists, relative to this query's best): the cosine
+    # similarity of the passage to the query (None where the query was not encoded: keyword
+    # mode), and the document's BM25 (None where the keyword list did not rank it)
+    cosine: float | None = None
+    bm25: float | None = None
 
     def to_dict(self) -> dict:
         """The one serialised form of a hit (the web's JSON starts from it)."""
         return {
             "doc_id": self.doc_id, "score": self.score, "title": self.title, "source": self.source,
             "passage": self.passage, "start": self.start, "end": self.end, "page": self.page,
-            "metadata": self.metadata,
+            "metadata": self.metadata, "cosine": self.cosine, "bm25": self.bm25,
         }

@@ -66,6 +66,10 @@ class Query:
     # (title, text) -> whether a document may be returned; None: every document may
     accepts: Callable[[str, str], bool] | None = None
     _verdicts: dict = field(default_factory=dict)  # doc_id -> accepts' answer, for this search
+    # What each list scored its candidates (cosine of the best chunk; BM25): scores that keep
+    # their meaning across queries, shown beside the fused one (Hit.cosine, Hit.bm25)
+    cosines: dict = field(default_factory=dict)
+    bm25: dict = field(default_factory=dict)
 
     @property
     def vector(self) -> np.ndarray:
@@ -109,6 +113,8 @@ def dense(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        for doc_id, (score, _) in best.items():
+            query.cosines.setdefault(doc_id, score)
         best = query.passing(store, best, want)
         if len(best) >= want or fetch >= n:
             break
@@ -134,6 +140,8 @@ def keyword(view: View, query: Query, want: int) -> Ranked:
             doc_id = owners.get(cid)
             if doc_id is not None and doc_id not in best:
                 best[doc_id] = (score, cid)
+        for doc_id, (score, _) in best.items():
+            query.bm25.setdefault(doc_id, score)
         best = query.passing(store, best, want)
         if len(best) >= want or len(found) < fetch:
             return dict(list(best.items())[:want])

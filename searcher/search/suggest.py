@@ -28,9 +28,10 @@ import time
 import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
+from searcher.search.spelling import Speller
 from searcher.storage.keywords.base import STOP_WORDS, fold
 
 MAX_SUGGESTIONS = 10
@@ -86,6 +87,11 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self._words)
+
+    @cached_property
+    def speller(self) -> Speller:
+        """Typo corrections from these words (searcher/search/spelling.py)."""
+        return Speller(dict(zip(self._words, self._word_counts)))
 
     @classmethod
     def build(cls, texts: Iterable[list[str]], title_counts: Iterable[tuple],
@@ -222,6 +228,20 @@ class SuggestCache:
                     return self._vocabulary
             self._building = generation
         return self._build(generation, build)
+
+    def ready(self, generation: int, build: Callable[[], Vocabulary]) -> Vocabulary | None:
+        """The latest vocabulary built, without waiting: one of an older generation while
+        `generation`'s is built in the background, None (and the build started) when there
+        is none yet."""
+        with self._lock:
+            current = self._vocabulary
+            if current is not None and current.generation == generation:
+                return current
+            if self._building != generation:
+                self._building = generation
+                threading.Thread(target=self._build, args=(generation, build), daemon=True,
+                                 name="searcher-suggest-vocabulary").start()
+            return current
 
     def _build(self, generation: int, build: Callable[[], Vocabulary]) -> Vocabulary | None:
         started = self._clock()

@@ -10,6 +10,8 @@ Layout of a folder:
     map.<gen>.json         the map of the corpus for commit <gen> (searcher/quality/corpus_map.py), a
                            cache written by readers; not part of a generation
     write.lock             held by the one process that writes
+    sources.json           the remote sources the index was built from, their last syncs
+                           (searcher/index/sources.py); only where there are some
 
 A generation is loaded with `load_generation` (the vectors file SQLite names, verified
 against its checksum and its chunk count) and made with `commit_generation` (a new file, then
@@ -47,6 +49,7 @@ MANIFEST = "manifest.json"
 SHARDS_MANIFEST = "shards.json"  # what a sharded index's folder holds instead (searcher/cluster/shards.py)
 DATABASE = "content.db"
 LOCK = "write.lock"
+SOURCES = "sources.json"  # the sources an index was built from (searcher/index/sources.py); backed up with it
 _VECTORS_NAME = re.compile(r"vectors\.(\d+)\.faiss")
 
 # Manifest fields: name -> (required, allowed types). Checked on every open, so a damaged

@@ -321,6 +321,16 @@ class ContentStore:
     def document_sources(self) -> list[tuple[str, str]]:
         return self.db.execute("select id, source from documents").fetchall()
 
+    def source_documents(self, source_url: str, unfinished: str | None = None) -> list[tuple[str, str, str | None]]:
+        """(id, source, version) of the documents read from the source `source_url` (their
+        metadata's source_url and source_version: searcher/index/sources.py); the version is
+        None for a document whose content hash starts with `unfinished` (committed in parts by
+        a run that did not finish it: it must be read again)."""
+        q = ("select id, source, json_extract(metadata, '$.source_version'), content_hash from documents "
+             "where json_valid(metadata) and json_extract(metadata, '$.source_url') = ?")
+        return [(i, s or "", v if isinstance(v, str) and not (unfinished and (h or "").startswith(unfinished)) else None)
+                for i, s, v, h in self.db.execute(q, [source_url])]
+
     def document_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("select id from documents order by id").fetchall()]
 

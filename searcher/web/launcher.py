@@ -77,6 +77,7 @@ class ServeConfig:
     replicas: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    poll_interval: float | None = None  # seconds between syncs of the index's sources (searcher/index/sources.py)
 
     def __post_init__(self):
         object.__setattr__(self, "indexes", tuple((name, Path(folder)) for name, folder in self.indexes))
@@ -91,6 +92,12 @@ class ServeConfig:
             if len(self.indexes) != 1:
                 raise ServeConfigError("--watch keeps one index up to date: give one --index with it")
             check_paths(self.watch, self.indexes[0][1])
+        if self.poll_interval is not None:
+            if self.poll_interval <= 0:
+                raise ServeConfigError("--poll-interval is seconds, more than zero", option="--poll-interval")
+            if len(self.indexes) != 1 or self.ray_address is not None:
+                raise ServeConfigError("--poll-interval keeps one index's sources synced: give one --index, "
+                                       "without --ray")
         if self.api_keys is not None and self.no_auth:
             raise ServeConfigError("--api-keys and --no-auth contradict each other: give one")
         if self.api_keys is None and not self.no_auth and not is_loopback(self.host):
@@ -177,6 +184,7 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
             watcher = watch_folders(app, config.watch, LoadOptions(follow_links=config.follow_links),
                                     debounce=config.debounce, reconcile_every=config.reconcile or None,
                                     settle=config.settle, on_run=on_run)
+        poller = poll_sources(app, config, on_run, warn)
         try:
             listener = server.make_server(app, config.host, config.port, config.threads)
         except OSError as e:
@@ -193,6 +201,8 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
     say(banner(config, opened, port, keys, watcher.paths if watcher is not None else ()))
     if watcher is not None:
         watcher.start()
+    if poller is not None:
+        poller.start()
     try:
         listener.run()
     except KeyboardInterrupt:
@@ -200,10 +210,35 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
     finally:
         if watcher is not None:
             watcher.stop()
+        if poller is not None:
+            poller.stop()
         listener.close()
         for idx in opened.values():
             idx.close()
         cleanup.close()
+
+
+def poll_sources(app, config: ServeConfig, on_run, warn):
+    """A SourcePoller (searcher/index/sources.py, not started) over the served index's recorded
+    sources, when `--poll-interval` is given, or `--watch` and the index has sources; else None.
+    Its syncs take turns with the other writes (SearchService.write)."""
+    from searcher.index.sources import DEFAULT_POLL_INTERVAL, SourcePoller, read_sources
+
+    if config.poll_interval is None and not config.watch:
+        return None
+    if not read_sources(config.indexes[0][1]):
+        if config.poll_interval is not None:
+            warn(f"warning: --poll-interval: {config.indexes[0][1]} has no sources to sync (`searcher index s3://...`)")
+        return None
+
+    def told(url, report, error):
+        if error:
+            warn(f"sync {url}: {error}")
+        elif on_run is not None:
+            on_run(f"sync {url}", report)
+
+    svc = app.extensions["searcher"]
+    return SourcePoller(svc.index, config.poll_interval or DEFAULT_POLL_INTERVAL, write=svc.write, on_run=told)
 
 
 def banner(config: ServeConfig, opened: dict, port: int, keys: KeyRing | None, watched: Sequence[Path]) -> str:

@@ -88,6 +88,10 @@ class SearchPage:
     # A sharded index's shards that did not answer (searcher/cluster/sharded.py): the hits are the
     # others'; the answer says "partial": true and names them
     missing_shards: list[str] = field(default_factory=list)
+    # "Did you mean": the query with its typos corrected, when the hits were ranked by it
+    suggestion: str | None = None
+    # whether a hit is close in meaning (Results.close_match); None where nothing was encoded
+    close_match: bool | None = None
 
     def results(self) -> list[dict]:
         out = [hit_json(h) for h in self.hits]
@@ -107,7 +111,8 @@ class SearchPage:
             "next_offset": r.offset + len(self.hits) if self.has_more else None,
         }
         echoed = {"index": r.index, "mode": r.mode, "where": r.where, "sort": r.sort, "recency": r.recency}
-        answered = {"facets": self.facets, "generation": self.generation, "generations": self.generations}
+        answered = {"facets": self.facets, "generation": self.generation, "generations": self.generations,
+                    "suggestion": self.suggestion, "close_match": self.close_match}
         out.update({name: value for name, value in {**echoed, **answered}.items() if value is not None})
         if self.missing_shards:
             out.update(partial=True, missing_shards=list(self.missing_shards))

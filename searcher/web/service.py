@@ -207,7 +207,8 @@ class SearchService:
         self.latency.record(took_ms)
         self.observer.searched(mode, seconds)
         return SearchPage(req, hits[: req.k], len(hits) > req.k, took_ms, facets, generation=generation,
-                          missing_shards=list(hits.missing_shards))
+                          missing_shards=list(hits.missing_shards), suggestion=hits.suggestion,
+                          close_match=hits.close_match)
 
     def generation(self) -> int | None:
         """The generation committed in the index's database now, as this thread's connection

@@ -25,7 +25,7 @@ def search_url(req, offset: int = 0, **changes) -> str:
     and recency kept only when not the default."""
     where = changes.get("where", req.where)
     sort = changes.get("sort", req.sort)
-    args = {"q": req.query}
+    args = {"q": changes.get("q", req.query)}
     if req.index:
         args["index"] = req.index
     if req.k != DEFAULT_K:
@@ -111,6 +111,15 @@ def result_rows(hits, query: str | None, names: list[str] | None = None) -> list
     ]
 
 
+def exactly(query: str, corrected: str) -> str:
+    """`query` with each word its correction changed in quotes: a quoted word is searched as
+    typed, never corrected (searcher/search/spelling.py), so this link searches what was typed."""
+    typed, fixed = query.split(), corrected.split()
+    if len(typed) != len(fixed):
+        return query
+    return " ".join(f'"{t}"' if t != f and '"' not in t else t for t, f in zip(typed, fixed))
+
+
 def document_count(names: list[str]) -> int | None:
     """The documents the page searches; None when a shard cannot say (its results are marked partial)."""
     try:
@@ -138,8 +147,11 @@ def search():
         return render_template("search.html", **context)
     if req.where:
         context["where"] = json.dumps(req.where, separators=(",", ":"), ensure_ascii=False)
+    if page.suggestion:
+        context["suggestion_url"] = search_url(req, 0, q=page.suggestion)
+        context["exact_url"] = search_url(req, 0, q=exactly(req.query, page.suggestion))
     return render_template(
-        "search.html", page=page, results=result_rows(page.hits, req.query, page.indexes),
+        "search.html", page=page, results=result_rows(page.hits, page.suggestion or req.query, page.indexes),
         narrow=narrowing(req, page.facets),
         prev_url=search_url(req, max(0, req.offset - req.k)) if req.offset else None,
         next_url=search_url(req, req.offset + req.k) if page.has_more else None,
