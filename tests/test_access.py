@@ -338,3 +338,24 @@ def test_the_mcp_tools_read_as_the_viewer(shared):
     assert {r["id"] for r in json.loads(found.content[0].text)["results"]} == SEES["ann"]
     assert hidden.is_error and "no document" in hidden.content[0].text
     assert similar.is_error and "no document" in similar.content[0].text
+
+
+def test_a_sources_items_get_the_runs_readers(fake_index):
+    from searcher.index.sources import sync_source
+    from tests.test_sources_sync import Memory
+
+    box = Memory()
+    box.put("plan.txt", "The finance plan for the year.")
+    box.put("rows.jsonl", '{"id": "r1", "text": "a row of its own", "readers": ["user:carol"]}\n')
+    sync_source(fake_index, box, LoadOptions(workers=0, readers="group:finance"))
+    assert fake_index.get_document(box.key("plan.txt"))["metadata"]["readers"] == ["group:finance"]
+    assert fake_index.get_document("r1")["metadata"]["readers"] == ["user:carol"]
+    assert fake_index.get_document(box.key("plan.txt"), access=BOB) is None
+
+
+def test_mcp_reads_as_a_user_only_over_an_index():
+    pytest.importorskip("mcp", reason="the mcp extra is not installed")
+    result = CliRunner().invoke(main, ["mcp", "--url", "http://127.0.0.1:9", "--user", "ann"])
+    assert result.exit_code == 2 and "server's key decides" in result.output
+    result = CliRunner().invoke(main, ["mcp", "--index", "nowhere", "--user", "ann smith"])
+    assert result.exit_code == 2 and "user name" in result.output
