@@ -359,3 +359,22 @@ def test_mcp_reads_as_a_user_only_over_an_index():
     assert result.exit_code == 2 and "server's key decides" in result.output
     result = CliRunner().invoke(main, ["mcp", "--index", "nowhere", "--user", "ann smith"])
     assert result.exit_code == 2 and "user name" in result.output
+
+
+def test_a_recorded_source_keeps_its_readers_and_a_change_reaches_unchanged_items(fake_index, monkeypatch):
+    from searcher.index import sources
+    from tests.test_sources_sync import Memory
+
+    box = Memory()
+    monkeypatch.setattr(sources, "open_source", lambda url, options=None: box)
+    box.put("plan.txt", "The finance plan for the year.")
+    sources.sync(fake_index, box.url, {}, LoadOptions(workers=0, readers="group:finance"))
+    box.put("plan.txt", "The finance plan for next year.")  # a new version, read again by the poller's run
+    [(_, report, error)] = sources.sync_recorded(fake_index, LoadOptions(workers=0))
+    assert error is None and report.updated == 1
+    assert fake_index.get_document(box.key("plan.txt"))["metadata"]["readers"] == ["group:finance"]
+    box.reads.clear()
+    report = sources.sync(fake_index, box.url, {}, LoadOptions(workers=0, readers="group:board"))
+    assert box.reads == ["plan.txt"] and (report.unchanged, report.chunks) == (1, 0)  # read, not encoded
+    assert fake_index.get_document(box.key("plan.txt"))["metadata"]["readers"] == ["group:board"]
+    assert sources.read_sources(fake_index.path)[0]["readers"] == ["group:board"]
