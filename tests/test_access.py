@@ -176,8 +176,21 @@ def test_readers_of_a_run_change_without_encoding_again(fake_index, tmp_path):
                          "r2": ["group:legal", "user:dan"]}
     assert ids(fake_index.search("forecast", k=5, mode="keyword", access=Viewer("dan"))) == {str(folder / "a.md")}
     assert not fake_index.search("forecast", k=5, mode="keyword", access=Viewer("ann", ("finance",)))
-    fake_index.add_paths([folder], LoadOptions(workers=0))  # no --readers: every key reads them again
+    fake_index.add_paths([folder], LoadOptions(workers=0))  # no --readers (a watcher's run): they keep theirs
+    assert readers() == {str(folder / "a.md"): ["group:legal", "user:dan"], "r1": ["user:carol"],
+                         "r2": ["group:legal", "user:dan"]}
+    fake_index.add_paths([folder], LoadOptions(workers=0, readers="everyone"))  # every key reads them now
     assert readers() == {str(folder / "a.md"): None, "r1": ["user:carol"], "r2": None}
+
+
+def test_a_document_written_again_without_readers_keeps_them_until_told_otherwise(fake_index):
+    fake_index.add_documents([{"id": "memo", "text": "a memo", "readers": ["user:bob"]}])
+    fake_index.add_documents([{"id": "memo", "text": "a memo, changed"}], on_conflict="replace")
+    assert fake_index.get_document("memo")["metadata"]["readers"] == ["user:bob"]
+    assert fake_index.get_document("memo", access=ANN) is None
+    fake_index.add_documents([{"id": "memo", "text": "a memo, changed", "readers": []}])
+    assert "readers" not in fake_index.get_document("memo")["metadata"]
+    assert fake_index.get_document("memo", access=ANN)["id"] == "memo"
 
 
 def test_the_index_command_checks_readers_before_opening_anything(tmp_path):
@@ -378,3 +391,26 @@ def test_a_recorded_source_keeps_its_readers_and_a_change_reaches_unchanged_item
     assert box.reads == ["plan.txt"] and (report.unchanged, report.chunks) == (1, 0)  # read, not encoded
     assert fake_index.get_document(box.key("plan.txt"))["metadata"]["readers"] == ["group:board"]
     assert sources.read_sources(fake_index.path)[0]["readers"] == ["group:board"]
+
+
+def test_serve_watch_takes_readers(tmp_path):
+    from searcher.web.launcher import ServeConfig, ServeConfigError
+
+    (tmp_path / "docs").mkdir()
+    index = [("team", tmp_path / "idx")]
+    config = ServeConfig(indexes=index, watch=[tmp_path / "docs"], readers=["group:finance,user:ann"])
+    assert config.readers == ["group:finance", "user:ann"]
+    assert ServeConfig(indexes=index, watch=[tmp_path / "docs"], readers=["everyone"]).readers == []
+    with pytest.raises(ServeConfigError, match="give --watch"):
+        ServeConfig(indexes=index, readers=["group:finance"])
+    with pytest.raises(ServeConfigError, match="user:NAME"):
+        ServeConfig(indexes=index, watch=[tmp_path / "docs"], readers=["finance"])
+
+
+def test_readers_options_take_commas_and_repeats():
+    from searcher.cli.indexing import check_readers_option
+
+    assert check_readers_option(None, None, ("group:board,user:carol", "group:finance")) == \
+        ["group:board", "group:finance", "user:carol"]
+    assert check_readers_option(None, None, ("everyone",)) == []
+    assert check_readers_option(None, None, ()) is None

@@ -43,7 +43,7 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 
 def check_readers_option(ctx, param, value):
     try:
-        return check_readers(list(value)) if value else None
+        return check_readers(",".join(value)) if value else None
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
 
@@ -51,9 +51,9 @@ def check_readers_option(ctx, param, value):
 readers_option = click.option(
     "--readers", multiple=True, metavar="ENTRIES", callback=check_readers_option,
     help="Who may read the documents of this run: user:NAME and group:NAME entries, comma-separated or "
-         "the option repeated (a JSON Lines row's own `readers` wins). Without it a document has no readers: "
-         "every key of the index reads it. Changing it re-writes the documents' rows, not their vectors "
-         "(docs/access.md).")
+         "the option repeated (a JSON Lines row's own `readers` wins); `everyone`: every key of the index. "
+         "Without it a new document has no readers and one read again keeps those it has. Changing it "
+         "re-writes the documents' rows, not their vectors (docs/access.md).")
 
 
 def source_options(command):
@@ -208,7 +208,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
             from searcher.readers.pydocs import python_docs as stdlib_documents
 
             pydocs = stdlib_documents()
-            if options.readers:
+            if options.readers is not None:
                 pydocs = (replace(d, metadata={"readers": options.readers, **d.metadata}) for d in pydocs)
             report = report.merge(idx.add_documents(pydocs, progress=update, on_conflict=on_conflict,
                                                     encoder=encoder))

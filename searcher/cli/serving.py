@@ -49,6 +49,10 @@ from searcher.web.limits import MAX_WRITE_BYTES
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
 @click.option("--follow-links", is_flag=True,
               help="With --watch: follow symlinks that lead out of the folders watched (by default they are skipped).")
+@click.option("--readers", multiple=True, metavar="ENTRIES",
+              help="With --watch: who may read what it indexes (user:NAME, group:NAME, comma-separated or repeated; "
+                   "`everyone`), as `searcher index --readers` (docs/access.md). Without it a new file has no "
+                   "readers and a changed one keeps those it has.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Serve a sharded index's shards on Ray Serve, one deployment each (pip install -e '.[ray]'); "
                    "this process is the front (the same page and API). Alone: a Ray of its own on 127.0.0.1; "
@@ -62,8 +66,8 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @log_format_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          backup_dir, trusted_proxies, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle,
-          poll_interval, device, precision, log_format):
+          backup_dir, trusted_proxies, watch_paths, follow_links, readers, ray_address, replicas, reconcile, debounce,
+          settle, poll_interval, device, precision, log_format):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -87,7 +91,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             indexes=specs, host=host, port=port, threads=threads, facets=facet_fields.split(","), api_keys=api_keys,
             no_auth=no_auth, allowed_hosts=allowed_hosts, max_write_bytes=int(max_write_mb * 2**20),
             backup_dir=backup_dir, trusted_proxies=trusted_proxies, watch=watch_paths, follow_links=follow_links,
-            reconcile=reconcile, debounce=debounce / 1000,
+            readers=readers or None, reconcile=reconcile, debounce=debounce / 1000,
             settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision,
             poll_interval=poll_interval)
         if log_format == "json":

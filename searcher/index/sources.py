@@ -160,7 +160,8 @@ def record_sync(index_dir: str | Path, source: Source, report: IndexReport, docu
     """Write what the sync of `source` did into sources.json (the source added when new),
     with the readers its documents were given (docs/access.md)."""
     def change(record: dict) -> None:
-        record["readers"] = list(readers or [])
+        if readers is not None:  # a run that names none leaves them as they were
+            record["readers"] = list(readers)
         record.setdefault("scheme", source.scheme)
         record.setdefault("added", record["last_sync"])
         record["options"] = public_options(dict(source.options))
@@ -210,7 +211,7 @@ def sync(index, url: str, source_options: dict | None = None, options: LoadOptio
     record = next((r for r in read_sources(index.path) if r["url"] == source.url), None)
     # Readers other than those its documents were given: every item is read again, so that
     # unchanged ones get them too (their rows rewritten, nothing encoded).
-    reread = record is not None and sorted(record.get("readers") or []) != sorted(readers)
+    reread = record is not None and readers is not None and sorted(record.get("readers") or []) != sorted(readers)
     try:
         report = sync_source(index, source, options, progress, on_conflict, encoder, reread)
     except SourceError as e:
@@ -234,7 +235,7 @@ def sync_recorded(index, options: LoadOptions | None = None, progress=None, on_c
     done = []
     for record in read_sources(index.path):
         run = options
-        if not (options and options.readers) and record.get("readers"):  # the readers it was given last
+        if (options is None or options.readers is None) and record.get("readers") is not None:  # as given last
             run = copy.copy(options or LoadOptions())
             run.readers = check_readers(record["readers"])
         try:

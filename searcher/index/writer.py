@@ -161,6 +161,17 @@ def as_document(item: Document | dict) -> Document:
 
 
 
+def keep_readers(doc: Document, old: dict | None) -> None:
+    """A document's readers as stored (docs/access.md): its own, or, where it names none, those
+    it had (a run without --readers, a watcher, a row without the field never opens a document
+    to every key); [] (`"readers": []`, `--readers everyone`) drops them."""
+    if READERS not in doc.metadata:
+        if old is not None and (old.get("metadata") or {}).get(READERS):
+            doc.metadata = {**doc.metadata, READERS: old["metadata"][READERS]}
+    elif not doc.metadata[READERS]:
+        doc.metadata = {k: v for k, v in doc.metadata.items() if k != READERS}
+
+
 def doc_location(doc: Document) -> str:
     """Where a document was read: its file and line/row for JSON Lines and CSV, else its source or id."""
     place = doc.metadata.get("line", doc.metadata.get("row"))
@@ -287,6 +298,7 @@ class Writer:
         for doc in batch:
             digest = content_hash(doc)
             old = stored.get(doc.id)
+            keep_readers(doc, old)
             row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
                    "content_hash": digest, "metadata": doc.metadata}
             if old is not None and (old["source"] or "") != doc.source:

@@ -86,6 +86,7 @@ def join_pages(pages: list[str]) -> tuple[str, list[int]]:
 # -- who may read a document -------------------------------------------------------------
 READERS = "readers"  # the metadata key of a document's readers (searcher/search/access.py reads it)
 READER_KINDS = ("user", "group")
+EVERYONE = "everyone"  # `--readers everyone`: no readers, every key reads (a document's own readers dropped)
 MAX_READERS = 1_000
 _NAME = re.compile(r"[\w.@+\-]{1,128}")
 
@@ -102,11 +103,14 @@ def check_name(name, kind: str = "user") -> str:
 def check_readers(value) -> list[str]:
     """A document's readers as stored: `user:NAME` and `group:NAME` entries, each once, sorted.
     Takes a list of entries or one comma-separated string; [] for none (the document is then
-    readable by every key). ValueError saying what is wrong otherwise."""
+    readable by every key; the word `everyone` says so too). ValueError saying what is wrong
+    otherwise."""
     if value is None:
         return []
     if isinstance(value, str):
         value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if isinstance(value, (list, tuple)) and list(value) == [EVERYONE]:
+        return []
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"readers is a list of 'user:NAME' and 'group:NAME' entries, not {str(value)[:80]!r}")
     if len(value) > MAX_READERS:
@@ -121,12 +125,9 @@ def check_readers(value) -> list[str]:
 
 
 def with_readers(metadata: dict) -> dict:
-    """`metadata` with its readers checked and normalised (sorted, each once; none: no key),
+    """`metadata` with its readers checked and normalised (sorted, each once; [] stays, saying
+    "every key", which the writer drops once it has decided: searcher/index/writer.py),
     ValueError when they are malformed."""
     if READERS not in metadata:
         return metadata
-    readers = check_readers(metadata[READERS])
-    out = {k: v for k, v in metadata.items() if k != READERS}
-    if readers:
-        out[READERS] = readers
-    return out
+    return {**metadata, READERS: check_readers(metadata[READERS])}

@@ -83,7 +83,7 @@ def load_data(path: PurePath, data: bytes, facts: dict, opts: LoadOptions) -> It
                 check_chars(chars, opts)
                 kept += 1
                 item.metadata = {**facts, **item.metadata}
-                if opts.readers and READERS_KEY not in item.metadata:
+                if opts.readers is not None and READERS_KEY not in item.metadata:
                     item.metadata[READERS_KEY] = list(opts.readers)
                 item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):

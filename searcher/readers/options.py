@@ -57,7 +57,9 @@ class LoadOptions:
         self.within = list(within) if within else None
         # Who may read the documents of this run (`--readers`; searcher/search/access.py): given
         # to every document that names no readers of its own (a JSON Lines row's `readers` wins).
-        self.readers = check_readers(readers)
+        # None: the run says nothing, and a document read again keeps the readers it has; []:
+        # every key (`--readers everyone`).
+        self.readers = None if readers is None else check_readers(readers)
 
 
 # Metadata keys that say where a row sits in its file (JSON Lines line, CSV row). They are
