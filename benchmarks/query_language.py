@@ -174,10 +174,15 @@ def score_figures(index, queries, rng, n, mode):
     def mean_score(found):
         return float(np.mean([h[0].score if h else 0.0 for h in found]))
 
-    def close(found):
+    def mean_cosine(found):  # the score shown beside the fused one (before issue 25: none)
+        values = [h[0].cosine for h in found if h and getattr(h[0], "cosine", None) is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    def close(found):  # a search before close_match existed reads as close
         return float(np.mean([bool(getattr(h, "close_match", True)) for h in found]))
 
     return {"real_top_score": mean_score(real), "nonsense_top_score": mean_score(fake),
+            "real_top_cosine": mean_cosine(real), "nonsense_top_cosine": mean_cosine(fake),
             "real_close_match": close(real), "nonsense_close_match": close(fake)}
 
 

@@ -183,3 +183,14 @@ def test_encode_gives_the_indexs_unit_vectors(index, single):
     np.testing.assert_allclose(vectors, single.encode(texts), atol=1e-5)
     query = index.encode("kittens", input_type="query")
     np.testing.assert_allclose(query, single.queries.encode("kittens"), atol=1e-5)
+
+
+def test_a_typo_is_read_as_the_word_the_documents_hold_and_the_answer_says_so(index):
+    """Every implementation corrects the same way: a sharded index merges its shards' readings
+    (a word one shard holds is never corrected; "kittens" is in one shard only)."""
+    for mode in (None, "dense", "keyword"):
+        clean = index.search("kittens chase mice", k=3, mode=mode)
+        typed = index.search("kitens chase mise", k=3, mode=mode)
+        assert clean.suggestion is None and typed.suggestion == "kittens chase mice"
+        assert ids(typed) == ids(clean)
+    assert index.search('"kitens"', k=3).suggestion is None  # quoted: searched as typed

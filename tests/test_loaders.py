@@ -100,3 +100,49 @@ def test_symlink_loop_is_reported_not_followed(tmp_path):
     docs, skipped = docs_and_skips([tmp_path])
     assert [d.text for d in docs] == ["inside"]
     assert any("symlink loop" in s.reason for s in skipped)
+
+
+PAGE_WITH_CHROME = """<html><head><title>Pruning roses</title><meta name="date" content="2023-04-05"></head>
+<body><nav><a href="/">Home</a> <a href="/about">About us</a> <a href="/shop">Shop</a></nav>
+<div id="cookie-banner" class="cookie-consent">We use cookies to improve your experience. Accept all cookies</div>
+<main><article><h1>Pruning roses</h1>
+<p>Roses are pruned in late winter, just as the buds begin to swell along the canes.</p>
+<p>Cut each cane a little above an outward-facing bud, at an angle that sheds the rain.</p>
+</article></main>
+<footer>Copyright 2024 Example Gardens Ltd. All rights reserved. Privacy policy</footer></body></html>"""
+
+
+def test_html_main_text_drops_navigation_footer_and_cookie_banner(tmp_path):
+    (tmp_path / "roses.html").write_text(PAGE_WITH_CHROME)
+    docs, skipped = docs_and_skips([tmp_path])
+    assert not skipped and len(docs) == 1
+    doc = docs[0]
+    assert "buds begin to swell" in doc.text and "outward-facing bud" in doc.text
+    for chrome in ("About us", "cookies", "Copyright", "Privacy policy"):
+        assert chrome not in doc.text, chrome
+    assert doc.title == "Pruning roses"
+    assert doc.metadata["date"] == "2023-04-05" and doc.metadata["extraction"] == "main"
+    assert doc.metadata["type"] == "html"  # the file's own facts are still there
+
+
+def test_html_main_text_falls_back_to_the_visible_text():
+    from searcher.readers.html_text import main_text
+
+    # trafilatura finds no main text in a page of links alone: every visible word is kept
+    page = main_text('<html><body><ul><li><a href="a">Alpha</a></li><li><a href="b">Beta</a></li></ul></body></html>')
+    assert "Alpha" in page.text and "Beta" in page.text
+    assert page.metadata["extraction"] in ("main", "visible")
+    assert main_text("<html><body><script>x()</script></body></html>").text == ""
+
+
+def test_html_main_text_logs_nothing_when_it_falls_back(caplog):
+    """trafilatura's own ERROR lines for a page with no main text are not shown: the fallback
+    to the visible text handles that page."""
+    import logging
+
+    from searcher.readers.html_text import main_text
+
+    with caplog.at_level(logging.INFO):
+        assert main_text("<p>x</p>").text == "x"
+        assert main_text("\x00\x01garbage<<<>>>").metadata["extraction"] == "visible"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

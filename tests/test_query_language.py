@@ -229,3 +229,38 @@ def test_fields_are_only_the_index_s_own(small):
     assert small.parse("kind:doc x", syntax=False).where is None
     with pytest.raises(ValueError, match="empty"):
         small.search("   ")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_narrowing_to_the_documents_holding_the_rarest_required_word_changes_no_answer(small, mode, monkeypatch):
+    """A phrase's or title term's rarest word narrows the candidates before ranking (only
+    documents holding it can pass); the answers are those of the whole index, checked one by one."""
+    from searcher.index import querying
+
+    queries = ['"line by line"', '"text file line by line"', 'title:pickle objects', '"no such words here"',
+               'read "line by line" -json', '"line by line" kind:doc']
+    narrowed = {q: ranked_ids(small, q, mode) for q in queries}
+    parsed = small.parse('"text file line by line"')
+    held = small.queried.holding_rarest(small.store, parsed)
+    owners = set(small.store.chunk_doc_ids([int(c) for c in held]).values())
+    assert owners == {"exact"}  # "text" is the rarest word: only that document holds it
+    assert len(small.queried.holding_rarest(small.store, small.parse('"no such words here"'))) == 0
+    monkeypatch.setattr(querying, "NARROW_UP_TO", -1)  # never narrow
+    assert small.queried.holding_rarest(small.store, parsed) is None
+    assert {q: ranked_ids(small, q, mode) for q in queries} == narrowed
+
+
+def test_the_passage_of_a_phrase_search_holds_the_phrase(tmp_path, encoder):
+    """A long document's nearest chunk in meaning is not where the quoted words are: the hit
+    shows the chunk that holds them (in every mode)."""
+    about = " ".join(["Bees visit flowers in the meadow and carry pollen back to the hive."] * 40)
+    far = "Later, the keeper wrote that the queen sleeps under a copper lid in winter."
+    with Index.create(tmp_path / "long", encoder=encoder, chunk_tokens=64, overlap=8) as index:
+        index.add_documents([{"id": "bees", "title": "Bees", "text": about + " " + far + " " + about}])
+        assert len(index.store.chunk_ids_of(["bees"])) > 3
+        for mode in MODES:
+            plain = index.search("bees pollen meadow", k=1, mode=mode)[0]
+            assert "copper lid" not in plain.passage  # the nearest chunk is about bees
+            hit = index.search('bees pollen meadow "copper lid"', k=1, mode=mode)[0]
+            assert "copper lid" in hit.passage
+            assert index.get_document("bees")["text"][hit.start:hit.end] == hit.passage

@@ -152,3 +152,24 @@ def test_vocabulary_counts_a_word_once_per_chunk_with_the_engines_analysis():
                                   TantivyAnalyzer().surface_words)
     assert vocabulary.words("ze") == [("zebra", 4), ("zebras", 1)]  # 2 chunks + a title of 2 documents
     assert vocabulary.titles("zebra f") == [("Zebra facts", 2)]
+
+
+def test_long_ranges_ranked_in_numpy_answer_as_the_python_ranking_does(monkeypatch):
+    """A one-letter prefix of a large vocabulary is ranked in numpy (searcher/search/suggest.py
+    LONG_RANGE): the same answers, ties included (count, then shorter title, then alphabetical)."""
+    import random
+
+    from searcher.search import suggest
+
+    rng = random.Random(5)
+    words = {"".join(rng.choice("abc") for _ in range(rng.randint(2, 7))): rng.randint(1, 4) for _ in range(3000)}
+    titles = {}
+    for _ in range(3000):
+        title = " ".join("".join(rng.choice("abc") for _ in range(rng.randint(1, 4))) for _ in range(2))
+        titles[title] = (title.title(), rng.randint(1, 3))
+    prefixes = ["a", "b", "ab", "ca", "abc", "c b"]
+    python = {p: (Vocabulary(words, titles).words(p), Vocabulary(words, titles).titles(p)) for p in prefixes}
+    monkeypatch.setattr(suggest, "LONG_RANGE", 0)
+    numpy = {p: (Vocabulary(words, titles).words(p), Vocabulary(words, titles).titles(p)) for p in prefixes}
+    assert numpy == python
+    assert all(len(python[p][0]) == 10 and len(python[p][1]) == 10 for p in ("a", "b"))  # full pages, ties among them

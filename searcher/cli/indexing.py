@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 from contextlib import contextmanager
 from dataclasses import replace
@@ -20,13 +22,14 @@ from searcher.index.writer import IndexReport
 from searcher.logs import configure as configure_logging
 from searcher.readers.documents import check_readers
 from searcher.readers.formats import READERS
-from searcher.sources import SourceError, canonical_url, is_source_url, open_source
+from searcher.sources import SourceError, canonical_url, is_source_url, open_source, scheme_of
 from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
 from searcher.storage.folder import ensure_unlocked
 from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
 from searcher.storage.vectors import INDEX_TYPES
 
-INDEX_HELP = f"""Index files and folders ({" ".join(READERS)}), and sources (s3://bucket/prefix),
+INDEX_HELP = f"""Index files and folders ({" ".join(READERS)}), and sources (s3://bucket/prefix,
+https://host/docs/, imaps://user@host/INBOX),
 adding to the index in --index. With no path, sync again every source the index was built from
 (`searcher sources` lists them).
 
@@ -35,6 +38,8 @@ searcher index docs/ notes.md --index indexes/notes
 searcher index --python-docs
 searcher index docs/ --prune        # also drop documents whose files were removed
 searcher index s3://bucket/reports --endpoint-url http://127.0.0.1:9000   # MinIO; pip install -e '.[s3]'
+searcher index https://docs.example.org/guide/ --crawl --crawl-pages 500
+searcher index imaps://ann@mail.example.org/INBOX   # password: SEARCHER_IMAP_PASSWORD or --credentials-file
 searcher index --index indexes/notes                 # sync its sources again
 searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
 searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
@@ -65,7 +70,15 @@ def source_options(command):
         click.option("--region", help="With an s3:// URL: the bucket's region (default: the AWS configuration's)."),
         click.option("--profile", help="With an s3:// URL: the AWS profile whose credentials to use."),
         click.option("--credentials-file", type=click.Path(dir_okay=False, path_type=Path),
-                     help="With an s3:// URL: an AWS credentials file (mode 0600) instead of the environment's."),
+                     help="With an s3:// URL: an AWS credentials file (mode 0600) instead of the environment's; "
+                          "with an imap(s):// URL: a file (mode 0600) holding the password."),
+        click.option("--crawl", is_flag=True, default=None,
+                     help="With an http(s):// URL: the pages under it, following links and sitemaps, obeying "
+                          "robots.txt (without: that one page)."),
+        click.option("--crawl-pages", type=click.IntRange(min=1), metavar="N",
+                     help="With --crawl: at most N pages (default 1000)."),
+        click.option("--crawl-rate", type=click.FloatRange(min=0, min_open=True), metavar="R",
+                     help="With --crawl: at most R requests a second (default 2)."),
     ]):
         command = option(command)
     return command
@@ -135,22 +148,30 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
           workers, ocr, follow_links, prune, readers, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
-          as_json, log_format, endpoint_url, region, profile, credentials_file):
+          as_json, log_format, endpoint_url, region, profile, credentials_file, crawl, crawl_pages, crawl_rate):
     configure_logging(log_format)
     urls = [p for p in paths if is_source_url(p)]
     paths = [Path(p) for p in paths if not is_source_url(p)]
     given = {"endpoint_url": endpoint_url, "region": region, "profile": profile,
-             "credentials_file": str(credentials_file.absolute()) if credentials_file else None}
-    if any(given.values()) and not urls:
-        raise click.UsageError("--endpoint-url, --region, --profile and --credentials-file are options of a "
-                               "source URL (s3://bucket/prefix): give one")
+             "credentials_file": str(credentials_file.absolute()) if credentials_file else None,
+             "crawl": crawl, "max_pages": crawl_pages, "rate": crawl_rate}
+    if any(v is not None for v in given.values()) and not urls:
+        raise click.UsageError("--endpoint-url, --region, --profile, --credentials-file and --crawl... are options "
+                               "of a source URL (s3://bucket/prefix, https://host/docs/): give one")
+    if (crawl_pages or crawl_rate) and not crawl:
+        raise click.UsageError("--crawl-pages and --crawl-rate go with --crawl")
     resync = not paths and not urls and not python_docs
     if resync and not read_sources(index_dir):
         raise click.UsageError(f"give files or folders to index, a source URL (s3://bucket/prefix), or "
                                f"--python-docs ({index_dir} has no sources to sync again)")
     recorded = {r["url"]: r.get("options") or {} for r in read_sources(index_dir)} if urls else {}
     # A recorded source given again with no options is synced with its recorded ones.
-    url_options = {url: given if any(given.values()) else recorded.get(canonical_url(url), {}) for url in urls}
+    url_options = {url: dict(given) if any(v is not None for v in given.values())
+                   else dict(recorded.get(canonical_url(url), {})) for url in urls}
+    for url in urls:  # a web site's validators (ETag, Last-Modified) kept beside the index: re-runs ask "changed?"
+        if scheme_of(url) in ("http", "https") and not url_options[url].get("state_path"):
+            name = hashlib.sha256(canonical_url(url).encode()).hexdigest()[:16]
+            url_options[url]["state_path"] = str((Path(index_dir) / "web-state" / f"{name}.json").absolute())
     for url in urls:  # a URL or option the source refuses fails now, before the model loads
         open_source(url, url_options[url]).close()
     if (ray_workers or ray_batch_size) and ray_address is None:

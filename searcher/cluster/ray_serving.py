@@ -42,7 +42,7 @@ MAX_REPLICAS = 64
 UNDEPLOY_TIMEOUT_S = 30.0  # the longest the front waits for its shards' applications to be deleted
 GRACEFUL_SHUTDOWN_S = 5.0  # a replica's calls are short reads: Serve kills one still busy after this
 # The calls a shard answers (searcher/cluster/sharded.py); `__len__` travels as `count`.
-SHARD_CALLS = ("rank", "fetch", "metadata", "keyword_statistics", "known_fields", "similar_source",
+SHARD_CALLS = ("rank", "fetch", "metadata", "keyword_statistics", "known_fields", "spelling", "similar_source",
                "search_vector", "get_document", "count", "info")
 
 
@@ -94,6 +94,9 @@ class ShardReplica:
 
     def known_fields(self, names):
         return self.index.known_fields(names)
+
+    def spelling(self, words):
+        return self.index.spelling(words)
 
     def similar_source(self, doc_id):
         return self.index.similar_source(doc_id)
@@ -222,6 +225,9 @@ class ServeShard:
 
     def known_fields(self, names):
         return self.ask("known_fields", names)
+
+    def spelling(self, words):
+        return self.ask("spelling", words)
 
     def document_vector(self, doc_id):
         """The replica gives the document's chunks (`Index.similar_source`); the front's model encodes them."""

@@ -74,6 +74,7 @@ from searcher.search.protocol import Shard
 from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, Results, check_k, check_query
 from searcher.search.retrieval import fuse
+from searcher.search.spelling import loose_words, spelled
 from searcher.storage.folder import SHARDS_MANIFEST
 from searcher.storage.keywords import KeywordStats, analyzer_for
 
@@ -327,9 +328,20 @@ class ShardedIndex:
         `access`'s filter goes down to every shard with `where`."""
         options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, tuple(fields), facet_depth, now)
         missing: set[int] = set()
-        search = _ShardedSearch(self, self._parse(query, syntax, missing), options, fusion or self.fusion, missing)
+        parsed, suggestion = self._spelled(self._parse(query, syntax, missing), missing)
+        search = _ShardedSearch(self, parsed, options, fusion or self.fusion, missing)
         hits, counts = result_page(search, options)
-        return self._results(hits, search.missing), counts
+        results = self._results(hits, search.missing)
+        results.suggestion = suggestion
+        return results, counts
+
+    def _spelled(self, query: ParsedQuery, missing: set[int]) -> tuple[ParsedQuery, str | None]:
+        """Index.spelled over the shards: a word any shard holds is kept, else the nearest of
+        the shards' candidates (searcher/search/spelling.py)."""
+        words = loose_words(query)
+        if not words:
+            return query, None
+        return spelled(query, [r for r in self._ask(self._each("spelling", words), missing, {}) if r])
 
     def parse(self, query: str | ParsedQuery, syntax: bool = True) -> ParsedQuery:
         """Index.parse, with the metadata keys of every shard as fields."""

@@ -261,6 +261,11 @@ class Index:
     def known_fields(self, names: Iterable[str]) -> set[str]:
         return self.queried.known_fields(names)
 
+    def spelling(self, words: list[str]) -> dict:
+        """{word: (edits, chunks, the word meant)}: how this index reads each typed word (0 edits:
+        it holds the word), for typo correction here and over the shards of a sharded index."""
+        return self.queried.spelling(list(words))
+
     def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                recency: float | None = None, now: datetime | None = None,

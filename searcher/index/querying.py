@@ -11,6 +11,7 @@ search's `where`, and the words it requires or excludes checked by the retriever
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -26,10 +27,10 @@ from searcher.search.options import SearchOptions
 from searcher.search.page import Ranking, result_page
 from searcher.search.query import BUILTIN_FIELDS, ParsedQuery, field_names, parse_query, plain_query
 from searcher.search.results import Hit, check_k, check_query
-from searcher.search.retrieval import RETRIEVERS, Query, hits
-from searcher.search.spelling import correctable, corrected_text
+from searcher.search.retrieval import RETRIEVERS, Query, hits, page_of
+from searcher.search.spelling import Reading, loose_words, spelled
 from searcher.search.suggest import SuggestCache, Vocabulary
-from searcher.storage.keywords.base import fold
+from searcher.storage.keywords.base import STOP_WORDS
 from searcher.storage.folder import DATABASE
 from searcher.storage.keywords import KeywordStats
 from searcher.storage.store import ContentStore, readable
@@ -39,6 +40,9 @@ KNOWN_FIELDS_CACHE = 1024  # (generation, metadata key) answers kept
 # Up to this many chunks a search waits for the first vocabulary (about 0.5 s per 10,000
 # chunks); beyond, it is built in the background and typos are corrected once it is there.
 SYNC_VOCABULARY_CHUNKS = 100_000
+# A query's required words narrow its candidates to the documents holding the rarest of
+# them when at most this many chunks hold it (more: ranking finds passing documents quickly)
+NARROW_UP_TO = 20_000
 FLOOR_DRIFT = 0.1  # the noise floor is measured again once the vectors grew or shrank by this share
 
 
@@ -107,25 +111,32 @@ class QueryPipeline:
         """(the query to rank by, "Did you mean" text or None): the query's loose words that
         no document holds, corrected to the nearest words documents hold
         (searcher/search/spelling.py); the query as it is when none needs it."""
-        loose = [w for w in query.loose_words() if correctable(fold(w))]
-        if not loose:
-            return query, None
+        words = loose_words(query)
+        return spelled(query, [self.spelling(words)]) if words else (query, None)
+
+    @reading
+    def spelling(self, words: list[str]) -> dict[str, Reading]:
+        """{word: (edits, chunks, the word meant)} for `words`: 0 edits for a word this index
+        holds (asked of the keyword engine first, so a query without typos builds nothing),
+        the nearest word of its vocabulary for one it does not; a word with no reading is left out."""
+        out: dict[str, Reading] = {}
         store = self.live.read_store()
-        stats = self.live.keywords.statistics(store, " ".join(loose)) if self.live.keywords.ready(store) else None
-        if stats is not None:  # the engine knows its terms: only words it lacks are looked up
+        unknown = list(words)
+        stats = self.live.keywords.statistics(store, " ".join(words)) if self.live.keywords.ready(store) else None
+        if stats is not None:
             term = self.live.keywords.analyzer.term
-            loose = [w for w in loose if not stats.frequencies.get(term(w.lower()))]
-            if not loose:
-                return query, None
-        if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
-            vocabulary = self.vocabulary()
-        else:
-            vocabulary = self.vocabularies.ready(store.generation, self._build_vocabulary)
-        corrections = vocabulary.speller.corrections(loose) if vocabulary is not None else {}
-        if not corrections:
-            return query, None
-        text = corrected_text(query.text, corrections)
-        return query.corrected(corrections, text), text
+            for word in words:
+                if stats.frequencies.get(term(word.lower())):
+                    out[word] = (0, stats.frequencies[term(word.lower())], word)
+            unknown = [w for w in words if w not in out]
+        if unknown:
+            if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
+                vocabulary = self.vocabulary()
+            else:
+                vocabulary = self.vocabularies.ready(store.generation, self._build_vocabulary)
+            if vocabulary is not None:
+                out.update(vocabulary.speller.readings(unknown))
+        return out
 
     def close_match(self, found: list[Hit], query: ParsedQuery) -> bool | None:
         """Whether the best of `found` is close in meaning to the query (its cosine above this
@@ -202,10 +213,36 @@ class QueryPipeline:
         elif mode != "keyword" and self.queries is None:
             raise SearcherError(f"{self.path} was opened without its model: only mode='keyword' can search")
         view = self.live.view(store, where)
+        holding = self.holding_rarest(store, parsed) if parsed.constrained else None
+        if holding is not None:  # only these documents can pass: the others are never ranked
+            view.allowed = holding if view.allowed is None else np.intersect1d(view.allowed, holding, assume_unique=True)
         asked = Query(query, self.queries.encode if self.queries else None, fusion, _vector=query_vector,
                       keyword_stats=keyword_stats, accepts=parsed.matches if parsed.constrained else None)
         ranked = RETRIEVERS[mode](view, asked, want)
         return store, ranked, asked
+
+    def holding_rarest(self, store: ContentStore, query: ParsedQuery) -> np.ndarray | None:
+        """The chunk ids of the documents holding the rarest of the words the query requires
+        (a phrase's, a title term's), sorted; None where that is not narrow enough to be worth
+        it (no required word, the engine cannot say, or more than NARROW_UP_TO chunks hold it).
+        A superset of the documents that pass: the phrase itself is checked on each (a word's
+        stem is what the keyword engine holds, so it finds at least the documents holding it)."""
+        words = [w for w in query.required_words() if w not in STOP_WORDS]
+        if not words or not self.live.keywords.ready(store):
+            return None
+        stats = self.live.keywords.statistics(store, " ".join(words))
+        if stats is None:
+            return None
+        term = self.live.keywords.analyzer.term
+        counted = [(stats.frequencies[term(w)], w) for w in words if term(w) in stats.frequencies]
+        if not counted:
+            return None
+        chunks, word = min(counted)
+        if chunks > NARROW_UP_TO:
+            return None
+        found = self.live.keywords.search(store, word, chunks + 1) if chunks else []
+        docs = set(store.chunk_doc_ids([cid for cid, _ in found]).values())
+        return np.array(sorted(store.chunk_ids_of(sorted(docs))), dtype=np.int64)
 
     def cosines(self, store: ContentStore, query: Query, doc_ids: list[str]) -> dict[str, float]:
         """{doc_id: cosine of its best chunk to the query} for `doc_ids`: those the dense list
@@ -301,6 +338,22 @@ class QueryPipeline:
         return self.live.read_store().documents([doc_id], with_text=True).get(doc_id)
 
 
+def phrase_passage(store: ContentStore, hit: Hit, query: ParsedQuery) -> Hit:
+    """The hit with a passage that holds the query's phrases: its own when it does, else its
+    document's first chunk that does (a long document's nearest chunk in meaning may lie far
+    from the words it was required to hold); as it was when no one chunk holds them all."""
+    if query.passage_holds(hit.passage):
+        return hit
+    chunks = sorted(store.chunks(store.chunk_ids_of([hit.doc_id])).values(), key=lambda c: c.position)
+    holding = next((c for c in chunks if query.passage_holds(c.text)), None)
+    if holding is None:
+        return hit
+    page = None
+    if hit.page is not None:  # a paged document: the page of the new passage (page_starts is not in hit.metadata)
+        page = page_of(store.documents([hit.doc_id])[hit.doc_id]["metadata"], holding.start)
+    return replace(hit, passage=holding.text, start=holding.start, end=holding.end, chunk_id=holding.id, page=page)
+
+
 class _OneSearch:
     """One search of a single index as the result page asks it (searcher/search/page.py): the
     ranking's store connection is kept for its metadata and its page."""
@@ -321,6 +374,8 @@ class _OneSearch:
 
     def fetch(self, ranking: Ranking) -> list[Hit]:
         found = hits(self.store, ranking, 0, len(ranking))
+        if self.query.phrases:
+            found = [phrase_passage(self.store, hit, self.query) for hit in found]
         cosines = self.pipeline.cosines(self.store, self.asked, [h.doc_id for h in found])
         for hit in found:
             hit.cosine = cosines.get(hit.doc_id)

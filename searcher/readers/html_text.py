@@ -1,8 +1,11 @@
-"""The visible text and title of an HTML page (HTML files, e-mail bodies, EPUB chapters)."""
+"""The text of an HTML page: its main text through trafilatura (HTML files, web pages), or all
+its visible text (e-mail bodies, EPUB chapters, and the fallback where trafilatura finds none)."""
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 
@@ -56,3 +59,58 @@ def html_to_text(html: str) -> tuple[str, str]:
     text = re.sub(r" ?\n[\n ]*", "\n\n", text).strip()
     title = " ".join("".join(parser.title_parts).split())
     return title, text
+
+
+@dataclass
+class PageText:
+    """What `main_text` finds in a page: its title, main text, and metadata (`date`, the page's
+    own date as YYYY-MM-DD; `author`; `extraction`, "main" or "visible")."""
+
+    title: str
+    text: str
+    metadata: dict = field(default_factory=dict)
+
+
+def main_text(html: str, url: str | None = None) -> PageText:
+    """The main text of a page through trafilatura: navigation, headers, footers, sidebars and
+    cookie banners dropped; the page's own date (its meta tags, time elements, a URL's date)
+    and author as metadata. The title is the page's `<title>`, else the one trafilatura finds
+    (its first heading). A page where trafilatura finds no main text (a bare list of links, a
+    page of one short line), or an installation without trafilatura, gets all its visible text
+    as `html_to_text` reads it, so no page with text is lost."""
+    title, visible = html_to_text(html)
+    if not visible.strip():
+        return PageText(title, visible, {"extraction": "visible"})
+    try:
+        import trafilatura
+    except ImportError:  # pragma: no cover - trafilatura is a dependency; kept for slim installs
+        return PageText(title, visible, {"extraction": "visible"})
+    _quiet()
+    try:
+        found = trafilatura.bare_extraction(
+            html, url=url, with_metadata=True, include_comments=False, include_tables=True,
+            favor_recall=True, deduplicate=False,
+            # the page's own date only: no guessing from any date in the text
+            date_extraction_params={"extensive_search": False, "original_date": True})
+    except Exception:  # lxml or trafilatura failing on one odd page: its visible text instead
+        found = None
+    text = (getattr(found, "text", None) or "").strip()
+    if not text:
+        return PageText(title, visible, {"extraction": "visible"})
+    metadata = {"extraction": "main"}
+    for key in ("date", "author"):
+        value = getattr(found, key, None)
+        if value:
+            metadata[key] = str(value)
+    found_title = " ".join(str(getattr(found, "title", None) or "").split())
+    return PageText(title or found_title, text, metadata)
+
+
+def _quiet() -> None:
+    """trafilatura logs an ERROR for every page it finds no main text in ("empty HTML tree",
+    "discarding data"), which main_text handles (the visible text is kept): its loggers are
+    set to CRITICAL, unless the application set their level itself."""
+    for name in ("trafilatura", "htmldate", "courlan"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.CRITICAL)

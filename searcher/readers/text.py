@@ -1,4 +1,5 @@
-"""Plain text, Markdown and HTML files: the text decoded, the title from the first heading or `<title>`."""
+"""Plain text, Markdown and HTML files: the text decoded (an HTML page's main text, through
+trafilatura), the title from the first heading or `<title>`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from searcher.readers.documents import Document, Skipped
-from searcher.readers.html_text import html_to_text
+from searcher.readers.html_text import main_text
 from searcher.sanitize import is_blank
 
 if TYPE_CHECKING:
@@ -63,8 +64,11 @@ def read_plain(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document 
 
 
 def read_html(path: Path, data: bytes, opts: LoadOptions) -> Iterator[Document | Skipped]:
-    title, text = html_to_text(decode_bytes(data))
-    if is_blank(text):
+    """An HTML page's main text (navigation, footers and cookie banners dropped: `main_text`),
+    its title, and its own date and author as metadata."""
+    page = main_text(decode_bytes(data))
+    if is_blank(page.text):
         yield Skipped(str(path), "HTML page has no visible text")
         return
-    yield Document(id=str(path), text=text, title=title or path.name, source=str(path))
+    yield Document(id=str(path), text=page.text, title=page.title or path.name, source=str(path),
+                   metadata=page.metadata)

@@ -14,7 +14,7 @@ import string
 from typing import Callable
 
 PROBES = 16
-MARGIN = 0.05
+MARGIN = 0.02  # SciFact: 2.7% of real questions below, no made-up words above; DBpedia-entity: 0% and 0.7%
 SEED = 25
 
 

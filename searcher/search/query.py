@@ -93,6 +93,19 @@ class ParsedQuery:
         """Whether documents are held to words (phrases, exclusions, prefixes, alternatives, title terms)."""
         return bool(self._patterns[0] or self._patterns[1] or self._patterns[2])
 
+    def passage_holds(self, text: str) -> bool:
+        """Whether a passage holds every phrase of the query (what it should show: the words
+        the document was required to hold, not only its nearest meaning)."""
+        folded = fold(text or "")
+        return all(p.found("", folded) for p in (_Pattern.of(phrase) for phrase in self.phrases) if p is not None)
+
+    def required_words(self) -> list[str]:
+        """The words every returned document holds (those of its phrases and title terms),
+        folded: a document lacking any of them cannot pass, so an index may look only among
+        the documents that hold the rarest (searcher/index/querying.py)."""
+        return list(dict.fromkeys(fold(w) for items in (self.phrases, self.title_phrases)
+                                  for item in items for w in _WORD.findall(item)))
+
     def loose_words(self) -> list[str]:
         """The free words that stand alone (not in a phrase, prefix, title term or group of
         alternatives, which are matched as written): the words typo tolerance may correct

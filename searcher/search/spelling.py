@@ -19,7 +19,9 @@ those is one edit away.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from bisect import bisect_left, bisect_right
+from functools import lru_cache
+from typing import Iterable, Mapping
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -46,13 +48,17 @@ class Speller:
 
     def __init__(self, counts: Mapping[str, int]):
         self.counts = counts
-        # by (first letter, length): a typo seldom hits the first letter, so the words that
-        # share it are compared first, and the rest only when none of them is near enough
-        self._buckets: dict[tuple[str, int], list[str]] = {}
-        for word in counts:
-            if word.isalpha():
-                self._buckets.setdefault((word[0], len(word)), []).append(word)
-        self._initials = sorted({initial for initial, _ in self._buckets})
+        # Words sorted by length, all of them and those of each first letter: the words within
+        # two letters of a length are one slice, compared in one call. A typo seldom hits the
+        # first letter, so the words that share it are compared first, the rest only when none
+        # of them is one edit away.
+        words = sorted((w for w in counts if w.isalpha()), key=lambda w: (len(w), w))
+        self._all = _ByLength(words)
+        initials: dict[str, list[str]] = {}
+        for word in words:
+            initials.setdefault(word[0], []).append(word)
+        self._initial = {initial: _ByLength(group) for initial, group in initials.items()}
+        self.nearest = lru_cache(maxsize=4096)(self._nearest_word)
 
     def known(self, word: str) -> bool:
         return fold(word) in self.counts
@@ -60,40 +66,72 @@ class Speller:
     def correct(self, word: str) -> str | None:
         """The word the index holds that `word` was most likely meant to be (folded), or None:
         the index holds `word`, it may not be corrected, or no word lies near enough."""
+        found = self.nearest(word)
+        return found[2] if found is not None and found[0] > 0 else None
+
+    def _nearest_word(self, word: str) -> Reading | None:
+        """(edits, chunks holding it, the word) of the nearest word the index holds: 0 edits
+        when it holds `word` itself; None when `word` may not be corrected or none is near
+        (`nearest`, which remembers the last answers)."""
         word = fold(word)
-        if not correctable(word) or word in self.counts:
+        if word in self.counts:
+            return (0, self.counts[word], word)
+        if not correctable(word):
             return None
         edits = max_edits(word)
-        best = self._nearest(word, edits, [word[0]])
+        same = self._initial.get(word[0])
+        best = self._best(word, edits, same) if same is not None else None
         if best is None or best[0] > 1:  # a word one edit away with another first letter is nearer
-            others = self._nearest(word, edits, [i for i in self._initials if i != word[0]])
+            others = self._best(word, edits, self._all)
             if others is not None and (best is None or others < best):
                 best = others
-        return best[2] if best else None
+        return (best[0], -best[1], best[2]) if best else None
 
-    def _nearest(self, word: str, edits: int, initials: list[str]) -> tuple[int, int, str] | None:
-        """(edits, -chunks, word) of the nearest word starting with one of `initials`."""
+    def _best(self, word: str, edits: int, words: "_ByLength") -> tuple[int, int, str] | None:
+        """(edits, -chunks, word) of the nearest of `words` within `edits`."""
         best = None
-        for initial in initials:
-            for length in range(len(word) - edits, len(word) + edits + 1):
-                choices = self._buckets.get((initial, length))
-                if not choices:
-                    continue
-                for candidate, distance, _ in process.extract(word, choices, scorer=OSA.distance,
-                                                              score_cutoff=edits, limit=None):
-                    key = (int(distance), -self.counts[candidate], candidate)
-                    if best is None or key < best:
-                        best = key
+        choices = words.within(len(word) - edits, len(word) + edits)
+        for candidate, distance, _ in process.extract(word, choices, scorer=OSA.distance,
+                                                      score_cutoff=edits, limit=None):
+            key = (int(distance), -self.counts[candidate], candidate)
+            if best is None or key < best:
+                best = key
         return best
 
-    def corrections(self, words) -> dict[str, str]:
-        """{word as given: its correction} for those of `words` that are corrected."""
-        out = {}
-        for word in words:
-            fixed = self.correct(word)
-            if fixed is not None:
-                out[word] = fixed
-        return out
+    def readings(self, words) -> dict[str, Reading]:
+        """{word as given: its `nearest` reading} for those of `words` that have one."""
+        return {word: found for word in words if (found := self.nearest(word)) is not None}
+
+
+Reading = tuple[int, int, str]  # (edits, chunks holding the word, the word): how an index reads a typed word
+
+
+def corrections(words, readings: Iterable[Mapping[str, Reading]]) -> dict[str, str]:
+    """{word: correction} from the readings of one or more indexes (the shards of a sharded
+    index): a word any of them holds is kept; else the nearest of their candidates, then the
+    one most chunks hold."""
+    out = {}
+    for word in words:
+        found = [tuple(r[word]) for r in readings if word in r]
+        if found and not any(edits == 0 for edits, _, _ in found):
+            edits, chunks, meant = min(found, key=lambda f: (f[0], -f[1], f[2]))
+            out[word] = meant
+    return out
+
+
+def spelled(query, readings: Iterable[Mapping[str, Reading]]):
+    """(the query to rank by, "Did you mean" text or None) from the indexes' readings of its
+    loose words (searcher/search/query.py: ParsedQuery.loose_words)."""
+    fixed = corrections(loose_words(query), list(readings))
+    if not fixed:
+        return query, None
+    text = corrected_text(query.text, fixed)
+    return query.corrected(fixed, text), text
+
+
+def loose_words(query) -> list[str]:
+    """The query's words that typo tolerance may correct."""
+    return [w for w in query.loose_words() if correctable(fold(w))]
 
 
 def corrected_text(text: str, corrections: Mapping[str, str]) -> str:
@@ -111,3 +149,14 @@ def corrected_text(text: str, corrections: Mapping[str, str]) -> str:
         return fixed[:1].upper() + fixed[1:] if word[:1].isupper() else fixed
 
     return _WORD.sub(replace, text)
+
+
+class _ByLength:
+    """Words sorted by length, sliced by a range of lengths."""
+
+    def __init__(self, words: list[str]):
+        self.words = words
+        self._lengths = [len(w) for w in words]
+
+    def within(self, shortest: int, longest: int) -> list[str]:
+        return self.words[bisect_left(self._lengths, shortest):bisect_right(self._lengths, longest)]

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
+import numpy as np
+
 from searcher.search.spelling import Speller
 from searcher.storage.keywords.base import STOP_WORDS, fold
 
@@ -38,6 +40,7 @@ MAX_SUGGESTIONS = 10
 MAX_PREFIX_CHARS = 100
 MIN_WORD_CHARS = 2
 SHORT_PREFIX = 2  # prefixes this short have long ranges: their answers are remembered
+LONG_RANGE = 2000  # ranges longer than this are ranked in numpy
 _END = "\U0010ffff"  # sorts after every character: [prefix, prefix + _END) is the prefix's range
 _LAST_WORD = re.compile(r"[^\W_]+$")
 _SPACES = re.compile(r"\s+")
@@ -83,6 +86,11 @@ class Vocabulary:
         self._word_counts = [words[w] for w in self._words]
         self._titles = sorted(titles)  # normalised title -> (title as written, documents)
         self._title_rows = [titles[t] for t in self._titles]
+        # the same orders as arrays: a long range (a one- or two-letter prefix of a large
+        # vocabulary) is ranked in numpy, not key by key in Python
+        self._word_count_array = np.array(self._word_counts, dtype=np.int64)
+        self._title_count_array = np.array([n for _, n in self._title_rows], dtype=np.int64)
+        self._title_length_array = np.array([len(t) for t in self._titles], dtype=np.int64)
         self._short = lru_cache(maxsize=4096)(self._top_words)
 
     def __len__(self) -> int:
@@ -126,7 +134,10 @@ class Vocabulary:
 
     def _top_words(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         lo, hi = self._range(self._words, prefix)
-        best = heapq.nsmallest(limit, range(lo, hi), key=lambda i: (-self._word_counts[i], self._words[i]))
+        if hi - lo > LONG_RANGE:  # most frequent, then alphabetical (the order of the array)
+            best = lo + _first(limit, -self._word_count_array[lo:hi])
+        else:
+            best = heapq.nsmallest(limit, range(lo, hi), key=lambda i: (-self._word_counts[i], self._words[i]))
         return [(self._words[i], self._word_counts[i]) for i in best]
 
     def words(self, prefix: str, limit: int = MAX_SUGGESTIONS) -> list[tuple[str, int]]:
@@ -145,8 +156,11 @@ class Vocabulary:
         if not prefix:
             return []
         lo, hi = self._range(self._titles, prefix)
-        best = heapq.nsmallest(limit, range(lo, hi),
-                               key=lambda i: (-self._title_rows[i][1], len(self._titles[i]), self._titles[i]))
+        if hi - lo > LONG_RANGE:
+            best = lo + _first(limit, -self._title_count_array[lo:hi], self._title_length_array[lo:hi])
+        else:
+            best = heapq.nsmallest(limit, range(lo, hi),
+                                   key=lambda i: (-self._title_rows[i][1], len(self._titles[i]), self._titles[i]))
         if not self._restricted:
             return [self._title_rows[i] for i in best]
         # Public titles outside the best `limit` cannot pass them unless restricted documents
@@ -196,6 +210,19 @@ def _readers(raw) -> tuple[str, ...] | None:
         value = raw
     entries = value if isinstance(value, list) else [value]
     return tuple(str(e) for e in entries)
+
+
+def _first(limit: int, *keys: np.ndarray) -> np.ndarray:
+    """The positions of the `limit` smallest by `keys` (the first key first), ties in position
+    order: the candidates that can make the first `limit` by the first key, then sorted."""
+    first = keys[0]
+    if len(first) > limit:
+        cut = np.partition(first, limit - 1)[limit - 1]
+        candidates = np.flatnonzero(first <= cut)
+    else:
+        candidates = np.arange(len(first))
+    order = np.lexsort((candidates,) + tuple(k[candidates] for k in reversed(keys)))
+    return candidates[order[:limit]]
 
 
 class SuggestCache:

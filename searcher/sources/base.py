@@ -86,6 +86,10 @@ class Source(Protocol):
 # scheme -> "module:Class", imported when first used (a source's client library is optional).
 SCHEMES: dict[str, str] = {
     "s3": "searcher.sources.s3:S3Source",
+    "http": "searcher.sources.web:WebSite",
+    "https": "searcher.sources.web:WebSite",
+    "imap": "searcher.sources.imap:Mailbox",
+    "imaps": "searcher.sources.imap:Mailbox",
 }
 _FACTORIES: dict[str, Callable[..., Source]] = {}
 
