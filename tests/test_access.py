@@ -414,3 +414,20 @@ def test_readers_options_take_commas_and_repeats():
         ["group:board", "group:finance", "user:carol"]
     assert check_readers_option(None, None, ("everyone",)) == []
     assert check_readers_option(None, None, ()) is None
+
+
+def test_a_mailboxs_messages_are_its_owners(fake_index):
+    from searcher.index.sources import sync_source
+    from searcher.sources.imap import Mailbox
+    from tests.test_sources_sync import Memory
+
+    assert Mailbox("imaps://ann@mail.example.org/INBOX").readers == ["user:ann"]
+    assert Mailbox("imaps://ann%40example.org@mail.example.org/INBOX").readers == ["user:ann@example.org"]
+    assert Mailbox("imaps://DOMAIN%5Cann@mail.example.org/INBOX").readers is None  # no reader name: none
+    box = Memory()  # a source that names its owner, as a Mailbox does
+    box.readers = ["user:ann"]
+    box.put("1.eml", "From: bob@example.org\nSubject: Budget\n\nThe budget is due on Friday.")
+    sync_source(fake_index, box, LoadOptions(workers=0))
+    assert fake_index.get_document(box.key("1.eml"))["metadata"]["readers"] == ["user:ann"]
+    sync_source(fake_index, box, LoadOptions(workers=0, readers="group:finance"), reread=True)  # --readers wins
+    assert fake_index.get_document(box.key("1.eml"))["metadata"]["readers"] == ["group:finance"]

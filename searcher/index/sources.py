@@ -65,6 +65,9 @@ def sync_source(index, source: Source, options: LoadOptions | None = None, progr
     `reread`: read every item, changed or not (its documents' readers changed: their rows
     are rewritten, nothing is encoded again)."""
     options = options or LoadOptions()
+    if options.readers is None and getattr(source, "readers", None) is not None:  # an IMAP mailbox's owner
+        options = copy.copy(options)
+        options.readers = check_readers(source.readers)
     started = time.perf_counter()
     try:
         listing = list(source.items())
