@@ -73,24 +73,51 @@ def normal(text: str) -> str:
     return _SPACES.sub(" ", fold(text)).lstrip()
 
 
+class _Titles:
+    """Titles sorted for prefix lookups: normalised title -> (title as written, documents)."""
+
+    def __init__(self, titles: dict[str, tuple[str, int]]):
+        self.keys = sorted(titles)
+        self.rows = [titles[t] for t in self.keys]
+        # the same order as arrays: a long range (a one- or two-letter prefix of a large
+        # vocabulary) is ranked in numpy, not key by key in Python
+        self.counts = np.array([n for _, n in self.rows], dtype=np.int64)
+        self.lengths = np.array([len(t) for t in self.keys], dtype=np.int64)
+
+    def top(self, prefix: str, limit: int) -> list[tuple[str, str, int]]:
+        """(normalised, as written, documents) of the `limit` titles starting with `prefix`
+        (normalised), most frequent, then shortest, first."""
+        lo, hi = bisect_left(self.keys, prefix), bisect_left(self.keys, prefix + _END)
+        if hi - lo > LONG_RANGE:
+            best = lo + _first(limit, -self.counts[lo:hi], self.lengths[lo:hi])
+        else:
+            best = heapq.nsmallest(limit, range(lo, hi), key=lambda i: (-self.rows[i][1], len(self.keys[i]), self.keys[i]))
+        return [(self.keys[i], *self.rows[i]) for i in best]
+
+    def count(self, key: str) -> int:
+        at = bisect_left(self.keys, key)
+        return self.rows[at][1] if at < len(self.keys) and self.keys[at] == key else 0
+
+
 class Vocabulary:
-    """One generation's words and titles, sorted for prefix lookups."""
+    """One generation's words and titles, sorted for prefix lookups. The titles of documents
+    that name readers are kept apart, one set a list of readers (searcher/search/access.py)."""
 
     def __init__(self, words: dict[str, int], titles: dict[str, tuple[str, int]], generation: int | None = None,
                  restricted: dict[tuple[str, tuple[str, ...]], tuple[str, int]] | None = None):
         self.generation = generation
-        # titles of documents with readers: (normalised title, readers) -> (title as written, documents)
-        self._restricted = sorted((key, readers, shown, n) for (key, readers), (shown, n) in (restricted or {}).items())
-        self._restricted_keys = [row[0] for row in self._restricted]
         self._words = sorted(words)
         self._word_counts = [words[w] for w in self._words]
-        self._titles = sorted(titles)  # normalised title -> (title as written, documents)
-        self._title_rows = [titles[t] for t in self._titles]
-        # the same orders as arrays: a long range (a one- or two-letter prefix of a large
-        # vocabulary) is ranked in numpy, not key by key in Python
+        self._public = _Titles(titles)
+        # titles of documents with readers: (normalised title, readers) -> (title as written, documents)
+        groups: dict[tuple[str, ...], dict[str, tuple[str, int]]] = {}
+        every = dict(titles)
+        for (key, readers), (shown, n) in (restricted or {}).items():
+            groups.setdefault(readers, {})[key] = (shown, n)
+            every[key] = (every.get(key, (shown, 0))[0], every.get(key, (shown, 0))[1] + n)
+        self._groups = {readers: _Titles(group) for readers, group in groups.items()}
+        self._every = _Titles(every) if groups else self._public  # for no viewer: every title
         self._word_count_array = np.array(self._word_counts, dtype=np.int64)
-        self._title_count_array = np.array([n for _, n in self._title_rows], dtype=np.int64)
-        self._title_length_array = np.array([len(t) for t in self._titles], dtype=np.int64)
         self._short = lru_cache(maxsize=4096)(self._top_words)
 
     def __len__(self) -> int:
@@ -155,28 +182,21 @@ class Vocabulary:
         prefix = normal(prefix)
         if not prefix:
             return []
-        lo, hi = self._range(self._titles, prefix)
-        if hi - lo > LONG_RANGE:
-            best = lo + _first(limit, -self._title_count_array[lo:hi], self._title_length_array[lo:hi])
-        else:
-            best = heapq.nsmallest(limit, range(lo, hi),
-                                   key=lambda i: (-self._title_rows[i][1], len(self._titles[i]), self._titles[i]))
-        if not self._restricted:
-            return [self._title_rows[i] for i in best]
-        # Public titles outside the best `limit` cannot pass them unless restricted documents
-        # the viewer may read add to them, so these candidates are enough for an exact top.
-        found = {self._titles[i]: list(self._title_rows[i]) for i in best}
-        rlo, rhi = self._range(self._restricted_keys, prefix)
-        for key, readers, shown, n in self._restricted[rlo:rhi]:
-            if access is not ALL and access is not None and not access.can_read({"readers": list(readers)}):
-                continue
-            if key not in found:
-                at = bisect_left(self._titles, key)
-                found[key] = list(self._title_rows[at]) if at < len(self._titles) and self._titles[at] == key \
-                    else [shown, 0]
-            found[key][1] += n
-        order = sorted(found, key=lambda key: (-found[key][1], len(key), key))[:limit]
-        return [(found[key][0], found[key][1]) for key in order]
+        if access is ALL or access is None:
+            return [(shown, n) for _, shown, n in self._every.top(prefix, limit)]
+        groups = [self._public] + [titles for readers, titles in self._groups.items()
+                                   if access.can_read({"readers": list(readers)})]
+        if len(groups) == 1:
+            return [(shown, n) for _, shown, n in self._public.top(prefix, limit)]
+        # Each set's best `limit` are the candidates (a title counted in several sets is
+        # counted whole); exact unless a title outside every set's best would win on its sum.
+        found: dict[str, str] = {}
+        for titles in groups:
+            for key, shown, _ in titles.top(prefix, limit):
+                found.setdefault(key, shown)
+        totals = {key: sum(titles.count(key) for titles in groups) for key in found}
+        order = sorted(found, key=lambda key: (-totals[key], len(key), key))[:limit]
+        return [(found[key], totals[key]) for key in order]
 
     def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, access=ALL) -> list[Suggestion]:
         """Titles that start with the whole prefix, then the typed text with its last word
