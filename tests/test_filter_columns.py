@@ -47,6 +47,7 @@ operators = st.one_of(
     st.tuples(st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]), scalars),
     st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(scalars, min_size=1, max_size=4)),
     st.tuples(st.just("$under"), st.sampled_from(["/data/x", "/data", "/", "/data/x/", "/Data"])),
+    st.tuples(st.just("$has"), st.one_of(scalars, st.lists(scalars, min_size=1, max_size=3))),
 )
 conditions = st.builds(lambda f, ops: {f: dict(ops)}, fields, st.lists(operators, min_size=1, max_size=2)) | \
     st.builds(lambda f, v: {f: v}, fields, scalars)

@@ -300,7 +300,7 @@ def test_keys_add_with_indexes(tmp_path):
     assert entry.indexes == "notes,mail" and entry.index_limit == {"notes", "mail"}
     assert KeyRing.from_file(path).lookup(added.stdout.strip()).index_limit == {"notes", "mail"}
     listed = CliRunner().invoke(main, ["keys", "list", "--file", str(path)])
-    assert any(line.split() == [entry.id, "read", "notes,mail"] for line in listed.output.splitlines())
+    assert any(line.split() == [entry.id, "read", "notes,mail", "-", "-"] for line in listed.output.splitlines())
     bad = CliRunner().invoke(main, ["keys", "add", "--scope", "read", "--indexes", "a b", "--file", str(path)])
     assert bad.exit_code == 2 and "index name" in bad.output
     assert len(read_key_file(path)) == 1

@@ -6,6 +6,7 @@ import hashlib
 
 import json
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from searcher.index.facade import ON_CONFLICT, Index
 from searcher.index.sources import read_sources, sync, sync_recorded
 from searcher.index.writer import IndexReport
 from searcher.logs import configure as configure_logging
+from searcher.readers.documents import check_readers
 from searcher.readers.formats import READERS
 from searcher.sources import SourceError, canonical_url, is_source_url, open_source, scheme_of
 from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
@@ -42,6 +44,21 @@ searcher index --index indexes/notes                 # sync its sources again
 searcher index docs/ --index indexes/notes-sharded   # a sharded index: each document to its shard
 searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 """
+
+
+def check_readers_option(ctx, param, value):
+    try:
+        return check_readers(",".join(value)) if value else None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+readers_option = click.option(
+    "--readers", multiple=True, metavar="ENTRIES", callback=check_readers_option,
+    help="Who may read the documents of this run: user:NAME and group:NAME entries, comma-separated or "
+         "the option repeated (a JSON Lines row's own `readers` wins); `everyone`: every key of the index. "
+         "Without it a new document has no readers and one read again keeps those it has. Changing it "
+         "re-writes the documents' rows, not their vectors (docs/access.md).")
 
 
 def source_options(command):
@@ -102,6 +119,7 @@ def source_options(command):
 @click.option("--follow-links", is_flag=True,
               help="Follow symlinks that lead out of the folders given (by default they are skipped, reported).")
 @click.option("--prune", is_flag=True, help="Delete documents whose files under PATHS are gone.")
+@readers_option
 @click.option("--commit-every", type=click.IntRange(1), default=None,
               help="Chunks per commit (a kill loses at most one batch; default 4096 or 10% of the index).")
 @click.option("--index-type", type=click.Choice(INDEX_TYPES), default=None,
@@ -128,7 +146,7 @@ def source_options(command):
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, query_prefix, document_prefix,
           device, precision, batch_size,
           csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
-          workers, ocr, follow_links, prune, commit_every,
+          workers, ocr, follow_links, prune, readers, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
           as_json, log_format, endpoint_url, region, profile, credentials_file, crawl, crawl_pages, crawl_rate):
     configure_logging(log_format)
@@ -190,7 +208,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
                           workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
-                          max_pages=max_pages, max_chars=max_file_chars)
+                          max_pages=max_pages, max_chars=max_file_chars, readers=readers)
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, \
             progress_bar(logged=log_format == "json") as update:
@@ -210,7 +228,10 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         if python_docs:
             from searcher.readers.pydocs import python_docs as stdlib_documents
 
-            report = report.merge(idx.add_documents(stdlib_documents(), progress=update, on_conflict=on_conflict,
+            pydocs = stdlib_documents()
+            if options.readers is not None:
+                pydocs = (replace(d, metadata={"readers": options.readers, **d.metadata}) for d in pydocs)
+            report = report.merge(idx.add_documents(pydocs, progress=update, on_conflict=on_conflict,
                                                     encoder=encoder))
     sources = {"sources": [{"url": url, "error": error, **(done.to_dict() if done else {})}
                            for url, done, error in synced]} if synced else {}
@@ -281,10 +302,11 @@ def open_for_writing(index_dir: Path, model=None, **options):
               help="A row whose id already belongs to a document from another file: skip it or replace it.")
 @click.option("--follow-links", is_flag=True,
               help="Follow symlinks that lead out of the folders watched (by default they are skipped, reported).")
+@readers_option
 @json_option("Print each run's report as one line of JSON.")
 @log_format_option
 def watch(paths, index_dir, model, device, precision, reconcile, debounce, settle, poll_interval, workers,
-          follow_links, on_conflict, as_json, log_format):
+          follow_links, on_conflict, readers, as_json, log_format):
     """Keep the index in --index in line with PATHS as files change, and with its sources
     (`searcher sources`) every --poll-interval seconds, until Ctrl+C.
 
@@ -311,7 +333,7 @@ def watch(paths, index_dir, model, device, precision, reconcile, debounce, settl
         check_paths(paths, index_dir)  # before the model loads
     idx = open_for_writing(index_dir, model, device=device, precision=precision)
     on_run = run_logger() if log_format == "json" and not as_json else run_printer(as_json)
-    options = LoadOptions(workers=workers, follow_links=follow_links)
+    options = LoadOptions(workers=workers, follow_links=follow_links, readers=readers)
     watcher = poller = None
     if paths:
         watcher = Watcher(idx, paths, options, debounce=debounce / 1000, reconcile_every=reconcile or None,

@@ -49,6 +49,10 @@ from searcher.web.limits import MAX_WRITE_BYTES
               help="Keep the index in line with this folder (or file) as it changes (repeatable; `searcher watch`).")
 @click.option("--follow-links", is_flag=True,
               help="With --watch: follow symlinks that lead out of the folders watched (by default they are skipped).")
+@click.option("--readers", multiple=True, metavar="ENTRIES",
+              help="With --watch: who may read what it indexes (user:NAME, group:NAME, comma-separated or repeated; "
+                   "`everyone`), as `searcher index --readers` (docs/access.md). Without it a new file has no "
+                   "readers and a changed one keeps those it has.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Serve a sharded index's shards on Ray Serve, one deployment each (pip install -e '.[ray]'); "
                    "this process is the front (the same page and API). Alone: a Ray of its own on 127.0.0.1; "
@@ -62,8 +66,8 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @log_format_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          backup_dir, trusted_proxies, watch_paths, follow_links, ray_address, replicas, reconcile, debounce, settle,
-          poll_interval, device, precision, log_format):
+          backup_dir, trusted_proxies, watch_paths, follow_links, readers, ray_address, replicas, reconcile, debounce,
+          settle, poll_interval, device, precision, log_format):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -87,7 +91,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             indexes=specs, host=host, port=port, threads=threads, facets=facet_fields.split(","), api_keys=api_keys,
             no_auth=no_auth, allowed_hosts=allowed_hosts, max_write_bytes=int(max_write_mb * 2**20),
             backup_dir=backup_dir, trusted_proxies=trusted_proxies, watch=watch_paths, follow_links=follow_links,
-            reconcile=reconcile, debounce=debounce / 1000,
+            readers=readers or None, reconcile=reconcile, debounce=debounce / 1000,
             settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision,
             poll_interval=poll_interval)
         if log_format == "json":
@@ -105,15 +109,19 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
 @click.option("--url", help="Read a running `searcher serve` (e.g. http://127.0.0.1:8000) instead of --index.")
 @click.option("--http", "http_port", type=click.IntRange(1, 65535),
               help="Serve MCP's streamable HTTP transport on 127.0.0.1:PORT instead of stdio.")
+@click.option("--user", metavar="NAME", help="Read --index as this user: only the documents without readers and "
+                                             "those whose readers name the user or one of --groups (docs/access.md).")
+@click.option("--groups", metavar="NAMES", help="The user's groups, comma-separated (with or without --user).")
 @device_option
 @precision_option
 @click.pass_context
-def mcp(ctx, index_dir, url, http_port, device, precision):
+def mcp(ctx, index_dir, url, http_port, user, groups, device, precision):
     """Serve the index to AI assistants over the Model Context Protocol (stdio by default).
 
     \b
     searcher mcp --index indexes/notes
     searcher mcp --url http://127.0.0.1:8000 --http 8765
+    searcher mcp --index indexes/shared --user ann --groups finance
     """
     try:
         from searcher.integrations.mcp_server import require_sdk, serve as serve_mcp
@@ -121,6 +129,16 @@ def mcp(ctx, index_dir, url, http_port, device, precision):
         require_sdk()
     except ImportError as e:
         raise click.ClickException(str(e)) from None
+    access = None
+    if user or groups is not None:
+        from searcher.search.access import Viewer
+
+        if url:
+            raise click.UsageError("--user and --groups read --index as someone; over --url the server's key decides")
+        try:
+            access = Viewer(user or None, groups or ())
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--user/--groups") from None
     if url:
         from searcher.remote import RemoteIndex
 
@@ -135,6 +153,6 @@ def mcp(ctx, index_dir, url, http_port, device, precision):
         source = open_index(index_dir, device=device, precision=precision)  # once: later commits show up anyway
         source.search("warm up", k=1)  # the first forward pass is slow; pay it before the first call
     try:
-        serve_mcp(source, http_port)
+        serve_mcp(source, http_port, access)
     finally:
         source.close()

@@ -65,6 +65,7 @@ from searcher.readers.documents import Document, Skipped
 from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun
 from searcher.sanitize import document_id, is_blank
+from searcher.search.access import Viewer, can_read, scoped
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
@@ -239,6 +240,14 @@ class ShardedIndex:
         """The documents of every shard; ShardUnavailable when a shard cannot say."""
         return sum(self._ask_all(self._each("__len__")))
 
+    def count(self, access: Viewer | None = None) -> int:
+        """The documents `access` may read, summed over the shards (each a local `Index`; a
+        shard served on Ray counts all its documents: it has no count by viewer)."""
+        if access is None:
+            return len(self)
+        return sum(self._ask_all([(n, "count", (access,), {}) if isinstance(shard, Index) else
+                                  (n, "__len__", (), {}) for n, shard in enumerate(self.shards)]))
+
     def info(self) -> dict:
         """Index.info's fields over the whole index (counts and sizes summed, the settings the
         shards share, generations as shard/shard/...), and `per_shard`: each shard's counts.
@@ -285,34 +294,39 @@ class ShardedIndex:
                 "generation": None}
 
     # -- reading ---------------------------------------------------------------------------
-    def get_document(self, doc_id: str) -> dict | None:
-        """The document from the shard it lives in; ShardUnavailable when that shard cannot answer."""
-        return self._ask_all([(self.shard_of(doc_id), "get_document", (doc_id,), {})])[0]
+    def get_document(self, doc_id: str, access: Viewer | None = None) -> dict | None:
+        """The document from the shard it lives in (None: none such, or one `access` may not
+        read); ShardUnavailable when that shard cannot answer."""
+        doc = self._ask_all([(self.shard_of(doc_id), "get_document", (doc_id,), {})])[0]
+        return doc if doc is None or can_read(access, doc.get("metadata")) else None
 
     def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
-               recency: float | None = None, now: datetime | None = None, syntax: bool = True) -> Results:
+               recency: float | None = None, now: datetime | None = None, syntax: bool = True,
+               access: Viewer | None = None) -> Results:
         """Index.search over every shard (see the module doc for how answers merge). A shard
         that cannot answer is left out: the Results are partial and name it
         (`missing_shards`); ShardUnavailable when none answers."""
         return self.search_with_facets(query, k, offset, (), mode=mode, fusion=fusion, where=where, sort=sort,
-                                       recency=recency, now=now, syntax=syntax)[0]
+                                       recency=recency, now=now, syntax=syntax, access=access)[0]
 
     def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
-               syntax: bool = True) -> dict[str, dict]:
+               syntax: bool = True, access: Viewer | None = None) -> dict[str, dict]:
         return self.search_with_facets(query, 1, 0, fields, mode=mode, fusion=fusion, where=where,
-                                       facet_depth=depth, syntax=syntax)[1]
+                                       facet_depth=depth, syntax=syntax, access=access)[1]
 
     def search_with_facets(self, query: str | ParsedQuery, k: int = 10, offset: int = 0,
                            fields: Iterable[str] = DEFAULT_FACETS, *, mode: str | None = None,
                            fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                            recency: float | None = None, now: datetime | None = None,
-                           facet_depth: int = FACET_DEPTH, syntax: bool = True) -> tuple[Results, dict[str, dict]]:
+                           facet_depth: int = FACET_DEPTH, syntax: bool = True,
+                           access: Viewer | None = None) -> tuple[Results, dict[str, dict]]:
         """Index.search_with_facets over every shard: the merged ranking's page (Results,
         partial where a shard did not answer), and the facet counts among its best
-        `facet_depth` documents; the page is the one a single index makes (searcher/search/page.py)."""
-        options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
+        `facet_depth` documents; the page is the one a single index makes (searcher/search/page.py).
+        `access`'s filter goes down to every shard with `where`."""
+        options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, tuple(fields), facet_depth, now)
         missing: set[int] = set()
         parsed, suggestion = self._spelled(self._parse(query, syntax, missing), missing)
         search = _ShardedSearch(self, parsed, options, fusion or self.fusion, missing)
@@ -415,12 +429,17 @@ class ShardedIndex:
             return None
         return KeywordStats.total(parts)
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None, access: Viewer | None = None) -> Results:
         """Index.similar over every shard: the owning shard gives the document's vector
-        (`Index.document_vector`), every shard searches by it. KeyError: no such document;
-        ShardUnavailable when the owning shard cannot answer; partial Results when another
-        shard cannot."""
+        (`Index.document_vector`), every shard searches by it. KeyError: no such document (or
+        one `access` may not read); ShardUnavailable when the owning shard cannot answer;
+        partial Results when another shard cannot."""
         k, _ = check_k(k)
+        if access is not None:
+            owner = self._ask_all([(self.shard_of(doc_id), "metadata", ([doc_id],), {})])[0]
+            if not can_read(access, owner.get(document_id(doc_id))):
+                raise KeyError(f"no document with id {doc_id!r}")
+            where = scoped(where, access)
         vector = self._ask_all([(self.shard_of(doc_id), "document_vector", (doc_id,), {})])[0]
         if vector is None:
             return Results()
@@ -429,8 +448,10 @@ class ShardedIndex:
         own = document_id(doc_id)
         return self._results([h for h in merge_hits(answers, k + 1) if h.doc_id != own][:k], missing)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> Results:
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None,
+                      access: Viewer | None = None) -> Results:
         k, _ = check_k(k)
+        where = scoped(where, access)
         missing: set[int] = set()
         return self._results(merge_hits(self._ask(self._each("search_vector", vector, k, where), missing, []), k),
                              missing)

@@ -34,6 +34,8 @@ from searcher.index.writing import WriteSession
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun  # noqa: F401 (its old home)
+from searcher.sanitize import document_id
+from searcher.search.access import Viewer, can_read, scoped
 from searcher.search.facets import DEFAULT_FACETS, FACET_DEPTH
 from searcher.search.fusion import Fusion
 from searcher.search.options import SearchOptions
@@ -206,6 +208,13 @@ class Index:
         return self.live.read_store().count_documents()
 
     @reading
+    def count(self, access: Viewer | None = None) -> int:
+        """The documents `access` may read (None: all, len(index))."""
+        if access is None:
+            return len(self)
+        return self.live.count(self.live.read_store(), scoped(None, access))
+
+    @reading
     def committed_generation(self) -> int:
         """The generation the database has committed now, as this thread's connection reads it."""
         return self.live.read_store().generation
@@ -260,7 +269,8 @@ class Index:
     def search(self, query: str | ParsedQuery, k: int = 10, offset: int = 0, mode: str | None = None,
                fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                recency: float | None = None, now: datetime | None = None,
-               keyword_stats: KeywordStats | None = None, syntax: bool = True) -> Results:
+               keyword_stats: KeywordStats | None = None, syntax: bool = True,
+               access: Viewer | None = None) -> Results:
         """The top `k` documents for `query` (after skipping `offset`), each scored by its best chunk.
 
         `query`: the query language (searcher/search/query.py: "a phrase", -word, a OR b, pre*,
@@ -268,9 +278,10 @@ class Index:
         "hybrid" (fused by `fusion`, else this index's); None: DEFAULT_MODE. `where`: a filter
         applied before ranking, ANDed with the query's fields. `sort`, `recency`: see
         searcher/search/options.py. `keyword_stats`: BM25 statistics to score with instead of
-        this index's own (a sharded index passes its shards' sum).
+        this index's own (a sharded index passes its shards' sum). `access`: who is asking
+        (searcher/search/access.py): only the documents they may read are ranked; None: all.
         """
-        options = SearchOptions(k, offset, mode, where, sort, recency, now=now)
+        options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, now=now)
         return self._answer(query, syntax, options, fusion, keyword_stats)[0]
 
     def _answer(self, query, syntax: bool, options: SearchOptions, fusion: Fusion | None,
@@ -283,9 +294,10 @@ class Index:
 
     def facets(self, query: str | ParsedQuery, fields: Iterable[str] = DEFAULT_FACETS, where: dict | None = None,
                mode: str | None = None, depth: int = FACET_DEPTH, fusion: Fusion | None = None,
-               syntax: bool = True) -> dict[str, dict]:
-        """{field: {value: count}} among the best `depth` documents for `query` within `where`."""
-        options = SearchOptions(1, 0, mode, where, facets=tuple(fields), facet_depth=depth)
+               syntax: bool = True, access: Viewer | None = None) -> dict[str, dict]:
+        """{field: {value: count}} among the best `depth` documents for `query` within `where`
+        (and what `access` may read)."""
+        options = SearchOptions(1, 0, mode, scoped(where, access), facets=tuple(fields), facet_depth=depth)
         parsed, _ = self.queried.spelled(self.parse(query, syntax))
         return self.queried.page(parsed, options, fusion or self.fusion)[1]
 
@@ -294,32 +306,41 @@ class Index:
                            fusion: Fusion | None = None, where: dict | None = None, sort: str | None = None,
                            recency: float | None = None, now: datetime | None = None,
                            facet_depth: int = FACET_DEPTH, keyword_stats: KeywordStats | None = None,
-                           syntax: bool = True) -> tuple[Results, dict[str, dict]]:
+                           syntax: bool = True, access: Viewer | None = None) -> tuple[Results, dict[str, dict]]:
         """`search` and `facets` from one ranking (what the search page shows)."""
-        options = SearchOptions(k, offset, mode, where, sort, recency, tuple(fields), facet_depth, now)
+        options = SearchOptions(k, offset, mode, scoped(where, access), sort, recency, tuple(fields), facet_depth, now)
         return self._answer(query, syntax, options, fusion, keyword_stats)
 
-    def similar(self, doc_id: str, k: int = 10, where: dict | None = None) -> Results:
+    def similar(self, doc_id: str, k: int = 10, where: dict | None = None, access: Viewer | None = None) -> Results:
         """The `k` documents nearest in meaning to document `doc_id`, never itself, optionally
-        filtered by `where`: a dense search for its `document_vector`. KeyError: no such document."""
-        return Results(self.queried.similar(doc_id, k, where))
+        filtered by `where`: a dense search for its `document_vector`. KeyError: no such document
+        (or one `access` may not read: a hidden document is not said to exist)."""
+        if access is not None and not can_read(access, self.queried.metadata([doc_id]).get(document_id(doc_id))):
+            raise KeyError(f"no document with id {doc_id!r}")
+        return Results(self.queried.similar(doc_id, k, scoped(where, access)))
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> list[Hit]:
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: dict | None = None,
+                      access: Viewer | None = None) -> list[Hit]:
         """The `k` documents whose best chunk is nearest to `vector` (a unit vector of the
         index's dimension, e.g. a `document_vector`), optionally filtered by `where`."""
-        return self.queried.search_vector(vector, k, where)
+        return self.queried.search_vector(vector, k, scoped(where, access))
 
-    def get_document(self, doc_id: str) -> dict | None:
-        """The stored document (id, source, title, metadata, text, added_at), or None. Ids are
-        strings; another value is looked up by its str() (searcher/sanitize.py)."""
-        return self.queried.get_document(doc_id)
+    def get_document(self, doc_id: str, access: Viewer | None = None) -> dict | None:
+        """The stored document (id, source, title, metadata, text, added_at), or None (also
+        for one `access` may not read). Ids are strings; another value is looked up by its
+        str() (searcher/sanitize.py)."""
+        doc = self.queried.get_document(doc_id)
+        return doc if doc is None or can_read(access, doc.get("metadata")) else None
 
-    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, fresh: bool = False) -> list[Suggestion]:
+    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, fresh: bool = False,
+                access: Viewer | None = None) -> list[Suggestion]:
         """Titles and the index's words that start with `prefix`, most frequent first, at most
         `limit` (searcher/search/suggest.py). Right after a commit the last generation's words
-        answer while the new ones are counted; `fresh` waits for them. ValueError: a bad prefix."""
+        answer while the new ones are counted; `fresh` waits for them. `access`: only the
+        titles of documents it may read (the words are the whole collection's). ValueError: a
+        bad prefix."""
         check_prefix(prefix)
-        return self.queried.vocabulary(fresh).suggest(prefix, limit)
+        return self.queried.vocabulary(fresh).suggest(prefix, limit, access)
 
     # -- as a shard of a sharded index (searcher/search/protocol.py: Shard; the work and its
     # documentation in searcher/index/querying.py) ----------------------------------------------

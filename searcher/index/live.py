@@ -36,6 +36,8 @@ from searcher.storage.store import ContentStore, readable
 from searcher.storage.vectors import VectorBackend
 
 FILTER_CACHE_SIZE = 32
+EVERY_CHUNK = np.zeros(0, np.int64)  # what a filter that keeps every chunk allows (searched as no filter)
+EVERY_CHUNK.setflags(write=False)
 log = logging.getLogger(__name__)
 
 
@@ -190,35 +192,58 @@ class LiveGeneration:
         compiled = compile_where(where) if where is not None else None
         vectors, generation = self.current()
         allowed = self._allowed(store, generation, where, compiled) if compiled is not None else None
+        if allowed is EVERY_CHUNK:
+            allowed = None  # it keeps every chunk (a reader's filter where no document has readers): search all
         return View(self.read_store, vectors, self.keywords, self.lock, self.background, allowed)
 
-    def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]) -> np.ndarray:
+    def _allowed(self, store: ContentStore, generation: int, where: dict, compiled: tuple[str, list]):
         """The chunk ids a filter allows, cached per generation (a page of results, its next
         page and a facet click ask for the same set). In memory over the generation's columns
-        (searcher/search/filter_columns.py: milliseconds), else by SQL (filters.compile_where)."""
+        (searcher/search/filter_columns.py: milliseconds), else by SQL (filters.compile_where).
+        EVERY_CHUNK where the columns say it keeps every chunk of the generation."""
         key = (generation, compiled[0], json.dumps(compiled[1], default=str))
         with self.lock:
             if key in self._filter_cache:
                 self._filter_cache.move_to_end(key)
                 return self._filter_cache[key]
-            columns = self._columns if self._columns is not None and self._columns.generation == generation else None
-        if columns is None:
-            try:
-                columns = FilterColumns(store, generation)
-            except MovedOn:  # a commit landed meanwhile: this search reads the live database
-                columns = None
-            else:
-                with self.lock:
-                    self._columns = columns
+        columns = self._columns_of(store, generation)
         allowed = columns.allowed(store, where) if columns is not None else None
         if allowed is None:
             allowed = np.array(store.chunk_ids_where(*compiled), dtype=np.int64)
-        allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
+            allowed.setflags(write=False)  # shared by every search of this filter; the vector backend keeps its selector
+        elif len(allowed) == len(columns.chunk_ids):  # a subset of them as long as they are: all of them
+            allowed = EVERY_CHUNK
+        else:
+            allowed.setflags(write=False)
         with self.lock:
             self._filter_cache[key] = allowed
             while len(self._filter_cache) > FILTER_CACHE_SIZE:
                 self._filter_cache.popitem(last=False)
         return allowed
+
+    def _columns_of(self, store: ContentStore, generation: int) -> FilterColumns | None:
+        """The generation's filter columns, built at the first filter (None: a commit landed
+        meanwhile, and the caller asks SQLite)."""
+        with self.lock:
+            if self._columns is not None and self._columns.generation == generation:
+                return self._columns
+        try:
+            columns = FilterColumns(store, generation)
+        except MovedOn:  # a commit landed meanwhile: this search reads the live database
+            return None
+        with self.lock:
+            self._columns = columns
+        return columns
+
+    def count(self, store: ContentStore, where: dict) -> int:
+        """How many documents a filter keeps (in memory where it can, else by SQL)."""
+        compiled = compile_where(where)
+        _, generation = self.current()
+        columns = self._columns_of(store, generation)
+        found = columns.count(store, where) if columns is not None else None
+        if found is None:
+            found = store.db.execute(f"select count(*) from documents d where {compiled[0]}", compiled[1]).fetchone()[0]
+        return found
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager

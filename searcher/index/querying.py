@@ -106,7 +106,7 @@ class QueryPipeline:
         store = ContentStore(self.path / DATABASE, readonly=True)
         try:
             with store.db.atomic():
-                return Vocabulary.build(store.chunk_texts(), store.title_counts(),
+                return Vocabulary.build(store.chunk_texts(), store.title_counts(with_readers=True),
                                         self.live.keywords.analyzer.surface_words, store.generation)
         finally:
             store.close()

@@ -19,6 +19,7 @@ secret: sources hold none), its last sync, counts and errors, for `searcher sour
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -29,7 +30,7 @@ from typing import Callable, Iterator
 
 from searcher.errors import SearcherError
 from searcher.index.writer import UNFINISHED, IndexReport
-from searcher.readers.documents import Document, Skipped
+from searcher.readers.documents import Document, Skipped, check_readers
 from searcher.readers.formats import READERS
 from searcher.readers.loaders import load_item, read_pooled, too_large, unsupported
 from searcher.readers.options import LoadOptions
@@ -58,10 +59,15 @@ def item_facts(source: Source, item: Item) -> dict:
 
 
 def sync_source(index, source: Source, options: LoadOptions | None = None, progress=None,
-                on_conflict: str = "skip", encoder=None) -> IndexReport:
+                on_conflict: str = "skip", encoder=None, reread: bool = False) -> IndexReport:
     """One incremental run of `index` (an Index or a ShardedIndex) over `source` (see the
-    module's docstring). SourceError when the listing fails: the index is as it was."""
+    module's docstring). SourceError when the listing fails: the index is as it was.
+    `reread`: read every item, changed or not (its documents' readers changed: their rows
+    are rewritten, nothing is encoded again)."""
     options = options or LoadOptions()
+    if options.readers is None and getattr(source, "readers", None) is not None:  # an IMAP mailbox's owner
+        options = copy.copy(options)
+        options.readers = check_readers(source.readers)
     started = time.perf_counter()
     try:
         listing = list(source.items())
@@ -80,7 +86,7 @@ def sync_source(index, source: Source, options: LoadOptions | None = None, progr
         counts[key] = counts.get(key, 0) + 1
     changed = []
     for item in items:
-        if stored.get(item.key) == {item.version}:
+        if stored.get(item.key) == {item.version} and not reread:
             before.unchanged += counts[item.key]
         else:
             changed.append(item)
@@ -152,9 +158,13 @@ def public_options(options: dict) -> dict:
             if v is not None and not any(word in k.lower() for word in SECRET_WORDS)}
 
 
-def record_sync(index_dir: str | Path, source: Source, report: IndexReport, documents: int | None = None) -> dict:
-    """Write what the sync of `source` did into sources.json (the source added when new)."""
+def record_sync(index_dir: str | Path, source: Source, report: IndexReport, documents: int | None = None,
+                readers: list[str] | None = None) -> dict:
+    """Write what the sync of `source` did into sources.json (the source added when new),
+    with the readers its documents were given (docs/access.md)."""
     def change(record: dict) -> None:
+        if readers is not None:  # a run that names none leaves them as they were
+            record["readers"] = list(readers)
         record.setdefault("scheme", source.scheme)
         record.setdefault("added", record["last_sync"])
         record["options"] = public_options(dict(source.options))
@@ -200,14 +210,19 @@ def sync(index, url: str, source_options: dict | None = None, options: LoadOptio
     except SourceError as e:
         record_error(index.path, canonical_url(url), str(e), count_documents(index, canonical_url(url)))
         raise
+    readers = (options or LoadOptions(workers=0)).readers
+    record = next((r for r in read_sources(index.path) if r["url"] == source.url), None)
+    # Readers other than those its documents were given: every item is read again, so that
+    # unchanged ones get them too (their rows rewritten, nothing encoded).
+    reread = record is not None and readers is not None and sorted(record.get("readers") or []) != sorted(readers)
     try:
-        report = sync_source(index, source, options, progress, on_conflict, encoder)
+        report = sync_source(index, source, options, progress, on_conflict, encoder, reread)
     except SourceError as e:
         record_error(index.path, source.url, str(e), count_documents(index, source.url))
         raise
     finally:
         source.close()
-    record_sync(index.path, source, report, documents=count_documents(index, source.url))
+    record_sync(index.path, source, report, documents=count_documents(index, source.url), readers=readers)
     return report
 
 
@@ -222,8 +237,12 @@ def sync_recorded(index, options: LoadOptions | None = None, progress=None, on_c
     or None)]; one that fails does not stop the others."""
     done = []
     for record in read_sources(index.path):
+        run = options
+        if (options is None or options.readers is None) and record.get("readers") is not None:  # as given last
+            run = copy.copy(options or LoadOptions())
+            run.readers = check_readers(record["readers"])
         try:
-            report = sync(index, record["url"], record.get("options") or {}, options, progress, on_conflict, encoder)
+            report = sync(index, record["url"], record.get("options") or {}, run, progress, on_conflict, encoder)
             done.append((record["url"], report, None))
         except SourceError as e:
             done.append((record["url"], None, str(e)))

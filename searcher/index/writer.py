@@ -18,7 +18,7 @@ import numpy as np
 from searcher.encoding.chunker import Chunker
 from searcher.readers.documents import page_starts
 from searcher.readers.loaders import FILE_KEYS, LOCATION_KEYS, SOURCE_KEYS, clean_document
-from searcher.readers.documents import Document, Skipped
+from searcher.readers.documents import READERS, Document, Skipped, with_readers
 from searcher.sanitize import clean_text, document_id, is_blank
 from searcher.storage.store import ContentStore
 
@@ -97,9 +97,10 @@ class IndexReport:
 def content_hash(doc: Document) -> str:
     """What decides whether a document must be encoded again: title, text and metadata, less
     where its row sits in its file (a line added above it must not re-encode it) and the
-    file's own facts (touching a file must not either)."""
+    file's own facts (touching a file must not either), and its readers (who may read it is
+    not what it says: a change of readers rewrites the stored row, not the vectors)."""
     metadata = {k: v for k, v in doc.metadata.items() if k not in LOCATION_KEYS and k not in FILE_KEYS
-                and k not in SOURCE_KEYS}
+                and k not in SOURCE_KEYS and k != READERS}
     payload = json.dumps([doc.title, doc.text, metadata], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -154,10 +155,21 @@ def as_document(item: Document | dict) -> Document:
         raise ValueError(f"document {doc_id!r}: metadata must be a dict, not {type(metadata).__name__}")
     try:
         return clean_document(Document(id=document_id(doc_id), text=text, title=str(title), source=str(source),
-                                       metadata={**metadata, **extra}))
-    except ValueError as e:  # metadata nested too deep
+                                       metadata=with_readers({**metadata, **extra})))
+    except ValueError as e:  # metadata nested too deep, readers malformed
         raise ValueError(f"document {document_id(doc_id)[:200]!r}: {e}") from None
 
+
+
+def keep_readers(doc: Document, old: dict | None) -> None:
+    """A document's readers as stored (docs/access.md): its own, or, where it names none, those
+    it had (a run without --readers, a watcher, a row without the field never opens a document
+    to every key); [] (`"readers": []`, `--readers everyone`) drops them."""
+    if READERS not in doc.metadata:
+        if old is not None and (old.get("metadata") or {}).get(READERS):
+            doc.metadata = {**doc.metadata, READERS: old["metadata"][READERS]}
+    elif not doc.metadata[READERS]:
+        doc.metadata = {k: v for k, v in doc.metadata.items() if k != READERS}
 
 
 def doc_location(doc: Document) -> str:
@@ -286,6 +298,7 @@ class Writer:
         for doc in batch:
             digest = content_hash(doc)
             old = stored.get(doc.id)
+            keep_readers(doc, old)
             row = {"id": doc.id, "source": doc.source, "title": doc.title, "text": doc.text,
                    "content_hash": digest, "metadata": doc.metadata}
             if old is not None and (old["source"] or "") != doc.source:
@@ -299,7 +312,8 @@ class Writer:
             elif old is not None and old["content_hash"] == digest:
                 report.unchanged += 1
                 if old["metadata"] != doc.metadata:
-                    # Only the file's facts moved (or a row's line): the stored row follows, no encoding.
+                    # Only the file's facts moved (or a row's line, or its readers): the stored
+                    # row follows, no encoding.
                     self.docs.append(row)
                 continue
             if old is not None:

@@ -6,6 +6,11 @@ Built on the official `mcp` SDK (its MCPServer; the optional extra `mcp`). Tools
 source is an `Index` opened once (a commit by another process shows up at the next call, as
 in `searcher serve`) or a `RemoteIndex` over a running `searcher serve`. A bad argument is a
 tool error with the reason (the model reads it and can correct itself), never a crash.
+
+Access (searcher/search/access.py): over a RemoteIndex the server's key decides what the
+tools see; over an Index, `access` (`searcher mcp --user NAME --groups A,B`) limits every
+tool to the documents that viewer may read (None, the default: every document, as the
+command line reads them). A hidden document is "no document with id ..." to every tool.
 """
 
 
@@ -41,8 +46,9 @@ def hit_result(hit) -> dict:
     return out
 
 
-def build_server(source, name: str = "searcher"):
-    """An MCPServer whose tools read `source` (an Index, or a RemoteIndex)."""
+def build_server(source, name: str = "searcher", access=None):
+    """An MCPServer whose tools read `source` (an Index, or a RemoteIndex), as `access` (a
+    Viewer: searcher/search/access.py; None: every document)."""
     from pydantic import Field
 
     MCPServer, ToolError = require_sdk()
@@ -51,6 +57,8 @@ def build_server(source, name: str = "searcher"):
         instructions=("Search the user's own documents by meaning and by keyword. Call search first, "
                       "then get_document for the full text of a result, or similar for more like it."),
     )
+
+    as_viewer = {} if access is None else {"access": access}
 
     def guarded(call):
         try:
@@ -76,7 +84,7 @@ def build_server(source, name: str = "searcher"):
     ) -> dict:
         def run():
             options = SearchOptions(k, mode=mode, where=where)  # checked once, as everywhere (the SDK checked the schema)
-            hits = source.search(query, k=options.k, mode=options.mode, where=options.where)
+            hits = source.search(query, k=options.k, mode=options.mode, where=options.where, **as_viewer)
             answer = {"query": query, "results": [hit_result(h) for h in hits], "close_match": hits.close_match}
             if hits.suggestion:  # the words the index does not hold, corrected; the results are for these
                 answer["suggestion"] = hits.suggestion
@@ -94,7 +102,7 @@ def build_server(source, name: str = "searcher"):
         def run():
             check_k(k)
             try:
-                hits = source.similar(id, k=k, where=where)
+                hits = source.similar(id, k=k, where=where, **as_viewer)
             except KeyError:
                 raise ValueError(f"no document with id {id[:200]!r}") from None
             return {"id": id, "results": [hit_result(h) for h in hits]}
@@ -108,7 +116,7 @@ def build_server(source, name: str = "searcher"):
         end: Annotated[int | None, Field(description="Character after the last to return (default: the end)")] = None,
     ) -> dict:
         def run():
-            doc = source.get_document(id)
+            doc = source.get_document(id, **as_viewer)
             if doc is None:
                 raise ValueError(f"no document with id {id[:200]!r}")
             text = doc.get("text") or ""
@@ -126,13 +134,13 @@ def build_server(source, name: str = "searcher"):
     return server
 
 
-def serve(source, http_port: int | None = None) -> None:
+def serve(source, http_port: int | None = None, access=None) -> None:
     """Serve over stdio (what an assistant launches), or streamable HTTP on 127.0.0.1:PORT,
     answering the Host names `searcher serve` answers (searcher/hosts.py: 421 for another
     name, 403 for another site's Origin, against DNS rebinding)."""
     from searcher.hosts import HostRule
 
-    server = build_server(source)
+    server = build_server(source, access=access)
     if http_port is None:
         server.run("stdio")
     else:

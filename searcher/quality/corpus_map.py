@@ -437,3 +437,42 @@ def corpus_map(index, method: str = "auto") -> dict:
         with _memo_lock:
             _memo[index] = (key, payload)
         return payload
+
+
+def visible_map(payload: dict, visible: Callable[[str], bool]) -> dict:
+    """The map as a viewer may see it (searcher/search/access.py): only the points of the
+    documents `visible(id)` keeps, the clusters' sizes counted again, a cluster's title (its
+    most central document's) replaced by a visible member's, and the facet values of hidden
+    documents dropped. The layout and the cluster words are the whole collection's, as the
+    suggestions' words are."""
+    points = payload["points"]
+    keep = [i for i, doc_id in enumerate(points["id"]) if visible(doc_id)]
+    if len(keep) == len(points["id"]):
+        return payload
+    shown = {name: [column[i] for i in keep] for name, column in points.items()}
+    facets = {}
+    for name, values in payload["facets"].items():
+        used: dict[int, int] = {}
+        shown[name] = [None if v is None else used.setdefault(v, len(used)) for v in shown[name]]
+        facets[name] = [values[v] for v in used]
+    clusters = []
+    for c, cluster in enumerate(payload["clusters"]):
+        members = [t for t, label in zip(shown["title"], shown["cluster"]) if label == c]
+        title = cluster["title"] if cluster["title"] in members else (members[0] if members else "")
+        clusters.append({**cluster, "size": len(members), "title": title,
+                         "label": ", ".join(cluster["terms"]) or title})
+    return {**payload, "documents": len(keep), "clusters": clusters, "facets": facets, "points": shown}
+
+
+def readers_by_document(index) -> dict[str, list]:
+    """{id: readers} of the documents of the index that have readers (the others every viewer sees)."""
+    rows = index.store.db.execute("select id, json_extract(metadata, '$.readers') from documents "
+                                  "where json_extract(metadata, '$.readers') is not null").fetchall()
+    out = {}
+    for doc_id, raw in rows:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[doc_id] = value if isinstance(value, list) else [value]
+    return out

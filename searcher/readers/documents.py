@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from searcher.sanitize import clean_text
@@ -80,3 +81,53 @@ def join_pages(pages: list[str]) -> tuple[str, list[int]]:
         starts.append(offset)
         offset += len(text) + len(PAGE_BREAK)
     return PAGE_BREAK.join(pages), starts
+
+
+# -- who may read a document -------------------------------------------------------------
+READERS = "readers"  # the metadata key of a document's readers (searcher/search/access.py reads it)
+READER_KINDS = ("user", "group")
+EVERYONE = "everyone"  # `--readers everyone`: no readers, every key reads (a document's own readers dropped)
+MAX_READERS = 1_000
+_NAME = re.compile(r"[\w.@+\-]{1,128}")
+
+
+def check_name(name, kind: str = "user") -> str:
+    """A user or group name: 1 to 128 letters, digits and `_ . @ + -` (no spaces, commas or
+    colons), case kept; ValueError otherwise."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"a {kind} name is 1 to 128 letters, digits and _ . @ + - (no spaces, commas or "
+                         f"colons), not {str(name)[:80]!r}")
+    return name
+
+
+def check_readers(value) -> list[str]:
+    """A document's readers as stored: `user:NAME` and `group:NAME` entries, each once, sorted.
+    Takes a list of entries or one comma-separated string; [] for none (the document is then
+    readable by every key; the word `everyone` says so too). ValueError saying what is wrong
+    otherwise."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if isinstance(value, (list, tuple)) and list(value) == [EVERYONE]:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"readers is a list of 'user:NAME' and 'group:NAME' entries, not {str(value)[:80]!r}")
+    if len(value) > MAX_READERS:
+        raise ValueError(f"a document has at most {MAX_READERS} readers, not {len(value)}")
+    out = set()
+    for entry in value:
+        kind, _, name = entry.partition(":") if isinstance(entry, str) else ("", "", "")
+        if kind not in READER_KINDS:
+            raise ValueError(f"a reader is 'user:NAME' or 'group:NAME', not {str(entry)[:80]!r}")
+        out.add(f"{kind}:{check_name(name, kind)}")
+    return sorted(out)
+
+
+def with_readers(metadata: dict) -> dict:
+    """`metadata` with its readers checked and normalised (sorted, each once; [] stays, saying
+    "every key", which the writer drops once it has decided: searcher/index/writer.py),
+    ValueError when they are malformed."""
+    if READERS not in metadata:
+        return metadata
+    return {**metadata, READERS: check_readers(metadata[READERS])}

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
-from searcher.readers.documents import Document, Skipped, TooLarge, check_chars
+from searcher.readers.documents import READERS as READERS_KEY, Document, Skipped, TooLarge, check_chars
 from searcher.readers.formats import READERS
 from searcher.readers.options import LoadOptions
 from searcher.readers.walk import walk_paths
@@ -83,6 +83,8 @@ def load_data(path: PurePath, data: bytes, facts: dict, opts: LoadOptions) -> It
                 check_chars(chars, opts)
                 kept += 1
                 item.metadata = {**facts, **item.metadata}
+                if opts.readers is not None and READERS_KEY not in item.metadata:
+                    item.metadata[READERS_KEY] = list(opts.readers)
                 item = clean_document(item)
             if isinstance(item, Document) and is_blank(item.text):
                 yield Skipped(item.source if item.id == item.source else f"{item.source} [{item.id}]",

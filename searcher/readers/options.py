@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+from searcher.readers.documents import check_readers
+
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
@@ -22,7 +24,8 @@ DEFAULT_MAX_PAGES = 10_000  # PDF pages, PPTX slides, EPUB chapters
 class LoadOptions:
     """Knobs for the readers (CSV columns, size, page and character limits), for walking folders (symlinks) and for
     reading in worker processes: `workers` processes (0: in this process, with no time limit)
-    and `file_timeout` seconds a file may take."""
+    and `file_timeout` seconds a file may take; `readers`: who may read the documents read
+    (`user:NAME`, `group:NAME`; none: every key of the index)."""
 
     def __init__(
         self,
@@ -37,6 +40,7 @@ class LoadOptions:
         within: Iterable[str | os.PathLike] | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
         max_chars: int | None = None,
+        readers: Iterable[str] | str | None = None,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
@@ -51,6 +55,11 @@ class LoadOptions:
         # folders a path given may not lead out of (a watcher's), see walk_paths.
         self.follow_links = follow_links
         self.within = list(within) if within else None
+        # Who may read the documents of this run (`--readers`; searcher/search/access.py): given
+        # to every document that names no readers of its own (a JSON Lines row's `readers` wins).
+        # None: the run says nothing, and a document read again keeps the readers it has; []:
+        # every key (`--readers everyone`).
+        self.readers = None if readers is None else check_readers(readers)
 
 
 # Metadata keys that say where a row sits in its file (JSON Lines line, CSV row). They are

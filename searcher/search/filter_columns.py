@@ -51,8 +51,12 @@ class Column:
     """One field's value in every document (in document row order): its kind, its number, and
     its text as a rank among the field's distinct texts (`texts`, sorted)."""
 
-    def __init__(self, kinds: np.ndarray, numbers: np.ndarray, text_ranks: np.ndarray, texts: list[str]):
+    def __init__(self, kinds: np.ndarray, numbers: np.ndarray, text_ranks: np.ndarray, texts: list[str],
+                 arrays: frozenset[str] | None = frozenset()):
         self.kinds, self.numbers, self.text_ranks, self.texts = kinds, numbers, text_ranks, texts
+        # the texts that are JSON arrays (what `$has` looks into); None: a text is both an
+        # array's JSON and a plain string somewhere, which `$has` cannot tell apart here
+        self.arrays = arrays
 
     @classmethod
     def from_rows(cls, rows: list[tuple], n: int, position: dict) -> "Column":
@@ -60,6 +64,8 @@ class Column:
         kinds = np.zeros(n, np.int8)
         numbers = np.zeros(n, np.float64)
         text_of: dict[int, str] = {}
+        arrays: set[str] = set()
+        plain: set[str] = set()
         for rowid, value, kind in rows:
             i = position.get(rowid)
             if i is None or value is None:
@@ -71,13 +77,14 @@ class Column:
             else:
                 kinds[i] = TEXT
                 text_of[i] = value if isinstance(value, str) else str(value)
+                (arrays if kind == "array" else plain).add(text_of[i])
         texts = sorted(set(text_of.values()))
         rank = {t: r for r, t in enumerate(texts)}
         text_ranks = np.full(n, -1, np.int64)
         if text_of:
             index = np.fromiter(text_of.keys(), np.int64, len(text_of))
             text_ranks[index] = np.fromiter((rank[t] for t in text_of.values()), np.int64, len(text_of))
-        return cls(kinds, numbers, text_ranks, texts)
+        return cls(kinds, numbers, text_ranks, texts, None if arrays & plain else frozenset(arrays))
 
 
 def _truth(true: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +115,14 @@ class FilterColumns:
         except Unsupported:
             return None
         return self.chunk_ids[true[self.chunk_doc]]
+
+    def count(self, store, where: dict) -> int | None:
+        """How many documents `where` keeps (chunks or not), or None as `allowed` answers None."""
+        try:
+            true, _ = self._clause(store, where)
+        except Unsupported:
+            return None
+        return int(true.sum())
 
     # -- columns -----------------------------------------------------------------------
     def column(self, store, name: str) -> Column:
@@ -187,7 +202,42 @@ class FilterColumns:
             texts = column.kinds == TEXT
             inside[texts] = keep[column.text_ranks[texts]] if len(keep) else False
             return inside, np.zeros_like(is_null)  # text only: a number or NULL is never under a folder
+        if op == "$has":
+            return self._has(column, operand if isinstance(operand, list) else [operand]), np.zeros_like(is_null)
         raise Unsupported(op)
+
+    def _has(self, column: Column, values: list) -> np.ndarray:
+        """`$has`: a JSON array holding one of `values` (as json_each compares its items: no
+        affinity, true and false as 1 and 0), or a value equal to one of them."""
+        if column.arrays is None:
+            raise Unsupported("a text that is both a list's JSON and a plain string")
+        wanted = [int(v) if isinstance(v, bool) else v for v in values]
+        if any(isinstance(v, (int, float)) and (isinstance(v, int) and abs(v) > EXACT or not math.isfinite(v))
+               for v in wanted):
+            raise Unsupported("a number a float cannot hold exactly")
+        texts = {v for v in wanted if isinstance(v, str)}
+        numbers = [float(v) for v in wanted if not isinstance(v, str)]
+
+        def item_matches(item) -> bool:
+            if isinstance(item, bool):
+                item = int(item)
+            if isinstance(item, str):
+                return item in texts
+            if isinstance(item, (int, float)):
+                return float(item) in numbers
+            return json.dumps(item, separators=(",", ":"), ensure_ascii=False) in texts  # a nested list or object
+
+        keep = np.zeros(len(column.texts), bool)
+        for rank, text in enumerate(column.texts):
+            if text in column.arrays:
+                keep[rank] = any(item_matches(item) for item in json.loads(text))
+            else:
+                keep[rank] = text in texts
+        out = np.isin(column.numbers, numbers) & (column.kinds == NUMBER) if numbers else np.zeros(len(column.kinds), bool)
+        is_text = column.kinds == TEXT
+        if len(keep):
+            out[is_text] |= keep[column.text_ranks[is_text]]
+        return out
 
     def _compare(self, column: Column, op: str, operand) -> np.ndarray:
         """`value op operand` where it is not NULL (NULL rows come out False)."""

@@ -10,6 +10,7 @@ gives operators:
     {"type": {"$in": ["pdf", "docx"]}}                $eq $ne $in $nin
     {"modified": {"$gte": "2024-01-01"}}              $gt $gte $lt $lte (dates: ISO 8601 strings)
     {"folder": {"$under": "/home/ann/docs/2024"}}     the folder or a folder below it
+    {"to": {"$has": ["ann@example.org", "bob@x.org"]}} a list holding one of the values (or a value equal to one)
     {"$or": [{"type": "pdf"}, {"pages": {"$gt": 10}}]}, {"$and": [...]}, {"$not": {...}}
 
 A malformed filter (an unknown operator, a value of the wrong type, one past the limits below)
@@ -36,7 +37,7 @@ from typing import Any
 
 COLUMNS = {"title": "coalesce(d.title, '')", "source": "coalesce(d.source, '')", "id": "d.id"}
 COMPARISONS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-OPERATORS = (*COMPARISONS, "$in", "$nin", "$under")
+OPERATORS = (*COMPARISONS, "$in", "$nin", "$under", "$has")
 MAX_DEPTH = 16  # $and, $or, $not inside one another
 MAX_NESTING = 64  # JSON objects and lists inside one another, in all
 MAX_CONDITIONS = 256  # field conditions (a field with one operator) in one filter
@@ -184,6 +185,23 @@ def _condition(name: str, value: Any, params: list, tally: list) -> str:
             marks = ",".join("?" * len(values))
             parts.append(f"{expr} {'NOT ' if op == '$nin' else ''}IN ({marks})")
             params.extend([*column_params, *values])
+        elif op == "$has":
+            values = operand if isinstance(operand, list) else [operand]
+            if not values:
+                raise ValueError(f"{where} takes a value or a non-empty list of values, not {_show(operand)}")
+            _count(tally, 1, len(values))
+            values = [_scalar(v, where, text_column) for v in values]
+            if any(v is None for v in values):
+                raise ValueError(f"{where}: null cannot be looked for in a list")
+            marks = ",".join("?" * len(values))
+            if column_params:  # a metadata key: a list's items, else the value itself (never NULL)
+                parts.append(f"coalesce(CASE json_type(d.metadata, ?) WHEN 'array' THEN EXISTS (SELECT 1 FROM "
+                             f"json_each(d.metadata, ?) WHERE json_each.value IN ({marks})) "
+                             f"ELSE {expr} IN ({marks}) END, 0)")
+                params.extend([*column_params, *column_params, *values, *column_params, *values])
+            else:
+                parts.append(f"coalesce({expr} IN ({marks}), 0)")
+                params.extend(values)
         elif op == "$under":
             _count(tally, 1, 1)
             prefix = under_prefix(operand, where)

@@ -59,7 +59,9 @@ class SearchableIndex(Protocol):
 class ServedIndex(SearchableIndex, Protocol):
     """An index opened in this process, single or sharded: what `searcher serve` (searcher/web)
     reads and writes through. `sharded`: a set of shards, with no database of its own; `path`:
-    the folder it was opened from (None: one that has none)."""
+    the folder it was opened from (None: one that has none). Its reads (search,
+    search_with_facets, similar, get_document, and `count`) also take `access=`, the Viewer
+    a server's key reads as (searcher/search/access.py)."""
 
     sharded: bool
     path: Path | None

@@ -11,11 +11,17 @@ is built in the background, so no keystroke waits for a rebuild.
 
 A lookup is two binary searches in sorted arrays and a top-k over the range between them;
 the ranges of one- and two-letter prefixes, the only long ones, are remembered.
+
+Access (searcher/search/access.py): the titles of documents that have readers are kept apart,
+with their readers, and offered only to a viewer who may read them (and to None, no
+restriction). The words are the collection's, counted over every chunk, as BM25's statistics
+are: a word of a hidden document can be suggested (it says a word exists, not where).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import re
 import threading
 import time
@@ -38,6 +44,7 @@ LONG_RANGE = 2000  # ranges longer than this are ranked in numpy
 _END = "\U0010ffff"  # sorts after every character: [prefix, prefix + _END) is the prefix's range
 _LAST_WORD = re.compile(r"[^\W_]+$")
 _SPACES = re.compile(r"\s+")
+ALL = object()  # titles of every document (no viewer): what `titles` and `suggest` give by default
 
 
 @dataclass(frozen=True)
@@ -66,20 +73,51 @@ def normal(text: str) -> str:
     return _SPACES.sub(" ", fold(text)).lstrip()
 
 
-class Vocabulary:
-    """One generation's words and titles, sorted for prefix lookups."""
+class _Titles:
+    """Titles sorted for prefix lookups: normalised title -> (title as written, documents)."""
 
-    def __init__(self, words: dict[str, int], titles: dict[str, tuple[str, int]], generation: int | None = None):
+    def __init__(self, titles: dict[str, tuple[str, int]]):
+        self.keys = sorted(titles)
+        self.rows = [titles[t] for t in self.keys]
+        # the same order as arrays: a long range (a one- or two-letter prefix of a large
+        # vocabulary) is ranked in numpy, not key by key in Python
+        self.counts = np.array([n for _, n in self.rows], dtype=np.int64)
+        self.lengths = np.array([len(t) for t in self.keys], dtype=np.int64)
+
+    def top(self, prefix: str, limit: int) -> list[tuple[str, str, int]]:
+        """(normalised, as written, documents) of the `limit` titles starting with `prefix`
+        (normalised), most frequent, then shortest, first."""
+        lo, hi = bisect_left(self.keys, prefix), bisect_left(self.keys, prefix + _END)
+        if hi - lo > LONG_RANGE:
+            best = lo + _first(limit, -self.counts[lo:hi], self.lengths[lo:hi])
+        else:
+            best = heapq.nsmallest(limit, range(lo, hi), key=lambda i: (-self.rows[i][1], len(self.keys[i]), self.keys[i]))
+        return [(self.keys[i], *self.rows[i]) for i in best]
+
+    def count(self, key: str) -> int:
+        at = bisect_left(self.keys, key)
+        return self.rows[at][1] if at < len(self.keys) and self.keys[at] == key else 0
+
+
+class Vocabulary:
+    """One generation's words and titles, sorted for prefix lookups. The titles of documents
+    that name readers are kept apart, one set a list of readers (searcher/search/access.py)."""
+
+    def __init__(self, words: dict[str, int], titles: dict[str, tuple[str, int]], generation: int | None = None,
+                 restricted: dict[tuple[str, tuple[str, ...]], tuple[str, int]] | None = None):
         self.generation = generation
         self._words = sorted(words)
         self._word_counts = [words[w] for w in self._words]
-        self._titles = sorted(titles)  # normalised title -> (title as written, documents)
-        self._title_rows = [titles[t] for t in self._titles]
-        # the same orders as arrays: a long range (a one- or two-letter prefix of a large
-        # vocabulary) is ranked in numpy, not key by key in Python
+        self._public = _Titles(titles)
+        # titles of documents with readers: (normalised title, readers) -> (title as written, documents)
+        groups: dict[tuple[str, ...], dict[str, tuple[str, int]]] = {}
+        every = dict(titles)
+        for (key, readers), (shown, n) in (restricted or {}).items():
+            groups.setdefault(readers, {})[key] = (shown, n)
+            every[key] = (every.get(key, (shown, 0))[0], every.get(key, (shown, 0))[1] + n)
+        self._groups = {readers: _Titles(group) for readers, group in groups.items()}
+        self._every = _Titles(every) if groups else self._public  # for no viewer: every title
         self._word_count_array = np.array(self._word_counts, dtype=np.int64)
-        self._title_count_array = np.array([n for _, n in self._title_rows], dtype=np.int64)
-        self._title_length_array = np.array([len(t) for t in self._titles], dtype=np.int64)
         self._short = lru_cache(maxsize=4096)(self._top_words)
 
     def __len__(self) -> int:
@@ -91,27 +129,32 @@ class Vocabulary:
         return Speller(dict(zip(self._words, self._word_counts)))
 
     @classmethod
-    def build(cls, texts: Iterable[list[str]], title_counts: Iterable[tuple[str, int]],
+    def build(cls, texts: Iterable[list[str]], title_counts: Iterable[tuple],
               words: Callable[[str], list[str]], generation: int | None = None) -> "Vocabulary":
-        """From batches of chunk texts and (title, documents) pairs; `words`: the keyword
-        engine's analysis, folded, unstemmed. A word counts once per chunk."""
+        """From batches of chunk texts and (title, documents) pairs, or (title, readers as
+        JSON text or None, documents) triples; `words`: the keyword engine's analysis, folded,
+        unstemmed. A word counts once per chunk."""
         counts: dict[str, int] = {}
         for batch in texts:
             for text in batch:
                 for word in set(words(text)):
                     counts[word] = counts.get(word, 0) + 1
         titles: dict[str, tuple[str, int]] = {}
-        for title, n in title_counts:
+        restricted: dict[tuple[str, tuple[str, ...]], tuple[str, int]] = {}
+        for row in title_counts:
+            title, readers, n = row if len(row) == 3 else (row[0], None, row[1])
             title = (title or "").strip()
             for word in set(words(title)):  # the keyword engine indexes titles too
                 counts[word] = counts.get(word, 0) + int(n)
             if title:
                 key = normal(title)
-                shown, before = titles.get(key, (title, 0))
-                titles[key] = (shown, before + int(n))
+                entries = _readers(readers)
+                into, where = (titles, key) if entries is None else (restricted, (key, entries))
+                shown, before = into.get(where, (title, 0))
+                into[where] = (shown, before + int(n))
         counts = {w: c for w, c in counts.items()
                   if len(w) >= MIN_WORD_CHARS and w not in STOP_WORDS and not w.isdigit()}
-        return cls(counts, titles, generation)
+        return cls(counts, titles, generation, restricted)
 
     def _range(self, keys: list[str], prefix: str) -> tuple[int, int]:
         return bisect_left(keys, prefix), bisect_left(keys, prefix + _END)
@@ -133,26 +176,35 @@ class Vocabulary:
             return self._short(prefix, limit)
         return self._top_words(prefix, limit)
 
-    def titles(self, prefix: str, limit: int = MAX_SUGGESTIONS) -> list[tuple[str, int]]:
-        """(title, documents with it) of the titles starting with `prefix`, most frequent, then shortest, first."""
+    def titles(self, prefix: str, limit: int = MAX_SUGGESTIONS, access=ALL) -> list[tuple[str, int]]:
+        """(title, documents with it) of the titles starting with `prefix`, most frequent, then
+        shortest, first: of the documents `access` may read (a Viewer; None or ALL: every one)."""
         prefix = normal(prefix)
         if not prefix:
             return []
-        lo, hi = self._range(self._titles, prefix)
-        if hi - lo > LONG_RANGE:
-            best = lo + _first(limit, -self._title_count_array[lo:hi], self._title_length_array[lo:hi])
-        else:
-            best = heapq.nsmallest(limit, range(lo, hi),
-                                   key=lambda i: (-self._title_rows[i][1], len(self._titles[i]), self._titles[i]))
-        return [self._title_rows[i] for i in best]
+        if access is ALL or access is None:
+            return [(shown, n) for _, shown, n in self._every.top(prefix, limit)]
+        groups = [self._public] + [titles for readers, titles in self._groups.items()
+                                   if access.can_read({"readers": list(readers)})]
+        if len(groups) == 1:
+            return [(shown, n) for _, shown, n in self._public.top(prefix, limit)]
+        # Each set's best `limit` are the candidates (a title counted in several sets is
+        # counted whole); exact unless a title outside every set's best would win on its sum.
+        found: dict[str, str] = {}
+        for titles in groups:
+            for key, shown, _ in titles.top(prefix, limit):
+                found.setdefault(key, shown)
+        totals = {key: sum(titles.count(key) for titles in groups) for key in found}
+        order = sorted(found, key=lambda key: (-totals[key], len(key), key))[:limit]
+        return [(found[key], totals[key]) for key in order]
 
-    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS) -> list[Suggestion]:
+    def suggest(self, prefix: str, limit: int = MAX_SUGGESTIONS, access=ALL) -> list[Suggestion]:
         """Titles that start with the whole prefix, then the typed text with its last word
         completed by the index's words: at most `limit`, titles taking at most half when
         there are words to show. Words the prefix already is are left out."""
         prefix = check_prefix(prefix)
         limit = max(1, min(int(limit), MAX_SUGGESTIONS))
-        titles = [Suggestion(t, "title", n) for t, n in self.titles(prefix, limit)]
+        titles = [Suggestion(t, "title", n) for t, n in self.titles(prefix, limit, access)]
         last = _LAST_WORD.search(prefix)
         terms = []
         if last is not None:
@@ -165,6 +217,19 @@ class Vocabulary:
         keep_titles = max(limit - len(terms), (limit + 1) // 2)
         out = titles[:keep_titles]
         return out + terms[: limit - len(out)]
+
+
+def _readers(raw) -> tuple[str, ...] | None:
+    """A document's readers as `title_counts(with_readers=True)` gives them (JSON text of a
+    list, or None): a tuple, or None for none (a title every viewer may see)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        value = raw
+    entries = value if isinstance(value, list) else [value]
+    return tuple(str(e) for e in entries)
 
 
 def _first(limit: int, *keys: np.ndarray) -> np.ndarray:

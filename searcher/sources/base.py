@@ -75,6 +75,8 @@ class Source(Protocol):
     scheme: ClassVar[str]
     url: str  # canonical, without credentials
     options: dict  # what is recorded with the index and given back to re-open it: no secrets
+    # Optional: `readers`, who may read its items when a run names none (an IMAP mailbox: its
+    # owner, `user:LOGIN`; docs/access.md). A source without it gives none.
 
     def items(self) -> Iterator[Item | Skipped]: ...
 

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 from urllib.parse import quote, unquote, urlsplit
 
-from searcher.readers.documents import Skipped
+from searcher.readers.documents import Skipped, check_readers
 from searcher.sources.base import Item, SourceError, check_secret_file
 
 PASSWORD_ENV = "SEARCHER_IMAP_PASSWORD"  # where the password is, unless credentials_env names another
@@ -144,6 +144,12 @@ class Mailbox:
         if not parts.username or not parts.hostname:
             raise MailboxError(f"the URL names no user or no host: {self.scheme}://user@host/MAILBOX")
         self.user = unquote(parts.username)
+        # Its messages are its owner's (docs/access.md): `user:LOGIN`, unless `--readers` says
+        # otherwise; a login that is no reader name (a space, a backslash) gives none.
+        try:
+            self.readers = check_readers([f"user:{self.user}"])
+        except ValueError:
+            self.readers = None
         self.host = parts.hostname
         self.port = port or (993 if self.scheme == "imaps" else 143)
         path = unquote(parts.path.lstrip("/")).split(";", 1)[0].rstrip("/")

@@ -303,8 +303,12 @@ class ContentStore:
                 f"{self.path}: the metadata of document {doc_id!r} is damaged ({e}); run `searcher check "
                 f"--index {self.path.parent}`, and index that document's file again") from e
 
-    def title_counts(self) -> list[tuple[str, int]]:
-        """(title, how many documents have it) of every non-empty title."""
+    def title_counts(self, with_readers: bool = False) -> list[tuple]:
+        """(title, how many documents have it) of every non-empty title; `with_readers`:
+        (title, readers as JSON text or None, how many documents have both) instead."""
+        if with_readers:
+            return self.db.execute("select title, json_extract(metadata, '$.readers') r, count(*) from documents "
+                                   "where coalesce(title, '') != '' group by title, r").fetchall()
         return self.db.execute("select title, count(*) from documents where coalesce(title, '') != '' "
                                "group by title").fetchall()
 

@@ -38,7 +38,7 @@ def similar():
         return json_error(400, "give a document id: /api/similar?id=<id>", "Bad Request")
     try:
         k = int_arg(request.args, "k", DEFAULT_K, 1, MAX_K)
-        hits = service().similar(doc_id, k, parse_where(request.args))
+        hits = service().similar(doc_id, k, parse_where(request.args), indexes.viewer())
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     except KeyError:
@@ -53,7 +53,7 @@ def document(doc_id: str | None):
     doc_id = doc_id if doc_id is not None else request.args.get("id", "")
     if not doc_id:
         return json_error(400, "give a document id: /api/documents/<id> or /api/documents?id=<id>", "Bad Request")
-    doc = service().document(doc_id)
+    doc = service().document(doc_id, indexes.viewer())
     if doc is None:
         return json_error(404, f"no document with id {doc_id[:200]!r}", "Not Found")
     keys = ("id", "title", "source", "metadata", "text", "added_at")

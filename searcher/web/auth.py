@@ -234,14 +234,14 @@ def bearer_access(header: str):
     if key is None:
         limits.limiter.failed(client_address())
         return unauthorized("This API key is not valid (or has been removed).")
-    return Access(key.id, key.scope, "key", key.index_limit)
+    return Access.of(key, "key")
 
 
 def session_access() -> Access | None:
     limits = auth()
     kid = limits.sessions.key_id(request.cookies.get(COOKIE))
     key = limits.keys.get(kid) if kid else None
-    return Access(key.id, key.scope, "session", key.index_limit) if key else None
+    return Access.of(key, "session") if key else None
 
 
 def require_key():

@@ -21,6 +21,7 @@ from typing import Iterator, Mapping
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
+from searcher.search.access import Viewer
 from searcher.search.several import fuse_rankings, merge_facets
 
 from searcher.web import access_log
@@ -76,6 +77,16 @@ def allowed_names() -> list[str]:
     if access is None:
         return []
     return names if access.indexes is None else [n for n in names if n in access.indexes]
+
+
+def viewer() -> Viewer | None:
+    """Whom this request reads documents as (searcher/search/access.py): without keys, nobody
+    in particular (None: every document, as the command line reads them); with keys, its
+    key's user and groups (an admin key: None, every document)."""
+    if current_app.extensions.get("searcher.auth") is None:
+        return None
+    access = g.get("access")
+    return Viewer() if access is None else access.viewer
 
 
 def requested() -> str | None:
@@ -143,7 +154,8 @@ def search_all(names: list[str], req: SearchRequest) -> SearchPage:
     started = time.perf_counter()
     services = registry()
     depth = req.offset + req.k
-    pages = {name: services[name].search(replace(req, k=depth, offset=0)) for name in names}
+    reader = viewer()
+    pages = {name: services[name].search(replace(req, k=depth, offset=0), reader) for name in names}
     merged = fuse_rankings({name: page.hits for name, page in pages.items()}, req.sort)
     window = merged[req.offset: req.offset + req.k]
     has_more = len(merged) > req.offset + req.k or any(page.has_more for page in pages.values())
@@ -162,13 +174,14 @@ def search(req: SearchRequest) -> SearchPage:
         page = search_all(names, req)
         access_log.note(generations=page.generations)
     else:
-        page = registry()[names[0]].search(req)
+        page = registry()[names[0]].search(req, viewer())
         access_log.note(index=names[0], generation=page.generation)
     return page
 
 
 def count(names: list[str]) -> int:
-    return sum(registry()[name].count() for name in names)
+    reader = viewer()
+    return sum(registry()[name].count(reader) for name in names)
 
 
 def listing() -> dict:
@@ -178,7 +191,7 @@ def listing() -> dict:
     out = []
     for name in allowed:
         try:
-            out.append({"name": name, "documents": registry()[name].count(), "status": "ok"})
+            out.append({"name": name, "documents": registry()[name].count(viewer()), "status": "ok"})
         except IndexUnavailable as e:
             out.append({"name": name, "documents": None, "status": "error", "message": str(e)})
     return {"indexes": out, "default": default_for(allowed)}

@@ -5,7 +5,7 @@
 The key file, one key a line:
 
     # comment
-    <id> sha256:<hex digest of the key> <scope> [<indexes>]
+    <id> sha256:<hex digest of the key> <scope> [<indexes>] [user=NAME] [groups=NAME,NAME]
 
 `id` is a short random name (it is also part of the key, so a key says which line is its
 own); `scope` is `read` (searches, documents, the pages), `admin` (also the write API and
@@ -15,6 +15,11 @@ comma-separated names (`notes,mail`), or `*` for every index (the same as leavin
 Such a key gets a 403 for any other index, `index=*` searches only its own, and
 /api/indexes lists only those. A name the server does not serve is allowed (the limit
 means "at most these"), so a key file can be shared by servers of different indexes.
+
+`user=` and `groups=` say who holds a key, for documents that name their readers
+(searcher/search/access.py, docs/access.md): a read key sees the documents without readers
+and those whose readers name its user or one of its groups; a read key with neither sees only
+documents without readers; an admin key sees every document (it can write and delete any).
 
 A key is `srch_<id>_<secret>`, the secret `secrets.token_urlsafe(32)` (256 random bits).
 Only its SHA-256 is stored. A slow, salted hash (scrypt, PBKDF2) is what passwords need,
@@ -40,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from searcher.search.access import Viewer
+
 from searcher.web.names import check_index_name
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,8 @@ HASH_SCHEME = "sha256"
 ALL_INDEXES = "*"
 FILE_HEADER = (
     "# searcher API keys: managed by `searcher keys add|list|remove --file FILE`.\n"
-    "# <id> sha256:<digest of the key> <scope: read|admin|metrics> [<indexes: a,b or * for all>]\n"
+    "# <id> sha256:<digest of the key> <scope: read|admin|metrics> [<indexes: a,b or * for all>]"
+    " [user=NAME] [groups=NAME,NAME]\n"
 )
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -68,6 +76,8 @@ class ApiKey:
     digest: str  # hex SHA-256 of the whole key
     scope: str
     indexes: str = ALL_INDEXES  # `*`, or the comma-separated names of the only indexes it may use
+    user: str | None = None  # who holds it (documents' `user:NAME` readers)
+    groups: tuple[str, ...] = ()  # the groups they are in (documents' `group:NAME` readers)
 
     @property
     def index_limit(self) -> frozenset[str] | None:
@@ -76,7 +86,14 @@ class ApiKey:
 
     def line(self) -> str:
         return f"{self.id} {HASH_SCHEME}:{self.digest} {self.scope}" + (
-            "" if self.indexes == ALL_INDEXES else f" {self.indexes}")
+            "" if self.indexes == ALL_INDEXES and not (self.user or self.groups) else f" {self.indexes}") + (
+            f" user={self.user}" if self.user else "") + (f" groups={','.join(self.groups)}" if self.groups else "")
+
+    @property
+    def viewer(self) -> Viewer | None:
+        """Who this key reads documents as (searcher/search/access.py): None, every document,
+        for an admin key; else its user and groups."""
+        return None if self.scope == "admin" else Viewer(self.user, self.groups)
 
     def allows(self, needed: str) -> bool:
         """Whether this key may do what needs `needed` (a scope): admin may do all, the others their own."""
@@ -111,12 +128,21 @@ def check_indexes(field: str | Iterable[str] | None) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
-    """A fresh key of `scope`, limited to `indexes` (None or `*`: all): (its line, the key
-    itself, to show once)."""
+def check_holder(user: str | None, groups: str | Iterable[str] | None) -> tuple[str | None, tuple[str, ...]]:
+    """(user, groups) of a key as the key file writes them (checked names, groups sorted,
+    each once); ValueError otherwise."""
+    holder = Viewer(user or None, groups or ())
+    return holder.user, holder.groups
+
+
+def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] | None = None,
+            user: str | None = None, groups: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """A fresh key of `scope`, limited to `indexes` (None or `*`: all), held by `user` in
+    `groups`: (its line, the key itself, to show once)."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     limit = check_indexes(indexes)
+    user, groups = check_holder(user, groups)
     if scope == "metrics" and limit != ALL_INDEXES:
         raise ValueError("a metrics key reads /metrics, which covers every index of the server: it takes no index limit")
     taken = set(taken)
@@ -125,7 +151,7 @@ def new_key(scope: str, taken: Iterable[str] = (), indexes: str | Iterable[str] 
         if kid not in taken:
             break
     key = f"{KEY_PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
-    return ApiKey(kid, digest(key), scope, limit), key
+    return ApiKey(kid, digest(key), scope, limit, user, groups), key
 
 
 def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
@@ -138,9 +164,15 @@ def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
             continue
         fields = line.split()
         where = f"{name}:{number}"
+        named = {}
+        while len(fields) > 3 and fields[-1].startswith(("user=", "groups=")):
+            key_name, _, value = fields.pop().partition("=")
+            if key_name in named:
+                raise KeyFileError(f"{where}: {key_name}= is given twice")
+            named[key_name] = value
         if len(fields) not in (3, 4):
-            raise KeyFileError(f"{where}: expected `<id> sha256:<digest> <scope> [<indexes>]`, "
-                               f"found {len(fields)} fields")
+            raise KeyFileError(f"{where}: expected `<id> sha256:<digest> <scope> [<indexes>] [user=NAME] "
+                               f"[groups=NAME,NAME]`, found {len(fields)} fields")
         kid, hashed, scope = fields[:3]
         indexes = fields[3] if len(fields) == 4 else ALL_INDEXES
         scheme, _, hexdigest = hashed.partition(":")
@@ -154,10 +186,11 @@ def parse_key_file(text: str, name: str = "the key file") -> list[ApiKey]:
             raise KeyFileError(f"{where}: the scope must be one of {', '.join(SCOPES)}, not {scope[:40]!r}")
         try:
             indexes = check_indexes(indexes)
+            user, groups = check_holder(named.get("user"), named.get("groups"))
         except ValueError as e:
             raise KeyFileError(f"{where}: {e}") from None
         seen.add(kid)
-        keys.append(ApiKey(kid, hexdigest, scope, indexes))
+        keys.append(ApiKey(kid, hexdigest, scope, indexes, user, groups))
     return keys
 
 
@@ -193,11 +226,12 @@ def write_key_file(path: str | os.PathLike, keys: Iterable[ApiKey]) -> None:
         raise
 
 
-def add_key(path: str | os.PathLike, scope: str, indexes: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
-    """Add a new key of `scope` (limited to `indexes`, None: all) to the file (created if
-    missing); returns its line and the key."""
+def add_key(path: str | os.PathLike, scope: str, indexes: str | Iterable[str] | None = None,
+            user: str | None = None, groups: str | Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """Add a new key of `scope` (limited to `indexes`, None: all; held by `user` in `groups`)
+    to the file (created if missing); returns its line and the key."""
     keys = read_key_file(path)
-    entry, key = new_key(scope, (k.id for k in keys), indexes)
+    entry, key = new_key(scope, (k.id for k in keys), indexes, user, groups)
     write_key_file(path, [*keys, entry])
     return entry, key
 
@@ -275,9 +309,15 @@ class KeyRing:
 @dataclass(frozen=True)
 class Access:
     """Who is asking: the key's id and scope, how it came (`key`: a Bearer header; `session`:
-    the page's cookie), and the indexes it may use (None: all). In `g.access` for the request."""
+    the page's cookie), the indexes it may use (None: all) and whom it reads documents as
+    (`viewer`: searcher/search/access.py; None: every document). In `g.access` for the request."""
 
     key_id: str
     scope: str
     via: str
     indexes: frozenset[str] | None = None
+    viewer: Viewer | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey, via: str) -> "Access":
+        return cls(key.id, key.scope, via, key.index_limit, key.viewer)

@@ -20,6 +20,7 @@ from searcher.cluster.sharded import open_index
 from searcher.errors import SearcherError
 from searcher.hosts import HostRule, parse_allowed_hosts
 from searcher.index.watch import DEFAULT_DEBOUNCE, DEFAULT_RECONCILE, DEFAULT_SETTLE, check_paths
+from searcher.readers.documents import check_readers
 from searcher.readers.options import LoadOptions
 from searcher.search.facets import DEFAULT_FACETS, check_facet_fields
 from searcher.storage.folder import SHARDS_MANIFEST
@@ -70,6 +71,7 @@ class ServeConfig:
     trusted_proxies: Sequence[str] = ()  # reverse proxies whose X-Forwarded-For is believed (searcher/web/proxies.py)
     watch: Sequence[Path] = ()
     follow_links: bool = False
+    readers: Sequence[str] | None = None  # who may read what --watch indexes (docs/access.md); None: as before
     reconcile: float | None = DEFAULT_RECONCILE
     debounce: float = DEFAULT_DEBOUNCE
     settle: float = DEFAULT_SETTLE
@@ -88,6 +90,15 @@ class ServeConfig:
             raise ServeConfigError("--replicas is how many copies of each shard Ray Serve runs: give --ray too")
         if not self.watch and self.follow_links:
             raise ServeConfigError("--follow-links is how --watch walks its folders: give --watch PATH too")
+        if self.readers is not None:
+            if not self.watch:
+                raise ServeConfigError("--readers is who may read what --watch indexes: give --watch PATH too",
+                                       option="--readers")
+            try:
+                given = [self.readers] if isinstance(self.readers, str) else list(self.readers)
+                object.__setattr__(self, "readers", check_readers(",".join(given)))
+            except ValueError as e:
+                raise ServeConfigError(str(e), option="--readers") from None
         if self.watch:
             if len(self.indexes) != 1:
                 raise ServeConfigError("--watch keeps one index up to date: give one --index with it")
@@ -181,7 +192,7 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
                          allowed_hosts=HostRule(config.host, config.allowed_hosts))
         watcher = None
         if config.watch:
-            watcher = watch_folders(app, config.watch, LoadOptions(follow_links=config.follow_links),
+            watcher = watch_folders(app, config.watch, LoadOptions(follow_links=config.follow_links, readers=config.readers),
                                     debounce=config.debounce, reconcile_every=config.reconcile or None,
                                     settle=config.settle, on_run=on_run)
         poller = poll_sources(app, config, on_run, warn)

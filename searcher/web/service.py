@@ -28,6 +28,7 @@ from typing import Any, Callable, TypeVar
 from searcher.errors import DatabaseCorruptError, ShardUnavailable
 from searcher.index import DATABASE, IndexCorruptError, IndexNotFoundError, SearcherError
 from searcher.index.writer import IndexReport
+from searcher.search.access import Viewer
 
 from searcher.web.latency import LatencyWindow
 from searcher.web.requests import BadRequest, SearchPage, SearchRequest
@@ -176,12 +177,15 @@ class SearchService:
         self.name: str | None = None  # set when a server has several indexes (its messages name it)
 
     # -- the guarded reads ---------------------------------------------------------------
-    def search(self, req: SearchRequest) -> SearchPage:
+    def search(self, req: SearchRequest, viewer: Viewer | None = None) -> SearchPage:
+        """`req`'s page, of the documents `viewer` may read (searcher/search/access.py; None: all)."""
         mode = req.options().mode
         started = time.perf_counter()
         # One extra hit tells whether a next page exists.
         options = {"where": req.where, "sort": req.sort, "recency": req.recency}
         options = {name: value for name, value in options.items() if value is not None}
+        if viewer is not None:
+            options["access"] = viewer
         try:
             for _ in range(GENERATION_TRIES):
                 before = self.generation()
@@ -213,33 +217,44 @@ class SearchService:
         None for a sharded index (each shard has its own)."""
         return self._call(lambda index: index.committed_generation())
 
-    def similar(self, doc_id: str, k: int, where: dict | None = None) -> list:
-        """Index.similar through the same guard as searches (KeyError: no such document)."""
+    def similar(self, doc_id: str, k: int, where: dict | None = None, viewer: Viewer | None = None) -> list:
+        """Index.similar through the same guard as searches (KeyError: no such document, or
+        one `viewer` may not read)."""
+        access = {} if viewer is None else {"access": viewer}
         try:
-            return self._call(lambda index: index.similar(doc_id, k=k, where=where))
+            return self._call(lambda index: index.similar(doc_id, k=k, where=where, **access))
         except ValueError as e:
             raise BadRequest(str(e)) from e
 
-    def document(self, doc_id: str) -> dict | None:
-        return self._call(lambda index: index.get_document(doc_id))
+    def document(self, doc_id: str, viewer: Viewer | None = None) -> dict | None:
+        """The stored document, or None (none such, or one `viewer` may not read)."""
+        access = {} if viewer is None else {"access": viewer}
+        return self._call(lambda index: index.get_document(doc_id, **access))
 
-    def corpus_map(self) -> dict:
-        """The map of the corpus (searcher/quality/corpus_map.py), computed once per generation;
-        MapUnavailable for a sharded index (not made for one yet)."""
-        from searcher.quality.corpus_map import corpus_map
+    def corpus_map(self, viewer: Viewer | None = None) -> dict:
+        """The map of the corpus (searcher/quality/corpus_map.py), computed once per generation,
+        with only the documents `viewer` may read; MapUnavailable for a sharded index (not made
+        for one yet)."""
+        from searcher.quality.corpus_map import corpus_map, readers_by_document, visible_map
 
         if self.index.sharded:
             raise MapUnavailable("the map is not available for a sharded index yet: search it, or open the "
                                  "map of the index it was split from")
-        return self._call(corpus_map)
+        payload = self._call(corpus_map)
+        if viewer is None:
+            return payload
+        readers = self._call(readers_by_document)
+        return visible_map(payload, lambda doc_id: doc_id not in readers or
+                           viewer.can_read({"readers": readers[doc_id]}))
 
-    def suggest(self, prefix: str, limit: int) -> list:
+    def suggest(self, prefix: str, limit: int, viewer: Viewer | None = None) -> list:
         """Index.suggest through the guard (BadRequest: a bad prefix; SuggestUnavailable for a
         sharded index, which has no vocabulary of its own yet)."""
         if self.index.sharded:
             raise SuggestUnavailable("suggestions are not available for a sharded index yet")
         try:
-            return self._call(lambda index: index.suggest(prefix, limit))
+            access = {} if viewer is None else {"access": viewer}
+            return self._call(lambda index: index.suggest(prefix, limit, **access))
         except ValueError as e:
             raise BadRequest(str(e)) from e
 
@@ -257,8 +272,11 @@ class SearchService:
         search latencies."""
         return {**without_server_paths(self._call(lambda index: index.info())), "latency": self.latency.summary()}
 
-    def count(self) -> int:
-        return self._call(len)
+    def count(self, viewer: Viewer | None = None) -> int:
+        """The documents `viewer` may read (None: all)."""
+        if viewer is None:
+            return self._call(len)
+        return self._call(lambda index: index.count(viewer))
 
     def counts(self) -> dict:
         """The index's counts (Index.counts: no walk of the folder), for /metrics."""

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, request
 from searcher.search.suggest import MAX_SUGGESTIONS
 
 from searcher.web.errors import json_error
-from searcher.web.indexes import current_service as service
+from searcher.web.indexes import current_service as service, viewer
 from searcher.web.requests import BadRequest, int_arg
 from searcher.web.service import SuggestUnavailable
 
@@ -26,7 +26,7 @@ def suggest():
     started = time.perf_counter()
     try:
         k = int_arg(request.args, "k", MAX_SUGGESTIONS, 1, MAX_SUGGESTIONS)
-        found = index.suggest(request.args.get("q", ""), k)
+        found = index.suggest(request.args.get("q", ""), k, viewer())
     except BadRequest as e:
         return json_error(400, str(e), "Bad Request")
     except SuggestUnavailable as e:

@@ -165,17 +165,17 @@ def similar():
     doc_id, doc = requested_document()
     try:
         where = parse_where(request.args)
-        hits = service().similar(doc_id, DEFAULT_K, where)
+        hits = service().similar(doc_id, DEFAULT_K, where, indexes.viewer())
     except BadRequest as e:
         abort(400, description=str(e))
     return render_template("similar.html", doc=doc, results=result_rows(hits, None), q="",
-                           documents=service().count())
+                           documents=service().count(indexes.viewer()))
 
 
 def requested_document() -> tuple[str, dict]:
     """(id, stored document) of ?id=...; a 404 page when there is no such document."""
     doc_id = request.args.get("id", "")
-    doc = service().document(doc_id) if doc_id else None
+    doc = service().document(doc_id, indexes.viewer()) if doc_id else None
     if doc is None:
         abort(404, description="There is no document with this id in the index.")
     return doc_id, doc

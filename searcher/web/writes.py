@@ -3,8 +3,8 @@ default index or to ?index=NAME (searcher/web/indexes.py; a key limited to some 
 and POST /api/index (a full run over the server's watched folders now).
 
 A POST takes one document (a JSON object) or a list of them, with the fields
-`Index.add_documents` takes (`id`, `text`, optional `title`, `source`, `metadata`; other
-keys become metadata), in a body of at most the app's SEARCHER_MAX_WRITE_BYTES (the other
+`Index.add_documents` takes (`id`, `text`, optional `title`, `source`, `metadata`,
+`readers`: docs/access.md; other keys become metadata), in a body of at most the app's SEARCHER_MAX_WRITE_BYTES (the other
 endpoints keep the 64 KiB limit). Every document is checked before anything is written: a
 body that is not JSON, or a document that cannot be one, is a 400 naming it and nothing is
 written. The answer is 201 with the indexing report (`IndexReport.to_dict()`: what was
