@@ -16,7 +16,8 @@ from searcher.cluster.shards import is_sharded, read_layout, shard_paths
 from searcher.index.facade import ON_CONFLICT, Index
 from searcher.logs import configure as configure_logging
 from searcher.readers.formats import READERS
-from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
+from searcher.readers.options import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILE_CHUNKS,
+                                     DEFAULT_MAX_PAGES, LoadOptions)
 from searcher.storage.folder import ensure_unlocked
 from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
 from searcher.storage.vectors import INDEX_TYPES
@@ -58,8 +59,10 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
               help="Skip a PDF with more pages (a PPTX with more slides, an EPUB with more chapters).")
 @click.option("--max-file-chars", type=click.IntRange(1), default=None,
               help="Skip a file whose text is longer (default: as many as --max-file-mb allows bytes).")
+@click.option("--max-file-chunks", type=click.IntRange(1), default=DEFAULT_MAX_FILE_CHUNKS, show_default=True,
+              help="Skip a document (a PDF, a book, a JSON Lines row) that makes more chunks, before encoding it.")
 @click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
-              help="Seconds one file's reading may take; a file that takes longer is skipped.")
+              help="Seconds one file's reading may take, and then its chunking; a file that takes longer is skipped.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
 @click.option("--ocr", is_flag=True, help="Read PDF pages without a text layer (scans) with OCRmyPDF and Tesseract.")
@@ -91,7 +94,7 @@ searcher index papers/ --ray auto   # encode on the Ray cluster `ray start` made
 @log_format_option
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, query_prefix, document_prefix,
           device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, max_file_chunks, file_timeout,
           workers, ocr, follow_links, prune, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
           as_json, log_format):
@@ -132,7 +135,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
                           workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
-                          max_pages=max_pages, max_chars=max_file_chars)
+                          max_pages=max_pages, max_chars=max_file_chars, max_chunks=max_file_chunks)
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, \
             progress_bar(logged=log_format == "json") as update:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -157,6 +158,41 @@ def as_document(item: Document | dict) -> Document:
     except ValueError as e:  # metadata nested too deep
         raise ValueError(f"document {document_id(doc_id)[:200]!r}: {e}") from None
 
+
+
+def bound_chunks(items: Iterable, chunker: Chunker, max_chunks: int | None, timeout: float | None,
+                 prefix_ids: Sequence[int] = ()) -> Iterator:
+    """`items` (a reader's Documents and Skipped), less the documents that would make more than
+    `max_chunks` chunks or whose chunking takes over `timeout` seconds: each of those becomes a
+    Skipped with the reason, before any of its chunks is encoded (so neither the encoder's time
+    nor the index's size grows without bound with one file; `--max-file-chunks`, `--file-timeout`).
+    A document is counted by chunking it as the writer will (the prefix and its title's tokens
+    reserved), unless its length alone shows it cannot be over: a chunk moves on by at least
+    one token, and a character makes at most 4 tokens."""
+    for item in items:
+        if (max_chunks is None or not isinstance(item, Document) or is_blank(item.text)
+                or 4 * len(item.text) <= max_chunks):
+            yield item
+            continue
+        reason = over_chunk_bound(item, chunker, max_chunks, timeout, prefix_ids)
+        yield item if reason is None else Skipped(doc_location(item), reason)
+
+
+def over_chunk_bound(doc: Document, chunker: Chunker, max_chunks: int, timeout: float | None,
+                     prefix_ids: Sequence[int] = ()) -> str | None:
+    """Why `doc` is over the bounds of `bound_chunks`, or None when it is within them."""
+    reserved = len(prefix_ids) + len(title_token_ids(chunker.tokenizer, doc.title, chunker.budget))
+    starts = page_starts(doc.metadata, len(doc.text))
+    chunks = (chunker.iter_split_sections(doc.text, starts, reserved=reserved)
+              if starts else chunker.iter_split(doc.text, reserved=reserved))
+    started = time.monotonic()
+    for count, _ in enumerate(chunks, 1):
+        if count > max_chunks:
+            return (f"more than {max_chunks} chunks (--max-file-chunks; {len(doc.text)} characters of text); "
+                    f"skipped before encoding")
+        if timeout is not None and count % 64 == 0 and time.monotonic() - started > timeout:
+            return f"chunking took over {timeout:g} s (--file-timeout; {count} chunks so far); skipped before encoding"
+    return None
 
 
 def doc_location(doc: Document) -> str:
