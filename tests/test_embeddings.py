@@ -412,11 +412,14 @@ def test_a_huge_request_does_not_starve_a_small_one(fake_encoder):
     assert cosine(results["small"][0], fake_encoder.encode(["a small question"])[0]) >= 0.999
 
 
-def test_fair_shares():
-    from searcher.encoding.queries import fair_shares
+def test_pass_shares():
+    """The smallest requests go first, whole; the oldest always gets a quarter of the pass."""
+    from searcher.encoding.queries import pass_shares
 
-    assert fair_shares([1, 1, 1], 64) == [1, 1, 1]
-    assert fair_shares([640, 1], 64) == [63, 1]
-    assert fair_shares([100, 100, 100], 64) == [22, 21, 21]
-    assert fair_shares([1] * 70, 64) == [1] * 64 + [0] * 6
-    assert fair_shares([5, 500, 3], 10) == [4, 3, 3]
+    assert pass_shares([1, 1, 1], 64) == [1, 1, 1]
+    assert pass_shares([640, 1], 64) == [63, 1]
+    assert pass_shares([100, 100, 100], 64) == [64, 0, 0]  # the older finishes first
+    assert pass_shares([1] * 70, 64) == [1] * 64 + [0] * 6
+    assert pass_shares([500] + [1] * 100, 64) == [16] + [1] * 48 + [0] * 52  # no starvation
+    assert pass_shares([5, 500, 3], 10) == [5, 2, 3]
+    assert pass_shares([], 64) == []

@@ -3,8 +3,8 @@
 A short text costs the encoder about as much alone as in a batch of several, and the forward
 pass dominates a search on the CPU. So when several threads ask at once (searches, and the
 /v1/embeddings endpoint: searcher/web/embeddings.py), one of them (the leader) tokenises and
-encodes what is waiting in shared passes (at most `MAX_BATCH` inputs each, shared fairly, so
-a huge request goes in pieces and does not hold up small ones) while the others wait for
+encodes what is waiting in shared passes (at most `MAX_BATCH` inputs each, the smallest requests
+first, so a huge request goes in pieces and does not hold up small ones) while the others wait for
 their rows; when its own request is done, the next waiting thread leads. Only the leader touches the model and its
 tokenizer, so they are never used from two threads at once (`EncodeQueue`, one per loaded
 model). Repeated queries (paging, the back button, popular searches) come from a small LRU
@@ -50,23 +50,21 @@ class _Waiting:
         return self.size if self.inputs is None else len(self.inputs) - self.taken
 
 
-def fair_shares(demands: Sequence[int], capacity: int) -> list[int]:
-    """How many inputs of each request (in arrival order) the next pass takes: max-min fair,
-    so a request smaller than its share goes whole and a huge one gets what is left (it
-    cannot hold the pass alone while small ones wait); leftovers go to the earliest."""
-    level, lo, hi = 0, 0, max(demands, default=0)  # the highest level whose shares all fit
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if sum(min(d, mid) for d in demands) <= capacity:
-            level, lo = mid, mid + 1
-        else:
-            hi = mid - 1
-    shares = [min(d, level) for d in demands]
-    left = capacity - sum(shares)
-    for i, demand in enumerate(demands):
-        if left and demand > shares[i]:
-            shares[i] += 1
-            left -= 1
+def pass_shares(demands: Sequence[int], capacity: int) -> list[int]:
+    """How many inputs of each waiting request (in arrival order, `demands` its inputs not yet
+    encoded) the next pass of `capacity` takes: the oldest request at least a quarter of the
+    pass (so that nothing starves under load), then the smallest requests first, whole (so a
+    small request is not held behind a large one, and among equal large ones the older
+    finishes first rather than all finishing late together)."""
+    shares = [0] * len(demands)
+    if not demands:
+        return shares
+    shares[0] = min(demands[0], max(1, capacity // 4))
+    left = capacity - shares[0]
+    for i in sorted(range(len(demands)), key=lambda i: (demands[i], i)):
+        take = min(demands[i] - shares[i], left)
+        shares[i] += take
+        left -= take
     return shares
 
 
@@ -76,10 +74,10 @@ class EncodeQueue:
     thread, where the tokenizer is used). A request's own error (`prepare` raising) reaches it
     alone; the model failing reaches every request of that pass.
 
-    Dynamic batching, as TEI and infinity do it: a pass takes at most `max_batch` inputs,
-    shared fairly among the waiting requests (`fair_shares`), so a request of thousands of
-    texts is encoded in pieces between which the small requests that arrived meanwhile are
-    answered (a small request waits at most the pass running when it arrived and its own).
+    Dynamic batching, as TEI and infinity do it: a pass takes at most `max_batch` inputs of the
+    waiting requests, the smallest first (`pass_shares`), so a request of thousands of texts is
+    encoded in pieces between which the small requests that arrived meanwhile are answered (a
+    small request waits at most the pass running when it arrived and its own).
     Each request's inputs go longest first, so its pieces hold similar lengths, and the
     encoder sorts a pass by length before padding (`Encoder.encode_ids`). A pass that is not
     full first waits up to `max_wait_ms` for more requests (0: never waits; requests arriving
@@ -154,7 +152,7 @@ class EncodeQueue:
         w.ready.set()  # its own thread returns (the leader's checks `done`)
 
     def _pass(self) -> None:
-        """One forward pass over the fair shares of what waits (tokenising the new requests first)."""
+        """One forward pass over the shares of what waits (`pass_shares`) (tokenising the new requests first)."""
         with self._lock:
             waiting = list(self._queue)
         for w in waiting:
@@ -173,7 +171,7 @@ class EncodeQueue:
         live = [w for w in waiting if not w.done and w.untaken() > 0]
         if not live:
             return
-        shares = fair_shares([w.untaken() for w in live], self.max_batch)
+        shares = pass_shares([w.untaken() for w in live], self.max_batch)
         parts, inputs = [], []
         for w, share in zip(live, shares):
             if share:
