@@ -79,5 +79,9 @@ class WriteSession:
         """A Writer for one run of writes under the write locks (`encoder`: the writer's,
         instead of the index's own)."""
         with self.live.write_session() as store:
-            yield Writer(store, self.chunker, encoder or self.encoder, self.live, self.batch_size,
-                         self.commit_chunks, self.live.manifest.get("document_prefix", ""))
+            writer = Writer(store, self.chunker, encoder or self.encoder, self.live, self.batch_size,
+                            self.commit_chunks, self.live.manifest.get("document_prefix", ""))
+            try:
+                yield writer
+            finally:
+                writer.close()
