@@ -38,6 +38,7 @@ if [ -f benchmarks/encode.py ]; then
   step encode "$py" benchmarks/encode.py --dataset "$dataset" --device cuda
 fi
 step embeddings-endpoint "$py" benchmarks/embeddings_endpoint.py --dataset "$dataset" --device cuda --seconds 10 --rounds 1 --batch-wait-ms 0,2
+step index-profile "$py" benchmarks/index_profile.py --dataset "$dataset" --device cuda --batch-size 128 --docs 1500 --ahead 0,256
 step latency "$py" benchmarks/latency.py --index "$out/index" --dataset "$dataset" --concurrency 1,4 --requests 1000
 
 echo "== summary"
@@ -46,4 +47,5 @@ grep -h -E '"(documents|chunks|tokens|seconds)"' "$out/index.log" | tr -d ' \n';
 grep -h -E 'ndcg|recall|mrr' "$out/eval-dense.log" "$out/eval-hybrid.log"
 tail -n 12 "$out/encode.log" 2>/dev/null
 tail -n 15 "$out/embeddings-endpoint.log"
+grep -h -E "ENCODE_AHEAD|ratio" "$out/index-profile.log"
 tail -n 6 "$out/latency.log"

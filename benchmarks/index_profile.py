@@ -2,6 +2,7 @@
 
     python benchmarks/index_profile.py [--dataset ../shared/datasets/scifact] [--docs 1500]
         [--rounds 2] [--workers N] [--batch-size 32] [--precision auto|exact|fast] [--files]
+        [--device cpu|cuda] [--ahead 0,256]
 
 Writes the dataset's first --docs documents as one JSON Lines file (or, with --files, one text
 file each: title, blank line, text), then per round: indexes them into a fresh folder with
@@ -175,6 +176,7 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=None, help="reader processes (default: LoadOptions')")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--files", action="store_true", help="one text file a document instead of one JSON Lines file")
     ap.add_argument("--ahead", default=None,
                     help="comma-separated values of writer.ENCODE_AHEAD to compare, alternating (0: encode only "
@@ -186,7 +188,7 @@ def main(argv=None) -> None:
     from searcher.index.facade import Index
     from searcher.readers.options import LoadOptions
 
-    encoder = get_encoder(None, "cpu", precision=args.precision)
+    encoder = get_encoder(None, args.device, precision=args.precision)
     encoder.encode(["warm up the encoder"])
     from searcher.index import writer as writer_module
 
