@@ -12,6 +12,10 @@ client asks) for --seconds, cycling through the dataset's queries (short claims,
 tokens each) so that every request holds different texts. Rounds repeat every cell, the
 client counts in a rotating order, so that load from other processes falls on all alike.
 
+--in-process measures the encode queue alone instead (searcher/encoding/queries.py, no HTTP):
+threads of this process call `EncodeQueue.encode` with the same requests, --requests of each
+shape per cell, and it prints requests/s and the encoder passes per request.
+
 Per cell: requests/s, texts/s, p50/p95 latency in ms, and "x 1 client": throughput against the
 same requests sent one at a time by a single client (the 1-client row of the same shape),
 which is what a caller without concurrency gets. Several --batch-wait-ms values (comma-separated)
@@ -101,6 +105,55 @@ def load(url: str, texts: list[str], shape: int, clients: int, seconds: float, o
     return {"latencies": latencies, "errors": errors, "wall": wall}
 
 
+def in_process(texts: list[str], shapes: list[int], clients: list[int], rounds: int, requests: int,
+               wait_ms: float, device: str) -> None:
+    """The queue without HTTP: requests/s and passes per request for each shape and client count."""
+    from searcher.encoding.encoder import get_encoder
+    from searcher.encoding.queries import EncodeQueue
+
+    encoder = get_encoder(None, device)
+    queue = EncodeQueue(encoder, max_wait_ms=wait_ms)
+    figures: dict = {}
+
+    def run(c: int, shape: int, n: int) -> tuple[float, float]:
+        counter, lock = iter(range(n)), threading.Lock()
+
+        def client():
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                batch = [texts[(i * shape + j) % len(texts)] for j in range(shape)]
+                queue.encode(lambda: encoder.model_inputs(batch), len(batch))
+
+        passes, started = queue.batches, time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(c)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return n / (time.perf_counter() - started), (queue.batches - passes) / n
+
+    run(1, 8, 2)  # warm-up
+    for r in range(rounds):
+        for shape in shapes:
+            n = max(4, requests // shape)
+            for c in clients[r % len(clients):] + clients[: r % len(clients)]:
+                rps, passes = run(c, shape, n)
+                figures.setdefault((shape, c), []).append((rps, passes))
+                print(f"round {r + 1}: {shape} texts x {c} clients: {rps:.1f} requests/s", file=sys.stderr, flush=True)
+    print(f"\nEncodeQueue in process (no HTTP), device {device}, batch wait {wait_ms:g} ms, {rounds} rounds, "
+          f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    print("| texts/request | clients | requests/s | texts/s | passes/request | x 1 client |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (shape, c), rows in figures.items():
+        rps = sum(r for r, _ in rows) / len(rows)
+        one = sum(r for r, _ in figures[(shape, min(clients))]) / len(rows)
+        passes = sum(p for _, p in rows) / len(rows)
+        print(f"| {shape} | {c} | {rps:.1f} | {rps * shape:.0f} | {passes:.2f} | {rps / one:.2f} |")
+
+
 def build_index(dataset: Path, docs: int, folder: Path, device: str) -> None:
     rows = [line for line in (dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     corpus = folder.parent / "corpus.jsonl"
@@ -122,12 +175,19 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=16, help="server request threads")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--in-process", action="store_true", help="the encode queue alone, without HTTP")
+    ap.add_argument("--requests", type=int, default=400, help="--in-process: texts per cell (requests x texts)")
     args = ap.parse_args(argv)
     texts = list(dict.fromkeys(json.loads(line)["text"] for line in
                                (args.dataset / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()))
     clients = [int(c) for c in args.clients.split(",")]
     shapes = [int(s) for s in args.shapes.split(",")]
     waits = [float(w) for w in args.batch_wait_ms.split(",")]
+    if args.in_process:
+        device = "cpu" if args.device == "auto" else args.device
+        for wait in waits:
+            in_process(texts, shapes, clients, args.rounds, args.requests, wait, device)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as tmp:
         index = args.index
