@@ -10,6 +10,15 @@ builds them, truncated to --max-tokens (special tokens included) by every backen
     st-fp16   the same model in half precision (CUDA only; the GPU baseline)
     exact     searcher's Encoder, precision exact (float32 torch)
     fast      searcher's Encoder, precision fast (int8 ONNX Runtime on CPU, fp16 torch on CUDA)
+    fastembed fastembed's TextEmbedding (ONNX Runtime, float32) on a local ONNX export of the
+              packaged checkpoint (add_custom_model + specific_model_path, nothing downloaded),
+              run by benchmarks/encode_peer.py in --fastembed-python (its own venv)
+    infinity  infinity-emb's CPU engine (torch) on the packaged checkpoint, the same way in
+              --infinity-python
+
+--synthetic 128,256,512 encodes texts of exactly that many tokens instead (SciFact abstracts
+run together and cut every N-2 tokens, decoded back to text), --limit of each, --max-tokens N,
+and prints one table per length (no nDCG: the texts are not documents of the dataset).
 
 The corpus is cut into --rounds slices; each round encodes one slice with every backend, in a
 rotating order, so that load from other processes and thermal drift fall on all of them alike.
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -69,6 +79,74 @@ class SentenceTransformersBackend:
             torch.cuda.synchronize()
 
 
+PEER_SCRIPT = Path(__file__).resolve().parent / "encode_peer.py"
+
+
+def onnx_export_folder(max_tokens: int) -> Path:
+    """A float32 ONNX export of the packaged checkpoint (last hidden state), beside its tokenizer
+    files with model_max_length set to `max_tokens`: what fastembed loads as a custom model."""
+    import shutil
+
+    from searcher.encoding.onnx_backend import _export, cache_dir
+
+    folder = cache_dir() / "peers" / f"all-MiniLM-L6-v2-fp32-{max_tokens}"
+    source = default_model_path()
+    if not (folder / "model.onnx").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "tokenizer.json", "special_tokens_map.json", "vocab.txt"):
+            shutil.copy(source / name, folder / name)
+        config = json.loads((source / "tokenizer_config.json").read_text())
+        (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": max_tokens}))
+        _export(source, folder / "model.tmp.onnx")
+        (folder / "model.tmp.onnx").replace(folder / "model.onnx")
+    return folder
+
+
+def checkpoint_folder(max_tokens: int) -> Path:
+    """The packaged checkpoint (links to its files) with sentence-transformers' max_seq_length set
+    to `max_tokens`: what infinity-emb loads (it reads the limit from the checkpoint)."""
+    from searcher.encoding.onnx_backend import cache_dir
+
+    source = default_model_path()
+    folder = cache_dir() / "peers" / f"all-MiniLM-L6-v2-st-{max_tokens}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.name != "sentence_bert_config.json" and not (folder / item.name).exists():
+            (folder / item.name).symlink_to(item)
+    config = json.loads((source / "sentence_bert_config.json").read_text())
+    (folder / "sentence_bert_config.json").write_text(json.dumps({**config, "max_seq_length": max_tokens}))
+    return folder
+
+
+class PeerBackend:
+    """A peer library in its own Python (benchmarks/encode_peer.py), fed slices through files."""
+
+    def __init__(self, kind: str, python: str, max_tokens: int, batch_size: int, threads: int):
+        import subprocess
+        import tempfile
+
+        model = onnx_export_folder(max_tokens) if kind == "fastembed" else checkpoint_folder(max_tokens)
+        self.tmp = tempfile.mkdtemp(prefix=f"encode-{kind}-")
+        self.proc = subprocess.Popen([python, str(PEER_SCRIPT), kind, str(model), str(max_tokens), str(batch_size),
+                                      str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"{kind} did not start in {python} (see its error above)")
+        self.info = json.loads(line)["ready"]
+        self.seconds = 0.0  # the peer's own encoding time of the last call
+
+    def encode(self, texts):
+        texts_file, out = Path(self.tmp) / "texts.json", Path(self.tmp) / "out.npy"
+        texts_file.write_text(json.dumps(list(texts)), encoding="utf-8")
+        self.proc.stdin.write(json.dumps({"texts": str(texts_file), "out": str(out)}) + "\n")
+        self.proc.stdin.flush()
+        self.seconds = json.loads(self.proc.stdout.readline())["seconds"]
+        return np.load(out)
+
+    def sync(self):
+        pass
+
+
 class SearcherBackend:
     def __init__(self, device: str, max_tokens: int, batch_size: int, precision: str):
         self.encoder = Encoder(None, device=device, batch_size=batch_size, precision=precision)
@@ -82,7 +160,8 @@ class SearcherBackend:
     sync = SentenceTransformersBackend.sync
 
 
-def make_backend(name: str, device: str, max_tokens: int, batch_size: int):
+def make_backend(name: str, device: str, max_tokens: int, batch_size: int, peers: dict | None = None,
+                 threads: int = 2):
     if name == "st":
         return SentenceTransformersBackend(device, max_tokens, batch_size)
     if name == "st-fp16":
@@ -91,7 +170,24 @@ def make_backend(name: str, device: str, max_tokens: int, batch_size: int):
         return SentenceTransformersBackend(device, max_tokens, batch_size, fp16=True)
     if name in ("exact", "fast"):
         return SearcherBackend(device, max_tokens, batch_size, name)
-    raise SystemExit(f"unknown backend {name!r} (st, st-fp16, exact, fast)")
+    if name in ("fastembed", "infinity"):
+        return PeerBackend(name, peers[name] or sys.executable, max_tokens, batch_size, threads)
+    raise SystemExit(f"unknown backend {name!r} (st, st-fp16, exact, fast, fastembed, infinity)")
+
+
+def synthetic_texts(corpus, tokens: int, count: int) -> list[str]:
+    """`count` texts of `tokens` tokens each with [CLS] and [SEP] (give or take a few after
+    decoding): the corpus' abstracts run together and cut every tokens - 2 word pieces."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
+    ids: list[int] = []
+    for d in corpus:
+        ids.extend(tok(f"{d['title']} {d['text']}", add_special_tokens=False)["input_ids"])
+        if len(ids) >= count * (tokens - 2):
+            break
+    step = tokens - 2
+    return [tok.decode(ids[i * step:(i + 1) * step]) for i in range(min(count, len(ids) // step))]
 
 
 def model_flops(lengths: list[int]) -> float:
@@ -159,7 +255,8 @@ def main(argv=None):
     ap.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "datasets" / "scifact",
                     help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--limit", type=int, help="only the first N documents (quick runs; nDCG then means little)")
+    ap.add_argument("--limit", type=int, help="N documents only (quick runs): with nDCG, the judged documents "
+                                              "and the first others up to N, else the first N")
     ap.add_argument("--max-tokens", type=int, default=256, help="token limit for every backend (256 or 512)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--backends", help="comma-separated (default: st,exact,fast; on CUDA st,st-fp16,exact,fast)")
@@ -170,7 +267,15 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--index-run", type=int, metavar="N",
                     help="time `searcher index` end to end on the first N documents, exact vs fast")
+    ap.add_argument("--synthetic", type=int, metavar="N",
+                    help="texts of exactly N tokens (SciFact run together, cut every N-2 tokens); sets --max-tokens N")
+    ap.add_argument("--fastembed-python", help="the Python that has fastembed (default: this one)")
+    ap.add_argument("--infinity-python", help="the Python that has infinity-emb (default: this one)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for the peers (default: the cores)")
     args = ap.parse_args(argv)
+    if args.synthetic:
+        args.max_tokens = args.synthetic
+        args.no_quality = True
     if args.index_run:
         return index_run(args)
 
@@ -179,15 +284,25 @@ def main(argv=None):
         names.insert(0, "st")  # the reference for cosines and ratios
     dataset = load_dataset(args.dataset, "test")
     corpus = dataset.corpus[: args.limit] if args.limit else dataset.corpus
+    if args.limit and not args.no_quality:
+        # nDCG@10 on a smaller corpus: the documents judged for the test queries, then the first others
+        judged = {doc for rels in dataset.qrels.values() for doc in rels}
+        corpus = [d for d in dataset.corpus if d["id"] in judged]
+        corpus += [d for d in dataset.corpus if d["id"] not in judged][: max(0, args.limit - len(corpus))]
     texts = [f"{d['title']} {d['text']}".strip() for d in corpus]
     doc_ids = [d["id"] for d in corpus]
+    if args.synthetic:
+        texts = synthetic_texts(dataset.corpus, args.synthetic, args.limit or 300)
+        doc_ids = [str(i) for i in range(len(texts))]
 
     import torch
 
     backends, load_seconds = {}, {}
     for name in names:
         started = time.perf_counter()
-        backends[name] = make_backend(name, args.device, args.max_tokens, args.batch_size)
+        backends[name] = make_backend(name, args.device, args.max_tokens, args.batch_size,
+                                      {"fastembed": args.fastembed_python, "infinity": args.infinity_python},
+                                      args.threads or len(os.sched_getaffinity(0)))
         backends[name].encode(texts[:8])  # warm-up: first-call allocations, lazy inits
         backends[name].sync()
         load_seconds[name] = time.perf_counter() - started
@@ -209,7 +324,8 @@ def main(argv=None):
             started = time.perf_counter()
             vecs = backend.encode(texts[lo:hi])
             backend.sync()
-            seconds[name] += time.perf_counter() - started
+            # a peer in its own process: its own encoding time (not the passing of texts and vectors)
+            seconds[name] += backend.seconds if isinstance(backend, PeerBackend) else time.perf_counter() - started
             if vectors[name].shape[1] != vecs.shape[1]:
                 vectors[name] = np.zeros((n, vecs.shape[1]), np.float32)
             vectors[name][lo:hi] = vecs
@@ -235,6 +351,8 @@ def main(argv=None):
         backend = backends[name]
         if isinstance(backend, SearcherBackend):
             row["backend"] = backend.encoder.backend
+        if isinstance(backend, PeerBackend):
+            row["backend"] = backend.info
         if flops is not None:
             row["tflops"] = flops / seconds[name] / 1e12
             row["share_of_peak"] = row["tflops"] / args.peak_tflops
@@ -246,7 +364,7 @@ def main(argv=None):
     threads = torch.get_num_threads()
     machine = (torch.cuda.get_device_name(0) if args.device == "cuda"
                else f"{platform.processor() or platform.machine()}, {threads} torch threads")
-    print(f"\nSciFact {n} documents, {tokens} tokens ({tokens / n:.0f}/doc) at --max-tokens {args.max_tokens}, "
+    print(f"\n{'synthetic ' + str(args.synthetic) + '-token texts' if args.synthetic else 'SciFact'} {n} documents, {tokens} tokens ({tokens / n:.0f}/doc) at --max-tokens {args.max_tokens}, "
           f"batch {args.batch_size}, device {args.device} ({machine}), "
           f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, {args.rounds} alternating rounds")
     header = f"{'backend':<9} {'docs/s':>8} {'tokens/s':>9} {'x st':>6} {'cos mean':>9} {'cos min':>8}"

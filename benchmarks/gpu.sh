@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a machine with an NVIDIA GPU and searcher installed:
 # the test suite, a SciFact index build on CUDA (throughput), its dense and hybrid nDCG@10,
-# the encoding benchmark against sentence-transformers in fp16, and search latency.
+# the encoding benchmark against sentence-transformers in fp16, POST /v1/embeddings under
+# 1, 4 and 16 clients, and search latency.
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]           (DATASET=path/to/scifact to use another copy)
 #
@@ -36,6 +37,8 @@ step eval-hybrid "$py" -m searcher eval "$dataset" --index "$out/index" --device
 if [ -f benchmarks/encode.py ]; then
   step encode "$py" benchmarks/encode.py --dataset "$dataset" --device cuda
 fi
+step embeddings-endpoint "$py" benchmarks/embeddings_endpoint.py --dataset "$dataset" --device cuda --seconds 10 --rounds 1 --batch-wait-ms 0,2
+step index-profile "$py" benchmarks/index_profile.py --dataset "$dataset" --device cuda --batch-size 128 --docs 1500 --ahead 0,256
 step latency "$py" benchmarks/latency.py --index "$out/index" --dataset "$dataset" --concurrency 1,4 --requests 1000
 
 echo "== summary"
@@ -43,4 +46,6 @@ cat "$out/summary.txt"
 grep -h -E '"(documents|chunks|tokens|seconds)"' "$out/index.log" | tr -d ' \n'; echo
 grep -h -E 'ndcg|recall|mrr' "$out/eval-dense.log" "$out/eval-hybrid.log"
 tail -n 12 "$out/encode.log" 2>/dev/null
+tail -n 15 "$out/embeddings-endpoint.log"
+grep -h -E "ENCODE_AHEAD|ratio" "$out/index-profile.log"
 tail -n 6 "$out/latency.log"

@@ -333,3 +333,93 @@ def test_an_architecture_without_sdpa_loads_with_eager_attention(tmp_path):
     index.add_documents(DOCS)
     assert cosine(index.encode(TEXTS[1])[0], stored_vectors(index)[TEXTS[1]]) >= 0.999
     index.close()
+
+
+class Counting:
+    """An encoder stand-in that records each pass's inputs (and can hold the first pass)."""
+
+    def __init__(self, inner, hold_first: bool = False):
+        self.inner, self.dimension = inner, inner.dimension
+        self.passes: list[list] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def encode_ids(self, inputs, batch_size=None):
+        self.passes.append([tuple(x) for x in inputs])
+        if len(self.passes) == 1:
+            self.entered.set()
+            assert self.release.wait(30)
+        return self.inner.encode_ids(inputs)
+
+
+def test_concurrent_single_sentences_share_passes_with_the_bounded_wait(fake_encoder):
+    """16 clients sending one sentence each at the same moment are answered in far fewer
+    passes than requests (the pass waits up to max_wait_ms for the others), with the vectors
+    each gets alone."""
+    counting = Counting(fake_encoder)
+    queue = EncodeQueue(counting, max_batch=16, max_wait_ms=2000)
+    texts = [f"sentence number {i} about cats" for i in range(16)]
+    start, results = threading.Barrier(16), {}
+
+    def ask(i):
+        start.wait()
+        results[i] = queue.encode(lambda: fake_encoder.model_inputs([texts[i]]), 1)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 16 and queue.requests == 16
+    assert queue.batches <= 4 < 16  # one pass when all 16 arrive within the wait
+    for i, text in enumerate(texts):
+        assert cosine(results[i][0], fake_encoder.encode([text])[0]) >= 0.999
+
+
+def test_a_huge_request_does_not_starve_a_small_one(fake_encoder):
+    """A request of 640 texts is encoded in pieces of at most max_batch inputs; a small
+    request arriving meanwhile is answered in the next pass (not after all 640), and every
+    vector equals the one-at-a-time vector."""
+    counting = Counting(fake_encoder, hold_first=True)
+    queue = EncodeQueue(counting, max_batch=64)
+    huge = [f"document {i} " + "word " * (i % 50) for i in range(640)]
+    results = {}
+
+    def ask(name, texts):
+        results[name] = queue.encode(lambda: fake_encoder.model_inputs(texts), len(texts))
+
+    big = threading.Thread(target=ask, args=("huge", huge))
+    big.start()
+    assert counting.entered.wait(30)  # the first piece of the huge request is being encoded
+    small = threading.Thread(target=ask, args=("small", ["a small question"]))
+    small.start()
+    while len(queue._queue) < 2:
+        threading.Event().wait(0.01)
+    counting.release.set()
+    big.join(60)
+    small.join(60)
+    assert max(len(p) for p in counting.passes) <= 64
+    small_ids = tuple(fake_encoder.model_inputs(["a small question"])[0])
+    answered_in = next(i for i, p in enumerate(counting.passes) if small_ids in p)
+    assert answered_in == 1  # the pass after the one running when it arrived
+    assert sum(len(p) for p in counting.passes[: answered_in + 1]) <= 2 * 64  # not behind 640 inputs
+    assert len(counting.passes) == 11  # 641 inputs in passes of 64
+    pieces = [sorted(map(len, p)) for p in counting.passes[:-1]]
+    assert all(p[-1] - p[0] <= 12 for p in pieces[2:])  # each piece holds similar lengths
+    alone = fake_encoder.encode(huge)
+    assert min(cosine(a, b) for a, b in zip(results["huge"], alone)) >= 0.999
+    assert cosine(results["small"][0], fake_encoder.encode(["a small question"])[0]) >= 0.999
+
+
+def test_pass_shares():
+    """The smallest requests go first, whole; the oldest always gets a quarter of the pass."""
+    from searcher.encoding.queries import pass_shares
+
+    assert pass_shares([1, 1, 1], 64) == [1, 1, 1]
+    assert pass_shares([640, 1], 64) == [63, 1]
+    assert pass_shares([100, 100, 100], 64) == [64, 0, 0]  # the older finishes first
+    assert pass_shares([1] * 70, 64) == [1] * 64 + [0] * 6
+    assert pass_shares([500] + [1] * 100, 64) == [16] + [1] * 48 + [0] * 52  # no starvation
+    assert pass_shares([5, 500, 3], 10) == [5, 2, 3]
+    assert pass_shares([], 64) == []

@@ -312,3 +312,56 @@ def test_the_cli_takes_the_page_and_character_bounds(tmp_path, encoder):
     assert out["added"] == 1 and [s["reason"].split(",")[0] for s in out["skipped"]] == ["PDF has 3 pages"]
     run = CliRunner().invoke(main, [*args, "--max-file-chars", "20"])
     assert "--max-file-chars" in json.loads(run.output)["skipped"][0]["reason"]
+
+
+def test_a_document_over_the_chunk_bound_is_skipped_before_encoding(tmp_path, fake_index, fake_encoder):
+    """Issue 30 item 9: --max-file-chunks. A file whose text makes more chunks than the bound
+    is skipped with the reason before any of its chunks reaches the encoder; the others are
+    indexed; a JSON Lines file is bounded row by row (each row a document)."""
+    from searcher.readers.options import DEFAULT_MAX_FILE_CHUNKS, LoadOptions
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    book = " ".join(f"Chapter {n} tells how the heron waited by the river for a fish." for n in range(400))
+    (docs / "book.txt").write_text(book)
+    (docs / "note.txt").write_text("Herons wait in the reeds.")
+    (docs / "rows.jsonl").write_text('{"id": "r1", "text": "a short row"}\n{"id": "r2", "text": "' + book + '"}\n')
+    encoded = []
+    real = fake_encoder.encode_ids
+
+    def counting(inputs, *a, **kw):
+        encoded.extend(inputs)
+        return real(inputs, *a, **kw)
+
+    fake_encoder.encode_ids = counting
+    try:
+        report = fake_index.add_paths([docs], LoadOptions(workers=0, max_chunks=3))
+    finally:
+        del fake_encoder.encode_ids
+    assert sorted(d for d, _ in fake_index.store.document_sources()) == sorted(["r1", str(docs / "note.txt")])
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert reasons == {"book.txt": reasons["book.txt"], "rows.jsonl:2": reasons["rows.jsonl:2"]}
+    assert reasons["book.txt"].startswith("more than 3 chunks (--max-file-chunks;")
+    assert reasons["book.txt"].endswith("skipped before encoding")
+    assert len(encoded) == report.chunks == 2  # only the note's and r1's chunks were encoded
+    assert fake_index.chunker.split(book).__len__() > 3
+    # the default is generous: the same book is indexed whole
+    report = fake_index.add_paths([docs / "book.txt"], LoadOptions(workers=0))
+    assert report.added == 1 and report.chunks > 3 and DEFAULT_MAX_FILE_CHUNKS >= 50_000
+
+
+def test_the_cli_takes_the_chunk_bound(tmp_path, encoder):
+    from click.testing import CliRunner
+
+    from searcher.cli import main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "long.txt").write_text(" ".join(f"Sentence {n} about herons and reeds." for n in range(300)))
+    (tmp_path / "docs" / "a.txt").write_text("Herons wait in the reeds.")
+    args = ["index", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"), "--workers", "0", "--json"]
+    run = CliRunner().invoke(main, [*args, "--max-file-chunks", "2"])
+    assert run.exit_code == 0, run.output
+    out = json.loads(run.output)
+    assert out["added"] == 1 and out["chunks"] == 1
+    assert [Path(s["path"]).name for s in out["skipped"]] == ["long.txt"]
+    assert "--max-file-chunks" in out["skipped"][0]["reason"]

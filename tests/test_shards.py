@@ -424,3 +424,19 @@ def test_a_shard_that_does_not_answer_leaves_a_partial_answer_naming_it(single, 
         assert "partial" not in create_app(idx).test_client().get("/api/search?q=tomato").get_json()
     finally:
         idx.close()
+
+
+def test_a_sharded_index_skips_a_file_over_the_chunk_bound(writable, tmp_path):
+    """--max-file-chunks holds for a sharded index too (issue 30 item 9)."""
+    from pathlib import Path
+
+    from searcher.readers.options import LoadOptions
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "long.txt").write_text(" ".join(f"Sentence {n} about the ferry and the island." for n in range(300)))
+    (folder / "short.txt").write_text("The ferry leaves at seven.")
+    report = writable.add_paths([folder], LoadOptions(workers=0, max_chunks=2))
+    assert report.added == 1 and report.chunks == 1
+    assert [Path(s.path).name for s in report.skipped] == ["long.txt"]
+    assert "--max-file-chunks" in report.skipped[0].reason

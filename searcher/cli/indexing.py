@@ -23,7 +23,8 @@ from searcher.logs import configure as configure_logging
 from searcher.readers.documents import check_readers
 from searcher.readers.formats import READERS
 from searcher.sources import SourceError, canonical_url, is_source_url, open_source, scheme_of
-from searcher.readers.options import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PAGES, LoadOptions
+from searcher.readers.options import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILE_CHUNKS,
+                                     DEFAULT_MAX_PAGES, LoadOptions)
 from searcher.storage.folder import ensure_unlocked
 from searcher.storage.keywords import DEFAULT_KEYWORD_ENGINE, KEYWORD_ENGINES
 from searcher.storage.vectors import INDEX_TYPES
@@ -111,8 +112,10 @@ def source_options(command):
               help="Skip a PDF with more pages (a PPTX with more slides, an EPUB with more chapters).")
 @click.option("--max-file-chars", type=click.IntRange(1), default=None,
               help="Skip a file whose text is longer (default: as many as --max-file-mb allows bytes).")
+@click.option("--max-file-chunks", type=click.IntRange(1), default=DEFAULT_MAX_FILE_CHUNKS, show_default=True,
+              help="Skip a document (a PDF, a book, a JSON Lines row) that makes more chunks, before encoding it.")
 @click.option("--file-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_FILE_TIMEOUT, show_default=True,
-              help="Seconds one file's reading may take; a file that takes longer is skipped.")
+              help="Seconds one file's reading may take, and then its chunking; a file that takes longer is skipped.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes reading files beside the encoder (default: up to 4, one a core; 0: none).")
 @click.option("--ocr", is_flag=True, help="Read PDF pages without a text layer (scans) with OCRmyPDF and Tesseract.")
@@ -145,8 +148,8 @@ def source_options(command):
 @log_format_option
 def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, query_prefix, document_prefix,
           device, precision, batch_size,
-          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, file_timeout,
-          workers, ocr, follow_links, prune, readers, commit_every,
+          csv_text_column, csv_id_column, csv_title_column, max_file_mb, max_pages, max_file_chars, max_file_chunks,
+          file_timeout, workers, ocr, follow_links, prune, readers, commit_every,
           index_type, keyword_engine, nprobe, ef_search, on_conflict, ray_address, ray_workers, ray_batch_size,
           as_json, log_format, endpoint_url, region, profile, credentials_file, crawl, crawl_pages, crawl_rate):
     configure_logging(log_format)
@@ -208,7 +211,7 @@ def index(paths, index_dir, model, python_docs, chunk_tokens, overlap, pooling, 
         idx.commit_chunks = commit_every
     options = LoadOptions(csv_text_column, csv_id_column, csv_title_column, int(max_file_mb * 2**20),
                           workers=workers, file_timeout=file_timeout, ocr=ocr, follow_links=follow_links,
-                          max_pages=max_pages, max_chars=max_file_chars, readers=readers)
+                          max_pages=max_pages, max_chars=max_file_chars, max_chunks=max_file_chunks, readers=readers)
     ray_facts = {}
     with encoding(idx, ray_address, ray_workers, ray_batch_size, ray_facts) as encoder, \
             progress_bar(logged=log_format == "json") as update:

@@ -14,7 +14,7 @@ from searcher.cli.output import log, run_logger, run_printer
 from searcher.cluster.sharded import open_index
 from searcher.index.facade import DEFAULT_INDEX_DIR
 from searcher.logs import configure as configure_logging
-from searcher.web.limits import MAX_WRITE_BYTES
+from searcher.web.limits import DEFAULT_BATCH_WAIT_MS, MAX_WRITE_BYTES
 
 
 @click.command()
@@ -59,6 +59,9 @@ from searcher.web.limits import MAX_WRITE_BYTES
                    "auto: the cluster `ray start` made here; or HOST:PORT / ray://HOST:PORT.")
 @click.option("--replicas", type=click.IntRange(1, 64), default=None,
               help="With --ray: copies of each shard (default 1); with 2 or more a shard survives losing one.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 1000), default=DEFAULT_BATCH_WAIT_MS, show_default=True,
+              help="How long an encoder pass that is not full waits for more concurrent requests (searches, "
+                   "/v1/embeddings) before it runs; 0 never waits (requests arriving during a pass still share the next).")
 @watch_timing
 @poll_option
 @device_option
@@ -66,8 +69,8 @@ from searcher.web.limits import MAX_WRITE_BYTES
 @log_format_option
 @click.pass_context
 def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth, allowed_hosts, max_write_mb,
-          backup_dir, trusted_proxies, watch_paths, follow_links, readers, ray_address, replicas, reconcile, debounce,
-          settle, poll_interval, device, precision, log_format):
+          backup_dir, trusted_proxies, watch_paths, follow_links, readers, ray_address, replicas, batch_wait_ms,
+          reconcile, debounce, settle, poll_interval, device, precision, log_format):
     """Serve the search page and its JSON API (waitress), e.g. on http://127.0.0.1:8000.
 
     \b
@@ -93,7 +96,7 @@ def serve(ctx, index_specs, host, port, threads, facet_fields, api_keys, no_auth
             backup_dir=backup_dir, trusted_proxies=trusted_proxies, watch=watch_paths, follow_links=follow_links,
             readers=readers or None, reconcile=reconcile, debounce=debounce / 1000,
             settle=settle, ray_address=ray_address, replicas=replicas, device=device, precision=precision,
-            poll_interval=poll_interval)
+            poll_interval=poll_interval, batch_wait_ms=batch_wait_ms)
         if log_format == "json":
             launch(config, say=log.info, warn=log.warning, on_run=run_logger())
         else:

@@ -60,7 +60,8 @@ import numpy as np
 from searcher.cluster.shards import check_keyword_statistics, read_layout, shard_of, shard_paths
 from searcher.errors import ModelMismatchError, SearcherError, ShardUnavailable
 from searcher.index.facade import Index
-from searcher.index.writer import IndexReport, as_documents, check_additions, doc_location, duplicate
+from searcher.index.writer import (IndexReport, as_documents, bound_chunks, check_additions, doc_location, duplicate,
+                                   prefix_token_ids)
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun
@@ -556,7 +557,14 @@ class ShardedIndex:
         """Index.add_paths: the files' documents routed to their shards; `prune` deletes, in
         every shard, the documents from under `paths` that are gone."""
         run = PathRun(paths, options, accept)
-        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict, encoder=encoder)
+        options = options or LoadOptions()
+        documents = run.documents()
+        first = self.shards[0] if self.shards else None
+        if getattr(first, "chunker", None) is not None:  # the shards share one model and chunking
+            documents = bound_chunks(documents, first.chunker, options.max_chunks, options.file_timeout,
+                                     prefix_token_ids(first.chunker.tokenizer,
+                                                      first.manifest.get("document_prefix", "")))
+        report = self.add_documents(documents, progress=progress, on_conflict=on_conflict, encoder=encoder)
         if prune:
             for shard in self.shards:
                 gone = run.gone(shard.store.document_sources())

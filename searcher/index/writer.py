@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from searcher.storage.store import ContentStore
 
 ON_CONFLICT = ("skip", "replace")
 COMMIT_CHUNKS = 4096  # chunks per commit: a kill loses at most this much encoding
+# Staged chunks handed to the encoding thread at a time: reading, chunking and hashing the next
+# documents go on while these are encoded (benchmarks/index_profile.py), instead of waiting
+# for the commit's whole batch to be staged first.
+ENCODE_AHEAD = 256
 
 
 @dataclass
@@ -172,6 +177,41 @@ def keep_readers(doc: Document, old: dict | None) -> None:
         doc.metadata = {k: v for k, v in doc.metadata.items() if k != READERS}
 
 
+def bound_chunks(items: Iterable, chunker: Chunker, max_chunks: int | None, timeout: float | None,
+                 prefix_ids: Sequence[int] = ()) -> Iterator:
+    """`items` (a reader's Documents and Skipped), less the documents that would make more than
+    `max_chunks` chunks or whose chunking takes over `timeout` seconds: each of those becomes a
+    Skipped with the reason, before any of its chunks is encoded (so neither the encoder's time
+    nor the index's size grows without bound with one file; `--max-file-chunks`, `--file-timeout`).
+    A document is counted by chunking it as the writer will (the prefix and its title's tokens
+    reserved), unless its length alone shows it cannot be over: a chunk moves on by at least
+    one token, and a character makes at most 4 tokens."""
+    for item in items:
+        if (max_chunks is None or not isinstance(item, Document) or is_blank(item.text)
+                or 4 * len(item.text) <= max_chunks):
+            yield item
+            continue
+        reason = over_chunk_bound(item, chunker, max_chunks, timeout, prefix_ids)
+        yield item if reason is None else Skipped(doc_location(item), reason)
+
+
+def over_chunk_bound(doc: Document, chunker: Chunker, max_chunks: int, timeout: float | None,
+                     prefix_ids: Sequence[int] = ()) -> str | None:
+    """Why `doc` is over the bounds of `bound_chunks`, or None when it is within them."""
+    reserved = len(prefix_ids) + len(title_token_ids(chunker.tokenizer, doc.title, chunker.budget))
+    starts = page_starts(doc.metadata, len(doc.text))
+    chunks = (chunker.iter_split_sections(doc.text, starts, reserved=reserved)
+              if starts else chunker.iter_split(doc.text, reserved=reserved))
+    started = time.monotonic()
+    for count, _ in enumerate(chunks, 1):
+        if count > max_chunks:
+            return (f"more than {max_chunks} chunks (--max-file-chunks; {len(doc.text)} characters of text); "
+                    f"skipped before encoding")
+        if timeout is not None and count % 64 == 0 and time.monotonic() - started > timeout:
+            return f"chunking took over {timeout:g} s (--file-timeout; {count} chunks so far); skipped before encoding"
+    return None
+
+
 def doc_location(doc: Document) -> str:
     """Where a document was read: its file and line/row for JSON Lines and CSV, else its source or id."""
     place = doc.metadata.get("line", doc.metadata.get("row"))
@@ -250,9 +290,24 @@ class Writer:
         self.docs: list[dict] = []
         self.chunks: list[dict] = []
         self.ids: list[np.ndarray] = []
-        self.vecs: list[np.ndarray] = []
+        self.vecs: list = []  # the vectors of self.ids, in order: arrays, or futures of the encoding thread
         self.delete_ids: list[str] = []
         self.pending: list[list[int]] = []  # token ids of self.chunks[-len(pending):], not encoded yet
+
+    def _encode_ahead(self, inputs: list, progress):
+        """Encode `inputs` in the writer's encoding thread: a future of their vectors. The
+        encoder runs there only, one piece after another (the progress callback too)."""
+        if getattr(self, "_pool", None) is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="searcher-encode")
+        return self._pool.submit(self.encoder.encode_ids, inputs, batch_size=self.batch_size, progress=progress)
+
+    def close(self) -> None:
+        """Stop the encoding thread (after a failed run, the pieces it has not begun are dropped)."""
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, documents: Iterable, report: IndexReport, progress=None, on_conflict: str = "skip") -> None:
         """Stage and commit every document of `documents` (see Index.add_documents)."""
@@ -334,6 +389,8 @@ class Writer:
                 self.pending.append(self.encoder.with_special_tokens(title_ids + chunk.ids))
                 self.next_chunk_id += 1
                 own += 1
+                if len(self.pending) >= ENCODE_AHEAD:
+                    self.encode_pending(report, progress, wait=False)
                 if own >= self.commit_threshold():
                     # A document larger than a commit: commit its chunks so far, its row marked
                     # unfinished (memory stays at most two commits' worth of chunks).
@@ -343,17 +400,19 @@ class Writer:
             if len(self.chunks) >= self.commit_threshold():
                 self.commit(report, progress)
 
-    def encode_pending(self, report: IndexReport | None = None, progress=None) -> None:
-        """Encode the staged chunks that have no vector yet (longest first, in batches)."""
-        if not self.pending:
-            return
-        rows = self.chunks[-len(self.pending):]
-        self.vecs.append(self.encoder.encode_ids(self.pending, batch_size=self.batch_size, progress=progress))
-        self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
-        if report is not None:
-            report.chunks += len(rows)
-            report.tokens += sum(len(x) for x in self.pending)
-        self.pending = []
+    def encode_pending(self, report: IndexReport | None = None, progress=None, wait: bool = True) -> None:
+        """Hand the staged chunks that have no vector yet to the encoding thread (longest first,
+        in batches); with `wait`, then wait for every piece of this commit."""
+        if self.pending:
+            rows = self.chunks[-len(self.pending):]
+            self.vecs.append(self._encode_ahead(self.pending, progress))
+            self.ids.append(np.array([r["id"] for r in rows], dtype=np.int64))
+            if report is not None:
+                report.chunks += len(rows)
+                report.tokens += sum(len(x) for x in self.pending)
+            self.pending = []
+        if wait:
+            self.vecs = [v if isinstance(v, np.ndarray) else v.result() for v in self.vecs]
 
     def commit(self, report: IndexReport | None = None, progress=None, unfinished: dict | None = None) -> None:
         """Write the next vectors file, then the SQLite transaction that makes it live.

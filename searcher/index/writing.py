@@ -13,7 +13,8 @@ from typing import Callable, Iterable, Iterator
 
 from searcher.errors import ModelMismatchError, SearcherError
 from searcher.index.live import LiveGeneration
-from searcher.index.writer import COMMIT_CHUNKS, IndexReport, Writer, check_additions
+from searcher.index.writer import (COMMIT_CHUNKS, IndexReport, Writer, bound_chunks, check_additions,
+                                   prefix_token_ids)
 from searcher.readers.documents import Document, Skipped
 from searcher.readers.options import LoadOptions
 from searcher.readers.path_run import PathRun
@@ -36,7 +37,12 @@ class WriteSession:
                   prune: bool = False, on_conflict: str = "skip", accept: Callable[[str], bool] | None = None,
                   encoder=None) -> IndexReport:
         run = PathRun(paths, options, accept)
-        report = self.add_documents(run.documents(), progress=progress, on_conflict=on_conflict, encoder=encoder)
+        options = options or LoadOptions()
+        documents = run.documents()
+        if self.chunker is not None:  # (without its model, add_documents refuses)
+            documents = bound_chunks(documents, self.chunker, options.max_chunks, options.file_timeout,
+                                     prefix_token_ids(self.chunker.tokenizer, self.live.manifest.get("document_prefix", "")))
+        report = self.add_documents(documents, progress=progress, on_conflict=on_conflict, encoder=encoder)
         if prune:
             gone = run.gone(self.live.read_store().document_sources())
             with self.writer() as writer:
@@ -73,5 +79,9 @@ class WriteSession:
         """A Writer for one run of writes under the write locks (`encoder`: the writer's,
         instead of the index's own)."""
         with self.live.write_session() as store:
-            yield Writer(store, self.chunker, encoder or self.encoder, self.live, self.batch_size,
-                         self.commit_chunks, self.live.manifest.get("document_prefix", ""))
+            writer = Writer(store, self.chunker, encoder or self.encoder, self.live, self.batch_size,
+                            self.commit_chunks, self.live.manifest.get("document_prefix", ""))
+            try:
+                yield writer
+            finally:
+                writer.close()

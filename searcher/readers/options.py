@@ -19,6 +19,11 @@ DEFAULT_FILE_TIMEOUT = 60.0  # seconds one file's extraction may take before it 
 # so that no text file under the size limit is refused, but a PDF or zip-packaged document
 # cannot unpack to more.
 DEFAULT_MAX_PAGES = 10_000  # PDF pages, PPTX slides, EPUB chapters
+# Chunks of one document (a PDF, a book, a JSON Lines row), counted after reading and before
+# any is encoded (searcher/index/writer.py: bound_chunks): 50,000 chunks of 256 tokens are
+# about 40 MB of English text, a 10,000-page book twice over, and some 20 minutes of
+# encoding on 2 CPU cores.
+DEFAULT_MAX_FILE_CHUNKS = 50_000
 
 
 class LoadOptions:
@@ -41,6 +46,7 @@ class LoadOptions:
         max_pages: int = DEFAULT_MAX_PAGES,
         max_chars: int | None = None,
         readers: Iterable[str] | str | None = None,
+        max_chunks: int | None = DEFAULT_MAX_FILE_CHUNKS,
     ):
         self.csv_text_column = csv_text_column
         self.csv_id_column = csv_id_column
@@ -48,6 +54,7 @@ class LoadOptions:
         self.max_file_bytes = max_file_bytes
         self.max_pages = max_pages
         self.max_chars = max_file_bytes if max_chars is None else max_chars  # a file's text, all its documents
+        self.max_chunks = max_chunks  # one document's chunks (None: no bound)
         self.workers = min(4, os.cpu_count() or 1) if workers is None else max(0, int(workers))
         self.file_timeout = float(file_timeout)
         self.ocr = ocr  # PDF pages without a text layer go through OCRmyPDF (searcher/readers/pdf.py)

@@ -124,7 +124,7 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
                keys: KeyRing | None = None, max_write_bytes: int = MAX_WRITE_BYTES,
                indexes: Mapping[str, object] | None = None,
                allowed_hosts: HostRule | Iterable[str] = (), backup_dir: str | os.PathLike | None = None,
-               trusted_proxies: Iterable[str] = ()) -> Flask:
+               trusted_proxies: Iterable[str] = (), batch_wait_ms: float | None = None) -> Flask:
     """Build the app around `index`, or open the index in `index_dir` (model loaded once, here),
     or serve several: `indexes` {name: open Index}, the first the default (searcher/web/indexes.py).
     A single index is named after its folder (`default` without one). `facets`: the fields
@@ -135,7 +135,9 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
     as `searcher serve` makes it, with the address it listens on), against DNS rebinding.
     `backup_dir`: where POST /api/backup writes (None: the server takes no backups).
     `trusted_proxies`: addresses or networks of reverse proxies whose X-Forwarded-For names the
-    client (searcher/web/proxies.py); from anyone else the header is ignored."""
+    client (searcher/web/proxies.py); from anyone else the header is ignored. `batch_wait_ms`:
+    how long an encoder pass that is not full waits for more requests (searcher/encoding/queries.py;
+    None leaves each model's queue as it is)."""
     if indexes is not None:
         if index is not None or index_dir is not None:
             raise ValueError("give `indexes` or one index (`index`, `index_dir`), not both")
@@ -147,6 +149,12 @@ def create_app(index=None, index_dir: str | os.PathLike | None = None, device: s
 
             index = open_index(index_dir or DEFAULT_INDEX_DIR, device=device, precision=precision)
         indexes = {folder_name(index.path): index}
+    if batch_wait_ms is not None:
+        from searcher.encoding.queries import get_encode_queue
+
+        for idx in indexes.values():
+            if getattr(idx, "encoder", None) is not None:
+                get_encode_queue(idx.encoder, max_wait_ms=batch_wait_ms)
     metrics = Metrics()  # this app's own registry (searcher/web/metrics.py)
     services = Services({name: SearchService(idx, observer=metrics.observer(name))
                          for name, idx in indexes.items()})  # checks the names

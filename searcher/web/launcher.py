@@ -27,7 +27,7 @@ from searcher.storage.folder import SHARDS_MANIFEST
 from searcher.web import server
 from searcher.web.app import create_app
 from searcher.web.keys import KeyRing
-from searcher.web.limits import MAX_WRITE_BYTES
+from searcher.web.limits import DEFAULT_BATCH_WAIT_MS, MAX_WRITE_BYTES
 from searcher.web.proxies import parse_trusted_proxies
 from searcher.web.writes import watch_folders
 
@@ -80,6 +80,7 @@ class ServeConfig:
     device: str = "auto"
     precision: str = "auto"
     poll_interval: float | None = None  # seconds between syncs of the index's sources (searcher/index/sources.py)
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS  # an encoder pass not full waits this long for more requests
 
     def __post_init__(self):
         object.__setattr__(self, "indexes", tuple((name, Path(folder)) for name, folder in self.indexes))
@@ -189,7 +190,8 @@ def serve(config: ServeConfig, say: Callable[[str], None] = print, warn: Callabl
             opened[name].search("warm up", k=1)  # the first forward pass is slow; pay it before the first request
         app = create_app(indexes=opened, facets=config.facets, keys=keys, max_write_bytes=config.max_write_bytes,
                          backup_dir=config.backup_dir, trusted_proxies=config.trusted_proxies,
-                         allowed_hosts=HostRule(config.host, config.allowed_hosts))
+                         allowed_hosts=HostRule(config.host, config.allowed_hosts),
+                         batch_wait_ms=config.batch_wait_ms)
         watcher = None
         if config.watch:
             watcher = watch_folders(app, config.watch, LoadOptions(follow_links=config.follow_links, readers=config.readers),
