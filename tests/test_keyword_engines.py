@@ -220,19 +220,22 @@ def test_keyword_hits_of_a_lagging_engine_are_only_live_chunks(tmp_path, encoder
 # -- writes do not stall searches ---------------------------------------------------------------
 
 class SlowEncoder:
-    """The real encoder, whose encoding in the writer's thread waits until the test lets it go
-    (queries and documents both go through `encode_ids`: searcher/encoding/queries.py)."""
+    """The real encoder, whose encoding for the write waits until the test lets it go (queries
+    and documents both go through `encode_ids`: searcher/encoding/queries.py). Once `holding`,
+    every thread but the searches' (`free`) waits: the writer encodes in a thread of its own
+    (searcher/index/writer.py), not in the thread that called add_documents."""
 
     def __init__(self, encoder):
         self._encoder = encoder
         self.entered, self.release = threading.Event(), threading.Event()
-        self.writer: threading.Thread | None = None  # the thread whose encoding waits
+        self.holding = False
+        self.free: set[threading.Thread] = set()  # the searches' threads: never held
 
     def __getattr__(self, name):
         return getattr(self._encoder, name)
 
     def encode_ids(self, *args, **kwargs):
-        if threading.current_thread() is self.writer:
+        if self.holding and threading.current_thread() not in self.free:
             self.entered.set()
             assert self.release.wait(60)
         return self._encoder.encode_ids(*args, **kwargs)
@@ -244,13 +247,14 @@ def test_a_search_answers_while_another_thread_of_the_same_index_encodes(tmp_pat
     index.add_documents(ANIMALS)
     writer = threading.Thread(target=index.add_documents,
                               args=([{"id": "late", "text": "Zebras graze on the savanna at dusk."}],))
-    slow.writer = writer
+    slow.holding = True
     writer.start()
     try:
         assert slow.entered.wait(30)  # the writer holds its locks and is encoding
         answers = {}
         for mode in ("dense", "keyword", "hybrid"):
             searcher = threading.Thread(target=lambda m=mode: answers.setdefault(m, index.search("kittens", k=1, mode=m)))
+            slow.free.add(searcher)
             searcher.start()
             searcher.join(20)  # bounded: far below the encoding, which waits for the release
             assert not searcher.is_alive(), f"a {mode} search waited for the write"
