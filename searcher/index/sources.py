@@ -22,13 +22,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 from searcher.errors import SearcherError
+from searcher.index.watch import Background
 from searcher.index.writer import UNFINISHED, IndexReport
 from searcher.readers.documents import Document, Skipped, check_readers
 from searcher.readers.formats import READERS
@@ -249,17 +249,20 @@ def sync_recorded(index, options: LoadOptions | None = None, progress=None, on_c
     return done
 
 
-class SourcePoller:
+class SourcePoller(Background):
     """Syncs the sources recorded for `index` every `interval` seconds in a daemon thread
     (`searcher watch`, `serve --watch`), the first time at once. Runs go through
     `write(run, wait)` like the folder watcher's (searcher/index/watch.py); `on_run(url,
     report, error)` after each source's sync. An error is logged and the poller carries on."""
+
+    thread_name = "searcher-poll"
 
     def __init__(self, index, interval: float = DEFAULT_POLL_INTERVAL, options: LoadOptions | None = None, *,
                  on_conflict: str = "skip", write: Callable[[Callable, float | None], object] | None = None,
                  on_run: Callable[[str, IndexReport | None, str | None], None] | None = None):
         if interval <= 0:
             raise ValueError("the poll interval is seconds, more than zero")
+        super().__init__()
         self.index = index
         self.interval = float(interval)
         self.options = options
@@ -267,18 +270,6 @@ class SourcePoller:
         self.on_run = on_run
         self.polls = 0
         self._write = write or (lambda run, wait=None: run(self.index))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "SourcePoller":
-        self._thread = threading.Thread(target=self.run, name="searcher-poll", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
 
     def run(self) -> None:
         while not self._stop.is_set():

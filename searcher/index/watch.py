@@ -97,7 +97,34 @@ def check_paths(paths: Iterable[str | os.PathLike], index_dir: str | os.PathLike
             raise ValueError(f"cannot watch {path}: it is the index folder {index_dir} or inside it")
 
 
-class Watcher:
+class Background:
+    """A loop (`run`, which ends once `_stop` is set) that `start()` runs in a daemon thread
+    named `thread_name` and `stop()` ends: the folder watcher's and the source poller's
+    (searcher/index/sources.py)."""
+
+    thread_name = "searcher-background"
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        """Run in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop the loop (a run under way finishes first) and wait up to `timeout` for it."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+class Watcher(Background):
     """Keeps `index` in line with the files under `paths` (see the module's docstring).
 
     `run()` blocks until `stop()` (or Ctrl-C); `start()` runs it in a daemon thread. `ready`
@@ -106,6 +133,8 @@ class Watcher:
     each run, `kind` "reconcile" or "changes". `reconcile_every` None (or 0): only at the
     start and when asked.
     """
+
+    thread_name = "searcher-watch"
 
     def __init__(self, index, paths: Iterable[str | os.PathLike], options: LoadOptions | None = None, *,
                  debounce: float = DEFAULT_DEBOUNCE, reconcile_every: float | None = DEFAULT_RECONCILE,
@@ -136,8 +165,7 @@ class Watcher:
         self._tick = min(MAX_TICK, max(0.02, min(self.debounce or MAX_TICK, self.settle or MAX_TICK) / 2))
         self._lock = threading.Lock()  # the pending paths and the counters
         self._pending: dict[str, tuple[Path, float]] = {}  # path -> (path, due at, monotonic seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.ready = threading.Event()
         self.events: bool | None = None  # whether file events arrive (None: not started yet)
         self.runs = 0
@@ -146,19 +174,7 @@ class Watcher:
         self._catch_up_since: float | None = None  # set by _events after a restarted watch
         self._bad_names: set[str] = set()  # names watchfiles could not report (logged once each)
 
-    # -- running -------------------------------------------------------------------------
-    def start(self) -> "Watcher":
-        """Run in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.run, name="searcher-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop the loop (a run under way finishes first) and wait up to `timeout` for it."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
+    # -- running (start and stop: Background) ----------------------------------------------
     def run(self) -> None:
         """Watch until stop() (or KeyboardInterrupt in the main thread): reconcile at once,
         then index what changes, and reconcile every `reconcile_every` seconds."""
