@@ -28,7 +28,6 @@ import argparse
 import http.client
 import json
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -41,24 +40,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from latency import percentile  # noqa: E402
-
-
-def start_server(index: Path, threads: int, wait_ms: float, device: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "searcher", "serve", "--index", str(index), "--host", "127.0.0.1", "--port", "0",
-         "--threads", str(threads), "--batch-wait-ms", str(wait_ms), "--device", device],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:
-        match = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
-        if match:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
-            return proc, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise SystemExit(f"the server did not start: {proc.stdout.read() if proc.stdout else ''}")
+from latency import percentile, start_server  # noqa: E402
 
 
 def load(url: str, texts: list[str], shape: int, clients: int, seconds: float, offset: int) -> dict:
@@ -195,7 +177,7 @@ def main(argv=None) -> None:
             index = Path(tmp) / "index"
             build_index(args.dataset, args.docs, index, args.device)
         for wait in waits:
-            proc, url = start_server(index, args.threads, wait, args.device)
+            proc, url = start_server(str(index), args.threads, "--batch-wait-ms", str(wait), "--device", args.device)
             try:
                 load(url, texts[-200:], 8, 2, 3, 0)  # warm-up (texts not used below... mostly)
                 cells = {(s, c): {"latencies": [], "errors": [], "wall": 0.0} for s in shapes for c in clients}

@@ -57,10 +57,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def start_server(index: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(index: str, threads: int, *options: str) -> tuple[subprocess.Popen, str]:
+    """`searcher serve` of `index` on a free loopback port (with more `options`), and its URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "searcher", "serve", "--index", index, "--host", "127.0.0.1",
-         "--port", "0", "--threads", str(threads)],
+         "--port", "0", "--threads", str(threads), *options],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 300

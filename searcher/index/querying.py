@@ -126,14 +126,14 @@ class QueryPipeline:
         the nearest word of its vocabulary for one it does not; a word with no reading is left out."""
         out: dict[str, Reading] = {}
         store = self.live.read_store()
-        unknown = list(words)
         stats = self.keyword_counts(store, words)
         if stats is not None:
             term = self.live.keywords.analyzer.term
             for word in words:
-                if stats.frequencies.get(term(word.lower())):
-                    out[word] = (0, stats.frequencies[term(word.lower())], word)
-            unknown = [w for w in words if w not in out]
+                chunks = stats.frequencies.get(term(word.lower()))
+                if chunks:
+                    out[word] = (0, chunks, word)
+        unknown = [w for w in words if w not in out]
         if unknown:
             if len(self.live.vectors) <= SYNC_VOCABULARY_CHUNKS:
                 vocabulary = self.vocabulary()

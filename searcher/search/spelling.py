@@ -60,9 +60,6 @@ class Speller:
         self._initial = {initial: _ByLength(group) for initial, group in initials.items()}
         self.nearest = lru_cache(maxsize=4096)(self._nearest_word)
 
-    def known(self, word: str) -> bool:
-        return fold(word) in self.counts
-
     def correct(self, word: str) -> str | None:
         """The word the index holds that `word` was most likely meant to be (folded), or None:
         the index holds `word`, it may not be corrected, or no word lies near enough."""
