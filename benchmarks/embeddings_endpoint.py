@@ -16,9 +16,12 @@ client counts in a rotating order, so that load from other processes falls on al
 threads of this process call `EncodeQueue.encode` with the same requests, --requests of each
 shape per cell, and it prints requests/s and the encoder passes per request.
 
-Per cell: requests/s, texts/s, p50/p95 latency in ms, and "x 1 client": throughput against the
+Per cell: requests/s, texts/s, p50/p95 latency in ms, "x 1 client": throughput against the
 same requests sent one at a time by a single client (the 1-client row of the same shape),
-which is what a caller without concurrency gets. Several --batch-wait-ms values (comma-separated)
+which is what a caller without concurrency gets, and the CPU time per request of the server
+process and of the clients (this process: they share the machine's cores with the server, so
+on a small machine their cost is part of what a cell measures). In process, the CPU time per
+request is the queue's and encoder's alone: the difference to the server's is what HTTP costs. Several --batch-wait-ms values (comma-separated)
 each get their own server and rows.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -42,9 +46,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from latency import percentile, start_server  # noqa: E402
 
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-def load(url: str, texts: list[str], shape: int, clients: int, seconds: float, offset: int) -> dict:
-    """Requests of `shape` texts from `clients` clients for `seconds`; latencies in ms."""
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) of this process, or of `pid` (Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def load(url: str, texts: list[str], shape: int, clients: int, seconds: float, offset: int,
+         server_pid: int | None = None) -> dict:
+    """Requests of `shape` texts from `clients` clients for `seconds`; latencies in ms, and the
+    CPU seconds the server (`server_pid`) and this process spent meanwhile."""
     host = urlparse(url)
     latencies, errors = [], []
     lock = threading.Lock()
@@ -78,13 +94,15 @@ def load(url: str, texts: list[str], shape: int, clients: int, seconds: float, o
         conn.close()
 
     started = time.perf_counter()
+    own, served = cpu_seconds(), cpu_seconds(server_pid) if server_pid else 0.0
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    return {"latencies": latencies, "errors": errors, "wall": wall}
+    return {"latencies": latencies, "errors": errors, "wall": wall, "client_cpu": cpu_seconds() - own,
+            "server_cpu": cpu_seconds(server_pid) - served if server_pid else 0.0}
 
 
 def in_process(texts: list[str], shapes: list[int], clients: list[int], rounds: int, requests: int,
@@ -97,7 +115,7 @@ def in_process(texts: list[str], shapes: list[int], clients: list[int], rounds: 
     queue = EncodeQueue(encoder, max_wait_ms=wait_ms)
     figures: dict = {}
 
-    def run(c: int, shape: int, n: int) -> tuple[float, float]:
+    def run(c: int, shape: int, n: int) -> tuple[float, float, float]:
         counter, lock = iter(range(n)), threading.Lock()
 
         def client():
@@ -109,31 +127,32 @@ def in_process(texts: list[str], shapes: list[int], clients: list[int], rounds: 
                 batch = [texts[(i * shape + j) % len(texts)] for j in range(shape)]
                 queue.encode(lambda: encoder.model_inputs(batch), len(batch))
 
-        passes, started = queue.batches, time.perf_counter()
+        passes, started, cpu = queue.batches, time.perf_counter(), cpu_seconds()
         threads = [threading.Thread(target=client) for _ in range(c)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        return n / (time.perf_counter() - started), (queue.batches - passes) / n
+        return n / (time.perf_counter() - started), (queue.batches - passes) / n, (cpu_seconds() - cpu) * 1000 / n
 
     run(1, 8, 2)  # warm-up
     for r in range(rounds):
         for shape in shapes:
             n = max(4, requests // shape)
             for c in clients[r % len(clients):] + clients[: r % len(clients)]:
-                rps, passes = run(c, shape, n)
-                figures.setdefault((shape, c), []).append((rps, passes))
+                rps, passes, cpu_ms = run(c, shape, n)
+                figures.setdefault((shape, c), []).append((rps, passes, cpu_ms))
                 print(f"round {r + 1}: {shape} texts x {c} clients: {rps:.1f} requests/s", file=sys.stderr, flush=True)
     print(f"\nEncodeQueue in process (no HTTP), device {device}, batch wait {wait_ms:g} ms, {rounds} rounds, "
           f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
-    print("| texts/request | clients | requests/s | texts/s | passes/request | x 1 client |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| texts/request | clients | requests/s | texts/s | passes/request | x 1 client | CPU ms/request |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for (shape, c), rows in figures.items():
-        rps = sum(r for r, _ in rows) / len(rows)
-        one = sum(r for r, _ in figures[(shape, min(clients))]) / len(rows)
-        passes = sum(p for _, p in rows) / len(rows)
-        print(f"| {shape} | {c} | {rps:.1f} | {rps * shape:.0f} | {passes:.2f} | {rps / one:.2f} |")
+        rps = sum(r[0] for r in rows) / len(rows)
+        one = sum(r[0] for r in figures[(shape, min(clients))]) / len(rows)
+        passes = sum(r[1] for r in rows) / len(rows)
+        cpu_ms = sum(r[2] for r in rows) / len(rows)
+        print(f"| {shape} | {c} | {rps:.1f} | {rps * shape:.0f} | {passes:.2f} | {rps / one:.2f} | {cpu_ms:.1f} |")
 
 
 def build_index(dataset: Path, docs: int, folder: Path, device: str) -> None:
@@ -180,17 +199,19 @@ def main(argv=None) -> None:
             proc, url = start_server(str(index), args.threads, "--batch-wait-ms", str(wait), "--device", args.device)
             try:
                 load(url, texts[-200:], 8, 2, 3, 0)  # warm-up (texts not used below... mostly)
-                cells = {(s, c): {"latencies": [], "errors": [], "wall": 0.0} for s in shapes for c in clients}
+                cells = {(s, c): {"latencies": [], "errors": [], "wall": 0.0, "client_cpu": 0.0, "server_cpu": 0.0}
+                         for s in shapes for c in clients}
                 offset = 0
                 for r in range(args.rounds):
                     for shape in shapes:
                         for c in clients[r % len(clients):] + clients[: r % len(clients)]:
-                            out = load(url, texts, shape, c, args.seconds, offset)
+                            out = load(url, texts, shape, c, args.seconds, offset, proc.pid)
                             offset += len(out["latencies"]) + len(out["errors"])
                             cell = cells[(shape, c)]
                             cell["latencies"] += out["latencies"]
                             cell["errors"] += out["errors"]
-                            cell["wall"] += out["wall"]
+                            for key in ("wall", "client_cpu", "server_cpu"):
+                                cell[key] += out[key]
                             print(f"wait {wait:g} ms, round {r + 1}: {shape} texts x {c} clients: "
                                   f"{len(out['latencies']) / out['wall']:.1f} requests/s", file=sys.stderr, flush=True)
             finally:
@@ -202,20 +223,26 @@ def main(argv=None) -> None:
                 results.append({"batch_wait_ms": wait, "texts": shape, "clients": c, "requests": len(lat),
                                 "errors": len(cell["errors"]), "requests_per_s": rps, "texts_per_s": rps * shape,
                                 "p50_ms": percentile(lat, 50) if lat else None,
-                                "p95_ms": percentile(lat, 95) if lat else None, "first_errors": cell["errors"][:3]})
+                                "p95_ms": percentile(lat, 95) if lat else None,
+                                "server_cpu_ms": cell["server_cpu"] * 1000 / len(lat) if lat else None,
+                                "client_cpu_ms": cell["client_cpu"] * 1000 / len(lat) if lat else None,
+                                "first_errors": cell["errors"][:3]})
     print(f"\nPOST /v1/embeddings, `searcher serve --threads {args.threads} --device {args.device}`, "
           f"{platform.machine()}, {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
           f"{args.rounds} rounds of {args.seconds:g} s a cell, client counts alternating")
-    print("| batch wait ms | texts/request | clients | requests | requests/s | texts/s | p50 ms | p95 ms | x 1 client | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| batch wait ms | texts/request | clients | requests | requests/s | texts/s | p50 ms | p95 ms | x 1 client "
+          "| server CPU ms/request | client CPU ms/request | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in results:
         one = next(r for r in results if r["batch_wait_ms"] == row["batch_wait_ms"] and r["texts"] == row["texts"]
                    and r["clients"] == min(clients))
         ratio = row["requests_per_s"] / one["requests_per_s"] if one["requests_per_s"] else float("nan")
         p50 = f"{row['p50_ms']:.1f}" if row["p50_ms"] is not None else "-"
         p95 = f"{row['p95_ms']:.1f}" if row["p95_ms"] is not None else "-"
+        cpu = [f"{row[k]:.1f}" if row[k] is not None else "-" for k in ("server_cpu_ms", "client_cpu_ms")]
         print(f"| {row['batch_wait_ms']:g} | {row['texts']} | {row['clients']} | {row['requests']} | "
-              f"{row['requests_per_s']:.1f} | {row['texts_per_s']:.0f} | {p50} | {p95} | {ratio:.2f} | {row['errors']} |")
+              f"{row['requests_per_s']:.1f} | {row['texts_per_s']:.0f} | {p50} | {p95} | {ratio:.2f} | {cpu[0]} | "
+              f"{cpu[1]} | {row['errors']} |")
         for e in row["first_errors"]:
             print(f"  error: {e}")
     if args.json:
