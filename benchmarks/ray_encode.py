@@ -119,7 +119,7 @@ def encode(inputs: list, workers: list[int], rounds: int) -> dict:
     local = get_encoder(None, "cpu")
     local.encode_ids(inputs[:8])  # warm-up
     started = time.perf_counter()
-    with ray_session("local") as ray:
+    with ray_session("local"):
         ray_start = time.perf_counter() - started
         encoders = {"plain": local, **{f"ray, {n} worker{'s' if n > 1 else ''}": RayEncoder(local, n) for n in workers}}
         totals = {name: {"seconds": 0.0, "runs": 0} for name in encoders}

@@ -119,3 +119,25 @@ def test_onnx_export_is_cached(encoder, onnx_cache):
     path = onnx_backend.cached_model_path(encoder.fingerprint)
     assert path.is_file() and onnx_cache in path.parents
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".export-")]  # no leftovers
+
+
+def test_onnx_graph_is_fused_but_keeps_plain_layer_norms(encoder):
+    """Attention and bias + GELU fused, int8 GEMMs; skip + layer norm left unfused (ONNX
+    Runtime's CPU SkipLayerNormalization kernel is slow: benchmarks/onnx_ops.py)."""
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(encoder.onnx.path)).graph.node}
+    assert {"QAttention", "BiasGelu", "MatMulInteger", "LayerNormalization"} <= ops, ops
+    assert "SkipLayerNormalization" not in ops
+
+
+def test_older_onnx_exports_of_the_model_are_removed(tmp_path):
+    from searcher.encoding import onnx_backend
+
+    target = tmp_path / f"abc-int8-v{onnx_backend.EXPORT_VERSION}-ort1.32.onnx"
+    older = tmp_path / f"abc-int8-v{onnx_backend.EXPORT_VERSION - 1}-ort1.32.onnx"
+    kept = [tmp_path / "abc-int8-v1-ort1.31.onnx", tmp_path / "xyz-int8-v1-ort1.32.onnx"]
+    for path in (target, older, *kept):
+        path.write_bytes(b"model")
+    onnx_backend._remove_older_versions(target, "abc")
+    assert target.is_file() and not older.exists() and all(p.is_file() for p in kept)

@@ -1,8 +1,10 @@
 """The fast CPU path: the checkpoint exported to ONNX, graph-optimised and quantised to int8.
 
 The model is exported locally from the checkpoint folder (`torch.onnx.export`, TorchScript
-exporter), its transformer blocks fused by ONNX Runtime's BERT optimiser (attention, skip
-layer norm, bias + GELU), and its weights quantised to int8 by
+exporter), its transformer blocks fused by ONNX Runtime's BERT optimiser (attention, bias +
+GELU; not skip + layer norm: ONNX Runtime's CPU SkipLayerNormalization kernel took 13% of a
+sequence's time where Add + LayerNormalization take 3%, benchmarks/onnx_ops.py), and its
+weights quantised to int8 by
 `onnxruntime.quantization.quantize_dynamic` (per output channel, 7-bit range: the
 AVX2 u8 x s8 kernels saturate with full-range weights, which costs a lot of accuracy on
 CPUs without VNNI). Nothing is downloaded. The result is cached under the user's cache
@@ -33,7 +35,9 @@ from typing import Sequence
 import numpy as np
 
 # Bump when the export or the quantisation changes, so that old cache entries are not reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+# ONNX Runtime's session-level fusions that would undo `_optimise`'s choice (see the docstring).
+DISABLED_FUSIONS = ["SkipLayerNormFusion"]
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +103,15 @@ def _export(checkpoint: Path, out: Path) -> None:
 def _optimise(src: Path, out: Path, num_heads: int, hidden_size: int) -> Path:
     """Fuse BERT blocks with ONNX Runtime's transformer optimiser; on any failure keep the plain graph."""
     try:
+        from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
 
+        fusions = FusionOptions("bert")
+        fusions.enable_skip_layer_norm = False  # see the module's docstring
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+            model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                   optimization_options=fusions)
             model.save_model_to_file(str(out))
         return out
     except Exception as e:  # an architecture the fusions do not know still runs unfused
@@ -140,7 +148,16 @@ def build(checkpoint: Path, fingerprint: str, num_heads: int, hidden_size: int) 
         fused = _optimise(tmp / "model.onnx", tmp / "fused.onnx", num_heads, hidden_size)
         _quantise(fused, tmp / "int8.onnx")
         os.replace(tmp / "int8.onnx", target)  # atomic: readers see the whole file or none
+    _remove_older_versions(target, fingerprint)
     return target
+
+
+def _remove_older_versions(target: Path, fingerprint: str) -> None:
+    """This model's exports of an earlier EXPORT_VERSION (same ONNX Runtime): nothing loads them again."""
+    for old in target.parent.glob(f"{fingerprint}-int8-v*{target.name[target.name.rindex('-ort'):]}"):
+        if old != target:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def _remove_stale_exports(folder: Path, older_than_s: float = 3600) -> None:
@@ -171,7 +188,8 @@ class OnnxModel:
         options.intra_op_num_threads = 1  # parallel across sequences instead (see above)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=DISABLED_FUSIONS)
         self.threads = threads or _cores()
         self._pool = None
 
