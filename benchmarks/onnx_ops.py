@@ -27,20 +27,19 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from searcher.encoding.encoder import Encoder  # noqa: E402
-from searcher.encoding.onnx_backend import DISABLED_FUSIONS  # noqa: E402
+from searcher.encoding.onnx_backend import OnnxModel  # noqa: E402
 
 
-def kernel_times(session, inputs) -> collections.Counter:
-    """Microseconds of kernel time per operator type over one profiled pass of `inputs`."""
+def kernel_times(model: OnnxModel, inputs) -> collections.Counter:
+    """Microseconds of kernel time per operator type over one pass of `inputs` through a
+    profiling `model`."""
     for ids in inputs:
-        session.run(None, feed(ids))
-    events = json.loads(Path(session.end_profiling()).read_text())
+        model.run_one(ids)
+    events = json.loads(Path(model.session.end_profiling()).read_text())
     times: collections.Counter = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
@@ -48,14 +47,7 @@ def kernel_times(session, inputs) -> collections.Counter:
     return times
 
 
-def feed(ids):
-    x = np.asarray(ids, dtype=np.int64)[None, :]
-    return {"input_ids": x, "attention_mask": np.ones_like(x)}
-
-
 def main(argv=None) -> None:
-    import onnxruntime as ort
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "datasets" / "scifact")
     ap.add_argument("--limit", type=int, default=64)
@@ -70,30 +62,21 @@ def main(argv=None) -> None:
                                   max_tokens=args.max_tokens)
     tokens = sum(map(len, inputs))
 
-    def session(profile: bool, folder: str):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if profile:
-            options.enable_profiling = True
-            options.profile_file_prefix = str(Path(folder) / "ops")
-        return ort.InferenceSession(str(encoder.onnx.path), options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=DISABLED_FUSIONS)
-
-    with tempfile.TemporaryDirectory(prefix="onnx-ops-") as folder:
-        plain = session(False, folder)
-        for ids in inputs[:4]:
-            plain.run(None, feed(ids))
-        started = time.perf_counter()
-        for ids in inputs:
-            plain.run(None, feed(ids))
-        seconds = time.perf_counter() - started
-        times = kernel_times(session(True, folder), inputs)
-
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(encoder.path, local_files_only=True)
     hidden, ffn = int(config.hidden_size), int(config.intermediate_size)
+    for ids in inputs[:4]:  # the encoder's own session, as it encodes (one thread a sequence)
+        encoder.onnx.run_one(ids)
+    started = time.perf_counter()
+    for ids in inputs:
+        encoder.onnx.run_one(ids)
+    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="onnx-ops-") as folder:
+        profiling = OnnxModel(encoder.path, encoder.fingerprint, int(config.num_attention_heads), hidden,
+                              profile_prefix=str(Path(folder) / "ops"))
+        times = kernel_times(profiling, inputs)
+
     total = sum(times.values())
     share = {op: t / total for op, t in times.items()}
     qkv_share = share.get("DynamicQuantizeMatMul", 0.0) * 3 * hidden / (hidden + 2 * ffn)

@@ -139,5 +139,5 @@ def test_older_onnx_exports_of_the_model_are_removed(tmp_path):
     kept = [tmp_path / "abc-int8-v1-ort1.31.onnx", tmp_path / "xyz-int8-v1-ort1.32.onnx"]
     for path in (target, older, *kept):
         path.write_bytes(b"model")
-    onnx_backend._remove_older_versions(target, "abc")
+    onnx_backend._remove_older_versions(target)
     assert target.is_file() and not older.exists() and all(p.is_file() for p in kept)

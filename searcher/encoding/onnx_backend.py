@@ -148,13 +148,13 @@ def build(checkpoint: Path, fingerprint: str, num_heads: int, hidden_size: int) 
         fused = _optimise(tmp / "model.onnx", tmp / "fused.onnx", num_heads, hidden_size)
         _quantise(fused, tmp / "int8.onnx")
         os.replace(tmp / "int8.onnx", target)  # atomic: readers see the whole file or none
-    _remove_older_versions(target, fingerprint)
+    _remove_older_versions(target)
     return target
 
 
-def _remove_older_versions(target: Path, fingerprint: str) -> None:
+def _remove_older_versions(target: Path) -> None:
     """This model's exports of an earlier EXPORT_VERSION (same ONNX Runtime): nothing loads them again."""
-    for old in target.parent.glob(f"{fingerprint}-int8-v*{target.name[target.name.rindex('-ort'):]}"):
+    for old in target.parent.glob(target.name.replace(f"-v{EXPORT_VERSION}-", "-v*-")):
         if old != target:
             with contextlib.suppress(OSError):
                 old.unlink()
@@ -179,7 +179,8 @@ class OnnxModel:
     name = "onnx-int8"
 
     def __init__(self, checkpoint: Path, fingerprint: str, num_heads: int, hidden_size: int,
-                 threads: int | None = None):
+                 threads: int | None = None, profile_prefix: str | None = None):
+        """`profile_prefix`: ONNX Runtime's profiler writes its trace there (benchmarks/onnx_ops.py)."""
         import onnxruntime as ort
 
         self.path = build(checkpoint, fingerprint, num_heads, hidden_size)
@@ -188,6 +189,9 @@ class OnnxModel:
         options.intra_op_num_threads = 1  # parallel across sequences instead (see above)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
                                             disabled_optimizers=DISABLED_FUSIONS)
         self.threads = threads or _cores()
