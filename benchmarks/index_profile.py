@@ -123,17 +123,8 @@ def instrumented(timers: Timers, encoder):
     original_commit = live.LiveGeneration.commit
 
     def commit(self, changes):
-        vectors_class = type(self.vectors)
-        add = vectors_class.add
-
-        def timed_add(v, *a, **kw):
-            started = time.perf_counter()
-            try:
-                return add(v, *a, **kw)
-            finally:
-                timers.seconds["vectors add"] += time.perf_counter() - started
-
-        vectors_class.add = timed_add
+        vectors_class = type(self.vectors)  # known only here: the generation's vector store
+        add = timers.wrap(vectors_class, "add", "vectors add")
         try:
             return original_commit(self, changes)
         finally:
