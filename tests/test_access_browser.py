@@ -13,10 +13,12 @@ from searcher.web.server import serving
 from tests import test_access
 from tests import test_web_browser as browser_tests
 
-# The browser fixture of the search page's browser tests (and their skip when Chromium or
-# playwright is missing); the index of the access tests.
+# The browser and page fixtures of the search page's browser tests (and their skip when
+# Chromium or playwright is missing: the page fails a test on any dialog, page error or
+# request off the server); the index of the access tests.
 pytestmark = browser_tests.pytestmark
 browser = browser_tests.browser
+page = browser_tests.page
 shared = test_access.shared
 expect = browser_tests.sync_api.expect
 
@@ -31,14 +33,14 @@ def ann_server(shared, tmp_path_factory):
         yield url, key
 
 
-def test_a_signed_in_user_sees_only_their_half_on_the_page(browser, ann_server):
-    url, key = ann_server
-    context = browser.new_context(base_url=url, viewport={"width": 1024, "height": 720})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_default_timeout(15_000)
+@pytest.fixture(scope="module")
+def base_url(ann_server):
+    """Where the page fixture opens its pages: the keyed server."""
+    return ann_server[0]
 
+
+def test_a_signed_in_user_sees_only_their_half_on_the_page(page, ann_server):
+    _, key = ann_server
     page.goto(f"/?q={test_access.QUERY}&k=10")
     page.locator("#key").fill(key)
     page.get_by_role("button", name="Sign in").click()
@@ -57,5 +59,3 @@ def test_a_signed_in_user_sees_only_their_half_on_the_page(browser, ann_server):
     response = page.goto("/document?id=contract")
     assert response.status == 404
     assert "Supplier contract" not in page.locator("body").inner_text()
-    assert errors == []
-    context.close()
